@@ -1,0 +1,86 @@
+//! The `manytask` command line: verbs over the library, nothing more.
+
+pub mod info;
+pub mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Result;
+use crate::gpu::{BackendChoice, GpuContext, BACKEND_ENV};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "manytask",
+    version,
+    about = "GPU compute engine for multi-task learning (WGSL kernels through wgpu)",
+    long_about = "GPU compute engine for multi-task learning (WGSL kernels through wgpu).\n\n\
+                  With no verb, runs `validate`: every kernel conformance case on the best adapter."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List every adapter: name, backend, device type, driver, granted features, key limits.
+    Info(info::InfoArgs),
+    /// Run the kernel conformance cases against their CPU references; exits 1 on any failure.
+    Validate(validate::ValidateArgs),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Some(Command::Info(args)) => info::run(&args),
+        Some(Command::Validate(args)) => validate::run(&args),
+        None => validate::run(&validate::ValidateArgs::default()),
+    }
+}
+
+/// `--backend` values: one API, `auto` (the best adapter) or `all`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendArg {
+    One(BackendChoice),
+    All,
+}
+
+impl std::str::FromStr for BackendArg {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s.eq_ignore_ascii_case("all") {
+            return Ok(BackendArg::All);
+        }
+        s.parse::<BackendChoice>()
+            .map(BackendArg::One)
+            .map_err(|e| format!("{e}, or all"))
+    }
+}
+
+impl Default for BackendArg {
+    fn default() -> Self {
+        BackendArg::One(BackendChoice::Auto)
+    }
+}
+
+/// Backend from the flag, else `MANYTASK_BACKEND`, else auto.
+pub fn backend_from(flag: Option<BackendArg>) -> Result<BackendArg> {
+    match flag {
+        Some(b) => Ok(b),
+        None => match std::env::var(BACKEND_ENV) {
+            Ok(v) if v.eq_ignore_ascii_case("all") => Ok(BackendArg::All),
+            _ => Ok(BackendArg::One(BackendChoice::from_env()?)),
+        },
+    }
+}
+
+/// The contexts a verb runs on: the best adapter of one backend, or every
+/// adapter of every backend.
+pub fn open_contexts(backend: BackendArg) -> Result<Vec<GpuContext>> {
+    match backend {
+        BackendArg::One(choice) => Ok(vec![GpuContext::new(choice)?]),
+        BackendArg::All => GpuContext::all(BackendChoice::Auto),
+    }
+}

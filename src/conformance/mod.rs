@@ -1,0 +1,138 @@
+//! Kernel conformance cases, shared by `kernels-tests/` and `manytask
+//! validate`, so a user's GPU runs exactly the cases CI runs.
+//!
+//! A case makes host inputs from a fixed seed, runs the kernel through a
+//! `Recorder`, runs the CPU reference and compares element by element with
+//! `|got - want| <= abs + rel * |want|`.
+
+pub mod compare;
+pub mod elementwise;
+pub mod reduce;
+pub mod report;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use compare::{compare, Mismatch, Outcome, Tolerance};
+pub use report::CaseResult;
+
+use crate::error::Result;
+use crate::gpu::{GpuContext, Recorder, Tensor};
+
+/// Element counts every elementwise / reduction kernel is checked at:
+/// empty, one, odd, around the workgroup size, past 2^16, and one that
+/// needs more than 65 535 workgroups of 256 in one dimension.
+pub const SIZES: &[usize] = &[0, 1, 7, 255, 256, 257, 65_537, LARGE];
+/// 2^24 + 1 elements: 65 537 workgroups of 256.
+pub const LARGE: usize = (1 << 24) + 1;
+
+/// A host array with its shape.
+#[derive(Clone, Debug)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    pub fn new(shape: &[usize], data: Vec<f32>) -> Self {
+        HostTensor {
+            shape: shape.to_vec(),
+            data,
+        }
+    }
+}
+
+/// What the reference says the output must be, and how close is close
+/// enough.
+pub struct Expected {
+    pub values: Vec<f32>,
+    pub tolerance: Tolerance,
+}
+
+pub type InputsFn = dyn Fn() -> Vec<HostTensor> + Send + Sync;
+pub type GpuFn = dyn Fn(&mut Recorder, &[Tensor]) -> Result<Tensor> + Send + Sync;
+pub type ReferenceFn = dyn Fn(&[HostTensor]) -> Expected + Send + Sync;
+
+/// One kernel at one shape.
+#[derive(Clone)]
+pub struct Case {
+    /// "elementwise::add", "reduce::column_sums", …
+    pub kernel: String,
+    /// "n=257", "rows=7 cols=3", …
+    pub case: String,
+    pub inputs: Arc<InputsFn>,
+    /// Records the kernel on the uploaded inputs and returns its output.
+    pub gpu: Arc<GpuFn>,
+    pub reference: Arc<ReferenceFn>,
+}
+
+impl Case {
+    /// The same case checked against another reference (tests use this to
+    /// prove that a wrong answer fails).
+    pub fn with_reference(mut self, reference: Arc<ReferenceFn>) -> Self {
+        self.reference = reference;
+        self
+    }
+}
+
+/// Every case of every kernel family.
+pub fn all_cases() -> Vec<Case> {
+    let mut all = elementwise::cases();
+    all.extend(reduce::cases());
+    all
+}
+
+/// Runs one case; failures to run (not mismatches) are reported in the
+/// result, never as a panic.
+pub fn run_case(ctx: &GpuContext, case: &Case) -> CaseResult {
+    let started = Instant::now();
+    let outcome = run_case_inner(ctx, case);
+    let (outcome, gpu_ms) = match outcome {
+        Ok((outcome, gpu_ms)) => (Ok(outcome), gpu_ms),
+        Err(e) => (Err(e.to_string()), 0.0),
+    };
+    CaseResult {
+        adapter: ctx.info().name.clone(),
+        backend: format!("{:?}", ctx.backend()),
+        kernel: case.kernel.clone(),
+        case: case.case.clone(),
+        outcome,
+        gpu_ms,
+        total_ms: started.elapsed().as_secs_f64() * 1e3,
+    }
+}
+
+fn run_case_inner(ctx: &GpuContext, case: &Case) -> Result<(Outcome, f64)> {
+    let inputs = (case.inputs)();
+    let tensors = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            Tensor::from_f32(
+                ctx,
+                &format!("{} input {i}", case.kernel),
+                &h.shape,
+                &h.data,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Land the uploads first so the timing covers the kernel alone.
+    ctx.queue().submit([]);
+    ctx.wait_idle()?;
+
+    let mut rec = ctx.recorder(&case.kernel);
+    let output = (case.gpu)(&mut rec, &tensors)?;
+    let started = Instant::now();
+    rec.submit()?;
+    ctx.wait_idle()?;
+    let gpu_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    let got = output.to_f32_vec(ctx)?;
+    let expected = (case.reference)(&inputs);
+    Ok((compare(&got, &expected.values, expected.tolerance), gpu_ms))
+}
+
+/// Runs `cases` on `ctx`, in order.
+pub fn run_all(ctx: &GpuContext, cases: &[Case]) -> Vec<CaseResult> {
+    cases.iter().map(|c| run_case(ctx, c)).collect()
+}

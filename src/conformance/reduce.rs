@@ -1,0 +1,172 @@
+//! Conformance cases for the reduction family (`shaders/reduce.wgsl`).
+//!
+//! Integer-valued data makes every partial sum exact in f32 (the partials
+//! stay far below 2^24), so sums and column sums must match the reference
+//! bit for bit whatever the tree; sums of squares grow past 2^24 and get a
+//! relative tolerance. One real-valued case per kernel checks the rounding
+//! error bound instead.
+
+use std::sync::Arc;
+
+use crate::conformance::{Case, Expected, HostTensor, Tolerance, SIZES};
+use crate::gpu::{DType, Tensor};
+use crate::kernels::reduce as kernels;
+use crate::reference::reduce as reference;
+use crate::util::rng::Rng;
+
+/// Integers in [-8, 8].
+fn integer_data(seed: u64, n: usize) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    (0..n).map(|_| (rng.next_u64() % 17) as f32 - 8.0).collect()
+}
+
+/// Uniform reals in [-1, 1).
+fn real_data(seed: u64, n: usize) -> Vec<f32> {
+    Rng::new(seed).uniform_vec(n, -1.0, 1.0)
+}
+
+/// A float sum of n terms in a tree of depth ≤ 32 errs by at most
+/// 32 · 2^-24 · Σ|x|.
+fn sum_bound(x: &[f32]) -> Tolerance {
+    Tolerance::new(
+        32.0 * f32::EPSILON as f64 / 2.0 * reference::sum_abs(x),
+        0.0,
+    )
+}
+
+/// Sums of squares of integers pass 2^24 for large n: a few roundings.
+const SQUARES: Tolerance = Tolerance::new(0.0, 1e-6);
+
+/// (rows, cols) shapes for column sums: empty, tiny, odd, tile edges, a
+/// tall one that needs more row chunks than grid z allows, and a wide one
+/// that needs more than 65 535 column tiles.
+const COLUMN_SHAPES: &[(usize, usize)] = &[
+    (0, 5),
+    (1, 1),
+    (7, 3),
+    (255, 17),
+    (256, 16),
+    (257, 33),
+    (1000, 300),
+    (65_537, 1),
+    (1, 1_048_577),
+    ((1 << 24) + 1, 1),
+];
+
+fn scalar_out(rec: &crate::gpu::Recorder) -> crate::error::Result<Tensor> {
+    Tensor::empty(rec.ctx(), "reduce output", &[1], DType::F32)
+}
+
+fn vector_inputs(
+    n: usize,
+    make: fn(u64, usize) -> Vec<f32>,
+) -> Arc<dyn Fn() -> Vec<HostTensor> + Send + Sync> {
+    Arc::new(move || vec![HostTensor::new(&[n], make(7 + n as u64, n))])
+}
+
+pub fn cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for &n in SIZES {
+        cases.push(Case {
+            kernel: "reduce::sum".into(),
+            case: format!("n={n} integers"),
+            inputs: vector_inputs(n, integer_data),
+            gpu: Arc::new(|rec, t| {
+                let out = scalar_out(rec)?;
+                kernels::sum(rec, &t[0], &out)?;
+                Ok(out)
+            }),
+            reference: Arc::new(|h| Expected {
+                values: vec![reference::sum(&h[0].data)],
+                tolerance: Tolerance::EXACT,
+            }),
+        });
+        cases.push(Case {
+            kernel: "reduce::sum_squares".into(),
+            case: format!("n={n} integers"),
+            inputs: vector_inputs(n, integer_data),
+            gpu: Arc::new(|rec, t| {
+                let out = scalar_out(rec)?;
+                kernels::sum_squares(rec, &t[0], &out)?;
+                Ok(out)
+            }),
+            reference: Arc::new(|h| Expected {
+                values: vec![reference::sum_squares(&h[0].data)],
+                tolerance: SQUARES,
+            }),
+        });
+    }
+    for n in [65_537, 1_000_003] {
+        cases.push(Case {
+            kernel: "reduce::sum".into(),
+            case: format!("n={n} reals"),
+            inputs: vector_inputs(n, real_data),
+            gpu: Arc::new(|rec, t| {
+                let out = scalar_out(rec)?;
+                kernels::sum(rec, &t[0], &out)?;
+                Ok(out)
+            }),
+            reference: Arc::new(|h| Expected {
+                values: vec![reference::sum(&h[0].data)],
+                tolerance: sum_bound(&h[0].data),
+            }),
+        });
+        cases.push(Case {
+            kernel: "reduce::sum_squares".into(),
+            case: format!("n={n} reals"),
+            inputs: vector_inputs(n, real_data),
+            gpu: Arc::new(|rec, t| {
+                let out = scalar_out(rec)?;
+                kernels::sum_squares(rec, &t[0], &out)?;
+                Ok(out)
+            }),
+            reference: Arc::new(|h| Expected {
+                values: vec![reference::sum_squares(&h[0].data)],
+                tolerance: Tolerance::new(0.0, 32.0 * f32::EPSILON as f64 / 2.0),
+            }),
+        });
+    }
+    for &(rows, cols) in COLUMN_SHAPES {
+        cases.push(Case {
+            kernel: "reduce::column_sums".into(),
+            case: format!("rows={rows} cols={cols} integers"),
+            inputs: Arc::new(move || {
+                vec![HostTensor::new(
+                    &[rows, cols],
+                    integer_data((rows * 31 + cols) as u64, rows * cols),
+                )]
+            }),
+            gpu: Arc::new(move |rec, t| {
+                let out = Tensor::empty(rec.ctx(), "column sums", &[cols], DType::F32)?;
+                kernels::column_sums(rec, &t[0], &out)?;
+                Ok(out)
+            }),
+            reference: Arc::new(move |h| Expected {
+                values: reference::column_sums(&h[0].data, rows, cols),
+                tolerance: Tolerance::EXACT,
+            }),
+        });
+    }
+    cases.push(Case {
+        kernel: "reduce::column_sums".into(),
+        case: "rows=4099 cols=37 reals".into(),
+        inputs: Arc::new(|| vec![HostTensor::new(&[4099, 37], real_data(99, 4099 * 37))]),
+        gpu: Arc::new(|rec, t| {
+            let out = Tensor::empty(rec.ctx(), "column sums", &[37], DType::F32)?;
+            kernels::column_sums(rec, &t[0], &out)?;
+            Ok(out)
+        }),
+        reference: Arc::new(|h| {
+            // Bound each column by its own Σ|x|; use the largest.
+            let abs: Vec<f32> = h[0].data.iter().map(|v| v.abs()).collect();
+            let worst = reference::column_sums(&abs, 4099, 37)
+                .into_iter()
+                .fold(0f32, f32::max);
+            Expected {
+                values: reference::column_sums(&h[0].data, 4099, 37),
+                tolerance: Tolerance::new(32.0 * f32::EPSILON as f64 / 2.0 * worst as f64, 0.0),
+            }
+        }),
+    });
+    cases
+}

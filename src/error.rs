@@ -1,0 +1,87 @@
+//! The one error type of the crate. Every public entry point returns
+//! `Result<T>`; messages name the op, the shapes and what to do instead.
+
+use crate::gpu::DType;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No adapter matched the request (or none exists at all).
+    #[error("no GPU adapter found for backend '{requested}' (adapters seen: {found}). {hint}")]
+    NoAdapter {
+        requested: String,
+        found: String,
+        hint: String,
+    },
+
+    /// A backend name we do not know, from `MANYTASK_BACKEND` or `--backend`.
+    #[error("unknown backend '{0}': expected one of auto, vulkan, metal, dx12, gl")]
+    UnknownBackend(String),
+
+    /// The adapter exists but refused to open a device.
+    #[error("could not open a device on '{adapter}': {message}")]
+    RequestDevice { adapter: String, message: String },
+
+    /// Shapes (or host slice lengths) do not fit the op.
+    #[error("{op}: shape mismatch: {detail}")]
+    Shape { op: &'static str, detail: String },
+
+    /// The op has no kernel for this element type.
+    #[error("{op}: unsupported dtype {got} (this op takes {supported})")]
+    DType {
+        op: &'static str,
+        got: DType,
+        supported: &'static str,
+    },
+
+    /// A tensor larger than one storage binding may be on this adapter.
+    #[error(
+        "{op}: tensor '{label}' needs {bytes} bytes, but this adapter binds at most {limit} bytes \
+         per storage buffer (max_storage_buffer_binding_size); split the tensor or use a smaller batch"
+    )]
+    BufferTooLarge {
+        op: &'static str,
+        label: String,
+        bytes: u64,
+        limit: u64,
+    },
+
+    /// A launch would need more workgroups than the grid can express.
+    #[error("{op}: {detail}")]
+    GridTooLarge { op: &'static str, detail: String },
+
+    /// One buffer bound both for writing and for another use in a single
+    /// dispatch; WebGPU forbids it, so we refuse before wgpu does.
+    #[error("{op}: tensor '{label}' is bound twice and written; use a separate output tensor")]
+    Aliasing { op: &'static str, label: String },
+
+    /// A wgpu validation / out-of-memory / internal error, captured by an
+    /// error scope instead of panicking.
+    #[error("wgpu {kind} error during {op}: {message}")]
+    Wgpu {
+        op: String,
+        kind: &'static str,
+        message: String,
+    },
+
+    /// Mapping a staging buffer for readback failed, or the device was lost.
+    #[error("reading back '{label}' failed: {message}")]
+    Readback { label: String, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Turns a captured wgpu error into ours, naming what we were doing.
+    pub(crate) fn from_wgpu(op: impl Into<String>, err: wgpu::Error) -> Self {
+        let (kind, message) = match &err {
+            wgpu::Error::OutOfMemory { .. } => ("out-of-memory", err.to_string()),
+            wgpu::Error::Validation { description, .. } => ("validation", description.clone()),
+            wgpu::Error::Internal { description, .. } => ("internal", description.clone()),
+        };
+        Error::Wgpu {
+            op: op.into(),
+            kind,
+            message,
+        }
+    }
+}

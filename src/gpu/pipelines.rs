@@ -1,0 +1,131 @@
+//! Kernel registry: every `shaders/*.wgsl` embedded and named by `Shader`;
+//! compute pipelines built lazily and cached by (shader, entry point,
+//! override constants).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::Result;
+use crate::gpu::context::GpuContext;
+
+/// One shader file = one kernel family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shader {
+    Elementwise,
+    Reduce,
+}
+
+impl Shader {
+    pub const ALL: &'static [Shader] = &[Shader::Elementwise, Shader::Reduce];
+
+    /// The family name: `shaders/<name>.wgsl`, `src/kernels/<name>.rs`, …
+    pub fn name(self) -> &'static str {
+        match self {
+            Shader::Elementwise => "elementwise",
+            Shader::Reduce => "reduce",
+        }
+    }
+
+    pub fn source(self) -> &'static str {
+        match self {
+            Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
+            Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
+        }
+    }
+}
+
+/// One compute pipeline: an entry point of a shader with its override
+/// constants (`override NAME: u32` / `bool` in WGSL). Launchers use only
+/// `KernelSpec` constants listed in their module's `SPECS`, so the naga
+/// cross-compile test sees every combination the code can build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KernelSpec {
+    pub shader: Shader,
+    pub entry: &'static str,
+    pub constants: &'static [(&'static str, u32)],
+}
+
+impl KernelSpec {
+    /// "elementwise::act_forward[ACT=1]", for labels and messages.
+    pub fn label(&self) -> String {
+        let mut s = format!("{}::{}", self.shader.name(), self.entry);
+        if !self.constants.is_empty() {
+            let list: Vec<String> = self
+                .constants
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            s.push_str(&format!("[{}]", list.join(",")));
+        }
+        s
+    }
+}
+
+/// A built pipeline and its bind group layout (group 0).
+pub struct CachedPipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+#[derive(Default)]
+pub struct PipelineCache {
+    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<KernelSpec, Arc<CachedPipeline>>>,
+}
+
+impl GpuContext {
+    /// The pipeline for `spec`, built on first use. Shader or pipeline
+    /// errors come back as `Error::Wgpu`, never as a panic.
+    pub fn pipeline(&self, spec: &KernelSpec) -> Result<Arc<CachedPipeline>> {
+        let cache = &self.pipelines;
+        if let Some(p) = lock(&cache.pipelines).get(spec) {
+            return Ok(p.clone());
+        }
+        let module = self.shader_module(spec.shader)?;
+        let label = spec.label();
+        let constants: Vec<(&str, f64)> =
+            spec.constants.iter().map(|&(k, v)| (k, v as f64)).collect();
+        let built = self.scoped(&format!("building pipeline {label}"), || {
+            let pipeline =
+                self.device()
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(&label),
+                        layout: None,
+                        module: &module,
+                        entry_point: Some(spec.entry),
+                        compilation_options: wgpu::PipelineCompilationOptions {
+                            constants: &constants,
+                            zero_initialize_workgroup_memory: false,
+                        },
+                        cache: None,
+                    });
+            let layout = pipeline.get_bind_group_layout(0);
+            CachedPipeline { pipeline, layout }
+        })?;
+        self.counters.add_pipeline_built();
+        let built = Arc::new(built);
+        // Two threads may build the same pipeline; the first one stored wins.
+        Ok(lock(&cache.pipelines).entry(*spec).or_insert(built).clone())
+    }
+
+    fn shader_module(&self, shader: Shader) -> Result<wgpu::ShaderModule> {
+        if let Some(m) = lock(&self.pipelines.modules).get(&shader) {
+            return Ok(m.clone());
+        }
+        let module = self.scoped(&format!("compiling shaders/{}.wgsl", shader.name()), || {
+            self.device()
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(shader.name()),
+                    source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                })
+        })?;
+        Ok(lock(&self.pipelines.modules)
+            .entry(shader)
+            .or_insert(module)
+            .clone())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,284 @@
+//! `Tensor`: a labelled storage buffer with a shape and an element type.
+//! Buffers come from the context's pool and go back to it on drop.
+
+use std::fmt;
+use std::sync::Arc;
+
+use half::f16;
+
+use crate::error::{Error, Result};
+use crate::gpu::context::GpuContext;
+use crate::gpu::pool::BufferPool;
+use crate::gpu::readback::Readback;
+
+/// Element types a tensor can hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    /// IEEE half; host I/O through the `half` crate. Kernels that take f16
+    /// say so; the others reject it with `Error::DType`.
+    F16,
+}
+
+impl DType {
+    pub fn size_bytes(self) -> u64 {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+        })
+    }
+}
+
+/// Usage of every tensor buffer: bound as storage, filled and read by copies.
+pub(crate) const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+/// The buffer behind one or more tensor views. Dropping the last view
+/// returns the buffer to the pool.
+pub(crate) struct Storage {
+    pub(crate) buffer: wgpu::Buffer,
+    pub(crate) label: String,
+    pool: Arc<BufferPool>,
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        self.pool.release(self.buffer.clone());
+    }
+}
+
+/// A dense, row-major tensor on the GPU. Cloning makes another view of the
+/// same buffer (cheap); `reshape` likewise.
+#[derive(Clone)]
+pub struct Tensor {
+    pub(crate) storage: Arc<Storage>,
+    shape: Vec<usize>,
+    dtype: DType,
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Tensor('{}', {:?}, {})",
+            self.label(),
+            self.shape,
+            self.dtype
+        )
+    }
+}
+
+/// Number of elements of `shape`, or an error naming `op` on overflow.
+pub fn element_count(op: &'static str, shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::Shape {
+            op,
+            detail: format!("shape {shape:?} has more elements than fit in usize"),
+        })
+}
+
+/// Bytes a buffer needs for `len` elements: copies and writes move whole
+/// 4-byte words.
+fn padded_bytes(len: usize, dtype: DType) -> u64 {
+    (len as u64 * dtype.size_bytes()).next_multiple_of(4)
+}
+
+impl Tensor {
+    /// A tensor whose contents are unspecified (a reused buffer keeps old
+    /// data). Fails with a clear error when it cannot be bound on this
+    /// adapter.
+    pub fn empty(ctx: &GpuContext, label: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        const OP: &str = "Tensor::empty";
+        let len = element_count(OP, shape)?;
+        let bytes = (len as u64)
+            .checked_mul(dtype.size_bytes())
+            .ok_or_else(|| Error::Shape {
+                op: OP,
+                detail: format!("shape {shape:?} is too large"),
+            })?;
+        let limit = ctx
+            .limits()
+            .max_storage_buffer_binding_size
+            .min(ctx.limits().max_buffer_size);
+        if bytes > limit {
+            return Err(Error::BufferTooLarge {
+                op: OP,
+                label: label.to_string(),
+                bytes,
+                limit,
+            });
+        }
+        if len > u32::MAX as usize {
+            // Kernels index elements with u32.
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!(
+                    "'{label}' {shape:?} has {len} elements; kernels index at most 2^32 - 1"
+                ),
+            });
+        }
+        let buffer = ctx
+            .pool
+            .acquire(ctx.device(), label, padded_bytes(len, dtype), TENSOR_USAGE);
+        Ok(Tensor {
+            storage: Arc::new(Storage {
+                buffer,
+                label: label.to_string(),
+                pool: ctx.pool.clone(),
+            }),
+            shape: shape.to_vec(),
+            dtype,
+        })
+    }
+
+    /// An f32 tensor holding `data` (row-major, `data.len()` must match `shape`).
+    pub fn from_f32(
+        ctx: &GpuContext,
+        label: &str,
+        shape: &[usize],
+        data: &[f32],
+    ) -> Result<Tensor> {
+        let t = Tensor::empty(ctx, label, shape, DType::F32)?;
+        t.write_f32(ctx, data)?;
+        Ok(t)
+    }
+
+    /// An f16 tensor holding `data`.
+    pub fn from_f16(
+        ctx: &GpuContext,
+        label: &str,
+        shape: &[usize],
+        data: &[f16],
+    ) -> Result<Tensor> {
+        let t = Tensor::empty(ctx, label, shape, DType::F16)?;
+        t.write_f16(ctx, data)?;
+        Ok(t)
+    }
+
+    /// An f32 tensor of zeros.
+    pub fn zeros(ctx: &GpuContext, label: &str, shape: &[usize]) -> Result<Tensor> {
+        let len = element_count("Tensor::zeros", shape)?;
+        Tensor::from_f32(ctx, label, shape, &vec![0.0; len])
+    }
+
+    /// Overwrites the contents from the host. The write lands before the
+    /// next submit on this queue.
+    pub fn write_f32(&self, ctx: &GpuContext, data: &[f32]) -> Result<()> {
+        self.expect_host_write("Tensor::write_f32", DType::F32, data.len())?;
+        self.write_bytes(ctx, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    pub fn write_f16(&self, ctx: &GpuContext, data: &[f16]) -> Result<()> {
+        self.expect_host_write("Tensor::write_f16", DType::F16, data.len())?;
+        let mut bytes: Vec<u8> = bytemuck::cast_slice(data).to_vec();
+        bytes.resize(bytes.len().next_multiple_of(4), 0);
+        self.write_bytes(ctx, &bytes);
+        Ok(())
+    }
+
+    fn expect_host_write(&self, op: &'static str, dtype: DType, len: usize) -> Result<()> {
+        if self.dtype != dtype {
+            return Err(Error::DType {
+                op,
+                got: self.dtype,
+                supported: if dtype == DType::F32 { "f32" } else { "f16" },
+            });
+        }
+        if len != self.len() {
+            return Err(Error::Shape {
+                op,
+                detail: format!(
+                    "host slice has {len} elements, tensor '{}' {:?} has {}",
+                    self.label(),
+                    self.shape,
+                    self.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn write_bytes(&self, ctx: &GpuContext, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        ctx.queue().write_buffer(&self.storage.buffer, 0, bytes);
+        ctx.counters.add_uploaded(bytes.len() as u64);
+    }
+
+    /// Reads the tensor back as f32 (f16 tensors are widened on the host).
+    /// One submit and a wait; inside a step, use `Recorder::read` instead.
+    pub fn to_f32_vec(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        Readback::now(ctx, self)?.wait_f32(ctx)
+    }
+
+    /// Reads an f16 tensor back as f16 (f32 tensors are rounded on the host).
+    pub fn to_f16_vec(&self, ctx: &GpuContext) -> Result<Vec<f16>> {
+        Readback::now(ctx, self)?.wait_f16(ctx)
+    }
+
+    /// Another view of the same buffer with a new shape of equal size.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        let len = element_count("Tensor::reshape", shape)?;
+        if len != self.len() {
+            return Err(Error::Shape {
+                op: "Tensor::reshape",
+                detail: format!(
+                    "cannot view {:?} ({} elements) as {shape:?} ({len} elements)",
+                    self.shape,
+                    self.len()
+                ),
+            });
+        }
+        Ok(Tensor {
+            storage: self.storage.clone(),
+            shape: shape.to_vec(),
+            dtype: self.dtype,
+        })
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Bytes of data (not counting pool slack).
+    pub fn size_bytes(&self) -> u64 {
+        self.len() as u64 * self.dtype.size_bytes()
+    }
+    /// Bytes that copies and bindings of this tensor cover (4-byte padded).
+    pub(crate) fn padded_size_bytes(&self) -> u64 {
+        padded_bytes(self.len(), self.dtype)
+    }
+    pub fn label(&self) -> &str {
+        &self.storage.label
+    }
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.storage.buffer
+    }
+    /// True when both views share one buffer.
+    pub fn same_storage(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.storage, &other.storage)
+    }
+}

@@ -1,0 +1,42 @@
+//! Argument checks shared by the launchers: each returns an error naming
+//! the op and the offending tensors.
+
+use crate::error::{Error, Result};
+use crate::gpu::{DType, Tensor};
+
+pub fn require_f32(op: &'static str, t: &Tensor) -> Result<()> {
+    if t.dtype() != DType::F32 {
+        return Err(Error::DType {
+            op,
+            got: t.dtype(),
+            supported: "f32",
+        });
+    }
+    Ok(())
+}
+
+pub fn require_same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.shape() != b.shape() {
+        return Err(Error::Shape {
+            op,
+            detail: format!(
+                "'{}' is {:?} but '{}' is {:?}",
+                a.label(),
+                a.shape(),
+                b.label(),
+                b.shape()
+            ),
+        });
+    }
+    Ok(())
+}
+
+pub fn require_shape(op: &'static str, t: &Tensor, expected: &[usize]) -> Result<()> {
+    if t.shape() != expected {
+        return Err(Error::Shape {
+            op,
+            detail: format!("'{}' is {:?}, expected {expected:?}", t.label(), t.shape()),
+        });
+    }
+    Ok(())
+}

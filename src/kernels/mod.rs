@@ -1,0 +1,16 @@
+//! Kernel launchers, one module per shader family. A launcher checks its
+//! arguments, picks the cached pipeline and records dispatches on a
+//! `Recorder`; it never submits.
+
+pub mod check;
+pub mod elementwise;
+pub mod reduce;
+
+use crate::gpu::KernelSpec;
+
+/// Every (shader, entry point, override constants) the launchers can build.
+pub fn all_specs() -> Vec<KernelSpec> {
+    let mut all = elementwise::specs();
+    all.extend(reduce::specs());
+    all
+}

@@ -1,0 +1,22 @@
+//! manytask: a GPU compute engine for multi-task learning, with
+//! hand-written WGSL kernels launched through wgpu (Vulkan, Metal, DX12,
+//! GL).
+//!
+//! Layers, each using only those below it:
+//! - [`kernels`]: one launcher module per shader family;
+//! - [`gpu`]: context, tensors and their pool, pipeline cache, recorder.
+//!
+//! Beside them, with no GPU code: [`reference`] (CPU oracles) and
+//! [`util`]. [`conformance`] pairs kernels with references for the tests
+//! and `manytask validate`; [`cli`] is the binary's verbs.
+
+pub mod cli;
+pub mod conformance;
+pub mod error;
+pub mod gpu;
+pub mod kernels;
+pub mod reference;
+pub mod util;
+
+pub use error::{Error, Result};
+pub use gpu::{BackendChoice, DType, GpuContext, Recorder, Tensor};

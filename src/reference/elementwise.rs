@@ -1,0 +1,127 @@
+//! CPU references for `shaders/elementwise.wgsl`: plain loops, computed in
+//! f64 and rounded once, so they are at least as accurate as the kernels.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Activation functions, shared by elementwise and (later) fused kernels.
+/// The discriminant is the shader's `ACT` override value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    Relu = 0,
+    /// GELU, tanh form: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))).
+    Gelu = 1,
+    Tanh = 2,
+    Sigmoid = 3,
+}
+
+impl Activation {
+    pub const ALL: [Activation; 4] = [
+        Activation::Relu,
+        Activation::Gelu,
+        Activation::Tanh,
+        Activation::Sigmoid,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Gelu => "gelu",
+            Activation::Tanh => "tanh",
+            Activation::Sigmoid => "sigmoid",
+        }
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Activation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Activation::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| {
+                format!("unknown activation '{s}': expected relu, gelu, tanh or sigmoid")
+            })
+    }
+}
+
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+const GELU_C: f64 = 0.044715;
+
+/// act(x)
+pub fn act(a: Activation, x: f64) -> f64 {
+    match a {
+        Activation::Relu => x.max(0.0),
+        Activation::Gelu => 0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + GELU_C * x * x * x)).tanh()),
+        Activation::Tanh => x.tanh(),
+        Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+    }
+}
+
+/// d act / dx at x (ReLU: 0 at x = 0, like the kernel).
+pub fn act_grad(a: Activation, x: f64) -> f64 {
+    match a {
+        Activation::Relu => {
+            if x > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+        Activation::Gelu => {
+            let u = SQRT_2_OVER_PI * (x + GELU_C * x * x * x);
+            let t = u.tanh();
+            let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x);
+            0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du
+        }
+        Activation::Tanh => 1.0 - x.tanh().powi(2),
+        Activation::Sigmoid => {
+            let s = 1.0 / (1.0 + (-x).exp());
+            s * (1.0 - s)
+        }
+    }
+}
+
+// All functions below: x, y, a, b, z, g: (n,)
+
+pub fn fill(n: usize, value: f32) -> Vec<f32> {
+    vec![value; n]
+}
+
+pub fn copy(x: &[f32]) -> Vec<f32> {
+    x.to_vec()
+}
+
+pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(&a, &b)| a + b).collect()
+}
+
+pub fn scale(a: &[f32], alpha: f32) -> Vec<f32> {
+    a.iter().map(|&a| alpha * a).collect()
+}
+
+/// y + alpha * x
+pub fn axpy(alpha: f32, x: &[f32], y: &[f32]) -> Vec<f32> {
+    x.iter()
+        .zip(y)
+        .map(|(&x, &y)| (y as f64 + alpha as f64 * x as f64) as f32)
+        .collect()
+}
+
+pub fn act_forward(a: Activation, z: &[f32]) -> Vec<f32> {
+    z.iter().map(|&z| act(a, z as f64) as f32).collect()
+}
+
+/// g * act'(z)
+pub fn act_backward(a: Activation, z: &[f32], g: &[f32]) -> Vec<f32> {
+    z.iter()
+        .zip(g)
+        .map(|(&z, &g)| (g as f64 * act_grad(a, z as f64)) as f32)
+        .collect()
+}

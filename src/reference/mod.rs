@@ -1,0 +1,5 @@
+//! CPU references, one module per kernel family with the kernels' names.
+//! Plain loops, no GPU code: the oracle for tests and `manytask validate`.
+
+pub mod elementwise;
+pub mod reduce;

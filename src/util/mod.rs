@@ -1,0 +1,3 @@
+//! Small helpers with no GPU code.
+
+pub mod rng;
