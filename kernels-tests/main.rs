@@ -1,1 +1,14 @@
+//! Kernel conformance and engine tests: one binary (one wgpu link), one
+//! module per kernel family or engine part. Every GPU test runs on every
+//! adapter found (lavapipe Vulkan and llvmpipe GL here).
 
+mod cli;
+mod common;
+mod context;
+mod elementwise;
+mod pool;
+mod recorder;
+mod reduce;
+mod shader_validation;
+mod tensor;
+mod validate;

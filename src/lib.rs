@@ -20,3 +20,5 @@ pub mod util;
 
 pub use error::{Error, Result};
 pub use gpu::{BackendChoice, DType, GpuContext, Recorder, Tensor};
+// The wgpu this crate is built against, for callers that touch raw handles.
+pub use wgpu;

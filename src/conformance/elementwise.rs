@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::conformance::{Case, Expected, HostTensor, Tolerance, SIZES};
-use crate::gpu::{DType, Tensor};
+use crate::conformance::{poisoned_output, Case, Expected, HostTensor, Tolerance, SIZES};
+use crate::gpu::Tensor;
 use crate::kernels::elementwise::{self as kernels, Activation};
 use crate::reference::elementwise as reference;
 use crate::util::rng::Rng;
@@ -47,7 +47,7 @@ fn backward_inputs(n: usize) -> Arc<dyn Fn() -> Vec<HostTensor> + Send + Sync> {
 }
 
 fn output_like(rec: &crate::gpu::Recorder, n: usize) -> crate::error::Result<Tensor> {
-    Tensor::empty(rec.ctx(), "elementwise output", &[n], DType::F32)
+    poisoned_output(rec.ctx(), "elementwise output", &[n])
 }
 
 fn expect(values: Vec<f32>, tolerance: Tolerance) -> Expected {

@@ -122,6 +122,10 @@ fn run_case_inner(ctx: &GpuContext, case: &Case) -> Result<(Outcome, f64)> {
 
     let mut rec = ctx.recorder(&case.kernel);
     let output = (case.gpu)(&mut rec, &tensors)?;
+    // The case may have uploaded a poisoned output while recording: land
+    // that too before the clock starts.
+    ctx.queue().submit([]);
+    ctx.wait_idle()?;
     let started = Instant::now();
     rec.submit()?;
     ctx.wait_idle()?;
@@ -130,6 +134,14 @@ fn run_case_inner(ctx: &GpuContext, case: &Case) -> Result<(Outcome, f64)> {
     let got = output.to_f32_vec(ctx)?;
     let expected = (case.reference)(&inputs);
     Ok((compare(&got, &expected.values, expected.tolerance), gpu_ms))
+}
+
+/// An output tensor pre-filled with NaN by a host upload (not by a kernel
+/// under test): an element a kernel forgets to write can never pass by
+/// holding a stale value from a reused pool buffer.
+pub fn poisoned_output(ctx: &GpuContext, label: &str, shape: &[usize]) -> Result<Tensor> {
+    let len = shape.iter().product();
+    Tensor::from_f32(ctx, label, shape, &vec![f32::NAN; len])
 }
 
 /// Runs `cases` on `ctx`, in order.

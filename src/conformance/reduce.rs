@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use crate::conformance::{Case, Expected, HostTensor, Tolerance, SIZES};
-use crate::gpu::{DType, Tensor};
+use crate::conformance::{poisoned_output, Case, Expected, HostTensor, Tolerance, SIZES};
+use crate::gpu::Tensor;
 use crate::kernels::reduce as kernels;
 use crate::reference::reduce as reference;
 use crate::util::rng::Rng;
@@ -54,7 +54,7 @@ const COLUMN_SHAPES: &[(usize, usize)] = &[
 ];
 
 fn scalar_out(rec: &crate::gpu::Recorder) -> crate::error::Result<Tensor> {
-    Tensor::empty(rec.ctx(), "reduce output", &[1], DType::F32)
+    poisoned_output(rec.ctx(), "reduce output", &[1])
 }
 
 fn vector_inputs(
@@ -137,7 +137,7 @@ pub fn cases() -> Vec<Case> {
                 )]
             }),
             gpu: Arc::new(move |rec, t| {
-                let out = Tensor::empty(rec.ctx(), "column sums", &[cols], DType::F32)?;
+                let out = poisoned_output(rec.ctx(), "column sums", &[cols])?;
                 kernels::column_sums(rec, &t[0], &out)?;
                 Ok(out)
             }),
@@ -152,7 +152,7 @@ pub fn cases() -> Vec<Case> {
         case: "rows=4099 cols=37 reals".into(),
         inputs: Arc::new(|| vec![HostTensor::new(&[4099, 37], real_data(99, 4099 * 37))]),
         gpu: Arc::new(|rec, t| {
-            let out = Tensor::empty(rec.ctx(), "column sums", &[37], DType::F32)?;
+            let out = poisoned_output(rec.ctx(), "column sums", &[37])?;
             kernels::column_sums(rec, &t[0], &out)?;
             Ok(out)
         }),

@@ -308,6 +308,16 @@ impl GpuContext {
     pub fn backend(&self) -> wgpu::Backend {
         self.info.backend
     }
+    /// The choice that selects this adapter's API (to open it again).
+    pub fn backend_choice(&self) -> BackendChoice {
+        match self.info.backend {
+            wgpu::Backend::Vulkan => BackendChoice::Vulkan,
+            wgpu::Backend::Metal => BackendChoice::Metal,
+            wgpu::Backend::Dx12 => BackendChoice::Dx12,
+            wgpu::Backend::Gl => BackendChoice::Gl,
+            _ => BackendChoice::Auto,
+        }
+    }
     /// "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, Cpu)".
     pub fn describe(&self) -> String {
         describe_adapter(&self.info)

@@ -1,0 +1,50 @@
+//! Shared test setup: every adapter opened once for the whole binary.
+
+use std::sync::OnceLock;
+
+use manytask::conformance::{self, Case};
+use manytask::gpu::{BackendChoice, GpuContext};
+
+/// Backends that must be present, comma separated (CI sets "vulkan,gl" so
+/// a missing driver fails the suite instead of shrinking it).
+pub const REQUIRE_ENV: &str = "MANYTASK_TEST_REQUIRE";
+
+static CONTEXTS: OnceLock<Vec<GpuContext>> = OnceLock::new();
+
+/// Every adapter on this machine, best first.
+pub fn contexts() -> &'static [GpuContext] {
+    CONTEXTS.get_or_init(|| match GpuContext::all(BackendChoice::Auto) {
+        Ok(all) => all,
+        Err(e) => panic!("the kernel tests need at least one adapter: {e}"),
+    })
+}
+
+/// Runs every conformance case of `kernel` on every adapter and fails with
+/// the list of all failing cases.
+pub fn check_kernel(kernel: &str) {
+    let cases: Vec<Case> = conformance::all_cases()
+        .into_iter()
+        .filter(|c| c.kernel == kernel)
+        .collect();
+    assert!(!cases.is_empty(), "no conformance case for {kernel}");
+    let mut failures = Vec::new();
+    for ctx in contexts() {
+        for case in &cases {
+            let result = conformance::run_case(ctx, case);
+            if !result.passed() {
+                failures.push(result.failure_message());
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failing case(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Deterministic test data in [-1, 1).
+pub fn data(seed: u64, n: usize) -> Vec<f32> {
+    manytask::util::rng::Rng::new(seed).uniform_vec(n, -1.0, 1.0)
+}
