@@ -1,1 +1,213 @@
-fn main() {}
+//! Kernel benchmarks: GB/s of elementwise and reduction kernels, dispatch
+//! and submit overhead, and host <-> device transfer rates.
+//!
+//! Runs on the adapter `MANYTASK_BACKEND` picks (default: the best one):
+//!   cargo bench --bench kernels
+//!   MANYTASK_BACKEND=gl cargo bench --bench kernels -- transfer
+//! Every measurement submits, then waits for the GPU before the clock stops.
+//! On lavapipe / llvmpipe these are CPU times, not GPU times.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use manytask::gpu::{DType, GpuContext, Tensor};
+use manytask::kernels::{elementwise, reduce};
+use manytask::util::rng::Rng;
+
+fn context() -> GpuContext {
+    match GpuContext::from_env() {
+        Ok(ctx) => {
+            eprintln!("benchmarking on {}", ctx.describe());
+            ctx
+        }
+        Err(e) => panic!("no adapter to benchmark on: {e}"),
+    }
+}
+
+fn tensor(ctx: &GpuContext, label: &str, n: usize) -> Tensor {
+    let data = Rng::new(n as u64).uniform_vec(n, -1.0, 1.0);
+    Tensor::from_f32(ctx, label, &[n], &data).expect("upload")
+}
+
+/// Times `iters` runs of `record` + submit + wait, one submit per run.
+fn time_submits(
+    ctx: &GpuContext,
+    iters: u64,
+    mut record: impl FnMut(&mut manytask::Recorder),
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let mut rec = ctx.recorder("bench");
+        record(&mut rec);
+        let start = Instant::now();
+        rec.submit().expect("submit");
+        ctx.wait_idle().expect("wait");
+        total += start.elapsed();
+    }
+    total
+}
+
+fn elementwise_bench(c: &mut Criterion) {
+    let ctx = context();
+    let mut group = c.benchmark_group("elementwise");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3));
+    for n in [1 << 16, 1 << 20, 1 << 24] {
+        let a = tensor(&ctx, "a", n);
+        let b = tensor(&ctx, "b", n);
+        let out = Tensor::empty(&ctx, "out", &[n], DType::F32).expect("alloc");
+        // add: read a, b, write out = 12 bytes per element.
+        group.throughput(Throughput::Bytes(12 * n as u64));
+        group.bench_with_input(BenchmarkId::new("add", n), &n, |bench, _| {
+            bench.iter_custom(|iters| {
+                time_submits(&ctx, iters, |rec| {
+                    elementwise::add(rec, &a, &b, &out).expect("add")
+                })
+            })
+        });
+        // gelu backward: read z, g, write dz = 12 bytes per element (and ~30 flops).
+        group.bench_with_input(BenchmarkId::new("act_backward_gelu", n), &n, |bench, _| {
+            bench.iter_custom(|iters| {
+                time_submits(&ctx, iters, |rec| {
+                    elementwise::act_backward(rec, elementwise::Activation::Gelu, &a, &b, &out)
+                        .expect("gelu'")
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+fn reduce_bench(c: &mut Criterion) {
+    let ctx = context();
+    let mut group = c.benchmark_group("reduce");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3));
+    let out = Tensor::empty(&ctx, "sum", &[1], DType::F32).expect("alloc");
+    for n in [1 << 20, 1 << 24] {
+        let x = tensor(&ctx, "x", n);
+        // sum: reads 4 bytes per element (partials add < 0.5%).
+        group.throughput(Throughput::Bytes(4 * n as u64));
+        group.bench_with_input(BenchmarkId::new("sum", n), &n, |bench, _| {
+            bench.iter_custom(|iters| {
+                time_submits(&ctx, iters, |rec| reduce::sum(rec, &x, &out).expect("sum"))
+            })
+        });
+    }
+    for (rows, cols) in [(4096usize, 1024usize), (65_536, 16)] {
+        let x = tensor(&ctx, "x", rows * cols)
+            .reshape(&[rows, cols])
+            .expect("reshape");
+        let sums = Tensor::empty(&ctx, "colsum", &[cols], DType::F32).expect("alloc");
+        group.throughput(Throughput::Bytes(4 * (rows * cols) as u64));
+        group.bench_with_input(
+            BenchmarkId::new("column_sums", format!("{rows}x{cols}")),
+            &rows,
+            |bench, _| {
+                bench.iter_custom(|iters| {
+                    time_submits(&ctx, iters, |rec| {
+                        reduce::column_sums(rec, &x, &sums).expect("colsum")
+                    })
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+/// What one dispatch and one submit cost, with a kernel doing nothing of
+/// note (fill of one element).
+fn dispatch_bench(c: &mut Criterion) {
+    let ctx = context();
+    let mut group = c.benchmark_group("dispatch");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3));
+    let y = Tensor::zeros(&ctx, "y", &[1]).expect("alloc");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("1 dispatch, 1 submit, wait", |bench| {
+        bench.iter_custom(|iters| {
+            time_submits(&ctx, iters, |rec| {
+                elementwise::fill(rec, &y, 1.0).expect("fill")
+            })
+        })
+    });
+    // Throughput in elements = dispatches, so criterion prints dispatches/s.
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("100 dispatches, 1 submit, wait", |bench| {
+        bench.iter_custom(|iters| {
+            time_submits(&ctx, iters, |rec| {
+                for _ in 0..100 {
+                    elementwise::fill(rec, &y, 1.0).expect("fill");
+                }
+            })
+        })
+    });
+    group.bench_function("100 dispatches, 100 submits, wait", |bench| {
+        bench.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                for _ in 0..100 {
+                    let mut rec = ctx.recorder("bench");
+                    elementwise::fill(&mut rec, &y, 1.0).expect("fill");
+                    rec.submit().expect("submit");
+                }
+                ctx.wait_idle().expect("wait");
+            }
+            start.elapsed()
+        })
+    });
+    group.finish();
+}
+
+fn transfer_bench(c: &mut Criterion) {
+    let ctx = context();
+    let mut group = c.benchmark_group("transfer");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3));
+    for mib in [4usize, 64] {
+        let n = mib * (1 << 20) / 4;
+        let host = Rng::new(1).uniform_vec(n, -1.0, 1.0);
+        let t = Tensor::from_f32(&ctx, "t", &[n], &host).expect("alloc");
+        group.throughput(Throughput::Bytes(4 * n as u64));
+        group.bench_with_input(
+            BenchmarkId::new("upload", format!("{mib} MiB")),
+            &n,
+            |bench, _| {
+                bench.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        t.write_f32(&ctx, &host).expect("write");
+                        ctx.queue().submit([]);
+                        ctx.wait_idle().expect("wait");
+                    }
+                    start.elapsed()
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("download", format!("{mib} MiB")),
+            &n,
+            |bench, _| {
+                bench.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        std::hint::black_box(t.to_f32_vec(&ctx).expect("read"));
+                    }
+                    start.elapsed()
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default();
+    targets = elementwise_bench, reduce_bench, dispatch_bench, transfer_bench
+}
+criterion_main!(benches);

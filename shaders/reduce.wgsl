@@ -6,18 +6,21 @@
 //
 // Entry points (tests: kernels-tests/reduce.rs, cases in
 // src/conformance/reduce.rs):
-//   sum_partials     out[g] = Σ x[g*256 .. g*256+255] (SQUARE: Σ x²), one
-//                    partial per 256 elements; grid folded into (x, y).
+//   sum_partials     out[g] = Σ x[g*chunk*256 .. (g+1)*chunk*256) (SQUARE: Σ x²):
+//                    each invocation first adds `chunk` elements 256 apart
+//                    (coalesced), then one tree per workgroup. The host
+//                    grows `chunk` with n so the grid stays ≤ 4096 groups:
+//                    one tree (9 barriers) per ≥ 4096 elements.
 //   colsum_partials  x: (rows, cols) -> out: (chunks, cols); workgroup
 //                    (16 cols x 16 row-lanes) sums rows [z*rpc, (z+1)*rpc) of
 //                    its 16 columns (SQUARE: Σ x²); column tiles folded
 //                    into (x, y), row chunks on z.
 
 struct Params {
-    n: u32,               // sum: elements; colsum: rows
-    cols: u32,            // colsum only
-    rows_per_chunk: u32,  // colsum only; a multiple of 16
-    groups: u32,          // sum: partials to write; colsum: column tiles
+    n: u32,       // sum: elements; colsum: rows
+    cols: u32,    // colsum only
+    chunk: u32,   // sum: elements per invocation; colsum: rows per workgroup (multiple of 16)
+    groups: u32,  // sum: partials to write; colsum: column tiles
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -39,9 +42,12 @@ fn sum_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 @builtin(local_invocation_index) lid: u32) {
     let group = wid.y * nwg.x + wid.x;
     if (group >= p.groups) { return; }  // padding of a folded grid (uniform per workgroup)
-    let i = group * 256u + lid;
+    let base = group * p.chunk * 256u + lid;
     var v = 0.0;
-    if (i < p.n) { v = load(i); }
+    for (var k = 0u; k < p.chunk; k = k + 1u) {
+        let i = base + k * 256u;
+        if (i < p.n) { v = v + load(i); }
+    }
     scratch[lid] = v;
     workgroupBarrier();
     for (var s = 128u; s > 0u; s = s >> 1u) {
@@ -57,8 +63,8 @@ fn colsum_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     let tile = wid.y * nwg.x + wid.x;
     if (tile >= p.groups) { return; }
     let col = tile * 16u + lid.x;
-    let row0 = wid.z * p.rows_per_chunk;
-    let row_end = min(row0 + p.rows_per_chunk, p.n);
+    let row0 = wid.z * p.chunk;
+    let row_end = min(row0 + p.chunk, p.n);
     var acc = 0.0;
     if (col < p.cols) {
         for (var r = row0 + lid.y; r < row_end; r = r + 16u) {

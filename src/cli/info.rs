@@ -102,10 +102,7 @@ pub fn describe(ctx: &GpuContext, index: usize, marker: &str) -> String {
             "workgroups / dimension",
             l.max_compute_workgroups_per_dimension.to_string(),
         ),
-        (
-            "uniform binding",
-            bytes(l.max_uniform_buffer_binding_size as u64),
-        ),
+        ("uniform binding", bytes(l.max_uniform_buffer_binding_size)),
     ];
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {

@@ -81,11 +81,9 @@ impl Readback {
             let _ = tx.send(result);
         });
         ctx.wait_idle()?;
-        let mapped = rx
-            .recv()
+        rx.recv()
             .map_err(|_| self.fail("the map callback never ran"))?
             .map_err(|e| self.fail(&e.to_string()))?;
-        let () = mapped;
         let data_bytes = (self.len as u64 * self.dtype.size_bytes()) as usize;
         let out = {
             let view = staging

@@ -75,7 +75,7 @@ pub fn fold_grid(total: u64, max_dim: u32) -> Option<[u32; 3]> {
         return Some([total as u32, 1, 1]);
     }
     let y = total.div_ceil(max);
-    (y <= max).then(|| [max_dim, y as u32, 1])
+    (y <= max).then_some([max_dim, y as u32, 1])
 }
 
 pub struct Recorder<'a> {
@@ -219,11 +219,11 @@ impl<'a> Recorder<'a> {
         let align = (self.ctx.limits().min_uniform_buffer_offset_alignment as u64).max(16);
         // Uniform blocks are sized in 16-byte units.
         let size = (bytes.len() as u64).next_multiple_of(16).max(16);
-        let needs_chunk = match self.arena.last() {
-            Some(chunk) => (chunk.bytes.len() as u64).next_multiple_of(align) + size > ARENA_CHUNK,
-            None => true,
-        };
-        if needs_chunk {
+        let fits_last = self
+            .arena
+            .last()
+            .is_some_and(|c| (c.bytes.len() as u64).next_multiple_of(align) + size <= ARENA_CHUNK);
+        if !fits_last {
             let buffer = self.ctx.pool.acquire(
                 self.ctx.device(),
                 &format!("{} params", self.label),
@@ -235,7 +235,8 @@ impl<'a> Recorder<'a> {
                 bytes: Vec::new(),
             });
         }
-        let chunk = self.arena.last_mut().expect("a chunk was just ensured");
+        let last = self.arena.len() - 1; // non-empty: ensured just above
+        let chunk = &mut self.arena[last];
         let offset = (chunk.bytes.len() as u64).next_multiple_of(align);
         chunk.bytes.resize(offset as usize, 0);
         chunk.bytes.extend_from_slice(bytes);

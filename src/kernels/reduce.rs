@@ -1,14 +1,20 @@
 //! Launchers for `shaders/reduce.wgsl`: deterministic sums as a fixed tree
-//! of passes, each pass reducing its input 256-fold (sum) or by row chunks
-//! (column sums) until one value / one row is left. All passes are
+//! of passes, each pass reducing its input ≥ 4096-fold (sum) or by row
+//! chunks (column sums) until one value / one row is left. All passes are
 //! recorded into the caller's recorder: no host round trip in between.
 
 use crate::error::{Error, Result};
 use crate::gpu::{Bind, DType, KernelSpec, Recorder, Shader, Tensor};
 use crate::kernels::check::{require_f32, require_shape};
 
-/// Elements one `sum_partials` workgroup reduces.
+/// Invocations of a `sum_partials` workgroup.
 const SUM_WG: u64 = 256;
+/// Elements each `sum_partials` invocation adds before the tree, at least:
+/// barriers are the cost on CPU devices, so one tree serves ≥ 4096 elements.
+const SUM_MIN_CHUNK: u64 = 16;
+/// Workgroups of the first pass, at most (ample for any GPU's occupancy);
+/// beyond it each invocation loops over more elements instead.
+const SUM_MAX_GROUPS: u64 = 4096;
 /// Columns per `colsum_partials` workgroup.
 const COL_TILE: u64 = 16;
 /// Rows one `colsum_partials` workgroup sums at least (keeps the row loop
@@ -20,7 +26,7 @@ const MIN_ROWS_PER_CHUNK: u64 = 256;
 struct Params {
     n: u32,
     cols: u32,
-    rows_per_chunk: u32,
+    chunk: u32,
     groups: u32,
 }
 
@@ -69,8 +75,10 @@ fn sum_tree(
     let mut n = x.len() as u64;
     let mut kernel = first;
     loop {
+        // The tree's shape is a function of n alone: deterministic.
+        let chunk = n.div_ceil(SUM_WG * SUM_MAX_GROUPS).max(SUM_MIN_CHUNK);
         // An empty input still runs one group, which writes 0.
-        let groups = n.div_ceil(SUM_WG).max(1);
+        let groups = n.div_ceil(SUM_WG * chunk).max(1);
         let target = if groups == 1 {
             out.clone()
         } else {
@@ -84,7 +92,7 @@ fn sum_tree(
         let params = Params {
             n: n as u32,
             cols: 0,
-            rows_per_chunk: 0,
+            chunk: chunk as u32,
             groups: groups as u32,
         };
         let grid = rec.grid_for_groups(op, groups)?;
@@ -147,7 +155,7 @@ pub fn column_sums(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> Result<()> {
         let params = Params {
             n: rows as u32,
             cols: cols as u32,
-            rows_per_chunk: rows_per_chunk as u32,
+            chunk: rows_per_chunk as u32,
             groups: tiles as u32,
         };
         let [gx, gy, _] = rec.grid_for_groups(OP, tiles)?;
