@@ -9,7 +9,8 @@
 use std::sync::Arc;
 
 use crate::conformance::{poisoned_output, Case, Expected, HostTensor, Tolerance, SIZES};
-use crate::gpu::Tensor;
+use crate::error::Result;
+use crate::gpu::{Recorder, Tensor};
 use crate::kernels::reduce as kernels;
 use crate::reference::reduce as reference;
 use crate::util::rng::Rng;
@@ -58,78 +59,73 @@ const COLUMN_SHAPES: &[(usize, usize)] = &[
     ((1 << 24) + 1, 1),
 ];
 
-fn scalar_out(rec: &crate::gpu::Recorder) -> crate::error::Result<Tensor> {
-    poisoned_output(rec.ctx(), "reduce output", &[1])
-}
+type ScalarKernel = fn(&mut Recorder, &Tensor, &Tensor) -> Result<()>;
 
-fn vector_inputs(
+/// A case of a kernel that reduces a vector of n elements to one value.
+fn scalar_case(
+    kernel: &str,
     n: usize,
-    make: fn(u64, usize) -> Vec<f32>,
-) -> Arc<dyn Fn() -> Vec<HostTensor> + Send + Sync> {
-    Arc::new(move || vec![HostTensor::new(&[n], make(7 + n as u64, n))])
+    data: (&str, fn(u64, usize) -> Vec<f32>),
+    launch: ScalarKernel,
+    reference: fn(&[f32]) -> f32,
+    tolerance: fn(&[f32]) -> Tolerance,
+) -> Case {
+    let (data_name, make) = data;
+    Case {
+        kernel: kernel.into(),
+        case: format!("n={n} {data_name}"),
+        inputs: Arc::new(move || vec![HostTensor::new(&[n], make(7 + n as u64, n))]),
+        gpu: Arc::new(move |rec, t| {
+            let out = poisoned_output(rec.ctx(), "reduce output", &[1])?;
+            launch(rec, &t[0], &out)?;
+            Ok(out)
+        }),
+        reference: Arc::new(move |h| Expected {
+            values: vec![reference(&h[0].data)],
+            tolerance: tolerance(&h[0].data),
+        }),
+    }
 }
 
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
+    let integers = ("integers", integer_data as fn(u64, usize) -> Vec<f32>);
+    let reals = ("reals", real_data as fn(u64, usize) -> Vec<f32>);
     for &n in SIZES {
-        cases.push(Case {
-            kernel: "reduce::sum".into(),
-            case: format!("n={n} integers"),
-            inputs: vector_inputs(n, integer_data),
-            gpu: Arc::new(|rec, t| {
-                let out = scalar_out(rec)?;
-                kernels::sum(rec, &t[0], &out)?;
-                Ok(out)
-            }),
-            reference: Arc::new(|h| Expected {
-                values: vec![reference::sum(&h[0].data)],
-                tolerance: Tolerance::EXACT,
-            }),
-        });
-        cases.push(Case {
-            kernel: "reduce::sum_squares".into(),
-            case: format!("n={n} integers"),
-            inputs: vector_inputs(n, integer_data),
-            gpu: Arc::new(|rec, t| {
-                let out = scalar_out(rec)?;
-                kernels::sum_squares(rec, &t[0], &out)?;
-                Ok(out)
-            }),
-            reference: Arc::new(|h| Expected {
-                values: vec![reference::sum_squares(&h[0].data)],
-                tolerance: SQUARES,
-            }),
-        });
+        cases.push(scalar_case(
+            "reduce::sum",
+            n,
+            integers,
+            kernels::sum,
+            reference::sum,
+            |_| Tolerance::EXACT,
+        ));
+        cases.push(scalar_case(
+            "reduce::sum_squares",
+            n,
+            integers,
+            kernels::sum_squares,
+            reference::sum_squares,
+            |_| SQUARES,
+        ));
     }
     for n in [65_537, 1_000_003] {
-        cases.push(Case {
-            kernel: "reduce::sum".into(),
-            case: format!("n={n} reals"),
-            inputs: vector_inputs(n, real_data),
-            gpu: Arc::new(|rec, t| {
-                let out = scalar_out(rec)?;
-                kernels::sum(rec, &t[0], &out)?;
-                Ok(out)
-            }),
-            reference: Arc::new(|h| Expected {
-                values: vec![reference::sum(&h[0].data)],
-                tolerance: sum_bound(&h[0].data),
-            }),
-        });
-        cases.push(Case {
-            kernel: "reduce::sum_squares".into(),
-            case: format!("n={n} reals"),
-            inputs: vector_inputs(n, real_data),
-            gpu: Arc::new(|rec, t| {
-                let out = scalar_out(rec)?;
-                kernels::sum_squares(rec, &t[0], &out)?;
-                Ok(out)
-            }),
-            reference: Arc::new(|h| Expected {
-                values: vec![reference::sum_squares(&h[0].data)],
-                tolerance: Tolerance::new(0.0, SUM_DEPTH * f32::EPSILON as f64 / 2.0),
-            }),
-        });
+        cases.push(scalar_case(
+            "reduce::sum",
+            n,
+            reals,
+            kernels::sum,
+            reference::sum,
+            sum_bound,
+        ));
+        cases.push(scalar_case(
+            "reduce::sum_squares",
+            n,
+            reals,
+            kernels::sum_squares,
+            reference::sum_squares,
+            |_| Tolerance::new(0.0, SUM_DEPTH * f32::EPSILON as f64 / 2.0),
+        ));
     }
     for &(rows, cols) in COLUMN_SHAPES {
         cases.push(Case {

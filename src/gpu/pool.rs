@@ -12,8 +12,8 @@ pub const DEFAULT_MAX_FREE_BYTES: u64 = 1 << 30;
 /// every adapter we know).
 const MIN_CLASS: u64 = 256;
 
-/// Rounds a request up to its size class: powers of two split in quarters,
-/// so at most 25% of a buffer is slack.
+/// Rounds a request up to its size class: a multiple of an eighth of the
+/// next power of two (at least 256 B), so at most 25% of a buffer is slack.
 pub fn size_class(bytes: u64) -> u64 {
     if bytes <= MIN_CLASS {
         return MIN_CLASS;

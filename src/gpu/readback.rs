@@ -71,10 +71,11 @@ impl Readback {
         Ok(readback)
     }
 
-    /// Waits for the copy and returns the raw bytes (without padding).
-    fn wait_bytes(mut self, ctx: &GpuContext) -> Result<Vec<u8>> {
+    /// Waits for the copy, then hands the mapped bytes (without padding)
+    /// to `read`, which converts them in one pass.
+    fn wait_with<T>(mut self, ctx: &GpuContext, read: impl FnOnce(&[u8]) -> T) -> Result<T> {
         let Some(staging) = self.staging.take() else {
-            return Ok(Vec::new());
+            return Ok(read(&[]));
         };
         let (tx, rx) = mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |result| {
@@ -89,7 +90,7 @@ impl Readback {
             let view = staging
                 .get_mapped_range(..)
                 .map_err(|e| self.fail(&e.to_string()))?;
-            view[..data_bytes].to_vec()
+            read(&view[..data_bytes])
         };
         staging.unmap();
         ctx.counters.add_downloaded(self.bytes);
@@ -104,28 +105,34 @@ impl Readback {
         }
     }
 
-    /// Waits and returns the values as f32.
+    /// Waits and returns the values as f32 (f16 widened on the host).
     pub fn wait_f32(self, ctx: &GpuContext) -> Result<Vec<f32>> {
-        let dtype = self.dtype;
-        let bytes = self.wait_bytes(ctx)?;
-        Ok(match dtype {
-            DType::F32 => bytemuck::pod_collect_to_vec(&bytes),
-            DType::F16 => bytemuck::pod_collect_to_vec::<u8, f16>(&bytes)
-                .into_iter()
-                .map(f32::from)
+        let (len, dtype) = (self.len, self.dtype);
+        self.wait_with(ctx, |bytes| match dtype {
+            DType::F32 => {
+                let mut out = vec![0f32; len];
+                bytemuck::cast_slice_mut::<f32, u8>(&mut out).copy_from_slice(bytes);
+                out
+            }
+            DType::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
         })
     }
 
-    /// Waits and returns the values as f16.
+    /// Waits and returns the values as f16 (f32 rounded on the host).
     pub fn wait_f16(self, ctx: &GpuContext) -> Result<Vec<f16>> {
-        let dtype = self.dtype;
-        let bytes = self.wait_bytes(ctx)?;
-        Ok(match dtype {
-            DType::F16 => bytemuck::pod_collect_to_vec(&bytes),
-            DType::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&bytes)
-                .into_iter()
-                .map(f16::from_f32)
+        let (len, dtype) = (self.len, self.dtype);
+        self.wait_with(ctx, |bytes| match dtype {
+            DType::F16 => {
+                let mut out = vec![f16::ZERO; len];
+                bytemuck::cast_slice_mut::<f16, u8>(&mut out).copy_from_slice(bytes);
+                out
+            }
+            DType::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
                 .collect(),
         })
     }
