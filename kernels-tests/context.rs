@@ -113,22 +113,15 @@ fn granted_features_are_a_subset_of_what_the_adapter_offers() {
 #[test]
 fn a_wgpu_validation_error_is_returned_not_panicked() {
     for ctx in contexts() {
-        let bogus = KernelSpec {
-            shader: Shader::Elementwise,
-            entry: "no_such_entry_point",
-            constants: &[],
-        };
+        let bogus = KernelSpec::new(Shader::Elementwise, "no_such_entry_point");
         let err = ctx
             .pipeline(&bogus)
             .err()
             .expect("an unknown entry point must fail");
         assert!(matches!(err, Error::Wgpu { .. }), "{err:?}");
         assert!(err.to_string().contains("no_such_entry_point"), "{err}");
-        let unknown_constant = KernelSpec {
-            shader: Shader::Elementwise,
-            entry: "act_forward",
-            constants: &[("NOT_AN_OVERRIDE", 1)],
-        };
+        let unknown_constant =
+            KernelSpec::new(Shader::Elementwise, "act_forward").with("NOT_AN_OVERRIDE", 1);
         assert!(ctx.pipeline(&unknown_constant).is_err());
     }
 }

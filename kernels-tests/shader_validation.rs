@@ -14,8 +14,8 @@ use naga::ShaderStage;
 
 fn parse(shader: Shader) -> naga::Module {
     let src = shader.source();
-    naga::front::wgsl::parse_str(src)
-        .unwrap_or_else(|e| panic!("shaders/{}.wgsl: {}", shader.name(), e.emit_to_string(src)))
+    naga::front::wgsl::parse_str(&src)
+        .unwrap_or_else(|e| panic!("shaders/{}.wgsl: {}", shader.name(), e.emit_to_string(&src)))
 }
 
 /// Where GLSL is checked: everywhere but f16 kernels.
@@ -38,7 +38,7 @@ fn validate(shader: Shader, module: &naga::Module) -> naga::valid::ModuleInfo {
     let src = shader.source();
     Validator::new(ValidationFlags::all(), capabilities())
         .validate(module)
-        .unwrap_or_else(|e| panic!("shaders/{}.wgsl: {}", shader.name(), e.emit_to_string(src)))
+        .unwrap_or_else(|e| panic!("shaders/{}.wgsl: {}", shader.name(), e.emit_to_string(&src)))
 }
 
 fn uses_f16(module: &naga::Module) -> bool {
@@ -56,7 +56,7 @@ fn cross_compile(spec: &KernelSpec) -> Vec<String> {
         &module,
         &info,
         spec.entry,
-        spec.constants,
+        spec.constants(),
         Glsl::UnlessF16,
     )
 }

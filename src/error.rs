@@ -73,15 +73,30 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// Turns a captured wgpu error into ours, naming what we were doing.
     pub(crate) fn from_wgpu(op: impl Into<String>, err: wgpu::Error) -> Self {
-        let (kind, message) = match &err {
-            wgpu::Error::OutOfMemory { .. } => ("out-of-memory", err.to_string()),
-            wgpu::Error::Validation { description, .. } => ("validation", description.clone()),
-            wgpu::Error::Internal { description, .. } => ("internal", description.clone()),
+        let kind = match &err {
+            wgpu::Error::OutOfMemory { .. } => "out-of-memory",
+            wgpu::Error::Validation { .. } => "validation",
+            wgpu::Error::Internal { .. } => "internal",
         };
         Error::Wgpu {
             op: op.into(),
             kind,
-            message,
+            message: error_chain(&err),
         }
     }
+}
+
+/// "outer: cause: root cause", skipping causes that repeat their parent.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }

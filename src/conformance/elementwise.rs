@@ -125,7 +125,7 @@ pub fn cases() -> Vec<Case> {
             }),
         );
         for act in Activation::ALL {
-            let tol = if act == Activation::Relu {
+            let tol = if matches!(act, Activation::Identity | Activation::Relu) {
                 Tolerance::EXACT
             } else {
                 TRANSCENDENTAL

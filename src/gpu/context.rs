@@ -264,7 +264,7 @@ impl GpuContext {
         let sink = uncaptured.clone();
         device.on_uncaptured_error(Arc::new(move |err: wgpu::Error| {
             if let Ok(mut list) = sink.lock() {
-                list.push(err.to_string());
+                list.push(crate::error::error_chain(&err));
             }
         }));
 

@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex};
 use crate::error::Result;
 use crate::gpu::context::GpuContext;
 
+/// Activation functions shared by several families.
+const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
+
 /// One shader file = one kernel family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
@@ -26,32 +29,76 @@ impl Shader {
         }
     }
 
-    pub fn source(self) -> &'static str {
-        match self {
+    /// The WGSL the pipelines are built from: the family's file, after the
+    /// shared snippets it uses (WGSL has no includes).
+    pub fn source(self) -> String {
+        let family = match self {
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
+        };
+        let mut source = String::new();
+        if self.uses_activation() {
+            source.push_str(ACTIVATION);
+            source.push('\n');
         }
+        source.push_str(family);
+        source
+    }
+
+    /// Families that apply activations get `shaders/activation.wgsl`.
+    fn uses_activation(self) -> bool {
+        matches!(self, Shader::Elementwise)
     }
 }
 
+/// Most override constants one pipeline sets.
+pub const MAX_CONSTANTS: usize = 8;
+
 /// One compute pipeline: an entry point of a shader with its override
-/// constants (`override NAME: u32` / `bool` in WGSL). Launchers use only
-/// `KernelSpec` constants listed in their module's `SPECS`, so the naga
-/// cross-compile test sees every combination the code can build.
+/// constants (`override NAME: u32` / `bool` in WGSL; bools take 0 / 1).
+/// Each launcher module lists every spec it can build in `specs()`, so the
+/// naga cross-compile test sees every combination the code uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KernelSpec {
     pub shader: Shader,
     pub entry: &'static str,
-    pub constants: &'static [(&'static str, u32)],
+    constants: [(&'static str, u32); MAX_CONSTANTS],
+    count: u8,
 }
 
 impl KernelSpec {
+    pub const fn new(shader: Shader, entry: &'static str) -> Self {
+        KernelSpec {
+            shader,
+            entry,
+            constants: [("", 0); MAX_CONSTANTS],
+            count: 0,
+        }
+    }
+
+    /// The same pipeline with one more override constant set.
+    /// Panics (at compile time for `const` specs) past `MAX_CONSTANTS`.
+    pub const fn with(mut self, name: &'static str, value: u32) -> Self {
+        self.constants[self.count as usize] = (name, value);
+        self.count += 1;
+        self
+    }
+
+    /// `with(name, value as u32)` for boolean overrides.
+    pub const fn with_flag(self, name: &'static str, value: bool) -> Self {
+        self.with(name, value as u32)
+    }
+
+    pub fn constants(&self) -> &[(&'static str, u32)] {
+        &self.constants[..self.count as usize]
+    }
+
     /// "elementwise::act_forward[ACT=1]", for labels and messages.
     pub fn label(&self) -> String {
         let mut s = format!("{}::{}", self.shader.name(), self.entry);
-        if !self.constants.is_empty() {
+        if self.count > 0 {
             let list: Vec<String> = self
-                .constants
+                .constants()
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
@@ -83,8 +130,11 @@ impl GpuContext {
         }
         let module = self.shader_module(spec.shader)?;
         let label = spec.label();
-        let constants: Vec<(&str, f64)> =
-            spec.constants.iter().map(|&(k, v)| (k, v as f64)).collect();
+        let constants: Vec<(&str, f64)> = spec
+            .constants()
+            .iter()
+            .map(|&(k, v)| (k, v as f64))
+            .collect();
         let built = self.scoped(&format!("building pipeline {label}"), || {
             let pipeline =
                 self.device()

@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::gpu::{Bind, KernelSpec, Recorder, Shader, Tensor};
 use crate::kernels::check::{require_f32, require_same_shape};
 
-pub use crate::reference::elementwise::Activation;
+pub use crate::reference::activation::Activation;
 
 /// Invocations per workgroup in every elementwise entry point.
 const WG: u32 = 256;
@@ -29,11 +29,7 @@ impl Params {
 }
 
 const fn spec(entry: &'static str) -> KernelSpec {
-    KernelSpec {
-        shader: Shader::Elementwise,
-        entry,
-        constants: &[],
-    }
+    KernelSpec::new(Shader::Elementwise, entry)
 }
 
 pub const FILL: KernelSpec = spec("fill");
@@ -42,39 +38,21 @@ pub const ADD: KernelSpec = spec("add");
 pub const SCALE: KernelSpec = spec("scale");
 pub const AXPY: KernelSpec = spec("axpy");
 
-const fn act_spec(entry: &'static str, act: &'static [(&'static str, u32)]) -> KernelSpec {
-    KernelSpec {
-        shader: Shader::Elementwise,
-        entry,
-        constants: act,
-    }
+/// `act_forward` specialised for `act` (override ACT, shaders/activation.wgsl).
+pub const fn act_forward_spec(act: Activation) -> KernelSpec {
+    spec("act_forward").with("ACT", act as u32)
 }
 
-const RELU: &[(&str, u32)] = &[("ACT", 0)];
-const GELU: &[(&str, u32)] = &[("ACT", 1)];
-const TANH: &[(&str, u32)] = &[("ACT", 2)];
-const SIGMOID: &[(&str, u32)] = &[("ACT", 3)];
-
-/// `act_forward` / `act_backward` specialised per activation, indexed by
-/// `Activation as usize`.
-pub const ACT_FORWARD: [KernelSpec; 4] = [
-    act_spec("act_forward", RELU),
-    act_spec("act_forward", GELU),
-    act_spec("act_forward", TANH),
-    act_spec("act_forward", SIGMOID),
-];
-pub const ACT_BACKWARD: [KernelSpec; 4] = [
-    act_spec("act_backward", RELU),
-    act_spec("act_backward", GELU),
-    act_spec("act_backward", TANH),
-    act_spec("act_backward", SIGMOID),
-];
+/// `act_backward` specialised for `act`.
+pub const fn act_backward_spec(act: Activation) -> KernelSpec {
+    spec("act_backward").with("ACT", act as u32)
+}
 
 /// Every pipeline this module can build (for the naga cross-compile test).
 pub fn specs() -> Vec<KernelSpec> {
     let mut all = vec![FILL, COPY, ADD, SCALE, AXPY];
-    all.extend(ACT_FORWARD);
-    all.extend(ACT_BACKWARD);
+    all.extend(Activation::ALL.map(act_forward_spec));
+    all.extend(Activation::ALL.map(act_backward_spec));
     all
 }
 
@@ -147,7 +125,7 @@ pub fn act_forward(rec: &mut Recorder, act: Activation, z: &Tensor, out: &Tensor
     require_same_shape(OP, z, out)?;
     let n = out.len();
     let binds = [Bind::read(1, z), Bind::write(3, out)];
-    let kernel = &ACT_FORWARD[act as usize];
+    let kernel = &act_forward_spec(act);
     rec.dispatch_1d(OP, kernel, &Params::new(n, 0.0), &binds, n as u64, WG)
 }
 
@@ -171,6 +149,6 @@ pub fn act_backward(
         Bind::read(2, grad_y),
         Bind::write(3, grad_z),
     ];
-    let kernel = &ACT_BACKWARD[act as usize];
+    let kernel = &act_backward_spec(act);
     rec.dispatch_1d(OP, kernel, &Params::new(n, 0.0), &binds, n as u64, WG)
 }

@@ -30,21 +30,10 @@ struct Params {
     groups: u32,
 }
 
-pub const SUM: KernelSpec = KernelSpec {
-    shader: Shader::Reduce,
-    entry: "sum_partials",
-    constants: &[],
-};
-pub const SUM_SQUARES: KernelSpec = KernelSpec {
-    shader: Shader::Reduce,
-    entry: "sum_partials",
-    constants: &[("SQUARE", 1)],
-};
-pub const COLSUM: KernelSpec = KernelSpec {
-    shader: Shader::Reduce,
-    entry: "colsum_partials",
-    constants: &[],
-};
+pub const SUM: KernelSpec = KernelSpec::new(Shader::Reduce, "sum_partials");
+pub const SUM_SQUARES: KernelSpec =
+    KernelSpec::new(Shader::Reduce, "sum_partials").with_flag("SQUARE", true);
+pub const COLSUM: KernelSpec = KernelSpec::new(Shader::Reduce, "colsum_partials");
 
 /// Every pipeline this module can build (for the naga cross-compile test).
 pub fn specs() -> Vec<KernelSpec> {

@@ -1,5 +1,6 @@
 //! CPU references, one module per kernel family with the kernels' names.
 //! Plain loops, no GPU code: the oracle for tests and `manytask validate`.
 
+pub mod activation;
 pub mod elementwise;
 pub mod reduce;
