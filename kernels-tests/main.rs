@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod context;
 mod elementwise;
+mod gemm;
 mod pool;
 mod recorder;
 mod reduce;

@@ -92,10 +92,10 @@ pub fn validate(
         if progress {
             eprint!("\r\x1b[2K");
         }
-        failures += results.iter().filter(|r| !r.passed()).count();
+        failures += results.iter().filter(|r| r.failed()).count();
         if !json {
             let _ = write!(out, "{}", render_table(&results));
-            for r in results.iter().filter(|r| !r.passed()) {
+            for r in results.iter().filter(|r| r.failed()) {
                 let _ = writeln!(out, "FAILED: {}", r.failure_message());
             }
             let _ = writeln!(out);

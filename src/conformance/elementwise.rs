@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::conformance::{poisoned_output, Case, Expected, HostTensor, Tolerance, SIZES};
+use crate::conformance::{
+    poisoned_output, Case, Expected, HostTensor, Requirement, Tolerance, SIZES,
+};
 use crate::gpu::Tensor;
 use crate::kernels::elementwise::{self as kernels, Activation};
 use crate::reference::elementwise as reference;
@@ -65,6 +67,7 @@ pub fn cases() -> Vec<Case> {
                 inputs,
                 gpu,
                 reference,
+                requires: Requirement::None,
             })
         };
 

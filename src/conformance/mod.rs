@@ -7,6 +7,7 @@
 
 pub mod compare;
 pub mod elementwise;
+pub mod gemm;
 pub mod reduce;
 pub mod report;
 
@@ -53,6 +54,27 @@ pub type InputsFn = dyn Fn() -> Vec<HostTensor> + Send + Sync;
 pub type GpuFn = dyn Fn(&mut Recorder, &[Tensor]) -> Result<Tensor> + Send + Sync;
 pub type ReferenceFn = dyn Fn(&[HostTensor]) -> Expected + Send + Sync;
 
+/// An optional feature a case's kernel needs; on adapters without it the
+/// case is reported as skipped (never as passed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requirement {
+    None,
+    /// SUBGROUP with one fixed subgroup size (`gemm::subgroup_size`).
+    FixedSubgroup,
+}
+
+impl Requirement {
+    /// None when met, else why not.
+    pub fn unmet(self, ctx: &GpuContext) -> Option<&'static str> {
+        match self {
+            Requirement::None => None,
+            Requirement::FixedSubgroup => crate::kernels::gemm::subgroup_size(ctx)
+                .is_none()
+                .then_some("needs SUBGROUP with a fixed subgroup size"),
+        }
+    }
+}
+
 /// One kernel at one shape.
 #[derive(Clone)]
 pub struct Case {
@@ -64,6 +86,7 @@ pub struct Case {
     /// Records the kernel on the uploaded inputs and returns its output.
     pub gpu: Arc<GpuFn>,
     pub reference: Arc<ReferenceFn>,
+    pub requires: Requirement,
 }
 
 impl Case {
@@ -78,6 +101,7 @@ impl Case {
 /// Every case of every kernel family.
 pub fn all_cases() -> Vec<Case> {
     let mut all = elementwise::cases();
+    all.extend(gemm::cases());
     all.extend(reduce::cases());
     all
 }
@@ -86,10 +110,14 @@ pub fn all_cases() -> Vec<Case> {
 /// result, never as a panic.
 pub fn run_case(ctx: &GpuContext, case: &Case) -> CaseResult {
     let started = Instant::now();
-    let outcome = run_case_inner(ctx, case);
-    let (outcome, gpu_ms) = match outcome {
-        Ok((outcome, gpu_ms)) => (Ok(outcome), gpu_ms),
-        Err(e) => (Err(e.to_string()), 0.0),
+    let skipped = case.requires.unmet(ctx).map(str::to_string);
+    let (outcome, gpu_ms) = if let Some(why) = &skipped {
+        (Err(why.clone()), 0.0)
+    } else {
+        match run_case_inner(ctx, case) {
+            Ok((outcome, gpu_ms)) => (Ok(outcome), gpu_ms),
+            Err(e) => (Err(e.to_string()), 0.0),
+        }
     };
     CaseResult {
         adapter: ctx.info().name.clone(),
@@ -97,6 +125,7 @@ pub fn run_case(ctx: &GpuContext, case: &Case) -> CaseResult {
         kernel: case.kernel.clone(),
         case: case.case.clone(),
         outcome,
+        skipped,
         gpu_ms,
         total_ms: started.elapsed().as_secs_f64() * 1e3,
     }

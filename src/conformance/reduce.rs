@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use crate::conformance::{poisoned_output, Case, Expected, HostTensor, Tolerance, SIZES};
+use crate::conformance::{
+    poisoned_output, Case, Expected, HostTensor, Requirement, Tolerance, SIZES,
+};
 use crate::error::Result;
 use crate::gpu::{Recorder, Tensor};
 use crate::kernels::reduce as kernels;
@@ -84,6 +86,7 @@ fn scalar_case(
             values: vec![reference(&h[0].data)],
             tolerance: tolerance(&h[0].data),
         }),
+        requires: Requirement::None,
     }
 }
 
@@ -146,6 +149,7 @@ pub fn cases() -> Vec<Case> {
                 values: reference::column_sums(&h[0].data, rows, cols),
                 tolerance: Tolerance::EXACT,
             }),
+            requires: Requirement::None,
         });
     }
     cases.push(Case {
@@ -171,6 +175,7 @@ pub fn cases() -> Vec<Case> {
                 ),
             }
         }),
+        requires: Requirement::None,
     });
     cases
 }

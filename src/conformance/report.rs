@@ -15,6 +15,9 @@ pub struct CaseResult {
     pub case: String,
     /// The comparison, or why the case could not run.
     pub outcome: Result<Outcome, String>,
+    /// Set when the adapter lacks what the case needs: neither passed nor
+    /// failed.
+    pub skipped: Option<String>,
     /// Submit-to-finish wall time of the kernel's own submit (host clock).
     pub gpu_ms: f64,
     /// The whole case: inputs, upload, kernel, readback, reference.
@@ -24,6 +27,11 @@ pub struct CaseResult {
 impl CaseResult {
     pub fn passed(&self) -> bool {
         matches!(&self.outcome, Ok(o) if o.pass)
+    }
+
+    /// Ran and did not pass (a skipped case has not failed).
+    pub fn failed(&self) -> bool {
+        self.skipped.is_none() && !self.passed()
     }
 
     /// One line of JSON: {"adapter", "backend", "kernel", "case",
@@ -38,8 +46,15 @@ impl CaseResult {
             json_string(&self.kernel),
             json_string(&self.case)
         );
-        match &self.outcome {
-            Ok(o) => {
+        match (&self.outcome, &self.skipped) {
+            (_, Some(why)) => {
+                let _ = write!(
+                    s,
+                    "\"max_abs_err\":null,\"max_rel_err\":null,\"pass\":null,\"skipped\":{}",
+                    json_string(why)
+                );
+            }
+            (Ok(o), None) => {
                 let _ = write!(
                     s,
                     "\"max_abs_err\":{},\"max_rel_err\":{},\"pass\":{},\"elements\":{}",
@@ -58,7 +73,7 @@ impl CaseResult {
                     );
                 }
             }
-            Err(e) => {
+            (Err(e), None) => {
                 let _ = write!(
                     s,
                     "\"max_abs_err\":null,\"max_rel_err\":null,\"pass\":false,\"error\":{}",
@@ -110,6 +125,7 @@ pub fn render_table(results: &[CaseResult]) -> String {
                 Err(_) => ("-".into(), "-".into()),
             };
             let verdict = match &r.outcome {
+                _ if r.skipped.is_some() => "skip".to_string(),
                 Ok(o) if o.pass => "pass".to_string(),
                 Ok(_) => "FAIL".to_string(),
                 Err(e) => format!("ERROR: {e}"),
@@ -149,14 +165,27 @@ pub fn render_table(results: &[CaseResult]) -> String {
     for row in &rows {
         line(&mut out, row);
     }
-    let failed = results.iter().filter(|r| !r.passed()).count();
-    let _ = writeln!(
+    let failed = results.iter().filter(|r| r.failed()).count();
+    let skipped = results.iter().filter(|r| r.skipped.is_some()).count();
+    let _ = write!(
         out,
         "{} cases: {} passed, {} failed",
         results.len(),
-        results.len() - failed,
+        results.len() - failed - skipped,
         failed
     );
+    if skipped > 0 {
+        let reasons: std::collections::BTreeSet<&str> = results
+            .iter()
+            .filter_map(|r| r.skipped.as_deref())
+            .collect();
+        let _ = write!(
+            out,
+            ", {skipped} skipped ({})",
+            reasons.into_iter().collect::<Vec<_>>().join("; ")
+        );
+    }
+    out.push('\n');
     out
 }
 

@@ -10,44 +10,55 @@ use crate::gpu::context::GpuContext;
 
 /// Activation functions shared by several families.
 const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
+const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
+const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
+const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
+const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
+const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
 /// One shader file = one kernel family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
     Elementwise,
+    Gemm,
+    /// The GEMM variant that needs SUBGROUP: its own module, so adapters
+    /// without subgroups never compile it.
+    GemmSubgroup,
     Reduce,
 }
 
 impl Shader {
-    pub const ALL: &'static [Shader] = &[Shader::Elementwise, Shader::Reduce];
+    pub const ALL: &'static [Shader] = &[
+        Shader::Elementwise,
+        Shader::Gemm,
+        Shader::GemmSubgroup,
+        Shader::Reduce,
+    ];
 
     /// The family name: `shaders/<name>.wgsl`, `src/kernels/<name>.rs`, …
     pub fn name(self) -> &'static str {
         match self {
             Shader::Elementwise => "elementwise",
+            Shader::Gemm => "gemm",
+            Shader::GemmSubgroup => "gemm_subgroup",
             Shader::Reduce => "reduce",
         }
     }
 
-    /// The WGSL the pipelines are built from: the family's file, after the
-    /// shared snippets it uses (WGSL has no includes).
+    /// The WGSL the pipelines are built from: the family's files, after
+    /// the shared snippets they use (WGSL has no includes).
     pub fn source(self) -> String {
-        let family = match self {
-            Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
-            Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
-        };
-        let mut source = String::new();
-        if self.uses_activation() {
-            source.push_str(ACTIVATION);
-            source.push('\n');
-        }
-        source.push_str(family);
-        source
+        self.parts().concat()
     }
 
-    /// Families that apply activations get `shaders/activation.wgsl`.
-    fn uses_activation(self) -> bool {
-        matches!(self, Shader::Elementwise)
+    /// The files making up the module, in order.
+    pub fn parts(self) -> &'static [&'static str] {
+        match self {
+            Shader::Elementwise => &[ACTIVATION, ELEMENTWISE],
+            Shader::Gemm => &[ACTIVATION, GEMM_COMMON, GEMM],
+            Shader::GemmSubgroup => &[ACTIVATION, GEMM_COMMON, GEMM_SUBGROUP],
+            Shader::Reduce => &[REDUCE],
+        }
     }
 }
 

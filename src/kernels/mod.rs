@@ -2,8 +2,10 @@
 //! arguments, picks the cached pipeline and records dispatches on a
 //! `Recorder`; it never submits.
 
+pub mod autotune;
 pub mod check;
 pub mod elementwise;
+pub mod gemm;
 pub mod reduce;
 
 use crate::gpu::KernelSpec;
@@ -11,6 +13,7 @@ use crate::gpu::KernelSpec;
 /// Every (shader, entry point, override constants) the launchers can build.
 pub fn all_specs() -> Vec<KernelSpec> {
     let mut all = elementwise::specs();
+    all.extend(gemm::specs());
     all.extend(reduce::specs());
     all
 }

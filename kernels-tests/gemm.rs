@@ -1,0 +1,303 @@
+//! GEMM family: every variant in every layout against the CPU reference,
+//! variants agreeing bit for bit, argument errors, and the autotuner.
+
+use manytask::conformance::{self, Requirement};
+use manytask::gpu::{DType, Tensor};
+use manytask::kernels::autotune::{self, Settings};
+use manytask::kernels::gemm::{self, Epilogue, GemmShape, Layout, Variant};
+use manytask::reference::activation::Activation;
+use manytask::Error;
+
+use crate::common::{contexts, data};
+
+/// Runs every case of `variant` (all layouts, epilogues, batches) on every
+/// adapter that can run it; fails listing every failing case.
+fn check_variant(variant: Variant) {
+    let prefix = format!("gemm::{variant}[");
+    let cases: Vec<_> = conformance::all_cases()
+        .into_iter()
+        .filter(|c| c.kernel.starts_with(&prefix))
+        .collect();
+    assert!(
+        cases.len() >= 4 * gemm_cases_per_layout(),
+        "{} cases for {variant}",
+        cases.len()
+    );
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for ctx in contexts() {
+        for case in &cases {
+            let r = conformance::run_case(ctx, case);
+            if r.failed() {
+                failures.push(r.failure_message());
+            }
+            ran += usize::from(r.skipped.is_none());
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failing case(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // A variant no adapter here can run is not "passing".
+    assert!(ran > 0, "no adapter here runs gemm::{variant}");
+}
+
+fn gemm_cases_per_layout() -> usize {
+    conformance::gemm::SHAPES.len()
+}
+
+#[test]
+fn naive_matches_reference_in_every_layout() {
+    check_variant(Variant::Naive);
+}
+
+#[test]
+fn register_blocked_matches_reference_in_every_layout() {
+    check_variant(Variant::RegisterBlocked);
+}
+
+#[test]
+fn tiled_matches_reference_in_every_layout() {
+    check_variant(Variant::Tiled);
+}
+
+#[test]
+fn subgroup_matches_reference_in_every_layout() {
+    // Lavapipe grants subgroups of 8; llvmpipe GL has none (skipped there).
+    check_variant(Variant::Subgroup);
+}
+
+#[test]
+fn subgroup_cases_are_skipped_exactly_where_subgroups_are_missing() {
+    let case = conformance::all_cases()
+        .into_iter()
+        .find(|c| c.kernel == "gemm::subgroup[nn]")
+        .expect("a subgroup case");
+    assert_eq!(case.requires, Requirement::FixedSubgroup);
+    for ctx in contexts() {
+        let r = conformance::run_case(ctx, &case);
+        assert_eq!(
+            r.skipped.is_some(),
+            gemm::subgroup_size(ctx).is_none(),
+            "{}",
+            ctx.describe()
+        );
+        assert!(!r.failed());
+    }
+}
+
+/// The autotuner may pick any variant, so results must not depend on the
+/// pick: every variant computes the same fma chain in the same order.
+#[test]
+fn all_variants_agree_bit_for_bit_on_real_data() {
+    let (m, n, k) = (67, 131, 203);
+    for ctx in contexts() {
+        for layout in Layout::ALL {
+            let (ar, ac) = if layout.trans_a() { (k, m) } else { (m, k) };
+            let (br, bc) = if layout.trans_b() { (n, k) } else { (k, n) };
+            let a = Tensor::from_f32(ctx, "A", &[ar, ac], &data(1, m * k)).unwrap();
+            let b = Tensor::from_f32(ctx, "B", &[br, bc], &data(2, k * n)).unwrap();
+            let mut results = Vec::new();
+            for variant in gemm::available_variants(ctx) {
+                let c = Tensor::empty(ctx, "C", &[m, n], DType::F32).unwrap();
+                let mut rec = ctx.recorder("variants");
+                gemm::gemm_with(&mut rec, variant, layout, &a, &b, &c, &Epilogue::default())
+                    .unwrap();
+                rec.submit().unwrap();
+                let bits: Vec<u32> = c
+                    .to_f32_vec(ctx)
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect();
+                results.push((variant, bits));
+            }
+            for (variant, bits) in &results[1..] {
+                assert!(
+                    *bits == results[0].1,
+                    "{variant} differs from {} ({layout}) on {}",
+                    results[0].0,
+                    ctx.describe()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn inner_size_mismatch_is_an_error_naming_both_operands() {
+    let ctx = &contexts()[0];
+    let a = Tensor::zeros(ctx, "X", &[4, 5]).unwrap();
+    let b = Tensor::zeros(ctx, "W", &[6, 3]).unwrap();
+    let c = Tensor::zeros(ctx, "Y", &[4, 3]).unwrap();
+    let mut rec = ctx.recorder("bad gemm");
+    let err = gemm::gemm(&mut rec, Layout::NN, &a, &b, &c, &Epilogue::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Shape { .. }), "{err:?}");
+    assert!(
+        msg.contains("'X'")
+            && msg.contains("[4, 5]")
+            && msg.contains("'W'")
+            && msg.contains("[6, 3]"),
+        "{msg}"
+    );
+    // The same operands are fine as NT? No: W stored N×K must be 3×5.
+    let err = gemm::gemm(&mut rec, Layout::NT, &a, &b, &c, &Epilogue::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("inner sizes differ") || err.to_string().contains("C 'Y'"),
+        "{err}"
+    );
+    assert_eq!(rec.dispatch_count(), 0);
+}
+
+#[test]
+fn k_zero_wrong_output_and_wrong_bias_are_errors() {
+    let ctx = &contexts()[0];
+    let mut rec = ctx.recorder("bad gemm");
+    let a0 = Tensor::zeros(ctx, "A", &[4, 0]).unwrap();
+    let b0 = Tensor::zeros(ctx, "B", &[0, 3]).unwrap();
+    let c = Tensor::zeros(ctx, "C", &[4, 3]).unwrap();
+    let err = gemm::gemm(&mut rec, Layout::NN, &a0, &b0, &c, &Epilogue::default()).unwrap_err();
+    assert!(err.to_string().contains("K = 0"), "{err}");
+
+    let a = Tensor::zeros(ctx, "A", &[4, 2]).unwrap();
+    let b = Tensor::zeros(ctx, "B", &[2, 3]).unwrap();
+    let wrong_c = Tensor::zeros(ctx, "C", &[3, 4]).unwrap();
+    let err = gemm::gemm(&mut rec, Layout::NN, &a, &b, &wrong_c, &Epilogue::default()).unwrap_err();
+    assert!(err.to_string().contains("[3, 4]"), "{err}");
+
+    let bias = Tensor::zeros(ctx, "bias", &[4]).unwrap();
+    let epi = Epilogue {
+        bias: Some(&bias),
+        ..Epilogue::default()
+    };
+    let err = gemm::gemm(&mut rec, Layout::NN, &a, &b, &c, &epi).unwrap_err();
+    assert!(err.to_string().contains("bias 'bias' is [4]"), "{err}");
+
+    let batched_b = Tensor::zeros(ctx, "B", &[2, 2, 3]).unwrap();
+    let batched_c = Tensor::zeros(ctx, "C", &[3, 4, 3]).unwrap();
+    let err = gemm::gemm(
+        &mut rec,
+        Layout::NN,
+        &a,
+        &batched_b,
+        &batched_c,
+        &Epilogue::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("batch 2") && err.to_string().contains("batch 3"),
+        "{err}"
+    );
+    assert_eq!(rec.dispatch_count(), 0);
+}
+
+#[test]
+fn the_subgroup_variant_on_an_adapter_without_subgroups_is_an_error() {
+    for ctx in contexts()
+        .iter()
+        .filter(|c| gemm::subgroup_size(c).is_none())
+    {
+        let a = Tensor::zeros(ctx, "A", &[2, 2]).unwrap();
+        let c = Tensor::zeros(ctx, "C", &[2, 2]).unwrap();
+        let mut rec = ctx.recorder("no subgroups");
+        let err = gemm::gemm_with(
+            &mut rec,
+            Variant::Subgroup,
+            Layout::NN,
+            &a,
+            &a,
+            &c,
+            &Epilogue::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("SUBGROUP"), "{err}");
+    }
+}
+
+#[test]
+fn an_empty_output_records_nothing() {
+    let ctx = &contexts()[0];
+    let a = Tensor::zeros(ctx, "A", &[0, 5]).unwrap();
+    let b = Tensor::zeros(ctx, "B", &[5, 3]).unwrap();
+    let c = Tensor::zeros(ctx, "C", &[0, 3]).unwrap();
+    let mut rec = ctx.recorder("empty");
+    gemm::gemm(
+        &mut rec,
+        Layout::NN,
+        &a,
+        &b,
+        &c,
+        &Epilogue {
+            act: Activation::Relu,
+            ..Epilogue::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(rec.dispatch_count(), 0);
+}
+
+/// Tuning writes the table; a fresh process (here: a forgotten in-memory
+/// table) reads it back without timing again; a corrupt file is ignored
+/// and rewritten.
+#[test]
+fn autotune_choices_persist_and_survive_a_corrupt_cache() {
+    let dir = std::env::temp_dir().join(format!("manytask-autotune-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("table.tsv");
+    autotune::configure(Settings {
+        enabled: true,
+        cache_path: Some(path.clone()),
+    });
+    let ctx = &contexts()[0];
+    let shape = GemmShape {
+        batch: 1,
+        m: 96,
+        n: 80,
+        k: 72,
+    };
+
+    let chosen = autotune::tune_gemm(ctx, Layout::TN, shape).unwrap();
+    assert_ne!(
+        chosen,
+        Variant::Naive,
+        "the naive variant is never a candidate"
+    );
+    assert!(chosen.available(ctx));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(&ctx.info().name), "{text}");
+    assert!(
+        text.contains("\ttn\t1x128x128x128\t"),
+        "shape class recorded: {text}"
+    );
+
+    autotune::forget();
+    let before = ctx.counters();
+    assert_eq!(autotune::tune_gemm(ctx, Layout::TN, shape).unwrap(), chosen);
+    assert_eq!(
+        ctx.counters().since(&before).submits,
+        0,
+        "read from the file, not re-timed"
+    );
+
+    std::fs::write(&path, "not\ta\tvalid line\n\u{0}garbage").unwrap();
+    autotune::forget();
+    let again = autotune::tune_gemm(ctx, Layout::TN, shape).unwrap();
+    assert!(again.available(ctx));
+    assert!(std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("\ttn\t1x128x128x128\t"));
+
+    autotune::configure(Settings {
+        enabled: false,
+        cache_path: None,
+    });
+    assert_eq!(
+        autotune::tune_gemm(ctx, Layout::TN, shape).unwrap(),
+        autotune::default_variant(ctx)
+    );
+    autotune::configure(Settings::from_env());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,368 @@
+//! GEMM autotuner: the first time a (adapter, layout, shape class) is seen,
+//! every available variant but the naive one is timed on that shape and
+//! the fastest is kept, in memory and in a cache file keyed by adapter name,
+//! backend and driver, so later processes skip the timing.
+//!
+//! - `MANYTASK_AUTOTUNE=off` disables timing: the default rule picks
+//!   (CPU devices: subgroup if available, else register-blocked; GPUs:
+//!   tiled).
+//! - `MANYTASK_CACHE_DIR` sets where the cache file lives (default
+//!   `$XDG_CACHE_HOME/manytask` or `~/.cache/manytask`); `off` keeps the
+//!   table in memory only.
+//!
+//! Tuning submits its own work (a few runs per candidate): call
+//! [`tune_gemm`] ahead of a measured loop so that a training step stays
+//! one submit. Every variant computes the same k-ordered fma chain, so the
+//! choice does not change results beyond fma rounding (bit-identical on
+//! lavapipe and llvmpipe, tested).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::gpu::{DType, GpuContext, Tensor};
+use crate::kernels::gemm::{self, available_variants, Epilogue, GemmShape, Layout, Variant};
+
+pub const AUTOTUNE_ENV: &str = "MANYTASK_AUTOTUNE";
+pub const CACHE_DIR_ENV: &str = "MANYTASK_CACHE_DIR";
+const CACHE_FILE: &str = "gemm-autotune-v1.tsv";
+const CACHE_HEADER: &str =
+    "# manytask GEMM autotune table v1: backend, adapter, driver, layout, shape class, variant";
+
+/// Shapes are tuned per class: each of batch, M, N, K rounded up to a
+/// power of two (so 1000 and 1024 share a class).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ShapeClass {
+    pub batch: u32,
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+}
+
+impl ShapeClass {
+    pub fn of(shape: GemmShape) -> Self {
+        let up = |v: usize| (v.max(1) as u64).next_power_of_two() as u32;
+        ShapeClass {
+            batch: up(shape.batch),
+            m: up(shape.m),
+            n: up(shape.n),
+            k: up(shape.k),
+        }
+    }
+
+    fn text(&self) -> String {
+        format!("{}x{}x{}x{}", self.batch, self.m, self.n, self.k)
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        let v: Vec<u32> = s
+            .split('x')
+            .map(|p| p.parse().ok())
+            .collect::<Option<_>>()?;
+        match v[..] {
+            [batch, m, n, k] => Some(ShapeClass { batch, m, n, k }),
+            _ => None,
+        }
+    }
+}
+
+/// The adapter a table row belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct AdapterKey {
+    backend: String,
+    name: String,
+    driver: String,
+}
+
+impl AdapterKey {
+    fn of(ctx: &GpuContext) -> Self {
+        let info = ctx.info();
+        AdapterKey {
+            backend: format!("{:?}", info.backend),
+            name: info.name.clone(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
+        }
+    }
+}
+
+type Key = (AdapterKey, Layout, ShapeClass);
+
+#[derive(Default)]
+struct Table {
+    loaded: bool,
+    entries: HashMap<Key, Variant>,
+}
+
+fn table() -> &'static Mutex<Table> {
+    static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();
+    TABLE.get_or_init(|| Mutex::new(Table::default()))
+}
+
+fn lock_table() -> std::sync::MutexGuard<'static, Table> {
+    table().lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How the autotuner behaves; read from the environment on first use,
+/// replaceable with [`configure`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Time candidates (else use [`default_variant`]).
+    pub enabled: bool,
+    /// Where the table is persisted; None keeps it in memory.
+    pub cache_path: Option<PathBuf>,
+}
+
+impl Settings {
+    /// `MANYTASK_AUTOTUNE` (off/0/false/no disables) and `MANYTASK_CACHE_DIR`.
+    pub fn from_env() -> Self {
+        let enabled = match std::env::var(AUTOTUNE_ENV) {
+            Ok(v) => !matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "off" | "0" | "false" | "no"
+            ),
+            Err(_) => true,
+        };
+        Settings {
+            enabled,
+            cache_path: default_cache_path(),
+        }
+    }
+}
+
+fn settings_slot() -> &'static Mutex<Settings> {
+    static SETTINGS: OnceLock<Mutex<Settings>> = OnceLock::new();
+    SETTINGS.get_or_init(|| Mutex::new(Settings::from_env()))
+}
+
+/// The settings in force.
+pub fn settings() -> Settings {
+    settings_slot()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
+/// Replaces the settings (process-wide) and forgets the in-memory table,
+/// so the next lookup reads the new cache file.
+pub fn configure(settings: Settings) {
+    *settings_slot().lock().unwrap_or_else(|p| p.into_inner()) = settings;
+    forget();
+}
+
+/// Drops the in-memory table (the cache file stays).
+pub fn forget() {
+    *lock_table() = Table::default();
+}
+
+/// Whether timing is enabled.
+pub fn enabled() -> bool {
+    settings().enabled
+}
+
+/// Where the table is persisted, or None.
+pub fn cache_path() -> Option<PathBuf> {
+    settings().cache_path
+}
+
+fn default_cache_path() -> Option<PathBuf> {
+    let dir = match std::env::var(CACHE_DIR_ENV) {
+        Ok(v) if v.trim().eq_ignore_ascii_case("off") => return None,
+        Ok(v) if !v.trim().is_empty() => PathBuf::from(v),
+        _ => match (std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")) {
+            (Some(x), _) if !x.is_empty() => PathBuf::from(x).join("manytask"),
+            (_, Some(h)) if !h.is_empty() => PathBuf::from(h).join(".cache").join("manytask"),
+            _ => return None,
+        },
+    };
+    Some(dir.join(CACHE_FILE))
+}
+
+/// The variant used when nothing was measured: measured on lavapipe, CPU
+/// devices want no workgroup memory (and subgroup sharing when offered);
+/// GPUs want workgroup-memory tiles.
+pub fn default_variant(ctx: &GpuContext) -> Variant {
+    if ctx.info().device_type == wgpu::DeviceType::Cpu {
+        if Variant::Subgroup.available(ctx) {
+            Variant::Subgroup
+        } else {
+            Variant::RegisterBlocked
+        }
+    } else {
+        Variant::Tiled
+    }
+}
+
+/// The variant `gemm::gemm` uses for this problem, timing the candidates
+/// the first time its class is seen.
+pub fn gemm_variant(ctx: &GpuContext, layout: Layout, shape: GemmShape) -> Result<Variant> {
+    if !enabled() {
+        return Ok(default_variant(ctx));
+    }
+    let key = (AdapterKey::of(ctx), layout, ShapeClass::of(shape));
+    {
+        let mut t = lock_table();
+        if !t.loaded {
+            load_cache(&mut t);
+        }
+        if let Some(&v) = t.entries.get(&key) {
+            if v.available(ctx) {
+                return Ok(v);
+            }
+        }
+    }
+    let (best, _) = measure(ctx, layout, shape)?;
+    let mut t = lock_table();
+    t.entries.insert(key, best);
+    save_cache(&t);
+    Ok(best)
+}
+
+/// Tunes ahead of time (e.g. before a timed training loop).
+pub fn tune_gemm(ctx: &GpuContext, layout: Layout, shape: GemmShape) -> Result<Variant> {
+    gemm_variant(ctx, layout, shape)
+}
+
+/// Median milliseconds of each candidate on `shape` (inputs of zeros:
+/// timing does not depend on values), fastest first.
+pub fn measure(
+    ctx: &GpuContext,
+    layout: Layout,
+    shape: GemmShape,
+) -> Result<(Variant, Vec<(Variant, f64)>)> {
+    let (ar, ac) = if layout.trans_a() {
+        (shape.k, shape.m)
+    } else {
+        (shape.m, shape.k)
+    };
+    let (br, bc) = if layout.trans_b() {
+        (shape.n, shape.k)
+    } else {
+        (shape.k, shape.n)
+    };
+    let batched = |r: usize, c: usize| {
+        if shape.batch > 1 {
+            vec![shape.batch, r, c]
+        } else {
+            vec![r, c]
+        }
+    };
+    let a = Tensor::zeros(ctx, "autotune A", &batched(ar, ac))?;
+    let b = Tensor::zeros(ctx, "autotune B", &batched(br, bc))?;
+    let c = Tensor::empty(ctx, "autotune C", &batched(shape.m, shape.n), DType::F32)?;
+    let mut times = Vec::new();
+    for variant in available_variants(ctx)
+        .into_iter()
+        .filter(|&v| v != Variant::Naive)
+    {
+        let mut samples = Vec::new();
+        for run in 0..4 {
+            let mut rec = ctx.recorder("autotune");
+            gemm::gemm_with(&mut rec, variant, layout, &a, &b, &c, &Epilogue::default())?;
+            let start = Instant::now();
+            rec.submit()?;
+            ctx.wait_idle()?;
+            // The first run also builds the pipeline: not counted.
+            if run > 0 {
+                samples.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        samples.sort_by(f64::total_cmp);
+        times.push((variant, samples[samples.len() / 2]));
+    }
+    times.sort_by(|x, y| x.1.total_cmp(&y.1));
+    let best = times.first().map_or(default_variant(ctx), |t| t.0);
+    Ok((best, times))
+}
+
+/// Reads the cache file into the table. A missing file is normal; a
+/// malformed line is skipped with a warning (the table is only a cache).
+fn load_cache(t: &mut Table) {
+    t.loaded = true;
+    let Some(path) = cache_path() else { return };
+    let Ok(text) = fs::read_to_string(&path) else {
+        return;
+    };
+    let mut bad = 0;
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        match parse_line(line) {
+            Some((key, v)) => {
+                t.entries.insert(key, v);
+            }
+            None => bad += 1,
+        }
+    }
+    if bad > 0 {
+        eprintln!(
+            "manytask: ignored {bad} malformed line(s) in {}; they will be re-measured",
+            path.display()
+        );
+    }
+}
+
+fn parse_line(line: &str) -> Option<(Key, Variant)> {
+    let f: Vec<&str> = line.split('\t').collect();
+    let [backend, name, driver, layout, class, variant] = f[..] else {
+        return None;
+    };
+    let layout = Layout::ALL.into_iter().find(|l| l.name() == layout)?;
+    let key = AdapterKey {
+        backend: backend.to_string(),
+        name: name.to_string(),
+        driver: driver.to_string(),
+    };
+    Some((
+        (key, layout, ShapeClass::parse(class)?),
+        variant.parse().ok()?,
+    ))
+}
+
+/// Writes the whole table atomically (temp file + rename); failure to
+/// write only costs re-measuring next time, so it warns and goes on.
+fn save_cache(t: &Table) {
+    let Some(path) = cache_path() else { return };
+    let mut rows: Vec<String> = t
+        .entries
+        .iter()
+        .map(|((a, layout, class), v)| {
+            let clean = |s: &str| s.replace(['\t', '\n'], " ");
+            format!(
+                "{}\t{}\t{}\t{}\t{}\t{}",
+                clean(&a.backend),
+                clean(&a.name),
+                clean(&a.driver),
+                layout.name(),
+                class.text(),
+                v.name()
+            )
+        })
+        .collect();
+    rows.sort();
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let mut f = fs::File::create(&tmp)?;
+        writeln!(f, "{CACHE_HEADER}")?;
+        for r in &rows {
+            writeln!(f, "{r}")?;
+        }
+        f.sync_all()?;
+        fs::rename(&tmp, &path)
+    };
+    if let Err(e) = write() {
+        eprintln!(
+            "manytask: could not write the autotune cache {}: {e}",
+            path.display()
+        );
+    }
+}
