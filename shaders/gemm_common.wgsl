@@ -12,17 +12,19 @@
 //   Batch z reads A, B, C, bias at z·stride_{a,b,c,bias}.
 //
 // Every variant computes the same sums in the same k order (one fma per k
-// per output, k ascending), so variants agree to rounding of the fma
-// itself; they differ in how loads are shared:
+// per output, k ascending), so variants agree bit for bit when fma is
+// fused (tested on lavapipe and llvmpipe); they differ in how loads are
+// shared:
 //   gemm_naive     one invocation per output, 16×16 workgroups. The
 //                  reference variant.
-//   gemm_rb        register-blocked, no workgroup memory: 8 rows × 8
-//                  interleaved columns per invocation, 8×8 invocations →
-//                  64×64 tile.
+//   gemm_rb        register-blocked, no workgroup memory: RB_WG
+//                  invocations share 32 rows (uniform A loads), each owns 4
+//                  columns (one vec4 of B per k) → 32 × 4·RB_WG tile.
 //   gemm_subgroup  one subgroup (SG lanes, SG = the adapter's fixed
-//                  subgroup size) per workgroup: 16 rows × 8·SG columns;
-//                  each lane loads 16/SG of the A values and subgroupShuffle
-//                  shares them, so A costs 16 loads per k instead of 16·SG.
+//                  subgroup size ≥ 8) per workgroup: 32 rows × 4·SG
+//                  columns; each lane loads 32/SG of the A values and
+//                  subgroupShuffle shares them, so A costs 32 loads per k
+//                  instead of 32·SG.
 //   gemm_tiled     workgroup-memory tiles of 64×64 (k step 16), 16×16
 //                  invocations with 4×4 outputs each: what discrete GPUs
 //                  want.
@@ -56,11 +58,16 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
+// B again, read four columns at a time (bound to the same buffer as b).
+@group(0) @binding(5) var<storage, read> b4: array<vec4<f32>>;
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override BETA: bool = false;
 override BIAS: bool = false;
+// Set by the host when B is not transposed and N, ldb and the batch stride
+// of B are multiples of 4: four consecutive columns are one aligned vec4.
+override VEC_B: bool = false;
 // Element (row, kk) of op(A) for batch `batch`; callers clamp row < M.
 fn load_a(batch: u32, row: u32, kk: u32) -> f32 {
     let base = batch * p.stride_a;
@@ -75,6 +82,18 @@ fn load_b(batch: u32, kk: u32, col: u32) -> f32 {
     return b[base + kk * p.ldb + col];
 }
 
+// Columns col .. col+3 of row kk of op(B), clamped to the last column.
+fn load_b4(batch: u32, kk: u32, col: u32) -> vec4<f32> {
+    if (VEC_B) {
+        // N is a multiple of 4: clamp to the last whole vec4.
+        let c = min(col, p.n - 4u);
+        return b4[(batch * p.stride_b + kk * p.ldb + c) / 4u];
+    }
+    let last = p.n - 1u;
+    return vec4<f32>(load_b(batch, kk, min(col, last)), load_b(batch, kk, min(col + 1u, last)),
+                     load_b(batch, kk, min(col + 2u, last)), load_b(batch, kk, min(col + 3u, last)));
+}
+
 fn store(batch: u32, row: u32, col: u32, acc: f32) {
     if (row >= p.m || col >= p.n) { return; }
     let idx = batch * p.stride_c + row * p.ldc + col;
@@ -82,6 +101,14 @@ fn store(batch: u32, row: u32, col: u32, acc: f32) {
     if (BETA) { v = v + p.beta * c[idx]; }
     if (BIAS) { v = v + bias[batch * p.stride_bias + col]; }
     c[idx] = act(v);
+}
+
+// Four consecutive columns of one row.
+fn store4(batch: u32, row: u32, col: u32, v: vec4<f32>) {
+    store(batch, row, col, v.x);
+    store(batch, row, col + 1u, v.y);
+    store(batch, row, col + 2u, v.z);
+    store(batch, row, col + 3u, v.w);
 }
 
 struct Tile {

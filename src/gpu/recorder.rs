@@ -152,9 +152,12 @@ impl<'a> Recorder<'a> {
             }),
         });
         for b in binds {
-            // Empty tensors still need a non-empty binding; kernels never
-            // touch it because their element count is 0.
-            let size = b.tensor.padded_size_bytes().max(4);
+            // Bindings cover whole 16-byte units (pool buffers are
+            // multiples of 256 B, so this stays inside the buffer): a
+            // kernel may view a small tensor as vec4s, and an empty tensor
+            // still needs a non-empty binding. Kernels bound their reads by
+            // their parameters, never by the binding's length.
+            let size = b.tensor.padded_size_bytes().next_multiple_of(16).max(16);
             entries.push(wgpu::BindGroupEntry {
                 binding: b.binding,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {

@@ -22,10 +22,11 @@ pub use crate::reference::gemm::Layout;
 pub enum Variant {
     /// One invocation per output: the plain reference variant.
     Naive,
-    /// 8×8 outputs per invocation, no workgroup memory.
+    /// 32 rows × 4 columns per invocation, A loads uniform across the
+    /// workgroup, no workgroup memory.
     RegisterBlocked,
-    /// One subgroup per workgroup sharing A through subgroupShuffle; needs
-    /// SUBGROUP and a fixed subgroup size.
+    /// One subgroup per workgroup, 32 rows × 4 columns per lane, A shared
+    /// through subgroupShuffle; needs SUBGROUP and a fixed subgroup size ≥ 8.
     Subgroup,
     /// 64×64 workgroup-memory tiles.
     Tiled,
@@ -61,8 +62,9 @@ impl Variant {
     fn tile(self, subgroup_size: u32) -> (u64, u64) {
         match self {
             Variant::Naive => (16, 16),
-            Variant::RegisterBlocked | Variant::Tiled => (64, 64),
-            Variant::Subgroup => (16, 8 * subgroup_size as u64),
+            Variant::RegisterBlocked => (32, 4 * RB_WG as u64),
+            Variant::Tiled => (64, 64),
+            Variant::Subgroup => (32, 4 * subgroup_size as u64),
         }
     }
 
@@ -104,8 +106,14 @@ pub fn subgroup_size(ctx: &GpuContext) -> Option<u32> {
     .then_some(g.subgroup_min_size)
 }
 
-/// Subgroup sizes devices report (powers of two, 4..=128).
-pub const SUBGROUP_SIZES: [u32; 6] = [4, 8, 16, 32, 64, 128];
+/// Invocations of a `gemm_rb` workgroup (override RB_WG): 64 suits GPUs;
+/// on lavapipe 8 and 64 measured the same within noise.
+const RB_WG: u32 = 64;
+
+/// Subgroup sizes `gemm_subgroup` supports: powers of two from 8 (its 16
+/// rows come from at most two loads per lane) to 128, the largest devices
+/// report.
+pub const SUBGROUP_SIZES: [u32; 5] = [8, 16, 32, 64, 128];
 
 /// The variants this adapter can run.
 pub fn available_variants(ctx: &GpuContext) -> Vec<Variant> {
@@ -147,6 +155,7 @@ pub fn spec(
     bias: bool,
     act: Activation,
     subgroup_size: u32,
+    vec_b: bool,
 ) -> KernelSpec {
     let shader = if variant == Variant::Subgroup {
         Shader::GemmSubgroup
@@ -160,7 +169,8 @@ pub fn spec(
         .with_flag("BIAS", bias)
         .with("ACT", act as u32);
     match variant {
-        Variant::Subgroup => spec.with("SG", subgroup_size),
+        Variant::Subgroup => spec.with("SG", subgroup_size).with_flag("VEC_B", vec_b),
+        Variant::RegisterBlocked => spec.with("RB_WG", RB_WG).with_flag("VEC_B", vec_b),
         _ => spec,
     }
 }
@@ -174,12 +184,21 @@ pub fn specs() -> Vec<KernelSpec> {
         } else {
             &[0]
         };
+        let vec_b_options: &[bool] = match variant {
+            Variant::RegisterBlocked | Variant::Subgroup => &[false, true],
+            _ => &[false],
+        };
         for &sg in sizes {
             for layout in Layout::ALL {
-                for beta in [false, true] {
-                    for bias in [false, true] {
-                        for act in Activation::ALL {
-                            all.push(spec(variant, layout, beta, bias, act, sg));
+                for &vec_b in vec_b_options {
+                    if vec_b && layout.trans_b() {
+                        continue; // vec4 loads need B untransposed
+                    }
+                    for beta in [false, true] {
+                        for bias in [false, true] {
+                            for act in Activation::ALL {
+                                all.push(spec(variant, layout, beta, bias, act, sg, vec_b));
+                            }
                         }
                     }
                 }
@@ -411,6 +430,10 @@ fn record(
         beta: epi.beta.unwrap_or(0.0),
         _pad: [0; 2],
     };
+    // Four consecutive B columns form one aligned vec4 when B is stored
+    // K×N with N, its row stride and its batch stride multiples of 4.
+    let vec_b =
+        !layout.trans_b() && shape.n % 4 == 0 && params.ldb % 4 == 0 && params.stride_b % 4 == 0;
     let kernel = spec(
         variant,
         layout,
@@ -418,6 +441,7 @@ fn record(
         epi.bias.is_some(),
         epi.act,
         sg,
+        vec_b,
     );
     // The shader declares the bias binding whether or not BIAS is set;
     // without a bias, A stands in (read-only, never read there).
@@ -427,6 +451,19 @@ fn record(
         Bind::read(2, b),
         Bind::write(3, c),
         Bind::read(4, bias),
+        // B as vec4s: register-blocked and subgroup variants only.
+        Bind::read(5, b),
     ];
-    rec.dispatch(OP, &kernel, &params, &binds, [gx, gy, shape.batch as u32])
+    let used = if matches!(variant, Variant::RegisterBlocked | Variant::Subgroup) {
+        5
+    } else {
+        4
+    };
+    rec.dispatch(
+        OP,
+        &kernel,
+        &params,
+        &binds[..used],
+        [gx, gy, shape.batch as u32],
+    )
 }
