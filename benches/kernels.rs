@@ -1,5 +1,7 @@
-//! Kernel benchmarks: GB/s of elementwise and reduction kernels, dispatch
-//! and submit overhead, and host <-> device transfer rates.
+//! Kernel benchmarks: GFLOP/s of every GEMM variant (criterion prints
+//! "elem/s" for GEMM: one element = one flop), GB/s of elementwise and
+//! reduction kernels, dispatch and submit overhead, and host <-> device
+//! transfer rates.
 //!
 //! Runs on the adapter `MANYTASK_BACKEND` picks (default: the best one):
 //!   cargo bench --bench kernels
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use manytask::gpu::{DType, GpuContext, Tensor};
+use manytask::kernels::gemm::{self, Epilogue, Layout, Variant};
 use manytask::kernels::{elementwise, reduce};
 use manytask::util::rng::Rng;
 
@@ -205,9 +208,52 @@ fn transfer_bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// GFLOP/s of every GEMM variant in the three training layouts. The naive
+/// variant runs up to 1024 only (at ~0.5 GFLOP/s on lavapipe a 2048³ run
+/// takes ~35 s); compare variants within one run.
+fn gemm_bench(c: &mut Criterion) {
+    let ctx = context();
+    let mut group = c.benchmark_group("gemm");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(4));
+    for size in [256usize, 512, 1024, 2048] {
+        let a = Tensor::zeros(&ctx, "A", &[size, size]).expect("alloc");
+        let b = Tensor::zeros(&ctx, "B", &[size, size]).expect("alloc");
+        let out = Tensor::empty(&ctx, "C", &[size, size], DType::F32).expect("alloc");
+        // 2·M·N·K flops.
+        group.throughput(Throughput::Elements(2 * (size as u64).pow(3)));
+        for layout in [Layout::NN, Layout::NT, Layout::TN] {
+            for variant in gemm::available_variants(&ctx) {
+                if variant == Variant::Naive && size > 1024 {
+                    continue;
+                }
+                let id = BenchmarkId::new(format!("{variant}/{layout}"), size);
+                group.bench_with_input(id, &size, |bench, _| {
+                    bench.iter_custom(|iters| {
+                        time_submits(&ctx, iters, |rec| {
+                            gemm::gemm_with(
+                                rec,
+                                variant,
+                                layout,
+                                &a,
+                                &b,
+                                &out,
+                                &Epilogue::default(),
+                            )
+                            .expect("gemm")
+                        })
+                    })
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = elementwise_bench, reduce_bench, dispatch_bench, transfer_bench
+    targets = elementwise_bench, reduce_bench, dispatch_bench, transfer_bench, gemm_bench
 }
 criterion_main!(benches);

@@ -4,8 +4,9 @@
 //!   cargo run --release --example gemm_variants -- 1024 1024 1024 nn
 //!   MANYTASK_BACKEND=gl cargo run --release --example gemm_variants -- 512 512 512 tn
 
-use manytask::gpu::{DType, GpuContext, Tensor};
-use manytask::kernels::gemm::{self, Epilogue, GemmShape, Layout};
+use manytask::gpu::GpuContext;
+use manytask::kernels::autotune;
+use manytask::kernels::gemm::{self, GemmShape, Layout};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,34 +35,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         shape.flops() / 1e9
     );
 
-    let (ar, ac) = if layout.trans_a() {
-        (shape.k, shape.m)
-    } else {
-        (shape.m, shape.k)
-    };
-    let (br, bc) = if layout.trans_b() {
-        (shape.n, shape.k)
-    } else {
-        (shape.k, shape.n)
-    };
-    let a = Tensor::zeros(&ctx, "A", &[ar, ac])?;
-    let b = Tensor::zeros(&ctx, "B", &[br, bc])?;
-    let c = Tensor::empty(&ctx, "C", &[shape.m, shape.n], DType::F32)?;
-    for variant in gemm::available_variants(&ctx) {
-        let mut times = Vec::new();
-        let runs = if shape.flops() > 4e9 { 4 } else { 8 };
-        for run in 0..runs {
-            let mut rec = ctx.recorder("gemm");
-            gemm::gemm_with(&mut rec, variant, layout, &a, &b, &c, &Epilogue::default())?;
-            let start = std::time::Instant::now();
-            rec.submit()?;
-            ctx.wait_idle()?;
-            if run > 0 {
-                times.push(start.elapsed().as_secs_f64());
-            }
-        }
-        times.sort_by(f64::total_cmp);
-        let (best, median) = (times[0], times[times.len() / 2]);
+    let runs = if shape.flops() > 4e9 { 3 } else { 7 };
+    let variants = gemm::available_variants(&ctx);
+    for (variant, times) in autotune::time_variants(&ctx, layout, shape, &variants, runs)? {
+        let (best, median) = (times[0] / 1e3, times[times.len() / 2] / 1e3);
         println!(
             "{:>9}  median {:>9.3} ms  {:>7.2} GFLOP/s   best {:>7.2} GFLOP/s",
             variant.name(),

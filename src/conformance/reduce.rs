@@ -62,12 +62,14 @@ const COLUMN_SHAPES: &[(usize, usize)] = &[
 ];
 
 type ScalarKernel = fn(&mut Recorder, &Tensor, &Tensor) -> Result<()>;
+/// A data generator and its name in case names.
+type DataMaker = (&'static str, fn(u64, usize) -> Vec<f32>);
 
 /// A case of a kernel that reduces a vector of n elements to one value.
 fn scalar_case(
     kernel: &str,
     n: usize,
-    data: (&str, fn(u64, usize) -> Vec<f32>),
+    data: DataMaker,
     launch: ScalarKernel,
     reference: fn(&[f32]) -> f32,
     tolerance: fn(&[f32]) -> Tolerance,
@@ -92,8 +94,8 @@ fn scalar_case(
 
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    let integers = ("integers", integer_data as fn(u64, usize) -> Vec<f32>);
-    let reals = ("reals", real_data as fn(u64, usize) -> Vec<f32>);
+    let integers: DataMaker = ("integers", integer_data);
+    let reals: DataMaker = ("reals", real_data);
     for &n in SIZES {
         cases.push(scalar_case(
             "reduce::sum",

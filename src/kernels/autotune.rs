@@ -228,13 +228,16 @@ pub fn tune_gemm(ctx: &GpuContext, layout: Layout, shape: GemmShape) -> Result<V
     gemm_variant(ctx, layout, shape)
 }
 
-/// Median milliseconds of each candidate on `shape` (inputs of zeros:
-/// timing does not depend on values), fastest first.
-pub fn measure(
+/// Times the candidates: each variant's sorted run times in milliseconds,
+/// after one untimed run that also builds the pipeline (and lets the driver
+/// compile it). Inputs are zeros: timing does not depend on values.
+pub fn time_variants(
     ctx: &GpuContext,
     layout: Layout,
     shape: GemmShape,
-) -> Result<(Variant, Vec<(Variant, f64)>)> {
+    variants: &[Variant],
+    runs: usize,
+) -> Result<Vec<(Variant, Vec<f64>)>> {
     let (ar, ac) = if layout.trans_a() {
         (shape.k, shape.m)
     } else {
@@ -255,26 +258,40 @@ pub fn measure(
     let a = Tensor::zeros(ctx, "autotune A", &batched(ar, ac))?;
     let b = Tensor::zeros(ctx, "autotune B", &batched(br, bc))?;
     let c = Tensor::empty(ctx, "autotune C", &batched(shape.m, shape.n), DType::F32)?;
-    let mut times = Vec::new();
-    for variant in available_variants(ctx)
-        .into_iter()
-        .filter(|&v| v != Variant::Naive)
-    {
+    let mut all = Vec::new();
+    for &variant in variants {
         let mut samples = Vec::new();
-        for run in 0..4 {
+        for run in 0..=runs {
             let mut rec = ctx.recorder("autotune");
             gemm::gemm_with(&mut rec, variant, layout, &a, &b, &c, &Epilogue::default())?;
             let start = Instant::now();
             rec.submit()?;
             ctx.wait_idle()?;
-            // The first run also builds the pipeline: not counted.
             if run > 0 {
                 samples.push(start.elapsed().as_secs_f64() * 1e3);
             }
         }
         samples.sort_by(f64::total_cmp);
-        times.push((variant, samples[samples.len() / 2]));
+        all.push((variant, samples));
     }
+    Ok(all)
+}
+
+/// The fastest non-naive variant on `shape` by median time, and every
+/// candidate's median (ms), fastest first.
+pub fn measure(
+    ctx: &GpuContext,
+    layout: Layout,
+    shape: GemmShape,
+) -> Result<(Variant, Vec<(Variant, f64)>)> {
+    let candidates: Vec<Variant> = available_variants(ctx)
+        .into_iter()
+        .filter(|&v| v != Variant::Naive)
+        .collect();
+    let mut times: Vec<(Variant, f64)> = time_variants(ctx, layout, shape, &candidates, 3)?
+        .into_iter()
+        .map(|(v, samples)| (v, samples[samples.len() / 2]))
+        .collect();
     times.sort_by(|x, y| x.1.total_cmp(&y.1));
     let best = times.first().map_or(default_variant(ctx), |t| t.0);
     Ok((best, times))

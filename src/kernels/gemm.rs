@@ -432,8 +432,10 @@ fn record(
     };
     // Four consecutive B columns form one aligned vec4 when B is stored
     // K×N with N, its row stride and its batch stride multiples of 4.
-    let vec_b =
-        !layout.trans_b() && shape.n % 4 == 0 && params.ldb % 4 == 0 && params.stride_b % 4 == 0;
+    let vec_b = !layout.trans_b()
+        && shape.n.is_multiple_of(4)
+        && params.ldb.is_multiple_of(4)
+        && params.stride_b.is_multiple_of(4);
     let kernel = spec(
         variant,
         layout,
