@@ -19,6 +19,15 @@ pub fn contexts() -> &'static [GpuContext] {
     })
 }
 
+/// Fresh contexts, one per adapter, for tests that assert on counters: the
+/// shared ones see other tests' work, which runs in parallel.
+pub fn private_contexts() -> Vec<GpuContext> {
+    contexts()
+        .iter()
+        .map(|c| GpuContext::new(c.backend_choice()).expect("reopening an adapter"))
+        .collect()
+}
+
 /// Runs every conformance case of `kernel` on every adapter and fails with
 /// the list of all failing cases.
 pub fn check_kernel(kernel: &str) {

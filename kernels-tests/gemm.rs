@@ -251,7 +251,7 @@ fn autotune_choices_persist_and_survive_a_corrupt_cache() {
         enabled: true,
         cache_path: Some(path.clone()),
     });
-    let ctx = &contexts()[0];
+    let ctx = &crate::common::private_contexts()[0];
     let shape = GemmShape {
         batch: 1,
         m: 96,

@@ -7,6 +7,7 @@ mod common;
 mod context;
 mod elementwise;
 mod gemm;
+mod optim;
 mod pool;
 mod recorder;
 mod reduce;

@@ -3,8 +3,6 @@
 use manytask::gpu::pool::size_class;
 use manytask::gpu::{DType, Tensor};
 
-use crate::common::contexts;
-
 #[test]
 fn size_classes_round_up_by_at_most_a_quarter() {
     assert_eq!(size_class(0), 256);
@@ -33,7 +31,7 @@ fn size_classes_round_up_by_at_most_a_quarter() {
 #[test]
 fn a_freed_buffer_is_reused_by_the_next_tensor_of_its_class() {
     // A fresh context: the shared ones see other tests' traffic.
-    let ctx = manytask::GpuContext::new(contexts()[0].backend_choice()).unwrap();
+    let ctx = crate::common::private_contexts().remove(0);
     let t = Tensor::empty(&ctx, "first", &[1000], DType::F32).unwrap();
     let before = ctx.counters();
     drop(t);

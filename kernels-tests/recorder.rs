@@ -4,11 +4,11 @@
 use manytask::gpu::{fold_grid, DType, Tensor};
 use manytask::kernels::{elementwise, reduce};
 
-use crate::common::{contexts, data};
+use crate::common::{contexts, data, private_contexts};
 
 #[test]
 fn many_dispatches_and_a_readback_cost_one_submit() {
-    for ctx in contexts() {
+    for ctx in &private_contexts() {
         let x = Tensor::from_f32(ctx, "x", &[1000], &data(2, 1000)).unwrap();
         let y = Tensor::empty(ctx, "y", &[1000], DType::F32).unwrap();
         let s = Tensor::empty(ctx, "s", &[1], DType::F32).unwrap();
@@ -37,7 +37,7 @@ fn many_dispatches_and_a_readback_cost_one_submit() {
 /// one submit, each dispatch seeing its own alpha.
 #[test]
 fn parameters_of_hundreds_of_dispatches_stay_distinct() {
-    for ctx in contexts() {
+    for ctx in &private_contexts() {
         let n = 33;
         let x = Tensor::from_f32(ctx, "x", &[n], &vec![1.0; n]).unwrap();
         let y = Tensor::zeros(ctx, "y", &[n]).unwrap();
@@ -111,7 +111,7 @@ fn grids_fold_into_two_dimensions_only_when_needed() {
 
 #[test]
 fn an_unsubmitted_recorder_is_dropped_without_side_effects() {
-    let ctx = &contexts()[0];
+    let ctx = &private_contexts()[0];
     let y = Tensor::from_f32(ctx, "y", &[4], &[1.0; 4]).unwrap();
     let before = ctx.counters();
     {

@@ -63,7 +63,7 @@ fn reductions_are_bit_identical_across_runs() {
 
 #[test]
 fn a_multi_pass_sum_is_recorded_into_one_submit() {
-    let ctx = &contexts()[0];
+    let ctx = &crate::common::private_contexts()[0];
     let x = Tensor::from_f32(ctx, "x", &[100_000], &data(1, 100_000)).unwrap();
     let s = Tensor::empty(ctx, "sum", &[1], DType::F32).unwrap();
     let before = ctx.counters();

@@ -8,6 +8,7 @@
 pub mod compare;
 pub mod elementwise;
 pub mod gemm;
+pub mod optim;
 pub mod reduce;
 pub mod report;
 
@@ -102,6 +103,7 @@ impl Case {
 pub fn all_cases() -> Vec<Case> {
     let mut all = elementwise::cases();
     all.extend(gemm::cases());
+    all.extend(optim::cases());
     all.extend(reduce::cases());
     all
 }

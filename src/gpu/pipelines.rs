@@ -14,6 +14,7 @@ const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
 const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
 const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
 const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
+const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
 /// One shader file = one kernel family.
@@ -24,6 +25,7 @@ pub enum Shader {
     /// The GEMM variant that needs SUBGROUP: its own module, so adapters
     /// without subgroups never compile it.
     GemmSubgroup,
+    Optim,
     Reduce,
 }
 
@@ -32,6 +34,7 @@ impl Shader {
         Shader::Elementwise,
         Shader::Gemm,
         Shader::GemmSubgroup,
+        Shader::Optim,
         Shader::Reduce,
     ];
 
@@ -41,6 +44,7 @@ impl Shader {
             Shader::Elementwise => "elementwise",
             Shader::Gemm => "gemm",
             Shader::GemmSubgroup => "gemm_subgroup",
+            Shader::Optim => "optim",
             Shader::Reduce => "reduce",
         }
     }
@@ -57,6 +61,7 @@ impl Shader {
             Shader::Elementwise => &[ACTIVATION, ELEMENTWISE],
             Shader::Gemm => &[ACTIVATION, GEMM_COMMON, GEMM],
             Shader::GemmSubgroup => &[ACTIVATION, GEMM_COMMON, GEMM_SUBGROUP],
+            Shader::Optim => &[OPTIM],
             Shader::Reduce => &[REDUCE],
         }
     }

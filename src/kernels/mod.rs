@@ -6,6 +6,7 @@ pub mod autotune;
 pub mod check;
 pub mod elementwise;
 pub mod gemm;
+pub mod optim;
 pub mod reduce;
 
 use crate::gpu::KernelSpec;
@@ -14,6 +15,7 @@ use crate::gpu::KernelSpec;
 pub fn all_specs() -> Vec<KernelSpec> {
     let mut all = elementwise::specs();
     all.extend(gemm::specs());
+    all.extend(optim::specs());
     all.extend(reduce::specs());
     all
 }

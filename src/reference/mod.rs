@@ -4,4 +4,5 @@
 pub mod activation;
 pub mod elementwise;
 pub mod gemm;
+pub mod optim;
 pub mod reduce;
