@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use manytask::gpu::{DType, GpuContext, Tensor};
 use manytask::kernels::gemm::{self, Epilogue, Layout, Variant};
-use manytask::kernels::{elementwise, reduce};
+use manytask::kernels::{elementwise, optim, reduce};
 use manytask::util::rng::Rng;
 
 fn context() -> GpuContext {
@@ -116,6 +116,46 @@ fn reduce_bench(c: &mut Criterion) {
                 })
             },
         );
+    }
+    group.finish();
+}
+
+/// Fused optimiser steps over a flat parameter arena. Bytes per parameter:
+/// SGD reads g, θ, v and writes θ, v (20 B); AdamW reads g, θ, m, v and
+/// writes θ, m, v (28 B).
+fn optim_bench(c: &mut Criterion) {
+    let ctx = context();
+    let mut group = c.benchmark_group("optim");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3));
+    for n in [1 << 20, 1 << 23] {
+        let param = tensor(&ctx, "θ", n);
+        let grad = tensor(&ctx, "g", n);
+        let m = Tensor::zeros(&ctx, "m", &[n]).expect("alloc");
+        let v = Tensor::zeros(&ctx, "v", &[n]).expect("alloc");
+        let sgd = optim::Sgd {
+            lr: 1e-3,
+            momentum: 0.9,
+            weight_decay: 0.0,
+        };
+        group.throughput(Throughput::Bytes(20 * n as u64));
+        group.bench_with_input(BenchmarkId::new("sgd_step", n), &n, |bench, _| {
+            bench.iter_custom(|iters| {
+                time_submits(&ctx, iters, |rec| {
+                    optim::sgd_step(rec, &sgd, &param, &grad, &m).expect("sgd")
+                })
+            })
+        });
+        let adamw = optim::AdamW::default();
+        group.throughput(Throughput::Bytes(28 * n as u64));
+        group.bench_with_input(BenchmarkId::new("adamw_step", n), &n, |bench, _| {
+            bench.iter_custom(|iters| {
+                time_submits(&ctx, iters, |rec| {
+                    optim::adamw_step(rec, &adamw, 1, &param, &grad, &m, &v).expect("adamw")
+                })
+            })
+        });
     }
     group.finish();
 }
@@ -254,6 +294,6 @@ fn gemm_bench(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = elementwise_bench, reduce_bench, dispatch_bench, transfer_bench, gemm_bench
+    targets = elementwise_bench, reduce_bench, optim_bench, dispatch_bench, transfer_bench, gemm_bench
 }
 criterion_main!(benches);
