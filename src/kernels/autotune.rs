@@ -230,7 +230,8 @@ pub fn tune_gemm(ctx: &GpuContext, layout: Layout, shape: GemmShape) -> Result<V
 
 /// Times the candidates: each variant's sorted run times in milliseconds,
 /// after one untimed run that also builds the pipeline (and lets the driver
-/// compile it). Inputs are zeros: timing does not depend on values.
+/// compile it); at least one timed run. Inputs are zeros: timing does not
+/// depend on values.
 pub fn time_variants(
     ctx: &GpuContext,
     layout: Layout,
@@ -261,7 +262,7 @@ pub fn time_variants(
     let mut all = Vec::new();
     for &variant in variants {
         let mut samples = Vec::new();
-        for run in 0..=runs {
+        for run in 0..=runs.max(1) {
             let mut rec = ctx.recorder("autotune");
             gemm::gemm_with(&mut rec, variant, layout, &a, &b, &c, &Epilogue::default())?;
             let start = Instant::now();
