@@ -95,8 +95,8 @@ fn all_variants_agree_bit_for_bit_on_real_data() {
     let (m, n, k) = (67, 131, 203);
     for ctx in contexts() {
         for layout in Layout::ALL {
-            let (ar, ac) = if layout.trans_a() { (k, m) } else { (m, k) };
-            let (br, bc) = if layout.trans_b() { (n, k) } else { (k, n) };
+            let (ar, ac) = layout.a_stored(m, k);
+            let (br, bc) = layout.b_stored(k, n);
             let a = Tensor::from_f32(ctx, "A", &[ar, ac], &data(1, m * k)).unwrap();
             let b = Tensor::from_f32(ctx, "B", &[br, bc], &data(2, k * n)).unwrap();
             let mut results = Vec::new();

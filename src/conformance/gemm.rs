@@ -102,11 +102,7 @@ impl GemmCase {
     }
 
     fn a_shape(&self) -> Vec<usize> {
-        let (r, c) = if self.layout.trans_a() {
-            (self.k, self.m)
-        } else {
-            (self.m, self.k)
-        };
+        let (r, c) = self.layout.a_stored(self.m, self.k);
         if self.a_batched && self.batch > 1 {
             vec![self.batch, r, c]
         } else {
@@ -115,11 +111,7 @@ impl GemmCase {
     }
 
     fn b_shape(&self) -> Vec<usize> {
-        let (r, c) = if self.layout.trans_b() {
-            (self.n, self.k)
-        } else {
-            (self.k, self.n)
-        };
+        let (r, c) = self.layout.b_stored(self.k, self.n);
         if self.batch > 1 {
             vec![self.batch, r, c]
         } else {

@@ -239,16 +239,8 @@ pub fn time_variants(
     variants: &[Variant],
     runs: usize,
 ) -> Result<Vec<(Variant, Vec<f64>)>> {
-    let (ar, ac) = if layout.trans_a() {
-        (shape.k, shape.m)
-    } else {
-        (shape.m, shape.k)
-    };
-    let (br, bc) = if layout.trans_b() {
-        (shape.n, shape.k)
-    } else {
-        (shape.k, shape.n)
-    };
+    let (ar, ac) = layout.a_stored(shape.m, shape.k);
+    let (br, bc) = layout.b_stored(shape.k, shape.n);
     let batched = |r: usize, c: usize| {
         if shape.batch > 1 {
             vec![shape.batch, r, c]

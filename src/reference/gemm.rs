@@ -27,6 +27,24 @@ impl Layout {
     pub fn trans_b(self) -> bool {
         matches!(self, Layout::NT | Layout::TT)
     }
+    /// (rows, cols) A is stored as, for op(A) of M×K.
+    pub fn a_stored(self, m: usize, k: usize) -> (usize, usize) {
+        if self.trans_a() {
+            (k, m)
+        } else {
+            (m, k)
+        }
+    }
+
+    /// (rows, cols) B is stored as, for op(B) of K×N.
+    pub fn b_stored(self, k: usize, n: usize) -> (usize, usize) {
+        if self.trans_b() {
+            (n, k)
+        } else {
+            (k, n)
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Layout::NN => "nn",
