@@ -1,8 +1,11 @@
 // Activation functions shared by every kernel family that applies one;
 // src/gpu/pipelines.rs prepends this file to those families' sources, so
-// each activation is written once. The override ACT selects:
+// each activation is written once. Kinds are
 //   0 identity, 1 relu, 2 gelu (tanh form), 3 tanh, 4 sigmoid
 // (the discriminants of `manytask::reference::activation::Activation`).
+// The override ACT picks the kind `act` / `act_grad` apply; families that
+// need a second kind (the GEMM prologue) pass their own override to the
+// `_of` forms, and the switch folds away either way.
 
 override ACT: u32 = 0u;
 
@@ -26,8 +29,8 @@ fn gelu_u(x: f32) -> f32 {
     return SQRT_2_OVER_PI * (x + GELU_C * x * x * x);
 }
 
-fn act(x: f32) -> f32 {
-    switch ACT {
+fn act_of(kind: u32, x: f32) -> f32 {
+    switch kind {
         case 0u: { return x; }
         case 1u: { return max(x, 0.0); }
         case 2u: { return x * sigmoid(2.0 * gelu_u(x)); }
@@ -36,9 +39,9 @@ fn act(x: f32) -> f32 {
     }
 }
 
-// d act / dx at x.
-fn act_grad(x: f32) -> f32 {
-    switch ACT {
+// d act / dx at the pre-activation x.
+fn act_grad_of(kind: u32, x: f32) -> f32 {
+    switch kind {
         case 0u: { return 1.0; }
         case 1u: { return select(0.0, 1.0, x > 0.0); }
         case 2u: {
@@ -56,4 +59,24 @@ fn act_grad(x: f32) -> f32 {
             return sigmoid(x) * sigmoid(-x);
         }
     }
+}
+
+// d act / dx from the output y = act(x), for the kinds where y determines
+// it (all but gelu: the host keeps Z for gelu and never selects it here).
+// For relu y > 0 exactly when x > 0, so the output is the ReLU mask.
+fn act_grad_from_output(kind: u32, y: f32) -> f32 {
+    switch kind {
+        case 1u: { return select(0.0, 1.0, y > 0.0); }
+        case 3u: { return 1.0 - y * y; }
+        case 4u: { return y * (1.0 - y); }
+        default: { return 1.0; }
+    }
+}
+
+fn act(x: f32) -> f32 {
+    return act_of(ACT, x);
+}
+
+fn act_grad(x: f32) -> f32 {
+    return act_grad_of(ACT, x);
 }

@@ -26,10 +26,12 @@ fn gemm_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
                  @builtin(subgroup_invocation_id) lane: u32) {
     let t = tile_of(wid, nwg);
     if (!t.valid) { return; }
-    let z = wid.z;
+    let q = problem(wid.z);
+    // Tiles past this problem's own size (a smaller task) have no work.
+    if (t.row * 32u >= q.m || t.col * 4u * SG >= q.n) { return; }
     let row0 = t.row * 32u;
     let col0 = t.col * 4u * SG + 4u * lane;
-    let last_row = p.m - 1u;
+    let last_row = q.m - 1u;
     let r0 = min(row0 + lane, last_row);
     let r1 = min(row0 + lane + SG, last_row);
     let r2 = min(row0 + lane + 2u * SG, last_row);
@@ -66,15 +68,17 @@ fn gemm_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     var c29 = vec4<f32>();
     var c30 = vec4<f32>();
     var c31 = vec4<f32>();
-    for (var kk = 0u; kk < p.k; kk = kk + 1u) {
-        let bv = load_b4(z, kk, col0);
-        let a0 = load_a(z, r0, kk);
+    var bsum = vec4<f32>();
+    for (var kk = 0u; kk < q.k; kk = kk + 1u) {
+        let bv = load_b4(q, kk, col0);
+        if (BGRAD) { bsum = bsum + bv; }
+        let a0 = load_a(q, r0, kk);
         var a1 = 0.0;
         var a2 = 0.0;
         var a3 = 0.0;
-        if (SG < 32u) { a1 = load_a(z, r1, kk); }
-        if (2u * SG < 32u) { a2 = load_a(z, r2, kk); }
-        if (3u * SG < 32u) { a3 = load_a(z, r3, kk); }
+        if (SG < 32u) { a1 = load_a(q, r1, kk); }
+        if (2u * SG < 32u) { a2 = load_a(q, r2, kk); }
+        if (3u * SG < 32u) { a3 = load_a(q, r3, kk); }
         c0 = fma(vec4<f32>(row_value(a0, a1, a2, a3, 0u)), bv, c0);
         c1 = fma(vec4<f32>(row_value(a0, a1, a2, a3, 1u)), bv, c1);
         c2 = fma(vec4<f32>(row_value(a0, a1, a2, a3, 2u)), bv, c2);
@@ -108,36 +112,37 @@ fn gemm_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         c30 = fma(vec4<f32>(row_value(a0, a1, a2, a3, 30u)), bv, c30);
         c31 = fma(vec4<f32>(row_value(a0, a1, a2, a3, 31u)), bv, c31);
     }
-    store4(z, row0 + 0u, col0, c0);
-    store4(z, row0 + 1u, col0, c1);
-    store4(z, row0 + 2u, col0, c2);
-    store4(z, row0 + 3u, col0, c3);
-    store4(z, row0 + 4u, col0, c4);
-    store4(z, row0 + 5u, col0, c5);
-    store4(z, row0 + 6u, col0, c6);
-    store4(z, row0 + 7u, col0, c7);
-    store4(z, row0 + 8u, col0, c8);
-    store4(z, row0 + 9u, col0, c9);
-    store4(z, row0 + 10u, col0, c10);
-    store4(z, row0 + 11u, col0, c11);
-    store4(z, row0 + 12u, col0, c12);
-    store4(z, row0 + 13u, col0, c13);
-    store4(z, row0 + 14u, col0, c14);
-    store4(z, row0 + 15u, col0, c15);
-    store4(z, row0 + 16u, col0, c16);
-    store4(z, row0 + 17u, col0, c17);
-    store4(z, row0 + 18u, col0, c18);
-    store4(z, row0 + 19u, col0, c19);
-    store4(z, row0 + 20u, col0, c20);
-    store4(z, row0 + 21u, col0, c21);
-    store4(z, row0 + 22u, col0, c22);
-    store4(z, row0 + 23u, col0, c23);
-    store4(z, row0 + 24u, col0, c24);
-    store4(z, row0 + 25u, col0, c25);
-    store4(z, row0 + 26u, col0, c26);
-    store4(z, row0 + 27u, col0, c27);
-    store4(z, row0 + 28u, col0, c28);
-    store4(z, row0 + 29u, col0, c29);
-    store4(z, row0 + 30u, col0, c30);
-    store4(z, row0 + 31u, col0, c31);
+    if (BGRAD && t.row == 0u) { store_bias_grad4(q, col0, bsum); }
+    store4(q, row0 + 0u, col0, c0);
+    store4(q, row0 + 1u, col0, c1);
+    store4(q, row0 + 2u, col0, c2);
+    store4(q, row0 + 3u, col0, c3);
+    store4(q, row0 + 4u, col0, c4);
+    store4(q, row0 + 5u, col0, c5);
+    store4(q, row0 + 6u, col0, c6);
+    store4(q, row0 + 7u, col0, c7);
+    store4(q, row0 + 8u, col0, c8);
+    store4(q, row0 + 9u, col0, c9);
+    store4(q, row0 + 10u, col0, c10);
+    store4(q, row0 + 11u, col0, c11);
+    store4(q, row0 + 12u, col0, c12);
+    store4(q, row0 + 13u, col0, c13);
+    store4(q, row0 + 14u, col0, c14);
+    store4(q, row0 + 15u, col0, c15);
+    store4(q, row0 + 16u, col0, c16);
+    store4(q, row0 + 17u, col0, c17);
+    store4(q, row0 + 18u, col0, c18);
+    store4(q, row0 + 19u, col0, c19);
+    store4(q, row0 + 20u, col0, c20);
+    store4(q, row0 + 21u, col0, c21);
+    store4(q, row0 + 22u, col0, c22);
+    store4(q, row0 + 23u, col0, c23);
+    store4(q, row0 + 24u, col0, c24);
+    store4(q, row0 + 25u, col0, c25);
+    store4(q, row0 + 26u, col0, c26);
+    store4(q, row0 + 27u, col0, c27);
+    store4(q, row0 + 28u, col0, c28);
+    store4(q, row0 + 29u, col0, c29);
+    store4(q, row0 + 30u, col0, c30);
+    store4(q, row0 + 31u, col0, c31);
 }

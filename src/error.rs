@@ -33,6 +33,15 @@ pub enum Error {
         supported: &'static str,
     },
 
+    /// The op needs a device feature this adapter did not grant.
+    #[error("{op}: needs {feature}, which '{adapter}' does not offer; {hint}")]
+    MissingFeature {
+        op: &'static str,
+        feature: &'static str,
+        adapter: String,
+        hint: &'static str,
+    },
+
     /// A tensor larger than one storage binding may be on this adapter.
     #[error(
         "{op}: tensor '{label}' needs {bytes} bytes, but this adapter binds at most {limit} bytes \

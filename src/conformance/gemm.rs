@@ -216,6 +216,7 @@ impl GemmCase {
                     beta: spec.beta,
                     bias: spec.bias.map(|_| &t[t.len() - 1]),
                     act: spec.act,
+                    ..Epilogue::default()
                 };
                 kernels::gemm_with(rec, spec.variant, spec.layout, &t[0], &t[1], &c, &epi)?;
                 Ok(c)

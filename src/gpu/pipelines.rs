@@ -11,6 +11,8 @@ use crate::gpu::context::GpuContext;
 /// Activation functions shared by several families.
 const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
 const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
+const GEMM_F32: &str = include_str!("../../shaders/gemm_f32.wgsl");
+const GEMM_F16: &str = include_str!("../../shaders/gemm_f16.wgsl");
 const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
 const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
 const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
@@ -25,6 +27,9 @@ pub enum Shader {
     /// The GEMM variant that needs SUBGROUP: its own module, so adapters
     /// without subgroups never compile it.
     GemmSubgroup,
+    /// The GEMM family with f16 storage (needs SHADER_F16).
+    GemmF16,
+    GemmSubgroupF16,
     Optim,
     Reduce,
 }
@@ -34,6 +39,8 @@ impl Shader {
         Shader::Elementwise,
         Shader::Gemm,
         Shader::GemmSubgroup,
+        Shader::GemmF16,
+        Shader::GemmSubgroupF16,
         Shader::Optim,
         Shader::Reduce,
     ];
@@ -44,6 +51,8 @@ impl Shader {
             Shader::Elementwise => "elementwise",
             Shader::Gemm => "gemm",
             Shader::GemmSubgroup => "gemm_subgroup",
+            Shader::GemmF16 => "gemm_f16",
+            Shader::GemmSubgroupF16 => "gemm_subgroup_f16",
             Shader::Optim => "optim",
             Shader::Reduce => "reduce",
         }
@@ -59,8 +68,10 @@ impl Shader {
     pub fn parts(self) -> &'static [&'static str] {
         match self {
             Shader::Elementwise => &[ACTIVATION, ELEMENTWISE],
-            Shader::Gemm => &[ACTIVATION, GEMM_COMMON, GEMM],
-            Shader::GemmSubgroup => &[ACTIVATION, GEMM_COMMON, GEMM_SUBGROUP],
+            Shader::Gemm => &[GEMM_F32, ACTIVATION, GEMM_COMMON, GEMM],
+            Shader::GemmSubgroup => &[GEMM_F32, ACTIVATION, GEMM_COMMON, GEMM_SUBGROUP],
+            Shader::GemmF16 => &[GEMM_F16, ACTIVATION, GEMM_COMMON, GEMM],
+            Shader::GemmSubgroupF16 => &[GEMM_F16, ACTIVATION, GEMM_COMMON, GEMM_SUBGROUP],
             Shader::Optim => &[OPTIM],
             Shader::Reduce => &[REDUCE],
         }
@@ -68,7 +79,7 @@ impl Shader {
 }
 
 /// Most override constants one pipeline sets.
-pub const MAX_CONSTANTS: usize = 8;
+pub const MAX_CONSTANTS: usize = 16;
 
 /// One compute pipeline: an entry point of a shader with its override
 /// constants (`override NAME: u32` / `bool` in WGSL; bools take 0 / 1).

@@ -118,6 +118,23 @@ impl Readback {
                 .chunks_exact(2)
                 .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
+            DType::U32 => bytes
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32)
+                .collect(),
+        })
+    }
+
+    /// Waits and returns the values as u32 (u32 tensors only).
+    pub fn wait_u32(self, ctx: &GpuContext) -> Result<Vec<u32>> {
+        if self.dtype != DType::U32 {
+            return Err(self.fail(&format!("holds {}, not u32", self.dtype)));
+        }
+        self.wait_with(ctx, |bytes| {
+            bytes
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
         })
     }
 
@@ -133,6 +150,10 @@ impl Readback {
             DType::F32 => bytes
                 .chunks_exact(4)
                 .map(|b| f16::from_f32(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                .collect(),
+            DType::U32 => bytes
+                .chunks_exact(4)
+                .map(|b| f16::from_f32(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32))
                 .collect(),
         })
     }

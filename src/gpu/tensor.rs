@@ -18,6 +18,9 @@ pub enum DType {
     /// IEEE half; host I/O through the `half` crate. Kernels that take f16
     /// say so; the others reject it with `Error::DType`.
     F16,
+    /// 32-bit unsigned integers: class labels, task tables. Only kernels
+    /// that document a u32 operand accept it.
+    U32,
 }
 
 impl DType {
@@ -25,6 +28,7 @@ impl DType {
         match self {
             DType::F32 => 4,
             DType::F16 => 2,
+            DType::U32 => 4,
         }
     }
 }
@@ -34,6 +38,7 @@ impl fmt::Display for DType {
         f.write_str(match self {
             DType::F32 => "f32",
             DType::F16 => "f16",
+            DType::U32 => "u32",
         })
     }
 }
@@ -167,6 +172,18 @@ impl Tensor {
         Ok(t)
     }
 
+    /// A u32 tensor holding `data`.
+    pub fn from_u32(
+        ctx: &GpuContext,
+        label: &str,
+        shape: &[usize],
+        data: &[u32],
+    ) -> Result<Tensor> {
+        let t = Tensor::empty(ctx, label, shape, DType::U32)?;
+        t.write_u32(ctx, data)?;
+        Ok(t)
+    }
+
     /// An f32 tensor of zeros.
     pub fn zeros(ctx: &GpuContext, label: &str, shape: &[usize]) -> Result<Tensor> {
         let len = element_count("Tensor::zeros", shape)?;
@@ -189,12 +206,22 @@ impl Tensor {
         Ok(())
     }
 
+    pub fn write_u32(&self, ctx: &GpuContext, data: &[u32]) -> Result<()> {
+        self.expect_host_write("Tensor::write_u32", DType::U32, data.len())?;
+        self.write_bytes(ctx, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
     fn expect_host_write(&self, op: &'static str, dtype: DType, len: usize) -> Result<()> {
         if self.dtype != dtype {
             return Err(Error::DType {
                 op,
                 got: self.dtype,
-                supported: if dtype == DType::F32 { "f32" } else { "f16" },
+                supported: match dtype {
+                    DType::F32 => "f32",
+                    DType::F16 => "f16",
+                    DType::U32 => "u32",
+                },
             });
         }
         if len != self.len() {
@@ -228,6 +255,11 @@ impl Tensor {
     /// Reads an f16 tensor back as f16 (f32 tensors are rounded on the host).
     pub fn to_f16_vec(&self, ctx: &GpuContext) -> Result<Vec<f16>> {
         Readback::now(ctx, self)?.wait_f16(ctx)
+    }
+
+    /// Reads a u32 tensor back.
+    pub fn to_u32_vec(&self, ctx: &GpuContext) -> Result<Vec<u32>> {
+        Readback::now(ctx, self)?.wait_u32(ctx)
     }
 
     /// Another view of the same buffer with a new shape of equal size.

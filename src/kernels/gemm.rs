@@ -1,17 +1,19 @@
 //! Launchers for `shaders/gemm.wgsl`: C = act(alpha·op(A)·op(B) + beta·C +
-//! bias), in four variants and four layouts, optionally batched.
+//! bias), in four variants and four layouts, optionally batched, in f32 or
+//! (with SHADER_F16) f16 storage.
 //!
 //! `gemm` picks the variant for the adapter and shape (see
 //! `kernels::autotune`); `gemm_with` runs the variant you name (tests and
-//! benches use it to check and time every variant).
+//! benches use it to check and time every variant); `gemm_fused` adds the
+//! dense-layer fusions (`Fusion`: activation-derivative prologue, bias
+//! gradient). `kernels::dense` and `kernels::task_gemm` build on `launch`.
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, GpuContext, KernelSpec, Recorder, Shader, Tensor};
+use crate::gpu::{Bind, DType, GpuContext, KernelSpec, Recorder, Shader, Tensor};
 use crate::kernels::autotune;
-use crate::kernels::check::require_f32;
 use crate::reference::activation::Activation;
 
 pub use crate::reference::gemm::Layout;
@@ -134,6 +136,9 @@ pub struct Epilogue<'t> {
     /// [batch, N].
     pub bias: Option<&'t Tensor>,
     pub act: Activation,
+    /// Also write the pre-activation `alpha·op(A)·op(B) + beta·C + bias`
+    /// here (same shape as C): the Z a GELU layer's backward needs.
+    pub z_out: Option<&'t Tensor>,
 }
 
 impl Default for Epilogue<'_> {
@@ -143,41 +148,164 @@ impl Default for Epilogue<'_> {
             beta: None,
             bias: None,
             act: Activation::Identity,
+            z_out: None,
         }
     }
 }
 
-/// The pipeline for one (variant, layout, epilogue) combination.
-pub fn spec(
-    variant: Variant,
-    layout: Layout,
-    beta: bool,
-    bias: bool,
-    act: Activation,
-    subgroup_size: u32,
-    vec_b: bool,
-) -> KernelSpec {
-    let shader = if variant == Variant::Subgroup {
-        Shader::GemmSubgroup
-    } else {
-        Shader::Gemm
+/// Which GEMM operand a prologue scales.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operand {
+    A,
+    B,
+}
+
+/// What the backward pass kept from the forward pass of a layer.
+#[derive(Clone, Copy, Debug)]
+pub enum Saved<'t> {
+    /// Z, the pre-activation: works for every activation.
+    PreActivation(&'t Tensor),
+    /// Y = act(Z): enough for identity, relu (Y > 0 is the mask), tanh and
+    /// sigmoid, so the forward pass need not keep Z at all.
+    Output(&'t Tensor),
+}
+
+impl<'t> Saved<'t> {
+    pub fn tensor(&self) -> &'t Tensor {
+        match *self {
+            Saved::PreActivation(t) | Saved::Output(t) => t,
+        }
+    }
+
+    fn is_output(&self) -> bool {
+        matches!(self, Saved::Output(_))
+    }
+}
+
+/// Activation-derivative prologue: every element of `operand` is
+/// multiplied by act'(saved) as it is loaded (`saved` has the operand's
+/// shape), so `D = G ⊙ act'(Z)` feeds the GEMM without being stored.
+#[derive(Clone, Copy, Debug)]
+pub struct Prologue<'t> {
+    pub operand: Operand,
+    pub saved: Saved<'t>,
+    pub act: Activation,
+}
+
+/// Work fused into the GEMM's k loop (the dense-layer backward).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Fusion<'t> {
+    pub prologue: Option<Prologue<'t>>,
+    /// Column sums of op(B) (after the prologue): with B = D in
+    /// `dW = Xᵀ·D`, the bias gradient. Shape [N] or [batch, N]; alpha and
+    /// beta of the epilogue apply to it as to C.
+    pub bias_grad: Option<&'t Tensor>,
+}
+
+/// Every override of the GEMM modules except the variant's own: the
+/// pipeline-cache key of one specialisation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Flags {
+    pub f16: bool,
+    pub beta: bool,
+    pub bias: bool,
+    pub act: Activation,
+    /// B loads as aligned vec4s (rb and subgroup variants).
+    pub vec_b: bool,
+    /// Problems come from a task table (`kernels::task_gemm`).
+    pub tasks: bool,
+    pub store_z: bool,
+    /// (operand, activation, derivative from the output).
+    pub prologue: Option<(Operand, Activation, bool)>,
+    pub bias_grad: bool,
+}
+
+/// The pipeline for one variant, layout and set of flags. Only overrides
+/// that differ from the WGSL defaults are set, which keeps labels short.
+pub fn spec(variant: Variant, layout: Layout, flags: &Flags, subgroup_size: u32) -> KernelSpec {
+    let shader = match (variant == Variant::Subgroup, flags.f16) {
+        (false, false) => Shader::Gemm,
+        (true, false) => Shader::GemmSubgroup,
+        (false, true) => Shader::GemmF16,
+        (true, true) => Shader::GemmSubgroupF16,
     };
-    let spec = KernelSpec::new(shader, variant.entry())
-        .with_flag("TRANS_A", layout.trans_a())
-        .with_flag("TRANS_B", layout.trans_b())
-        .with_flag("BETA", beta)
-        .with_flag("BIAS", bias)
-        .with("ACT", act as u32);
+    let mut spec = KernelSpec::new(shader, variant.entry());
+    let flag = |spec: KernelSpec, name: &'static str, on: bool| {
+        if on {
+            spec.with_flag(name, true)
+        } else {
+            spec
+        }
+    };
+    spec = flag(spec, "TRANS_A", layout.trans_a());
+    spec = flag(spec, "TRANS_B", layout.trans_b());
+    spec = flag(spec, "BETA", flags.beta);
+    spec = flag(spec, "BIAS", flags.bias);
+    spec = flag(spec, "TASKS", flags.tasks);
+    spec = flag(spec, "STORE_Z", flags.store_z);
+    spec = flag(spec, "BGRAD", flags.bias_grad);
+    if flags.act != Activation::Identity {
+        spec = spec.with("ACT", flags.act as u32);
+    }
+    if let Some((operand, act, from_output)) = flags.prologue {
+        spec = flag(spec, "PRO_A", operand == Operand::A);
+        spec = flag(spec, "PRO_B", operand == Operand::B);
+        spec = flag(spec, "SAVED_Y", from_output);
+        if act != Activation::Identity {
+            spec = spec.with("DACT", act as u32);
+        }
+    }
     match variant {
-        Variant::Subgroup => spec.with("SG", subgroup_size).with_flag("VEC_B", vec_b),
-        Variant::RegisterBlocked => spec.with("RB_WG", RB_WG).with_flag("VEC_B", vec_b),
+        Variant::Subgroup => flag(spec.with("SG", subgroup_size), "VEC_B", flags.vec_b),
+        Variant::RegisterBlocked => flag(spec.with("RB_WG", RB_WG), "VEC_B", flags.vec_b),
         _ => spec,
     }
 }
 
-/// Every pipeline this module can build (for the naga cross-compile test).
+/// The pipelines the naga cross-compile test translates: every epilogue
+/// (beta × bias × activation) for every variant and layout in f32, and the
+/// fused and f16 specialisations over every variant and layout. Every
+/// override therefore appears, alone and in the combinations the dense
+/// layer and task GEMM use; the full cross product would be ~10^5.
 pub fn specs() -> Vec<KernelSpec> {
     let mut all = Vec::new();
+    let relu_y = Some((Operand::B, Activation::Relu, true));
+    let fused: [Flags; 7] = [
+        Flags::default(),
+        Flags {
+            tasks: true,
+            bias: true,
+            act: Activation::Tanh,
+            ..Flags::default()
+        },
+        Flags {
+            store_z: true,
+            bias: true,
+            act: Activation::Gelu,
+            ..Flags::default()
+        },
+        Flags {
+            prologue: Some((Operand::A, Activation::Relu, true)),
+            ..Flags::default()
+        },
+        Flags {
+            prologue: Some((Operand::A, Activation::Gelu, false)),
+            beta: true,
+            ..Flags::default()
+        },
+        Flags {
+            prologue: Some((Operand::B, Activation::Sigmoid, false)),
+            bias_grad: true,
+            ..Flags::default()
+        },
+        Flags {
+            prologue: relu_y,
+            bias_grad: true,
+            beta: true,
+            tasks: true,
+            ..Flags::default()
+        },
+    ];
     for variant in Variant::ALL {
         let sizes: &[u32] = if variant == Variant::Subgroup {
             &SUBGROUP_SIZES
@@ -188,17 +316,37 @@ pub fn specs() -> Vec<KernelSpec> {
             Variant::RegisterBlocked | Variant::Subgroup => &[false, true],
             _ => &[false],
         };
-        for &sg in sizes {
+        for (i, &sg) in sizes.iter().enumerate() {
             for layout in Layout::ALL {
                 for &vec_b in vec_b_options {
                     if vec_b && layout.trans_b() {
                         continue; // vec4 loads need B untransposed
                     }
-                    for beta in [false, true] {
-                        for bias in [false, true] {
-                            for act in Activation::ALL {
-                                all.push(spec(variant, layout, beta, bias, act, sg, vec_b));
+                    let base = Flags {
+                        vec_b,
+                        ..Flags::default()
+                    };
+                    // The full epilogue product once per variant (first
+                    // subgroup size only: the size changes no epilogue code).
+                    if i == 0 {
+                        for beta in [false, true] {
+                            for bias in [false, true] {
+                                for act in Activation::ALL {
+                                    let f = Flags {
+                                        beta,
+                                        bias,
+                                        act,
+                                        ..base
+                                    };
+                                    all.push(spec(variant, layout, &f, sg));
+                                }
                             }
+                        }
+                    }
+                    for f16 in [false, true] {
+                        for f in &fused {
+                            let f = Flags { f16, vec_b, ..*f };
+                            all.push(spec(variant, layout, &f, sg));
                         }
                     }
                 }
@@ -226,22 +374,22 @@ impl GemmShape {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    tiles_m: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    tiles: u32,
-    stride_a: u32,
-    stride_b: u32,
-    stride_c: u32,
-    stride_bias: u32,
-    alpha: f32,
-    beta: f32,
-    _pad: [u32; 2],
+pub(crate) struct Params {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub tiles_m: u32,
+    pub lda: u32,
+    pub ldb: u32,
+    pub ldc: u32,
+    pub tiles: u32,
+    pub stride_a: u32,
+    pub stride_b: u32,
+    pub stride_c: u32,
+    pub stride_bias: u32,
+    pub alpha: f32,
+    pub beta: f32,
+    pub _pad: [u32; 2],
 }
 
 const OP: &str = "gemm";
@@ -263,17 +411,85 @@ fn dims(name: &str, t: &Tensor) -> Result<(usize, usize, usize)> {
     }
 }
 
-/// Checks the operands of `C = op(A)·op(B)` and returns the problem shape.
+/// Every tensor of one GEMM call shares one storage type: f32, or f16.
+pub(crate) fn common_dtype(op: &'static str, tensors: &[&Tensor]) -> Result<DType> {
+    let first = tensors[0].dtype();
+    for t in tensors {
+        if t.dtype() == DType::U32 || t.dtype() != first {
+            return Err(Error::DType {
+                op,
+                got: t.dtype(),
+                supported: "f32 or f16, the same for every operand of one call",
+            });
+        }
+    }
+    Ok(first)
+}
+
+/// f16 storage needs SHADER_F16; say so instead of failing in wgpu.
+pub(crate) fn require_dtype_supported(
+    op: &'static str,
+    ctx: &GpuContext,
+    dtype: DType,
+) -> Result<()> {
+    if dtype == DType::F16 && !ctx.granted().shader_f16 {
+        return Err(Error::MissingFeature {
+            op,
+            feature: "SHADER_F16 (f16 storage)",
+            adapter: ctx.describe(),
+            hint: "use f32 tensors here, or an adapter with f16 support (on this machine: Vulkan/lavapipe)",
+        });
+    }
+    Ok(())
+}
+
+fn same_shape(op: &'static str, what: &str, t: &Tensor, like: &Tensor) -> Result<()> {
+    if t.shape() != like.shape() {
+        return Err(Error::Shape {
+            op,
+            detail: format!(
+                "{what} '{}' is {:?} but must match '{}' {:?}",
+                t.label(),
+                t.shape(),
+                like.label(),
+                like.shape()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Checks the prologue's activation can be differentiated from what was
+/// saved (GELU needs Z).
+pub(crate) fn check_prologue(op: &'static str, pro: &Prologue) -> Result<()> {
+    if pro.saved.is_output() && !pro.act.grad_from_output() {
+        return Err(Error::Shape {
+            op,
+            detail: format!(
+                "{} backward needs the pre-activation Z, not the output Y (keep Z in the forward pass: Epilogue::z_out)",
+                pro.act
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Checks the operands of `C = op(A)·op(B)` (and of the fusions) and
+/// returns the problem shape.
 pub fn check(
     layout: Layout,
     a: &Tensor,
     b: &Tensor,
     c: &Tensor,
     epi: &Epilogue,
+    fusion: &Fusion,
 ) -> Result<GemmShape> {
-    for t in [a, b, c].into_iter().chain(epi.bias) {
-        require_f32(OP, t)?;
-    }
+    let mut operands = vec![a, b, c];
+    operands.extend(epi.bias);
+    operands.extend(epi.z_out);
+    operands.extend(fusion.bias_grad);
+    operands.extend(fusion.prologue.map(|p| p.saved.tensor()));
+    common_dtype(OP, &operands)?;
     let (ba, ar, ac) = dims("A", a)?;
     let (bb, br, bc) = dims("B", b)?;
     let (bc_, m, n) = dims("C", c)?;
@@ -317,15 +533,27 @@ pub fn check(
             )));
         }
     }
-    if let Some(bias) = epi.bias {
-        let ok = bias.shape() == [n] || bias.shape() == [batch, n];
+    for (what, t) in [("bias", epi.bias), ("bias gradient", fusion.bias_grad)] {
+        let Some(t) = t else { continue };
+        let ok = t.shape() == [n] || t.shape() == [batch, n];
         if !ok {
             return Err(mismatch(format!(
-                "bias '{}' is {:?}; expected [{n}] or [{batch}, {n}]",
-                bias.label(),
-                bias.shape()
+                "{what} '{}' is {:?}; expected [{n}] or [{batch}, {n}]",
+                t.label(),
+                t.shape()
             )));
         }
+    }
+    if let (Some(x), Some(y)) = (epi.bias, fusion.bias_grad) {
+        same_shape(OP, "bias gradient", y, x)?;
+    }
+    if let Some(z) = epi.z_out {
+        same_shape(OP, "z_out", z, c)?;
+    }
+    if let Some(pro) = &fusion.prologue {
+        check_prologue(OP, pro)?;
+        let operand = if pro.operand == Operand::A { a } else { b };
+        same_shape(OP, "prologue input", pro.saved.tensor(), operand)?;
     }
     Ok(GemmShape { batch, m, n, k: ak })
 }
@@ -341,12 +569,7 @@ pub fn gemm(
     c: &Tensor,
     epi: &Epilogue,
 ) -> Result<()> {
-    let shape = check(layout, a, b, c, epi)?;
-    if shape.m == 0 || shape.n == 0 {
-        return Ok(()); // nothing to compute, nothing to tune
-    }
-    let variant = autotune::gemm_variant(rec.ctx(), layout, shape)?;
-    record(rec, variant, layout, shape, a, b, c, epi)
+    gemm_fused(rec, None, layout, a, b, c, epi, &Fusion::default())
 }
 
 /// As `gemm`, with the variant chosen by the caller.
@@ -359,48 +582,30 @@ pub fn gemm_with(
     c: &Tensor,
     epi: &Epilogue,
 ) -> Result<()> {
-    let shape = check(layout, a, b, c, epi)?;
-    record(rec, variant, layout, shape, a, b, c, epi)
+    gemm_fused(rec, Some(variant), layout, a, b, c, epi, &Fusion::default())
 }
 
+/// The general form: optional variant (None = autotuned), epilogue and
+/// fusions.
 #[allow(clippy::too_many_arguments)]
-fn record(
+pub fn gemm_fused(
     rec: &mut Recorder,
-    variant: Variant,
+    variant: Option<Variant>,
     layout: Layout,
-    shape: GemmShape,
     a: &Tensor,
     b: &Tensor,
     c: &Tensor,
     epi: &Epilogue,
+    fusion: &Fusion,
 ) -> Result<()> {
+    let shape = check(layout, a, b, c, epi, fusion)?;
     if shape.m == 0 || shape.n == 0 || shape.batch == 0 {
-        return Ok(());
+        return Ok(()); // nothing to compute, nothing to tune
     }
-    let sg = match variant {
-        Variant::Subgroup => subgroup_size(rec.ctx()).ok_or_else(|| Error::Shape {
-            op: OP,
-            detail: format!(
-                "the subgroup variant needs SUBGROUP with one fixed subgroup size; {} has neither",
-                rec.ctx().describe()
-            ),
-        })?,
-        _ => 0,
+    let variant = match variant {
+        Some(v) => v,
+        None => autotune::gemm_variant(rec.ctx(), layout, shape)?,
     };
-    let (tile_rows, tile_cols) = variant.tile(sg);
-    let tiles_m = (shape.m as u64).div_ceil(tile_rows);
-    let tiles = tiles_m * (shape.n as u64).div_ceil(tile_cols);
-    let [gx, gy, _] = rec.grid_for_groups(OP, tiles)?;
-    let max_z = rec.ctx().limits().max_compute_workgroups_per_dimension as usize;
-    if shape.batch > max_z {
-        return Err(Error::GridTooLarge {
-            op: OP,
-            detail: format!(
-                "batch {} exceeds {max_z} (grid z); split the batch",
-                shape.batch
-            ),
-        });
-    }
     // Row-major leading dimensions are the stored column counts.
     let ld = |t: &Tensor| *t.shape().last().unwrap_or(&1) as u32;
     let batch_stride = |t: &Tensor| {
@@ -410,25 +615,23 @@ fn record(
             0
         }
     };
+    let per_batch_bias = epi
+        .bias
+        .or(fusion.bias_grad)
+        .is_some_and(|t| t.shape().len() == 2);
     let params = Params {
         m: shape.m as u32,
         n: shape.n as u32,
         k: shape.k as u32,
-        tiles_m: tiles_m as u32,
+        tiles_m: 0, // set by `launch`
         lda: ld(a),
         ldb: ld(b),
         ldc: shape.n as u32,
-        tiles: tiles as u32,
+        tiles: 0,
         stride_a: batch_stride(a),
         stride_b: batch_stride(b),
         stride_c: (shape.m * shape.n) as u32,
-        stride_bias: epi.bias.map_or(0, |t| {
-            if t.shape().len() == 2 {
-                shape.n as u32
-            } else {
-                0
-            }
-        }),
+        stride_bias: if per_batch_bias { shape.n as u32 } else { 0 },
         alpha: epi.alpha,
         beta: epi.beta.unwrap_or(0.0),
         _pad: [0; 2],
@@ -439,36 +642,136 @@ fn record(
         && shape.n.is_multiple_of(4)
         && params.ldb.is_multiple_of(4)
         && params.stride_b.is_multiple_of(4);
-    let kernel = spec(
+    let call = Launch {
         variant,
         layout,
-        epi.beta.is_some(),
-        epi.bias.is_some(),
-        epi.act,
-        sg,
         vec_b,
-    );
-    // The shader declares the bias binding whether or not BIAS is set;
-    // without a bias, A stands in (read-only, never read there).
-    let bias = epi.bias.unwrap_or(a);
-    let binds = [
+        grid_m: shape.m,
+        grid_n: shape.n,
+        batch: shape.batch,
+        params,
+        tasks: None,
+    };
+    launch(rec, &call, a, b, c, epi, fusion)
+}
+
+/// One recorded GEMM dispatch, after the caller checked its operands.
+pub(crate) struct Launch<'t> {
+    pub variant: Variant,
+    pub layout: Layout,
+    pub vec_b: bool,
+    /// The grid covers grid_m × grid_n outputs per z (the largest task).
+    pub grid_m: usize,
+    pub grid_n: usize,
+    /// Grid z: batch entries or tasks.
+    pub batch: usize,
+    pub params: Params,
+    /// The task table (u32, 12 per task) for `task_gemm`.
+    pub tasks: Option<&'t Tensor>,
+}
+
+/// Records one GEMM dispatch: picks the pipeline, sizes the grid, binds
+/// every buffer the entry point declares (unused ones get stand-ins).
+pub(crate) fn launch(
+    rec: &mut Recorder,
+    call: &Launch,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    epi: &Epilogue,
+    fusion: &Fusion,
+) -> Result<()> {
+    let ctx = rec.ctx();
+    let dtype = a.dtype();
+    require_dtype_supported(OP, ctx, dtype)?;
+    let sg = match call.variant {
+        Variant::Subgroup => subgroup_size(ctx).ok_or_else(|| Error::MissingFeature {
+            op: OP,
+            feature: "SUBGROUP with one fixed subgroup size (the subgroup variant)",
+            adapter: ctx.describe(),
+            hint: "use the rb, tiled or naive variant",
+        })?,
+        _ => 0,
+    };
+    let (tile_rows, tile_cols) = call.variant.tile(sg);
+    let tiles_m = (call.grid_m as u64).div_ceil(tile_rows);
+    let tiles = tiles_m * (call.grid_n as u64).div_ceil(tile_cols);
+    let [gx, gy, _] = rec.grid_for_groups(OP, tiles)?;
+    let max_z = ctx.limits().max_compute_workgroups_per_dimension as usize;
+    if call.batch > max_z {
+        return Err(Error::GridTooLarge {
+            op: OP,
+            detail: format!(
+                "{} batch entries or tasks exceed {max_z} (grid z); split the call",
+                call.batch
+            ),
+        });
+    }
+    let params = Params {
+        tiles_m: tiles_m as u32,
+        tiles: tiles as u32,
+        ..call.params
+    };
+    let flags = Flags {
+        f16: dtype == DType::F16,
+        beta: epi.beta.is_some(),
+        bias: epi.bias.is_some(),
+        act: epi.act,
+        vec_b: call.vec_b,
+        tasks: call.tasks.is_some(),
+        store_z: epi.z_out.is_some(),
+        prologue: fusion
+            .prologue
+            .map(|p| (p.operand, p.act, p.saved.is_output())),
+        bias_grad: fusion.bias_grad.is_some(),
+    };
+    let kernel = spec(call.variant, call.layout, &flags, sg);
+    // The entry points declare every binding of gemm_common.wgsl that
+    // their code mentions, whatever the overrides; bindings a call does not
+    // use get stand-ins that are never touched: A for read-only ones,
+    // small pool buffers for writable ones (they must not alias C).
+    let unused_z;
+    let z_out = match epi.z_out {
+        Some(t) => t,
+        None => {
+            unused_z = Tensor::empty(ctx, "gemm.unused_z", &[4], dtype)?;
+            &unused_z
+        }
+    };
+    let unused_db;
+    let bias_grad = match fusion.bias_grad {
+        Some(t) => t,
+        None => {
+            unused_db = Tensor::empty(ctx, "gemm.unused_dbias", &[4], dtype)?;
+            &unused_db
+        }
+    };
+    let unused_tasks;
+    let tasks = match call.tasks {
+        Some(t) => t,
+        None => {
+            unused_tasks = Tensor::empty(ctx, "gemm.unused_tasks", &[TASK_WORDS], DType::U32)?;
+            &unused_tasks
+        }
+    };
+    let saved = fusion.prologue.map_or(a, |p| p.saved.tensor());
+    let mut binds = vec![
         Bind::read(1, a),
         Bind::read(2, b),
         Bind::write(3, c),
-        Bind::read(4, bias),
-        // B as vec4s: register-blocked and subgroup variants only.
-        Bind::read(5, b),
+        Bind::read(4, epi.bias.unwrap_or(a)),
+        Bind::read(6, saved),
+        Bind::write(8, z_out),
+        Bind::write(9, bias_grad),
+        Bind::read(10, tasks),
     ];
-    let used = if matches!(variant, Variant::RegisterBlocked | Variant::Subgroup) {
-        5
-    } else {
-        4
-    };
-    rec.dispatch(
-        OP,
-        &kernel,
-        &params,
-        &binds[..used],
-        [gx, gy, shape.batch as u32],
-    )
+    if matches!(call.variant, Variant::RegisterBlocked | Variant::Subgroup) {
+        // B and the prologue input as vec4s.
+        binds.push(Bind::read(5, b));
+        binds.push(Bind::read(7, saved));
+    }
+    rec.dispatch(OP, &kernel, &params, &binds, [gx, gy, call.batch as u32])
 }
+
+/// u32 words per task-table row (`TaskDesc` in shaders/gemm_common.wgsl).
+pub(crate) const TASK_WORDS: usize = 12;

@@ -7,8 +7,9 @@ use std::str::FromStr;
 /// Activation functions, shared by every kernel family that applies one
 /// (`shaders/activation.wgsl`). The discriminant is the shader's `ACT`
 /// override value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Activation {
+    #[default]
     Identity = 0,
     Relu = 1,
     /// GELU, tanh form: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))).
@@ -24,6 +25,13 @@ impl Activation {
         Activation::Tanh,
         Activation::Sigmoid,
     ];
+
+    /// Whether act'(z) is a function of the output y = act(z), so backward
+    /// can read Y instead of keeping Z (all but GELU; for ReLU, Y is the
+    /// mask).
+    pub fn grad_from_output(self) -> bool {
+        self != Activation::Gelu
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -90,5 +98,17 @@ pub fn act_grad(a: Activation, x: f64) -> f64 {
             let s = 1.0 / (1.0 + (-x).exp());
             s * (1.0 - s)
         }
+    }
+}
+
+/// act'(z) computed from y = act(z) (`None` for GELU, where y does not
+/// determine it). Mirrors `act_grad_from_output` in shaders/activation.wgsl.
+pub fn act_grad_from_output(a: Activation, y: f64) -> Option<f64> {
+    match a {
+        Activation::Identity => Some(1.0),
+        Activation::Relu => Some(if y > 0.0 { 1.0 } else { 0.0 }),
+        Activation::Gelu => None,
+        Activation::Tanh => Some(1.0 - y * y),
+        Activation::Sigmoid => Some(y * (1.0 - y)),
     }
 }
