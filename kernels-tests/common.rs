@@ -57,3 +57,34 @@ pub fn check_kernel(kernel: &str) {
 pub fn data(seed: u64, n: usize) -> Vec<f32> {
     manytask::util::rng::Rng::new(seed).uniform_vec(n, -1.0, 1.0)
 }
+
+/// Runs every conformance case `select` picks on every adapter; fails
+/// listing every failing case, or when no adapter here could run any (a
+/// kernel nobody runs is not "passing"). Returns how many case runs there
+/// were.
+pub fn check_cases(what: &str, select: impl Fn(&Case) -> bool) -> usize {
+    let cases: Vec<Case> = conformance::all_cases()
+        .into_iter()
+        .filter(|c| select(c))
+        .collect();
+    assert!(!cases.is_empty(), "no conformance case for {what}");
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for ctx in contexts() {
+        for case in &cases {
+            let r = conformance::run_case(ctx, case);
+            if r.failed() {
+                failures.push(r.failure_message());
+            }
+            ran += usize::from(r.skipped.is_none());
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failing case(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(ran > 0, "no adapter here runs {what}");
+    ran
+}

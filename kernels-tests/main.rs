@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod context;
+mod dense;
 mod elementwise;
 mod gemm;
 mod optim;

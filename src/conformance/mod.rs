@@ -6,6 +6,7 @@
 //! `|got - want| <= abs + rel * |want|`.
 
 pub mod compare;
+pub mod dense;
 pub mod elementwise;
 pub mod gemm;
 pub mod optim;
@@ -102,6 +103,7 @@ impl Case {
 /// Every case of every kernel family.
 pub fn all_cases() -> Vec<Case> {
     let mut all = elementwise::cases();
+    all.extend(dense::cases());
     all.extend(gemm::cases());
     all.extend(optim::cases());
     all.extend(reduce::cases());

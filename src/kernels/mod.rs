@@ -4,6 +4,7 @@
 
 pub mod autotune;
 pub mod check;
+pub mod dense;
 pub mod elementwise;
 pub mod gemm;
 pub mod optim;

@@ -1,0 +1,168 @@
+//! The fused dense layer (../shared/MATH.md §1) on the GEMM kernels of
+//! `shaders/gemm.wgsl` (the fusions live in `shaders/gemm_common.wgsl`):
+//!
+//! - forward, ONE dispatch: `Y = act(X·W + b)`, optionally also writing Z;
+//! - backward, TWO dispatches and no stored D: `dX = (G ⊙ act'(S))·Wᵀ`
+//!   with the derivative applied while loading G (prologue on A), and
+//!   `dW = Xᵀ·(G ⊙ act'(S))` with the bias gradient `db = colsum(D)`
+//!   summed in the same k loop (prologue on B + BGRAD), deterministically.
+//!
+//! S is what the forward pass kept: Y itself for identity/relu/tanh/sigmoid
+//! (for relu, Y > 0 is the mask: no extra buffer at all), Z for GELU.
+//! W is stored inputs×outputs (the layout the forward GEMM reads as vec4s);
+//! checkpoints convert to PyTorch's [out, in] at I/O.
+//! Reference: `reference::dense`; tests: kernels-tests/dense.rs.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Recorder, Tensor};
+use crate::kernels::gemm::{self, Epilogue, Fusion, Layout, Operand, Prologue, Saved, Variant};
+use crate::reference::activation::Activation;
+
+const OP: &str = "dense";
+
+/// One dense layer's operands: X [rows, inputs], W [inputs, outputs],
+/// optional b [outputs].
+#[derive(Clone, Copy, Debug)]
+pub struct Dense<'t> {
+    pub x: &'t Tensor,
+    pub w: &'t Tensor,
+    pub bias: Option<&'t Tensor>,
+    pub act: Activation,
+}
+
+/// Where the backward pass writes. `dx: None` skips the dX GEMM (first
+/// layer); `accumulate` adds into the existing dW/db/dX (a weight shared by
+/// several uses) instead of overwriting them.
+#[derive(Clone, Copy, Debug)]
+pub struct DenseGrads<'t> {
+    pub dx: Option<&'t Tensor>,
+    pub dw: &'t Tensor,
+    pub db: Option<&'t Tensor>,
+    pub accumulate: bool,
+}
+
+fn matrix(t: &Tensor, what: &str) -> Result<(usize, usize)> {
+    match *t.shape() {
+        [r, c] => Ok((r, c)),
+        _ => Err(Error::Shape {
+            op: OP,
+            detail: format!(
+                "{what} '{}' is {:?}; expected a matrix",
+                t.label(),
+                t.shape()
+            ),
+        }),
+    }
+}
+
+/// Checks X and W and returns (rows, inputs, outputs).
+fn dims(layer: &Dense) -> Result<(usize, usize, usize)> {
+    let (rows, inputs) = matrix(layer.x, "X")?;
+    let (w_in, outputs) = matrix(layer.w, "W")?;
+    if w_in != inputs {
+        return Err(Error::Shape {
+            op: OP,
+            detail: format!(
+                "X '{}' {:?} has {inputs} features but W '{}' {:?} expects {w_in} (W is stored [inputs, outputs])",
+                layer.x.label(),
+                layer.x.shape(),
+                layer.w.label(),
+                layer.w.shape()
+            ),
+        });
+    }
+    Ok((rows, inputs, outputs))
+}
+
+/// `Y = act(X·W + b)` in one dispatch; with `z`, Z is written too (keep it
+/// for GELU, whose derivative Y does not determine).
+pub fn dense_forward(
+    rec: &mut Recorder,
+    variant: Option<Variant>,
+    layer: &Dense,
+    y: &Tensor,
+    z: Option<&Tensor>,
+) -> Result<()> {
+    dims(layer)?;
+    let epi = Epilogue {
+        bias: layer.bias,
+        act: layer.act,
+        z_out: z,
+        ..Epilogue::default()
+    };
+    gemm::gemm_fused(
+        rec,
+        variant,
+        Layout::NN,
+        layer.x,
+        layer.w,
+        y,
+        &epi,
+        &Fusion::default(),
+    )
+}
+
+/// Backward of `dense_forward` from `g = dL/dY` and what the forward pass
+/// kept (`saved`, same shape as Y): at most two dispatches.
+pub fn dense_backward(
+    rec: &mut Recorder,
+    variant: Option<Variant>,
+    layer: &Dense,
+    saved: Saved,
+    g: &Tensor,
+    grads: &DenseGrads,
+) -> Result<()> {
+    let (rows, _, outputs) = dims(layer)?;
+    if g.shape() != [rows, outputs] || saved.tensor().shape() != [rows, outputs] {
+        return Err(Error::Shape {
+            op: OP,
+            detail: format!(
+                "dL/dY '{}' {:?} and the saved '{}' {:?} must both be [{rows}, {outputs}] (Y's shape)",
+                g.label(),
+                g.shape(),
+                saved.tensor().label(),
+                saved.tensor().shape()
+            ),
+        });
+    }
+    if grads.db.is_some() != layer.bias.is_some() {
+        return Err(Error::Shape {
+            op: OP,
+            detail: "pass db exactly when the layer has a bias".into(),
+        });
+    }
+    let beta = grads.accumulate.then_some(1.0);
+    let epi = Epilogue {
+        beta,
+        ..Epilogue::default()
+    };
+    if let Some(dx) = grads.dx {
+        let fusion = Fusion {
+            prologue: Some(Prologue {
+                operand: Operand::A,
+                saved,
+                act: layer.act,
+            }),
+            bias_grad: None,
+        };
+        gemm::gemm_fused(rec, variant, Layout::NT, g, layer.w, dx, &epi, &fusion)?;
+    }
+    let fusion = Fusion {
+        prologue: Some(Prologue {
+            operand: Operand::B,
+            saved,
+            act: layer.act,
+        }),
+        bias_grad: grads.db,
+    };
+    gemm::gemm_fused(
+        rec,
+        variant,
+        Layout::TN,
+        layer.x,
+        g,
+        grads.dw,
+        &epi,
+        &fusion,
+    )
+}
