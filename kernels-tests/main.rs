@@ -13,5 +13,6 @@ mod pool;
 mod recorder;
 mod reduce;
 mod shader_validation;
+mod task_gemm;
 mod tensor;
 mod validate;

@@ -12,6 +12,7 @@ pub mod gemm;
 pub mod optim;
 pub mod reduce;
 pub mod report;
+pub mod task_gemm;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -107,6 +108,7 @@ pub fn all_cases() -> Vec<Case> {
     all.extend(gemm::cases());
     all.extend(optim::cases());
     all.extend(reduce::cases());
+    all.extend(task_gemm::cases());
     all
 }
 

@@ -9,6 +9,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod optim;
 pub mod reduce;
+pub mod task_gemm;
 
 use crate::gpu::KernelSpec;
 

@@ -7,3 +7,4 @@ pub mod elementwise;
 pub mod gemm;
 pub mod optim;
 pub mod reduce;
+pub mod task_gemm;
