@@ -8,6 +8,7 @@ mod context;
 mod dense;
 mod elementwise;
 mod gemm;
+mod loss;
 mod optim;
 mod pool;
 mod recorder;

@@ -9,6 +9,7 @@ pub mod compare;
 pub mod dense;
 pub mod elementwise;
 pub mod gemm;
+pub mod loss;
 pub mod optim;
 pub mod reduce;
 pub mod report;
@@ -106,6 +107,7 @@ pub fn all_cases() -> Vec<Case> {
     let mut all = elementwise::cases();
     all.extend(dense::cases());
     all.extend(gemm::cases());
+    all.extend(loss::cases());
     all.extend(optim::cases());
     all.extend(reduce::cases());
     all.extend(task_gemm::cases());

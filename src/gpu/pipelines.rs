@@ -16,6 +16,7 @@ const GEMM_F16: &str = include_str!("../../shaders/gemm_f16.wgsl");
 const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
 const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
 const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
+const LOSS: &str = include_str!("../../shaders/loss.wgsl");
 const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
@@ -30,6 +31,7 @@ pub enum Shader {
     /// The GEMM family with f16 storage (needs SHADER_F16).
     GemmF16,
     GemmSubgroupF16,
+    Loss,
     Optim,
     Reduce,
 }
@@ -41,6 +43,7 @@ impl Shader {
         Shader::GemmSubgroup,
         Shader::GemmF16,
         Shader::GemmSubgroupF16,
+        Shader::Loss,
         Shader::Optim,
         Shader::Reduce,
     ];
@@ -53,6 +56,7 @@ impl Shader {
             Shader::GemmSubgroup => "gemm_subgroup",
             Shader::GemmF16 => "gemm_f16",
             Shader::GemmSubgroupF16 => "gemm_subgroup_f16",
+            Shader::Loss => "loss",
             Shader::Optim => "optim",
             Shader::Reduce => "reduce",
         }
@@ -72,6 +76,7 @@ impl Shader {
             Shader::GemmSubgroup => &[GEMM_F32, ACTIVATION, GEMM_COMMON, GEMM_SUBGROUP],
             Shader::GemmF16 => &[GEMM_F16, ACTIVATION, GEMM_COMMON, GEMM],
             Shader::GemmSubgroupF16 => &[GEMM_F16, ACTIVATION, GEMM_COMMON, GEMM_SUBGROUP],
+            Shader::Loss => &[LOSS],
             Shader::Optim => &[OPTIM],
             Shader::Reduce => &[REDUCE],
         }

@@ -7,6 +7,7 @@ pub mod check;
 pub mod dense;
 pub mod elementwise;
 pub mod gemm;
+pub mod loss;
 pub mod optim;
 pub mod reduce;
 pub mod task_gemm;
@@ -17,6 +18,7 @@ use crate::gpu::KernelSpec;
 pub fn all_specs() -> Vec<KernelSpec> {
     let mut all = elementwise::specs();
     all.extend(gemm::specs());
+    all.extend(loss::specs());
     all.extend(optim::specs());
     all.extend(reduce::specs());
     all

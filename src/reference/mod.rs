@@ -5,6 +5,7 @@ pub mod activation;
 pub mod dense;
 pub mod elementwise;
 pub mod gemm;
+pub mod loss;
 pub mod optim;
 pub mod reduce;
 pub mod task_gemm;

@@ -1,0 +1,138 @@
+//! Reference for the masked per-task losses (`kernels::loss`,
+//! ../shared/MATH.md §2), in f64. The definitions are spelled out in
+//! shaders/loss.wgsl.
+
+use crate::reference::activation::Activation;
+
+/// The loss of one task's rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LossKind {
+    /// Softmax cross-entropy against class ids (u32 labels).
+    SoftmaxCrossEntropy = 0,
+    /// ½‖ŷ − y‖² per row against f32 targets.
+    MeanSquaredError = 1,
+    /// Sigmoid cross-entropy per output against {0, 1} (or soft) targets.
+    BinaryCrossEntropy = 2,
+}
+
+impl LossKind {
+    pub const ALL: [LossKind; 3] = [
+        LossKind::SoftmaxCrossEntropy,
+        LossKind::MeanSquaredError,
+        LossKind::BinaryCrossEntropy,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LossKind::SoftmaxCrossEntropy => "softmax_ce",
+            LossKind::MeanSquaredError => "mse",
+            LossKind::BinaryCrossEntropy => "bce_logits",
+        }
+    }
+}
+
+/// One task's rows as dense host arrays: logits rows×width, targets
+/// rows×width (MSE/BCE) or labels [rows] (CE), mask [rows] or none.
+#[derive(Clone, Copy, Debug)]
+pub struct TaskLossInput<'a> {
+    pub kind: LossKind,
+    pub rows: usize,
+    pub width: usize,
+    pub logits: &'a [f32],
+    pub targets: &'a [f32],
+    pub labels: &'a [u32],
+    pub mask: Option<&'a [f32]>,
+    /// dObjective / dL_t.
+    pub upstream: f32,
+}
+
+/// What the kernel writes for one task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskLossOutput {
+    pub loss: f32,
+    /// rows×width.
+    pub grads: Vec<f32>,
+    /// [labelled rows, out-of-range labels, non-finite rows, 0].
+    pub stats: [u32; 4],
+}
+
+fn sigmoid(x: f64) -> f64 {
+    crate::reference::activation::act(Activation::Sigmoid, x)
+}
+
+pub fn task_loss(t: &TaskLossInput) -> TaskLossOutput {
+    let w = t.width;
+    let mut stats = [0u32; 4];
+    let weight = |r: usize| -> f64 {
+        let m = t.mask.map_or(1.0, |m| m[r] as f64);
+        let ok = t.kind != LossKind::SoftmaxCrossEntropy || (t.labels[r] as usize) < w;
+        if ok {
+            m
+        } else {
+            0.0
+        }
+    };
+    let mut wsum = 0f64;
+    for r in 0..t.rows {
+        let m = t.mask.map_or(1.0, |m| m[r] as f64);
+        let wr = weight(r);
+        if m != 0.0 && wr == 0.0 {
+            stats[1] += 1;
+        }
+        if wr != 0.0 {
+            stats[0] += 1;
+        }
+        wsum += wr;
+    }
+    let denom = wsum.max(1.0);
+    let g = t.upstream as f64 / denom;
+    let mut grads = vec![0f32; t.rows * w];
+    let mut lsum = 0f64;
+    for r in 0..t.rows {
+        let m = weight(r);
+        if m == 0.0 {
+            continue;
+        }
+        let z = &t.logits[r * w..(r + 1) * w];
+        let out = &mut grads[r * w..(r + 1) * w];
+        let l = match t.kind {
+            LossKind::SoftmaxCrossEntropy => {
+                let zmax = z.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64));
+                let sum: f64 = z.iter().map(|&v| (v as f64 - zmax).exp()).sum();
+                let y = t.labels[r] as usize;
+                for j in 0..w {
+                    let p = (z[j] as f64 - zmax).exp() / sum;
+                    out[j] = (g * m * (p - if j == y { 1.0 } else { 0.0 })) as f32;
+                }
+                sum.ln() + zmax - z[y] as f64
+            }
+            LossKind::MeanSquaredError => {
+                let mut l = 0.0;
+                for j in 0..w {
+                    let d = z[j] as f64 - t.targets[r * w + j] as f64;
+                    l += 0.5 * d * d;
+                    out[j] = (g * m * d) as f32;
+                }
+                l
+            }
+            LossKind::BinaryCrossEntropy => {
+                let mut l = 0.0;
+                for j in 0..w {
+                    let (zj, y) = (z[j] as f64, t.targets[r * w + j] as f64);
+                    l += zj.max(0.0) - zj * y + (-zj.abs()).exp().ln_1p();
+                    out[j] = (g * m * (sigmoid(zj) - y)) as f32;
+                }
+                l
+            }
+        };
+        if !l.is_finite() {
+            stats[2] += 1;
+        }
+        lsum += m * l;
+    }
+    TaskLossOutput {
+        loss: (lsum / denom) as f32,
+        grads,
+        stats,
+    }
+}
