@@ -7,6 +7,7 @@ mod common;
 mod context;
 mod dense;
 mod elementwise;
+mod f16;
 mod gemm;
 mod loss;
 mod optim;

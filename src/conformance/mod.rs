@@ -8,6 +8,7 @@
 pub mod compare;
 pub mod dense;
 pub mod elementwise;
+pub mod f16;
 pub mod gemm;
 pub mod loss;
 pub mod optim;
@@ -65,6 +66,11 @@ pub enum Requirement {
     None,
     /// SUBGROUP with one fixed subgroup size (`gemm::subgroup_size`).
     FixedSubgroup,
+    /// SHADER_F16 (f16 storage); without it the kernels return
+    /// `Error::MissingFeature`, tested separately.
+    ShaderF16,
+    /// Both.
+    F16AndSubgroup,
 }
 
 impl Requirement {
@@ -75,6 +81,10 @@ impl Requirement {
             Requirement::FixedSubgroup => crate::kernels::gemm::subgroup_size(ctx)
                 .is_none()
                 .then_some("needs SUBGROUP with a fixed subgroup size"),
+            Requirement::ShaderF16 => (!ctx.granted().shader_f16).then_some("needs SHADER_F16"),
+            Requirement::F16AndSubgroup => Requirement::ShaderF16
+                .unmet(ctx)
+                .or(Requirement::FixedSubgroup.unmet(ctx)),
         }
     }
 }
@@ -106,6 +116,7 @@ impl Case {
 pub fn all_cases() -> Vec<Case> {
     let mut all = elementwise::cases();
     all.extend(dense::cases());
+    all.extend(f16::cases());
     all.extend(gemm::cases());
     all.extend(loss::cases());
     all.extend(optim::cases());
