@@ -3,7 +3,7 @@
 //! accumulation, determinism and argument errors.
 
 use manytask::gpu::{GpuContext, Tensor};
-use manytask::kernels::dense::{dense_backward, dense_forward, Dense, DenseGrads};
+use manytask::kernels::dense::{dense_backward, dense_forward, BackwardPlan, Dense, DenseGrads};
 use manytask::kernels::gemm::{Saved, Variant};
 use manytask::reference::activation::Activation;
 use manytask::Error;
@@ -79,7 +79,13 @@ fn loss(ctx: &GpuContext, s: &Small, act: Activation) -> f64 {
 
 /// (dX, dW, db) from the fused backward, the derivative taken as `grad_act`
 /// (the layer's own activation, or a wrong one to prove the check bites).
-fn analytic(ctx: &GpuContext, s: &Small, act: Activation, grad_act: Activation) -> Vec<f32> {
+fn analytic(
+    ctx: &GpuContext,
+    s: &Small,
+    act: Activation,
+    grad_act: Activation,
+    plan: BackwardPlan,
+) -> Vec<f32> {
     let x = Tensor::from_f32(ctx, "x", &[ROWS, INPUTS], &s.x).unwrap();
     let w = Tensor::from_f32(ctx, "w", &[INPUTS, OUTPUTS], &s.w).unwrap();
     let b = Tensor::from_f32(ctx, "b", &[OUTPUTS], &s.b).unwrap();
@@ -107,7 +113,16 @@ fn analytic(ctx: &GpuContext, s: &Small, act: Activation, grad_act: Activation) 
         db: Some(&db),
         accumulate: false,
     };
-    dense_backward(&mut rec, None, &back, Saved::PreActivation(&z), &g, &grads).unwrap();
+    dense_backward(
+        &mut rec,
+        None,
+        Some(plan),
+        &back,
+        Saved::PreActivation(&z),
+        &g,
+        &grads,
+    )
+    .unwrap();
     rec.submit().unwrap();
     let mut all = dx.to_f32_vec(ctx).unwrap();
     all.extend(dw.to_f32_vec(ctx).unwrap());
@@ -151,28 +166,30 @@ fn dense_gradients_match_finite_differences() {
     for ctx in contexts() {
         for act in [Activation::Tanh, Activation::Gelu, Activation::Sigmoid] {
             let num = numeric(ctx, &s, act);
-            let ana = analytic(ctx, &s, act, act);
-            let scale = ana.iter().fold(0f32, |m, v| m.max(v.abs()));
-            // h = 1e-2: truncation ~h²·|f'''| ≈ 1e-4, f32 rounding of L
-            // over 2h ≈ 1e-5; gradients here are O(1).
-            let tol = 2e-3 * scale.max(1.0);
-            let err = max_err(&num, &ana);
-            assert!(
-                err <= tol,
-                "{act} on {}: max |fd - analytic| = {err} > {tol}",
-                ctx.describe()
-            );
-            // The same check rejects a backward with the wrong derivative.
-            let wrong = if act == Activation::Tanh {
-                Activation::Sigmoid
-            } else {
-                Activation::Tanh
-            };
-            let bad = max_err(&num, &analytic(ctx, &s, act, wrong));
-            assert!(
-                bad > 10.0 * tol,
-                "{act}: a wrong derivative passed ({bad} vs tol {tol})"
-            );
+            for plan in [BackwardPlan::Prologue, BackwardPlan::StoreDelta] {
+                let ana = analytic(ctx, &s, act, act, plan);
+                let scale = ana.iter().fold(0f32, |m, v| m.max(v.abs()));
+                // h = 1e-2: truncation ~h²·|f'''| ≈ 1e-4, f32 rounding of L
+                // over 2h ≈ 1e-5; gradients here are O(1).
+                let tol = 2e-3 * scale.max(1.0);
+                let err = max_err(&num, &ana);
+                assert!(
+                    err <= tol,
+                    "{act} on {}: max |fd - analytic| = {err} > {tol}",
+                    ctx.describe()
+                );
+                // The same check rejects a backward with the wrong derivative.
+                let wrong = if act == Activation::Tanh {
+                    Activation::Sigmoid
+                } else {
+                    Activation::Tanh
+                };
+                let bad = max_err(&num, &analytic(ctx, &s, act, wrong, plan));
+                assert!(
+                    bad > 10.0 * tol,
+                    "{act}: a wrong derivative passed ({bad} vs tol {tol})"
+                );
+            }
         }
     }
 }
@@ -205,7 +222,8 @@ fn dense_backward_accumulates_and_is_deterministic() {
                     db: Some(&db),
                     accumulate,
                 };
-                dense_backward(&mut rec, None, &layer, Saved::Output(&y), &g, &grads).unwrap();
+                dense_backward(&mut rec, None, None, &layer, Saved::Output(&y), &g, &grads)
+                    .unwrap();
             }
             rec.submit().unwrap();
             [dx, dw, db].map(|t| t.to_f32_vec(ctx).unwrap())
@@ -258,7 +276,8 @@ fn dense_rejects_bad_arguments() {
         db: None,
         accumulate: false,
     };
-    let e = dense_backward(&mut rec, None, &layer, Saved::Output(&y), &y, &grads).unwrap_err();
+    let e =
+        dense_backward(&mut rec, None, None, &layer, Saved::Output(&y), &y, &grads).unwrap_err();
     assert!(e.to_string().contains("pre-activation Z"), "{e}");
 
     // A gradient of the wrong shape.
@@ -267,7 +286,8 @@ fn dense_rejects_bad_arguments() {
         act: Activation::Relu,
         ..layer
     };
-    let e = dense_backward(&mut rec, None, &layer, Saved::Output(&y), &g, &grads).unwrap_err();
+    let e =
+        dense_backward(&mut rec, None, None, &layer, Saved::Output(&y), &g, &grads).unwrap_err();
     assert!(matches!(e, Error::Shape { .. }), "{e}");
     assert_eq!(rec.dispatch_count(), 0, "a rejected call recorded work");
 }

@@ -46,6 +46,13 @@ fn activation_backward_matches_reference_for_every_activation() {
     }
 }
 
+#[test]
+fn activation_backward_from_output_matches_reference() {
+    for act in Activation::ALL.into_iter().filter(|a| a.grad_from_output()) {
+        check_kernel(&format!("elementwise::act_backward_from_output[{act}]"));
+    }
+}
+
 /// Independent of the reference module: act' against a central finite
 /// difference of the GPU's own forward kernel, in f64 on the host.
 #[test]

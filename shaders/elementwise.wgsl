@@ -14,6 +14,9 @@
 //   axpy          out[i] = out[i] + alpha * a[i]        (y += alpha x, in place)
 //   act_forward   out[i] = act(a[i])                     (a = pre-activation z)
 //   act_backward  out[i] = b[i] * act'(a[i])             (a = z, b = dL/dy)
+//   act_backward_from_output
+//                 out[i] = b[i] * act'(z) computed from a[i] = y = act(z)
+//                 (not GELU; see act_grad_from_output)
 
 struct Params {
     n: u32,
@@ -80,4 +83,11 @@ fn act_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 @builtin(local_invocation_id) lid: vec3<u32>) {
     let i = element_index(wid, nwg, lid);
     if (i < p.n) { out[i] = b[i] * act_grad(a[i]); }
+}
+
+@compute @workgroup_size(256)
+fn act_backward_from_output(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                            @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = element_index(wid, nwg, lid);
+    if (i < p.n) { out[i] = b[i] * act_grad_from_output(ACT, a[i]); }
 }

@@ -8,8 +8,10 @@
 //!
 //! Beside them, with no GPU code: [`reference`] (CPU oracles) and
 //! [`util`]. [`conformance`] pairs kernels with references for the tests
-//! and `manytask validate`; [`cli`] is the binary's verbs.
+//! and `manytask validate`; [`bench`] measures kernels against the
+//! adapter's roofline; [`cli`] is the binary's verbs.
 
+pub mod bench;
 pub mod cli;
 pub mod conformance;
 pub mod error;

@@ -1,5 +1,6 @@
 //! The `manytask` command line: verbs over the library, nothing more.
 
+pub mod bench;
 pub mod info;
 pub mod validate;
 
@@ -29,6 +30,8 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Run the kernel conformance cases against their CPU references; exits 1 on any failure.
     Validate(validate::ValidateArgs),
+    /// Measure the adapter's roofline (FMA peak, copy bandwidth) and every kernel against it.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command line.
@@ -36,6 +39,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Some(Command::Info(args)) => info::run(&args),
         Some(Command::Validate(args)) => validate::run(&args),
+        Some(Command::Bench(args)) => bench::run(&args),
         None => validate::run(&validate::ValidateArgs::default()),
     }
 }

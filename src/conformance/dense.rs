@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::conformance::{poisoned_output, Case, Expected, HostTensor, Requirement, Tolerance};
 use crate::gpu::Tensor;
-use crate::kernels::dense::{dense_backward, dense_forward, Dense, DenseGrads};
+use crate::kernels::dense::{dense_backward, dense_forward, BackwardPlan, Dense, DenseGrads};
 use crate::kernels::gemm::{Saved, Variant};
 use crate::reference::activation::Activation;
 use crate::reference::dense::{
@@ -63,6 +63,7 @@ struct DenseCase {
     /// Backward reads Y (else Z).
     saved_y: bool,
     output: Output,
+    plan: BackwardPlan,
 }
 
 impl DenseCase {
@@ -227,7 +228,15 @@ impl DenseCase {
                     db: Some(&db),
                     accumulate: false,
                 };
-                dense_backward(rec, Some(self.variant), &layer, saved, &t[3], &grads)?;
+                dense_backward(
+                    rec,
+                    Some(self.variant),
+                    Some(self.plan),
+                    &layer,
+                    saved,
+                    &t[3],
+                    &grads,
+                )?;
                 Ok(match self.output {
                     Output::Dx => dx,
                     Output::Dw => dw,
@@ -267,6 +276,16 @@ impl DenseCase {
 
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
+    let mut push = |c: DenseCase| {
+        // Backward outputs under both plans; forward outputs once.
+        if matches!(c.output, Output::Y | Output::Z) {
+            cases.push(c.into_case());
+        } else {
+            for plan in [BackwardPlan::Prologue, BackwardPlan::StoreDelta] {
+                cases.push(DenseCase { plan, ..c }.into_case());
+            }
+        }
+    };
     let outputs = [Output::Y, Output::Dx, Output::Dw, Output::Db];
     for variant in Variant::ALL {
         for &(rows, inputs, outputs_) in SHAPES {
@@ -278,35 +297,31 @@ pub fn cases() -> Vec<Case> {
                 act: Activation::Relu,
                 saved_y: true,
                 output: Output::Y,
+                plan: BackwardPlan::Prologue,
             };
             for output in outputs {
                 // ReLU backward from Y (the mask) and GELU from Z.
-                cases.push(DenseCase { output, ..base }.into_case());
-                cases.push(
-                    DenseCase {
-                        output,
-                        act: Activation::Gelu,
-                        saved_y: false,
-                        ..base
-                    }
-                    .into_case(),
-                );
-            }
-            cases.push(
-                DenseCase {
-                    output: Output::Z,
+                push(DenseCase { output, ..base });
+                push(DenseCase {
+                    output,
                     act: Activation::Gelu,
                     saved_y: false,
                     ..base
-                }
-                .into_case(),
-            );
+                });
+            }
+            push(DenseCase {
+                output: Output::Z,
+                act: Activation::Gelu,
+                saved_y: false,
+                ..base
+            });
         }
         // The other activations, from Y and from Z, at one odd shape.
         for act in [Activation::Identity, Activation::Tanh, Activation::Sigmoid] {
             for saved_y in [true, false] {
                 for output in outputs {
-                    let c = DenseCase {
+                    let plan = BackwardPlan::Prologue;
+                    push(DenseCase {
                         variant,
                         rows: 9,
                         inputs: 17,
@@ -314,8 +329,8 @@ pub fn cases() -> Vec<Case> {
                         act,
                         saved_y,
                         output,
-                    };
-                    cases.push(c.into_case());
+                        plan,
+                    });
                 }
             }
         }

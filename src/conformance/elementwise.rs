@@ -155,6 +155,23 @@ pub fn cases() -> Vec<Case> {
                     expect(reference::act_backward(act, &h[0].data, &h[1].data), tol)
                 }),
             );
+            if act.grad_from_output() {
+                push(
+                    format!("elementwise::act_backward_from_output[{act}]"),
+                    backward_inputs(n),
+                    Arc::new(move |rec, t| {
+                        let out = output_like(rec, n)?;
+                        kernels::act_backward_from_output(rec, act, &t[0], &t[1], &out)?;
+                        Ok(out)
+                    }),
+                    Arc::new(move |h| {
+                        expect(
+                            reference::act_backward_from_output(act, &h[0].data, &h[1].data),
+                            tol,
+                        )
+                    }),
+                );
+            }
         }
     }
     cases

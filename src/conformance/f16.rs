@@ -10,7 +10,7 @@ use half::f16;
 
 use crate::conformance::{Case, Expected, HostTensor, Requirement, Tolerance};
 use crate::gpu::Tensor;
-use crate::kernels::dense::{dense_backward, dense_forward, Dense, DenseGrads};
+use crate::kernels::dense::{dense_backward, dense_forward, BackwardPlan, Dense, DenseGrads};
 use crate::kernels::gemm::{gemm_with, Epilogue, Layout, Saved, Variant};
 use crate::reference::activation::Activation;
 use crate::reference::dense::{
@@ -175,6 +175,7 @@ fn dense_case(variant: Variant, (rows, ni, no): (usize, usize, usize), which: us
             dense_backward(
                 rec,
                 Some(variant),
+                Some(BackwardPlan::Prologue),
                 &layer,
                 Saved::PreActivation(&t[4]),
                 &t[3],

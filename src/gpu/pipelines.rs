@@ -18,6 +18,7 @@ const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
 const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
 const LOSS: &str = include_str!("../../shaders/loss.wgsl");
 const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
+const ROOFLINE: &str = include_str!("../../shaders/roofline.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
 /// One shader file = one kernel family.
@@ -34,6 +35,7 @@ pub enum Shader {
     Loss,
     Optim,
     Reduce,
+    Roofline,
 }
 
 impl Shader {
@@ -46,6 +48,7 @@ impl Shader {
         Shader::Loss,
         Shader::Optim,
         Shader::Reduce,
+        Shader::Roofline,
     ];
 
     /// The family name: `shaders/<name>.wgsl`, `src/kernels/<name>.rs`, …
@@ -59,6 +62,7 @@ impl Shader {
             Shader::Loss => "loss",
             Shader::Optim => "optim",
             Shader::Reduce => "reduce",
+            Shader::Roofline => "roofline",
         }
     }
 
@@ -79,6 +83,7 @@ impl Shader {
             Shader::Loss => &[LOSS],
             Shader::Optim => &[OPTIM],
             Shader::Reduce => &[REDUCE],
+            Shader::Roofline => &[ROOFLINE],
         }
     }
 }

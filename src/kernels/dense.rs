@@ -15,10 +15,39 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Recorder, Tensor};
+use crate::kernels::elementwise;
 use crate::kernels::gemm::{self, Epilogue, Fusion, Layout, Operand, Prologue, Saved, Variant};
 use crate::reference::activation::Activation;
 
 const OP: &str = "dense";
+
+/// How the backward pass forms D = G ⊙ act'(S).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackwardPlan {
+    /// Never stored: applied while loading G in both GEMMs (2 dispatches).
+    /// Saves D's memory traffic, at the price of re-evaluating act' in
+    /// every GEMM tile that loads G.
+    Prologue,
+    /// Stored once by an elementwise pass, then read by both GEMMs
+    /// (3 dispatches; the bias gradient is still fused into dW). f32 only.
+    StoreDelta,
+}
+
+impl BackwardPlan {
+    /// The plan measured faster for this adapter and element type. On CPU
+    /// adapters (lavapipe) the prologue's extra loads inside the GEMM cost
+    /// more than one elementwise pass over D (measured: `manytask bench
+    /// --filter dense`); GPUs are expected to prefer the prologue (D's
+    /// traffic saved, GEMM compute-bound) but that is not measured here.
+    /// f16 always uses the prologue (the elementwise kernels are f32).
+    pub fn default_for(ctx: &crate::gpu::GpuContext, dtype: crate::gpu::DType) -> BackwardPlan {
+        if dtype == crate::gpu::DType::F32 && ctx.info().device_type == wgpu::DeviceType::Cpu {
+            BackwardPlan::StoreDelta
+        } else {
+            BackwardPlan::Prologue
+        }
+    }
+}
 
 /// One dense layer's operands: X [rows, inputs], W [inputs, outputs],
 /// optional b [outputs].
@@ -103,16 +132,18 @@ pub fn dense_forward(
 }
 
 /// Backward of `dense_forward` from `g = dL/dY` and what the forward pass
-/// kept (`saved`, same shape as Y): at most two dispatches.
+/// kept (`saved`, same shape as Y): two dispatches (`Prologue`) or three
+/// (`StoreDelta`); `plan: None` takes `BackwardPlan::default_for`.
 pub fn dense_backward(
     rec: &mut Recorder,
     variant: Option<Variant>,
+    plan: Option<BackwardPlan>,
     layer: &Dense,
     saved: Saved,
     g: &Tensor,
     grads: &DenseGrads,
 ) -> Result<()> {
-    let (rows, _, outputs) = dims(layer)?;
+    let (rows, inputs, outputs) = dims(layer)?;
     if g.shape() != [rows, outputs] || saved.tensor().shape() != [rows, outputs] {
         return Err(Error::Shape {
             op: OP,
@@ -131,11 +162,82 @@ pub fn dense_backward(
             detail: "pass db exactly when the layer has a bias".into(),
         });
     }
+    // Everything is checked before the first dispatch is recorded, so a
+    // rejected call leaves the recorder as it was.
+    let expected: [(&str, Option<&Tensor>, Vec<usize>); 3] = [
+        ("dX", grads.dx, vec![rows, inputs]),
+        ("dW", Some(grads.dw), vec![inputs, outputs]),
+        ("db", grads.db, vec![outputs]),
+    ];
+    for (name, t, shape) in expected {
+        if let Some(t) = t {
+            if t.shape() != shape.as_slice() {
+                return Err(Error::Shape {
+                    op: OP,
+                    detail: format!(
+                        "{name} '{}' is {:?}, expected {shape:?}",
+                        t.label(),
+                        t.shape()
+                    ),
+                });
+            }
+        }
+    }
+    gemm::check_prologue(
+        OP,
+        &Prologue {
+            operand: Operand::A,
+            saved,
+            act: layer.act,
+        },
+    )?;
+    let plan = plan.unwrap_or_else(|| BackwardPlan::default_for(rec.ctx(), g.dtype()));
+    if plan == BackwardPlan::StoreDelta && g.dtype() != crate::gpu::DType::F32 {
+        return Err(Error::DType {
+            op: OP,
+            got: g.dtype(),
+            supported: "f32 for BackwardPlan::StoreDelta (use Prologue for f16)",
+        });
+    }
     let beta = grads.accumulate.then_some(1.0);
     let epi = Epilogue {
         beta,
         ..Epilogue::default()
     };
+    if plan == BackwardPlan::StoreDelta {
+        // D = G ⊙ act'(S) once, then two plain GEMMs (bias grad fused).
+        let d = Tensor::empty(rec.ctx(), "dense.delta", &[rows, outputs], g.dtype())?;
+        match saved {
+            Saved::PreActivation(z) => elementwise::act_backward(rec, layer.act, z, g, &d)?,
+            Saved::Output(y) => elementwise::act_backward_from_output(rec, layer.act, y, g, &d)?,
+        }
+        if let Some(dx) = grads.dx {
+            gemm::gemm_fused(
+                rec,
+                variant,
+                Layout::NT,
+                &d,
+                layer.w,
+                dx,
+                &epi,
+                &Fusion::default(),
+            )?;
+        }
+        let fusion = Fusion {
+            prologue: None,
+            bias_grad: grads.db,
+        };
+        return gemm::gemm_fused(
+            rec,
+            variant,
+            Layout::TN,
+            layer.x,
+            &d,
+            grads.dw,
+            &epi,
+            &fusion,
+        );
+    }
     if let Some(dx) = grads.dx {
         let fusion = Fusion {
             prologue: Some(Prologue {

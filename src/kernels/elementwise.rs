@@ -1,7 +1,7 @@
 //! Launchers for `shaders/elementwise.wgsl`. Each checks dtypes and shapes,
 //! picks the pipeline and records one dispatch (none for empty tensors).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::{Bind, KernelSpec, Recorder, Shader, Tensor};
 use crate::kernels::check::{require_f32, require_same_shape};
 
@@ -43,6 +43,11 @@ pub const fn act_forward_spec(act: Activation) -> KernelSpec {
     spec("act_forward").with("ACT", act as u32)
 }
 
+/// `act_backward_from_output` specialised for `act` (not GELU).
+pub const fn act_backward_from_output_spec(act: Activation) -> KernelSpec {
+    spec("act_backward_from_output").with("ACT", act as u32)
+}
+
 /// `act_backward` specialised for `act`.
 pub const fn act_backward_spec(act: Activation) -> KernelSpec {
     spec("act_backward").with("ACT", act as u32)
@@ -53,6 +58,12 @@ pub fn specs() -> Vec<KernelSpec> {
     let mut all = vec![FILL, COPY, ADD, SCALE, AXPY];
     all.extend(Activation::ALL.map(act_forward_spec));
     all.extend(Activation::ALL.map(act_backward_spec));
+    all.extend(
+        Activation::ALL
+            .into_iter()
+            .filter(|a| a.grad_from_output())
+            .map(act_backward_from_output_spec),
+    );
     all
 }
 
@@ -150,5 +161,36 @@ pub fn act_backward(
         Bind::write(3, grad_z),
     ];
     let kernel = &act_backward_spec(act);
+    rec.dispatch_1d(OP, kernel, &Params::new(n, 0.0), &binds, n as u64, WG)
+}
+
+/// grad_z[i] = grad_y[i] * act'(z[i]), with act' computed from the output
+/// y = act(z) (identity, relu, tanh, sigmoid; GELU needs z).
+pub fn act_backward_from_output(
+    rec: &mut Recorder,
+    act: Activation,
+    y: &Tensor,
+    grad_y: &Tensor,
+    grad_z: &Tensor,
+) -> Result<()> {
+    const OP: &str = "elementwise::act_backward_from_output";
+    for t in [y, grad_y, grad_z] {
+        require_f32(OP, t)?;
+    }
+    require_same_shape(OP, y, grad_y)?;
+    require_same_shape(OP, y, grad_z)?;
+    if !act.grad_from_output() {
+        return Err(Error::Shape {
+            op: OP,
+            detail: format!("{act}'s derivative needs the pre-activation z; use act_backward"),
+        });
+    }
+    let n = grad_z.len();
+    let binds = [
+        Bind::read(1, y),
+        Bind::read(2, grad_y),
+        Bind::write(3, grad_z),
+    ];
+    let kernel = &act_backward_from_output_spec(act);
     rec.dispatch_1d(OP, kernel, &Params::new(n, 0.0), &binds, n as u64, WG)
 }

@@ -10,6 +10,7 @@ pub mod gemm;
 pub mod loss;
 pub mod optim;
 pub mod reduce;
+pub mod roofline;
 pub mod task_gemm;
 
 use crate::gpu::KernelSpec;
@@ -21,5 +22,6 @@ pub fn all_specs() -> Vec<KernelSpec> {
     all.extend(loss::specs());
     all.extend(optim::specs());
     all.extend(reduce::specs());
+    all.extend(roofline::specs());
     all
 }

@@ -33,6 +33,18 @@ pub fn act_forward(a: Activation, z: &[f32]) -> Vec<f32> {
     z.iter().map(|&z| act(a, z as f64) as f32).collect()
 }
 
+/// g * act'(z) from y = act(z) (panics for GELU, which has no such form).
+pub fn act_backward_from_output(a: Activation, y: &[f32], g: &[f32]) -> Vec<f32> {
+    y.iter()
+        .zip(g)
+        .map(|(&y, &g)| {
+            let d = crate::reference::activation::act_grad_from_output(a, y as f64)
+                .expect("GELU's derivative needs Z");
+            (g as f64 * d) as f32
+        })
+        .collect()
+}
+
 /// g * act'(z)
 pub fn act_backward(a: Activation, z: &[f32], g: &[f32]) -> Vec<f32> {
     z.iter()

@@ -1,0 +1,486 @@
+//! Measured performance, for `manytask bench` and the criterion benches:
+//! an empirical roofline of the adapter (FMA-chain peak and copy
+//! bandwidth) and a table of kernel timings against it.
+//!
+//! Times are wall-clock medians of record → submit → wait on the GPU, one
+//! submit per run (~0.05–0.1 ms of fixed cost on lavapipe), after an
+//! untimed run that builds the pipelines. On a CPU adapter such as
+//! lavapipe these are CPU times: compare rows of one run as ratios.
+
+pub mod workloads;
+
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::gpu::{DType, GpuContext, Recorder, Tensor};
+use crate::kernels::dense::BackwardPlan;
+use crate::kernels::gemm::{self, Epilogue, Layout, Variant};
+use crate::kernels::{elementwise, optim, reduce, roofline};
+use crate::reference::activation::Activation;
+use crate::reference::optim::AdamW;
+
+use workloads::{DenseWorkload, HeadsWorkload, LossWorkload};
+
+/// One measurement; fields that do not apply are None (null in JSON).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchRow {
+    pub kernel: String,
+    pub variant: Option<String>,
+    pub layout: Option<String>,
+    pub m: Option<usize>,
+    pub n: Option<usize>,
+    pub k: Option<usize>,
+    pub dtype: Option<&'static str>,
+    pub median_ms: f64,
+    pub gflops: Option<f64>,
+    pub gbps: Option<f64>,
+    /// Share of the adapter's measured ceiling: FLOP/s for compute rows,
+    /// bytes/s for memory rows.
+    pub roofline_pct: Option<f64>,
+    /// Dispatches one run records (not part of the JSON schema the issue
+    /// fixed; printed in the table).
+    pub dispatches: u64,
+}
+
+fn json_opt<T: std::fmt::Display>(v: &Option<T>, quote: bool) -> String {
+    match v {
+        None => "null".into(),
+        Some(x) if quote => format!("\"{x}\""),
+        Some(x) => x.to_string(),
+    }
+}
+
+fn json_num(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.is_finite() => format!("{x:.6}"),
+        _ => "null".into(),
+    }
+}
+
+impl BenchRow {
+    /// One JSON object with exactly the documented fields.
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\"kernel\":\"{}\",\"variant\":{},\"layout\":{},\"m\":{},\"n\":{},\"k\":{},\"dtype\":{},\"median_ms\":{},\"gflops\":{},\"gbps\":{},\"roofline_pct\":{}}}",
+            self.kernel,
+            json_opt(&self.variant, true),
+            json_opt(&self.layout, true),
+            json_opt(&self.m, false),
+            json_opt(&self.n, false),
+            json_opt(&self.k, false),
+            json_opt(&self.dtype, true),
+            json_num(Some(self.median_ms)),
+            json_num(self.gflops),
+            json_num(self.gbps),
+            json_num(self.roofline_pct),
+        )
+    }
+}
+
+/// The adapter's measured ceilings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Roofline {
+    pub peak_gflops: f64,
+    pub peak_gbps: f64,
+}
+
+/// How long to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Square GEMM sizes.
+    pub sizes: Vec<usize>,
+    /// Timed runs per measurement, at most (fewer when one run is slow).
+    pub reps: usize,
+    /// Stop adding runs once a measurement has used this many seconds.
+    pub budget_s: f64,
+    /// Run only rows whose kernel name contains this text (the roofline
+    /// always runs: the percentages need it).
+    pub filter: Option<String>,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            sizes: vec![256, 512, 1024],
+            reps: 5,
+            budget_s: 3.0,
+            filter: None,
+        }
+    }
+}
+
+/// Median wall time (ms) of `record` + submit + wait, and the dispatches
+/// one run records. One untimed run first builds pipelines.
+pub fn time_median(
+    ctx: &GpuContext,
+    opts: &BenchOptions,
+    mut record: impl FnMut(&mut Recorder) -> Result<()>,
+) -> Result<(f64, u64)> {
+    let mut rec = ctx.recorder("bench warm-up");
+    record(&mut rec)?;
+    let dispatches = rec.dispatch_count();
+    rec.submit()?;
+    ctx.wait_idle()?;
+    let mut times = Vec::new();
+    let started = Instant::now();
+    while times.len() < opts.reps.max(1) {
+        let mut rec = ctx.recorder("bench");
+        record(&mut rec)?;
+        let t0 = Instant::now();
+        rec.submit()?;
+        ctx.wait_idle()?;
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+        if started.elapsed().as_secs_f64() > opts.budget_s {
+            break;
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], dispatches))
+}
+
+/// One alternative of a comparison (`time_interleaved`).
+pub type Record<'r> = Box<dyn FnMut(&mut Recorder) -> Result<()> + 'r>;
+
+/// Median wall times (ms) and dispatch counts of several alternatives for
+/// the same work, timed round-robin (A, B, C, A, B, C, …) so that load
+/// changes on a shared machine hit every alternative alike: the ratios of
+/// these medians are what comparisons should quote.
+pub fn time_interleaved(
+    ctx: &GpuContext,
+    opts: &BenchOptions,
+    records: &mut [Record],
+) -> Result<Vec<(f64, u64)>> {
+    let mut dispatches = Vec::new();
+    for record in records.iter_mut() {
+        let mut rec = ctx.recorder("bench warm-up");
+        record(&mut rec)?;
+        dispatches.push(rec.dispatch_count());
+        rec.submit()?;
+        ctx.wait_idle()?;
+    }
+    let mut times = vec![Vec::new(); records.len()];
+    let started = Instant::now();
+    // Comparisons get 3× the budget of one measurement: they are the point.
+    while times[0].len() < opts.reps.max(1) {
+        for (record, t) in records.iter_mut().zip(times.iter_mut()) {
+            let mut rec = ctx.recorder("bench");
+            record(&mut rec)?;
+            let t0 = Instant::now();
+            rec.submit()?;
+            ctx.wait_idle()?;
+            t.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        if started.elapsed().as_secs_f64() > 3.0 * opts.budget_s {
+            break;
+        }
+    }
+    Ok(times
+        .into_iter()
+        .zip(dispatches)
+        .map(|(mut t, d)| {
+            t.sort_by(f64::total_cmp);
+            (t[t.len() / 2], d)
+        })
+        .collect())
+}
+
+/// FMA-chain peak and copy bandwidth.
+pub fn measure_roofline(
+    ctx: &GpuContext,
+    opts: &BenchOptions,
+) -> Result<(Roofline, Vec<BenchRow>)> {
+    // 128 workgroups × 256 invocations, 2048 steps: ~4.3 GFLOP.
+    let invocations = 128 * 256;
+    let iters = 2048;
+    let out = Tensor::empty(ctx, "roofline.fma", &[invocations * 4], DType::F32)?;
+    let (ms, d1) = time_median(ctx, opts, |rec| {
+        roofline::fma_peak(rec, &out, iters).map(|_| ())
+    })?;
+    let peak_gflops = roofline::fma_flops(invocations as u64, iters) / ms / 1e6;
+    // 64 MiB copied: 128 MiB moved.
+    let n = 16 << 20;
+    let src = Tensor::zeros(ctx, "roofline.src", &[n])?;
+    let dst = Tensor::empty(ctx, "roofline.dst", &[n], DType::F32)?;
+    let (ms_copy, d2) = time_median(ctx, opts, |rec| roofline::copy_bandwidth(rec, &src, &dst))?;
+    let peak_gbps = 8.0 * n as f64 / ms_copy / 1e6;
+    let row = |kernel: &str, variant: &str, ms, gflops, gbps, dispatches| BenchRow {
+        kernel: kernel.into(),
+        variant: Some(variant.into()),
+        layout: None,
+        m: None,
+        n: None,
+        k: None,
+        dtype: Some("f32"),
+        median_ms: ms,
+        gflops,
+        gbps,
+        roofline_pct: Some(100.0),
+        dispatches,
+    };
+    let rows = vec![
+        row("roofline", "fma_chain", ms, Some(peak_gflops), None, d1),
+        row("roofline", "copy", ms_copy, None, Some(peak_gbps), d2),
+    ];
+    Ok((
+        Roofline {
+            peak_gflops,
+            peak_gbps,
+        },
+        rows,
+    ))
+}
+
+/// Builds rows as measurements finish (so a caller can print them live).
+struct Suite<'a, F: FnMut(&BenchRow)> {
+    ctx: &'a GpuContext,
+    opts: &'a BenchOptions,
+    roof: Roofline,
+    emit: F,
+    rows: Vec<BenchRow>,
+}
+
+struct Spec<'s> {
+    kernel: &'s str,
+    variant: Option<String>,
+    layout: Option<Layout>,
+    mnk: Option<(usize, usize, usize)>,
+    dtype: &'static str,
+    flops: Option<f64>,
+    bytes: Option<f64>,
+}
+
+impl<F: FnMut(&BenchRow)> Suite<'_, F> {
+    fn wanted(&self, kernel: &str) -> bool {
+        self.opts
+            .filter
+            .as_ref()
+            .is_none_or(|f| kernel.contains(f.as_str()))
+    }
+
+    fn measure(
+        &mut self,
+        spec: Spec,
+        record: impl FnMut(&mut Recorder) -> Result<()>,
+    ) -> Result<()> {
+        if !self.wanted(spec.kernel) {
+            return Ok(());
+        }
+        let timing = time_median(self.ctx, self.opts, record)?;
+        self.push(spec, timing);
+        Ok(())
+    }
+
+    /// Alternatives for the same work, timed round-robin.
+    fn compare(&mut self, specs: Vec<Spec>, mut records: Vec<Record>) -> Result<()> {
+        if !self.wanted(specs[0].kernel) {
+            return Ok(());
+        }
+        let timings = time_interleaved(self.ctx, self.opts, &mut records)?;
+        for (spec, timing) in specs.into_iter().zip(timings) {
+            self.push(spec, timing);
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, spec: Spec, (ms, dispatches): (f64, u64)) {
+        let gflops = spec.flops.map(|f| f / ms / 1e6);
+        let gbps = spec.bytes.map(|b| b / ms / 1e6);
+        let roofline_pct = match (gflops, gbps) {
+            (Some(g), _) => Some(100.0 * g / self.roof.peak_gflops),
+            (None, Some(b)) => Some(100.0 * b / self.roof.peak_gbps),
+            _ => None,
+        };
+        let row = BenchRow {
+            kernel: spec.kernel.to_string(),
+            variant: spec.variant,
+            layout: spec.layout.map(|l| l.to_string()),
+            m: spec.mnk.map(|x| x.0),
+            n: spec.mnk.map(|x| x.1),
+            k: spec.mnk.map(|x| x.2),
+            dtype: Some(spec.dtype),
+            median_ms: ms,
+            gflops,
+            gbps,
+            roofline_pct,
+            dispatches,
+        };
+        (self.emit)(&row);
+        self.rows.push(row);
+    }
+}
+
+/// The whole table: roofline, GEMM (every variant, the three training
+/// layouts), the fused dense layer against the separate kernels, batched
+/// task heads against one GEMM per head, losses, memory-bound kernels.
+pub fn run_suite(
+    ctx: &GpuContext,
+    opts: &BenchOptions,
+    mut emit: impl FnMut(&BenchRow),
+) -> Result<Vec<BenchRow>> {
+    let (roof, roof_rows) = measure_roofline(ctx, opts)?;
+    for r in &roof_rows {
+        emit(r);
+    }
+    let mut s = Suite {
+        ctx,
+        opts,
+        roof,
+        emit,
+        rows: roof_rows,
+    };
+
+    // GEMM. The naive variant is ~40× slower than the others: it runs at
+    // every size in NN (the ratio the docs quote) and up to 512 elsewhere.
+    let variants = gemm::available_variants(ctx);
+    for &size in &opts.sizes {
+        let a = Tensor::zeros(ctx, "A", &[size, size])?;
+        let b = Tensor::zeros(ctx, "B", &[size, size])?;
+        let c = Tensor::empty(ctx, "C", &[size, size], DType::F32)?;
+        for layout in [Layout::NN, Layout::NT, Layout::TN] {
+            for &variant in &variants {
+                if variant == Variant::Naive && size > 512 && layout != Layout::NN {
+                    continue;
+                }
+                let spec = Spec {
+                    kernel: "gemm",
+                    variant: Some(variant.to_string()),
+                    layout: Some(layout),
+                    mnk: Some((size, size, size)),
+                    dtype: "f32",
+                    flops: Some(2.0 * (size as f64).powi(3)),
+                    bytes: None,
+                };
+                s.measure(spec, |rec| {
+                    gemm::gemm_with(rec, variant, layout, &a, &b, &c, &Epilogue::default())
+                })?;
+            }
+        }
+    }
+    // f16 storage at the largest size, where granted.
+    if ctx.granted().shader_f16 {
+        if let Some(&size) = opts.sizes.last() {
+            let a = Tensor::empty(ctx, "A16", &[size, size], DType::F16)?;
+            let c = Tensor::empty(ctx, "C16", &[size, size], DType::F16)?;
+            let zero = vec![half::f16::ZERO; size * size];
+            a.write_f16(ctx, &zero)?;
+            for &variant in variants.iter().filter(|&&v| v != Variant::Naive) {
+                let spec = Spec {
+                    kernel: "gemm",
+                    variant: Some(variant.to_string()),
+                    layout: Some(Layout::NN),
+                    mnk: Some((size, size, size)),
+                    dtype: "f16",
+                    flops: Some(2.0 * (size as f64).powi(3)),
+                    bytes: None,
+                };
+                s.measure(spec, |rec| {
+                    gemm::gemm_with(rec, variant, Layout::NN, &a, &a, &c, &Epilogue::default())
+                })?;
+            }
+        }
+    }
+
+    // The fused dense layer (forward + backward) against the separate
+    // kernels, at the MTL trunk shapes (B = 256, 512 → 1024 → 1024).
+    for (inputs, outputs) in [(512, 1024), (1024, 1024)] {
+        let w = DenseWorkload::new(ctx, 256, inputs, outputs, Activation::Relu)?;
+        let plans = [
+            Some(BackwardPlan::Prologue),
+            Some(BackwardPlan::StoreDelta),
+            None,
+        ];
+        let specs = plans
+            .iter()
+            .map(|plan| Spec {
+                kernel: "dense_fwd_bwd",
+                variant: Some(
+                    match plan {
+                        Some(BackwardPlan::Prologue) => "fused_prologue",
+                        Some(BackwardPlan::StoreDelta) => "fused_store_d",
+                        None => "separate",
+                    }
+                    .into(),
+                ),
+                layout: None,
+                mnk: Some((256, outputs, inputs)),
+                dtype: "f32",
+                flops: Some(w.flops()),
+                bytes: None,
+            })
+            .collect();
+        let w = &w;
+        let records: Vec<Record> = plans
+            .into_iter()
+            .map(|plan| -> Record {
+                Box::new(move |rec: &mut Recorder| match plan {
+                    Some(_) => w.record_fused(rec, None, plan),
+                    None => w.record_separate(rec, None),
+                })
+            })
+            .collect();
+        s.compare(specs, records)?;
+    }
+
+    // Eight task heads 1024 → 256, B = 256: one batched dispatch vs eight.
+    let heads = HeadsWorkload::new(ctx, 256, 1024, &[256; 8])?;
+    let specs = ["batched", "per_task"]
+        .into_iter()
+        .map(|variant| Spec {
+            kernel: "task_heads",
+            variant: Some(variant.into()),
+            layout: Some(Layout::NN),
+            mnk: Some((256, 256, 1024)),
+            dtype: "f32",
+            flops: Some(heads.flops()),
+            bytes: None,
+        })
+        .collect();
+    let h = &heads;
+    let records: Vec<Record> = vec![
+        Box::new(move |rec: &mut Recorder| h.record_batched(rec, None)),
+        Box::new(move |rec: &mut Recorder| h.record_per_task(rec, None)),
+    ];
+    s.compare(specs, records)?;
+
+    // Losses: 8 softmax-CE tasks of 10 classes, B = 256, one dispatch.
+    let loss = LossWorkload::new(ctx, 256, 8, 10)?;
+    let spec = Spec {
+        kernel: "masked_losses",
+        variant: Some("softmax_ce".into()),
+        layout: None,
+        mnk: None,
+        dtype: "f32",
+        flops: None,
+        bytes: Some(loss.bytes()),
+    };
+    s.measure(spec, |rec| loss.record(rec))?;
+
+    // Memory-bound kernels on 4M elements.
+    let n = 4 << 20;
+    let x = Tensor::zeros(ctx, "x", &[n])?;
+    let y = Tensor::zeros(ctx, "y", &[n])?;
+    let out = Tensor::empty(ctx, "out", &[n], DType::F32)?;
+    let m = Tensor::zeros(ctx, "m", &[n])?;
+    let v = Tensor::zeros(ctx, "v", &[n])?;
+    let total = Tensor::empty(ctx, "sum", &[1], DType::F32)?;
+    let memory = |kernel, bytes: f64| Spec {
+        kernel,
+        variant: None,
+        layout: None,
+        mnk: None,
+        dtype: "f32",
+        flops: None,
+        bytes: Some(bytes),
+    };
+    s.measure(memory("add", 12.0 * n as f64), |rec| {
+        elementwise::add(rec, &x, &y, &out)
+    })?;
+    s.measure(memory("sum", 4.0 * n as f64), |rec| {
+        reduce::sum(rec, &x, &total)
+    })?;
+    // AdamW reads grad, param, m, v and writes param, m, v.
+    s.measure(memory("adamw_step", 28.0 * n as f64), |rec| {
+        optim::adamw_step(rec, &AdamW::default(), 1, &out, &x, &m, &v)
+    })?;
+    Ok(s.rows)
+}

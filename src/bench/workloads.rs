@@ -1,0 +1,316 @@
+//! Workloads shared by `manytask bench` and the criterion benches: each
+//! owns its tensors and records one timed unit of work on a recorder.
+
+use crate::error::Result;
+use crate::gpu::{DType, GpuContext, Recorder, Tensor};
+use crate::kernels::dense::{dense_backward, dense_forward, BackwardPlan, Dense, DenseGrads};
+use crate::kernels::gemm::{self, Epilogue, Layout, Saved, Variant};
+use crate::kernels::loss::{masked_losses, LossInputs, LossKind, LossOutputs, LossTable, LossTask};
+use crate::kernels::task_gemm::{task_gemm, TaskProblem, TaskTable};
+use crate::kernels::{elementwise, reduce};
+use crate::reference::activation::Activation;
+use crate::util::rng::Rng;
+
+fn random(ctx: &GpuContext, label: &str, shape: &[usize], seed: u64) -> Result<Tensor> {
+    let n = shape.iter().product();
+    Tensor::from_f32(ctx, label, shape, &Rng::new(seed).uniform_vec(n, -1.0, 1.0))
+}
+
+/// One dense layer X [rows, inputs] → Y [rows, outputs] with its forward
+/// and backward, either fused (`kernels::dense`: 3 dispatches) or as the
+/// separate kernels it replaces (GEMM + bias, activation, activation
+/// backward, dX GEMM, dW GEMM, bias column sums: 6+ dispatches).
+pub struct DenseWorkload {
+    pub rows: usize,
+    pub inputs: usize,
+    pub outputs: usize,
+    pub act: Activation,
+    x: Tensor,
+    w: Tensor,
+    b: Tensor,
+    y: Tensor,
+    z: Tensor,
+    g: Tensor,
+    d: Tensor,
+    dx: Tensor,
+    dw: Tensor,
+    db: Tensor,
+}
+
+impl DenseWorkload {
+    pub fn new(
+        ctx: &GpuContext,
+        rows: usize,
+        inputs: usize,
+        outputs: usize,
+        act: Activation,
+    ) -> Result<Self> {
+        let empty = |label: &str, shape: &[usize]| Tensor::empty(ctx, label, shape, DType::F32);
+        Ok(DenseWorkload {
+            rows,
+            inputs,
+            outputs,
+            act,
+            x: random(ctx, "x", &[rows, inputs], 1)?,
+            w: random(ctx, "w", &[inputs, outputs], 2)?,
+            b: random(ctx, "b", &[outputs], 3)?,
+            g: random(ctx, "dL/dY", &[rows, outputs], 4)?,
+            y: empty("y", &[rows, outputs])?,
+            z: empty("z", &[rows, outputs])?,
+            d: empty("d", &[rows, outputs])?,
+            dx: empty("dx", &[rows, inputs])?,
+            dw: empty("dw", &[inputs, outputs])?,
+            db: empty("db", &[outputs])?,
+        })
+    }
+
+    /// Forward + backward flops: three GEMMs of rows·inputs·outputs.
+    pub fn flops(&self) -> f64 {
+        6.0 * (self.rows * self.inputs * self.outputs) as f64
+    }
+
+    fn layer(&self) -> Dense<'_> {
+        Dense {
+            x: &self.x,
+            w: &self.w,
+            bias: Some(&self.b),
+            act: self.act,
+        }
+    }
+
+    /// Forward and backward through `kernels::dense`.
+    pub fn record_fused(
+        &self,
+        rec: &mut Recorder,
+        variant: Option<Variant>,
+        plan: Option<BackwardPlan>,
+    ) -> Result<()> {
+        let layer = self.layer();
+        let keep_z = !self.act.grad_from_output();
+        dense_forward(rec, variant, &layer, &self.y, keep_z.then_some(&self.z))?;
+        let saved = if keep_z {
+            Saved::PreActivation(&self.z)
+        } else {
+            Saved::Output(&self.y)
+        };
+        let grads = DenseGrads {
+            dx: Some(&self.dx),
+            dw: &self.dw,
+            db: Some(&self.db),
+            accumulate: false,
+        };
+        dense_backward(rec, variant, plan, &layer, saved, &self.g, &grads)
+    }
+
+    /// The same math as separate kernels, D stored in between.
+    pub fn record_separate(&self, rec: &mut Recorder, variant: Option<Variant>) -> Result<()> {
+        let pick = |layout, shape| -> Result<Variant> {
+            match variant {
+                Some(v) => Ok(v),
+                None => crate::kernels::autotune::gemm_variant(rec.ctx(), layout, shape),
+            }
+        };
+        let shape = |m, n, k| gemm::GemmShape { batch: 1, m, n, k };
+        let (r, i, o) = (self.rows, self.inputs, self.outputs);
+        let v_nn = pick(Layout::NN, shape(r, o, i))?;
+        let v_nt = pick(Layout::NT, shape(r, i, o))?;
+        let v_tn = pick(Layout::TN, shape(i, o, r))?;
+        let bias = Epilogue {
+            bias: Some(&self.b),
+            ..Epilogue::default()
+        };
+        gemm::gemm_with(rec, v_nn, Layout::NN, &self.x, &self.w, &self.z, &bias)?;
+        elementwise::act_forward(rec, self.act, &self.z, &self.y)?;
+        elementwise::act_backward(rec, self.act, &self.z, &self.g, &self.d)?;
+        gemm::gemm_with(
+            rec,
+            v_nt,
+            Layout::NT,
+            &self.d,
+            &self.w,
+            &self.dx,
+            &Epilogue::default(),
+        )?;
+        gemm::gemm_with(
+            rec,
+            v_tn,
+            Layout::TN,
+            &self.x,
+            &self.d,
+            &self.dw,
+            &Epilogue::default(),
+        )?;
+        reduce::column_sums(rec, &self.d, &self.db)
+    }
+}
+
+/// T task heads on one shared input H [rows, inputs], each inputs → width
+/// with ReLU: ONE batched task GEMM (the heads' weights side by side is
+/// what hard sharing's first head layer does; this measures the deeper,
+/// block-diagonal layers, where each head has its own input block).
+pub struct HeadsWorkload {
+    pub rows: usize,
+    pub inputs: usize,
+    pub widths: Vec<usize>,
+    h: Tensor,
+    w: Tensor,
+    b: Tensor,
+    y: Tensor,
+    table: TaskTable,
+    /// Per-task views for the one-GEMM-per-task comparison.
+    per_task: Vec<(Tensor, Tensor, Tensor, Tensor)>,
+}
+
+impl HeadsWorkload {
+    pub fn new(ctx: &GpuContext, rows: usize, inputs: usize, widths: &[usize]) -> Result<Self> {
+        let t = widths.len();
+        let total_w: usize = widths.iter().sum();
+        let h = random(ctx, "heads.h", &[rows, t * inputs], 5)?;
+        let w = random(ctx, "heads.w", &[inputs * total_w], 6)?;
+        let b = random(ctx, "heads.b", &[total_w], 7)?;
+        let y = Tensor::empty(ctx, "heads.y", &[rows, total_w], DType::F32)?;
+        let (mut w0, mut k0) = (0, 0);
+        let mut problems = Vec::new();
+        let mut per_task = Vec::new();
+        for (i, &k) in widths.iter().enumerate() {
+            problems.push(TaskProblem {
+                m: rows,
+                n: k,
+                k: inputs,
+                a_offset: i * inputs,
+                lda: t * inputs,
+                b_offset: w0,
+                ldb: k,
+                c_offset: k0,
+                ldc: total_w,
+                bias_offset: k0,
+            });
+            per_task.push((
+                random(ctx, "head.h", &[rows, inputs], 8)?,
+                random(ctx, "head.w", &[inputs, k], 9)?,
+                random(ctx, "head.b", &[k], 10)?,
+                Tensor::empty(ctx, "head.y", &[rows, k], DType::F32)?,
+            ));
+            w0 += inputs * k;
+            k0 += k;
+        }
+        let table = TaskTable::new(ctx, Layout::NN, &problems)?;
+        Ok(HeadsWorkload {
+            rows,
+            inputs,
+            widths: widths.to_vec(),
+            h,
+            w,
+            b,
+            y,
+            table,
+            per_task,
+        })
+    }
+
+    pub fn flops(&self) -> f64 {
+        self.table.flops()
+    }
+
+    /// All heads in one dispatch.
+    pub fn record_batched(&self, rec: &mut Recorder, variant: Option<Variant>) -> Result<()> {
+        let epi = Epilogue {
+            bias: Some(&self.b),
+            act: Activation::Relu,
+            ..Epilogue::default()
+        };
+        task_gemm(
+            rec,
+            variant,
+            &self.table,
+            &self.h,
+            &self.w,
+            &self.y,
+            &epi,
+            &Default::default(),
+        )
+    }
+
+    /// One GEMM dispatch per head, for comparison.
+    pub fn record_per_task(&self, rec: &mut Recorder, variant: Option<Variant>) -> Result<()> {
+        for (h, w, b, y) in &self.per_task {
+            let epi = Epilogue {
+                bias: Some(b),
+                act: Activation::Relu,
+                ..Epilogue::default()
+            };
+            gemm::gemm_fused(rec, variant, Layout::NN, h, w, y, &epi, &Default::default())?;
+        }
+        Ok(())
+    }
+}
+
+/// Softmax cross-entropy for T tasks of `classes` classes on `rows` rows,
+/// one dispatch.
+pub struct LossWorkload {
+    pub rows: usize,
+    pub tasks: usize,
+    pub classes: usize,
+    table: LossTable,
+    logits: Tensor,
+    labels: Tensor,
+    upstream: Tensor,
+    grads: Tensor,
+    losses: Tensor,
+    stats: Tensor,
+}
+
+impl LossWorkload {
+    pub fn new(ctx: &GpuContext, rows: usize, tasks: usize, classes: usize) -> Result<Self> {
+        let w = tasks * classes;
+        let specs: Vec<LossTask> = (0..tasks)
+            .map(|t| LossTask {
+                kind: LossKind::SoftmaxCrossEntropy,
+                rows,
+                width: classes,
+                logit_offset: t * classes,
+                logit_ld: w,
+                target_offset: t * rows,
+                target_ld: 0,
+                mask_offset: None,
+            })
+            .collect();
+        let mut rng = Rng::new(11);
+        let labels: Vec<u32> = (0..rows * tasks)
+            .map(|_| (rng.next_u64() % classes as u64) as u32)
+            .collect();
+        Ok(LossWorkload {
+            rows,
+            tasks,
+            classes,
+            table: LossTable::new(ctx, &specs)?,
+            logits: random(ctx, "logits", &[rows, w], 12)?,
+            labels: Tensor::from_u32(ctx, "labels", &[rows * tasks], &labels)?,
+            upstream: Tensor::from_f32(ctx, "upstream", &[tasks], &vec![1.0; tasks])?,
+            grads: Tensor::empty(ctx, "grads", &[rows, w], DType::F32)?,
+            losses: Tensor::empty(ctx, "losses", &[tasks], DType::F32)?,
+            stats: Tensor::empty(ctx, "stats", &[tasks, 4], DType::U32)?,
+        })
+    }
+
+    /// Bytes moved at least: logits read, gradients written, labels read.
+    pub fn bytes(&self) -> f64 {
+        (8 * self.rows * self.tasks * self.classes + 4 * self.rows * self.tasks) as f64
+    }
+
+    pub fn record(&self, rec: &mut Recorder) -> Result<()> {
+        let inp = LossInputs {
+            logits: &self.logits,
+            targets: None,
+            labels: Some(&self.labels),
+            masks: None,
+            upstream: &self.upstream,
+        };
+        let out = LossOutputs {
+            grads: &self.grads,
+            losses: &self.losses,
+            stats: &self.stats,
+        };
+        masked_losses(rec, &self.table, &inp, &out)
+    }
+}
