@@ -1,7 +1,10 @@
 //! Kernel benchmarks: GFLOP/s of every GEMM variant (criterion prints
-//! "elem/s" for GEMM: one element = one flop), GB/s of elementwise and
-//! reduction kernels, dispatch and submit overhead, and host <-> device
-//! transfer rates.
+//! "elem/s" for GEMM: one element = one flop), of the fused dense layer
+//! against the separate kernels it replaces and of batched task heads
+//! against one GEMM per head; GB/s of elementwise, reduction, loss and
+//! optimiser kernels; dispatch and submit overhead; host <-> device
+//! transfer rates. `manytask bench` prints the same measurements as one
+//! table with the adapter's roofline.
 //!
 //! Runs on the adapter `MANYTASK_BACKEND` picks (default: the best one):
 //!   cargo bench --bench kernels
@@ -12,9 +15,12 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use manytask::bench::workloads::{DenseWorkload, HeadsWorkload, LossWorkload};
 use manytask::gpu::{DType, GpuContext, Tensor};
+use manytask::kernels::dense::BackwardPlan;
 use manytask::kernels::gemm::{self, Epilogue, Layout, Variant};
 use manytask::kernels::{elementwise, optim, reduce};
+use manytask::reference::activation::Activation;
 use manytask::util::rng::Rng;
 
 fn context() -> GpuContext {
@@ -291,9 +297,73 @@ fn gemm_bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// The fused dense layer, forward + backward, under both backward plans,
+/// against the separate kernels (GEMM + bias, activation, activation
+/// backward, two GEMMs, column sums) at the MTL trunk shapes B = 256,
+/// 512 → 1024 → 1024. Throughput: the three GEMMs' flops.
+fn dense_bench(c: &mut Criterion) {
+    let ctx = context();
+    let mut group = c.benchmark_group("dense");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(6));
+    for (inputs, outputs) in [(512usize, 1024usize), (1024, 1024)] {
+        let w = DenseWorkload::new(&ctx, 256, inputs, outputs, Activation::Relu).expect("alloc");
+        group.throughput(Throughput::Elements(w.flops() as u64));
+        let shape = format!("256x{inputs}->{outputs}");
+        for (name, plan) in [
+            ("fused_prologue", Some(BackwardPlan::Prologue)),
+            ("fused_store_d", Some(BackwardPlan::StoreDelta)),
+            ("separate", None),
+        ] {
+            group.bench_function(BenchmarkId::new(name, &shape), |bench| {
+                bench.iter_custom(|iters| {
+                    time_submits(&ctx, iters, |rec| match plan {
+                        Some(_) => w.record_fused(rec, None, plan).expect("dense"),
+                        None => w.record_separate(rec, None).expect("separate"),
+                    })
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+/// Eight task heads 1024 → 256 on B = 256: one batched task GEMM against
+/// eight GEMM dispatches; then the masked losses of eight 10-class tasks.
+fn heads_bench(c: &mut Criterion) {
+    let ctx = context();
+    let mut group = c.benchmark_group("task_heads");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    let heads = HeadsWorkload::new(&ctx, 256, 1024, &[256; 8]).expect("alloc");
+    group.throughput(Throughput::Elements(heads.flops() as u64));
+    group.bench_function("batched", |bench| {
+        bench.iter_custom(|iters| {
+            time_submits(&ctx, iters, |rec| {
+                heads.record_batched(rec, None).expect("heads")
+            })
+        })
+    });
+    group.bench_function("per_task", |bench| {
+        bench.iter_custom(|iters| {
+            time_submits(&ctx, iters, |rec| {
+                heads.record_per_task(rec, None).expect("heads")
+            })
+        })
+    });
+    let loss = LossWorkload::new(&ctx, 256, 8, 10).expect("alloc");
+    group.throughput(Throughput::Bytes(loss.bytes() as u64));
+    group.bench_function("masked_losses_softmax_ce_8x10", |bench| {
+        bench.iter_custom(|iters| time_submits(&ctx, iters, |rec| loss.record(rec).expect("loss")))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = elementwise_bench, reduce_bench, optim_bench, dispatch_bench, transfer_bench, gemm_bench
+    targets = elementwise_bench, reduce_bench, optim_bench, dispatch_bench, transfer_bench, gemm_bench, dense_bench, heads_bench
 }
 criterion_main!(benches);
