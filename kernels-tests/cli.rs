@@ -109,3 +109,52 @@ fn no_vulkan_driver_gives_an_install_hint_and_exit_code_2() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bench_json_prints_the_roofline_and_the_documented_fields() {
+    let out = manytask()
+        .args(["bench", "--quick", "--json", "--filter", "masked_losses"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // The two roofline rows, then the one row the filter keeps.
+    assert_eq!(lines.len(), 3, "{text}");
+    let keys = [
+        "\"kernel\":",
+        "\"variant\":",
+        "\"layout\":",
+        "\"m\":",
+        "\"n\":",
+        "\"k\":",
+        "\"dtype\":",
+        "\"median_ms\":",
+        "\"gflops\":",
+        "\"gbps\":",
+        "\"roofline_pct\":",
+    ];
+    for line in &lines {
+        assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
+        for key in keys {
+            assert_eq!(line.matches(key).count(), 1, "{key} in {line}");
+        }
+    }
+    assert!(lines[0].contains("\"variant\":\"fma_chain\"") && lines[0].contains("\"gbps\":null"));
+    assert!(lines[1].contains("\"variant\":\"copy\"") && lines[1].contains("\"gflops\":null"));
+    assert!(
+        lines[2].contains("\"kernel\":\"masked_losses\"") && lines[2].contains("\"layout\":null")
+    );
+    // Measured numbers, not placeholders.
+    let median: f64 = lines[2]
+        .split("\"median_ms\":")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| s.parse().ok())
+        .expect("median_ms");
+    assert!(median > 0.0, "{}", lines[2]);
+}
