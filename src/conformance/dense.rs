@@ -266,10 +266,7 @@ impl DenseCase {
             inputs: Arc::new(move || spec.host_inputs()),
             gpu: Arc::new(move |rec, t| spec.run(rec, t)),
             reference: Arc::new(move |h| spec.expected(h)),
-            requires: match self.variant {
-                Variant::Subgroup => Requirement::FixedSubgroup,
-                _ => Requirement::None,
-            },
+            requires: Requirement::for_variant(self.variant),
         }
     }
 }

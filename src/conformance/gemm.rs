@@ -228,10 +228,7 @@ impl GemmCase {
                     tolerance: spec.tolerance(&p),
                 }
             }),
-            requires: match self.variant {
-                Variant::Subgroup => Requirement::FixedSubgroup,
-                _ => Requirement::None,
-            },
+            requires: Requirement::for_variant(self.variant),
         }
     }
 }

@@ -214,7 +214,7 @@ impl LossCase {
                 self.scale,
                 if self.all_missing { " all missing" } else { "" }
             ),
-            inputs: Arc::new(|| Vec::<HostTensor>::new()),
+            inputs: Arc::new(Vec::<HostTensor>::new),
             gpu: Arc::new(move |rec, _| spec.run(rec)),
             reference: Arc::new(move |_| spec.expected()),
             requires: Requirement::None,

@@ -74,6 +74,15 @@ pub enum Requirement {
 }
 
 impl Requirement {
+    /// What a GEMM-family variant needs (f32 storage).
+    pub fn for_variant(variant: crate::kernels::gemm::Variant) -> Requirement {
+        if variant == crate::kernels::gemm::Variant::Subgroup {
+            Requirement::FixedSubgroup
+        } else {
+            Requirement::None
+        }
+    }
+
     /// None when met, else why not.
     pub fn unmet(self, ctx: &GpuContext) -> Option<&'static str> {
         match self {

@@ -426,6 +426,22 @@ pub(crate) fn common_dtype(op: &'static str, tensors: &[&Tensor]) -> Result<DTyp
     Ok(first)
 }
 
+/// Every tensor one GEMM call touches.
+pub(crate) fn operands<'t>(
+    a: &'t Tensor,
+    b: &'t Tensor,
+    c: &'t Tensor,
+    epi: &Epilogue<'t>,
+    fusion: &Fusion<'t>,
+) -> Vec<&'t Tensor> {
+    let mut all = vec![a, b, c];
+    all.extend(epi.bias);
+    all.extend(epi.z_out);
+    all.extend(fusion.bias_grad);
+    all.extend(fusion.prologue.map(|p| p.saved.tensor()));
+    all
+}
+
 /// f16 storage needs SHADER_F16; say so instead of failing in wgpu.
 pub(crate) fn require_dtype_supported(
     op: &'static str,
@@ -484,12 +500,7 @@ pub fn check(
     epi: &Epilogue,
     fusion: &Fusion,
 ) -> Result<GemmShape> {
-    let mut operands = vec![a, b, c];
-    operands.extend(epi.bias);
-    operands.extend(epi.z_out);
-    operands.extend(fusion.bias_grad);
-    operands.extend(fusion.prologue.map(|p| p.saved.tensor()));
-    common_dtype(OP, &operands)?;
+    common_dtype(OP, &operands(a, b, c, epi, fusion))?;
     let (ba, ar, ac) = dims("A", a)?;
     let (bb, br, bc) = dims("B", b)?;
     let (bc_, m, n) = dims("C", c)?;
@@ -730,27 +741,26 @@ pub(crate) fn launch(
     // their code mentions, whatever the overrides; bindings a call does not
     // use get stand-ins that are never touched: A for read-only ones,
     // small pool buffers for writable ones (they must not alias C).
-    let unused_z;
+    let unused = |label: &str, len: usize, dtype: DType| Tensor::empty(ctx, label, &[len], dtype);
+    let (unused_z, unused_db, unused_tasks);
     let z_out = match epi.z_out {
         Some(t) => t,
         None => {
-            unused_z = Tensor::empty(ctx, "gemm.unused_z", &[4], dtype)?;
+            unused_z = unused("gemm.unused_z", 4, dtype)?;
             &unused_z
         }
     };
-    let unused_db;
     let bias_grad = match fusion.bias_grad {
         Some(t) => t,
         None => {
-            unused_db = Tensor::empty(ctx, "gemm.unused_dbias", &[4], dtype)?;
+            unused_db = unused("gemm.unused_dbias", 4, dtype)?;
             &unused_db
         }
     };
-    let unused_tasks;
     let tasks = match call.tasks {
         Some(t) => t,
         None => {
-            unused_tasks = Tensor::empty(ctx, "gemm.unused_tasks", &[TASK_WORDS], DType::U32)?;
+            unused_tasks = unused("gemm.unused_tasks", TASK_WORDS, DType::U32)?;
             &unused_tasks
         }
     };

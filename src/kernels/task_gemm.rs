@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, Recorder, Tensor};
 use crate::kernels::autotune;
 use crate::kernels::gemm::{
-    self, check_prologue, common_dtype, Epilogue, Fusion, GemmShape, Launch, Layout, Operand,
-    Params, Variant, TASK_WORDS,
+    self, check_prologue, common_dtype, operands, Epilogue, Fusion, GemmShape, Launch, Layout,
+    Operand, Params, Variant, TASK_WORDS,
 };
 
 pub use crate::reference::task_gemm::TaskProblem;
@@ -203,12 +203,7 @@ pub fn task_gemm(
     epi: &Epilogue,
     fusion: &Fusion,
 ) -> Result<()> {
-    let mut operands = vec![a, b, c];
-    operands.extend(epi.bias);
-    operands.extend(epi.z_out);
-    operands.extend(fusion.bias_grad);
-    operands.extend(fusion.prologue.map(|p| p.saved.tensor()));
-    common_dtype(OP, &operands)?;
+    common_dtype(OP, &operands(a, b, c, epi, fusion))?;
     let (a_end, b_end, c_end, bias_end) = table.extents();
     require_len("A", a, a_end)?;
     require_len("B", b, b_end)?;
