@@ -112,6 +112,8 @@ fn analytic(
         dw: &dw,
         db: Some(&db),
         accumulate: false,
+        accumulate_dx: false,
+        delta_scratch: None,
     };
     dense_backward(
         &mut rec,
@@ -221,6 +223,8 @@ fn dense_backward_accumulates_and_is_deterministic() {
                     dw: &dw,
                     db: Some(&db),
                     accumulate,
+                    accumulate_dx: accumulate,
+                    delta_scratch: None,
                 };
                 dense_backward(&mut rec, None, None, &layer, Saved::Output(&y), &g, &grads)
                     .unwrap();
@@ -275,6 +279,8 @@ fn dense_rejects_bad_arguments() {
         dw: &dw,
         db: None,
         accumulate: false,
+        accumulate_dx: false,
+        delta_scratch: None,
     };
     let e =
         dense_backward(&mut rec, None, None, &layer, Saved::Output(&y), &y, &grads).unwrap_err();

@@ -98,6 +98,8 @@ impl DenseWorkload {
             dw: &self.dw,
             db: Some(&self.db),
             accumulate: false,
+            accumulate_dx: false,
+            delta_scratch: None,
         };
         dense_backward(rec, variant, plan, &layer, saved, &self.g, &grads)
     }

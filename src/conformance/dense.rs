@@ -227,6 +227,8 @@ impl DenseCase {
                     dw: &dw,
                     db: Some(&db),
                     accumulate: false,
+                    accumulate_dx: false,
+                    delta_scratch: None,
                 };
                 dense_backward(
                     rec,

@@ -171,6 +171,8 @@ fn dense_case(variant: Variant, (rows, ni, no): (usize, usize, usize), which: us
                 dw: &dw,
                 db: Some(&db),
                 accumulate: false,
+                accumulate_dx: false,
+                delta_scratch: None,
             };
             dense_backward(
                 rec,

@@ -35,7 +35,11 @@ impl Readback {
         encoder: &mut wgpu::CommandEncoder,
         tensor: &Tensor,
     ) -> Readback {
-        let bytes = tensor.padded_size_bytes();
+        let bytes = if tensor.is_empty() {
+            0
+        } else {
+            tensor.bound_bytes(4)
+        };
         let staging = (bytes > 0).then(|| {
             let staging = ctx.pool.acquire(
                 ctx.device(),
@@ -43,7 +47,13 @@ impl Readback {
                 bytes,
                 STAGING_USAGE,
             );
-            encoder.copy_buffer_to_buffer(tensor.buffer(), 0, &staging, 0, bytes);
+            encoder.copy_buffer_to_buffer(
+                tensor.buffer(),
+                tensor.offset_bytes(),
+                &staging,
+                0,
+                bytes,
+            );
             staging
         });
         Readback {

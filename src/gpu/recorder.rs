@@ -157,12 +157,12 @@ impl<'a> Recorder<'a> {
             // kernel may view a small tensor as vec4s, and an empty tensor
             // still needs a non-empty binding. Kernels bound their reads by
             // their parameters, never by the binding's length.
-            let size = b.tensor.padded_size_bytes().next_multiple_of(16).max(16);
+            let size = b.tensor.bound_bytes(16);
             entries.push(wgpu::BindGroupEntry {
                 binding: b.binding,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer: b.tensor.buffer(),
-                    offset: 0,
+                    offset: b.tensor.offset_bytes(),
                     size: NonZeroU64::new(size),
                 }),
             });
@@ -283,16 +283,16 @@ impl<'a> Recorder<'a> {
                 detail: format!("cannot copy {src:?} into {dst:?}"),
             });
         }
-        if src.same_storage(dst) || src.is_empty() {
+        if (src.same_storage(dst) && src.offset_bytes() == dst.offset_bytes()) || src.is_empty() {
             return Ok(());
         }
         self.flush_pass();
         self.encoder.copy_buffer_to_buffer(
             src.buffer(),
-            0,
+            src.offset_bytes(),
             dst.buffer(),
-            0,
-            src.padded_size_bytes(),
+            dst.offset_bytes(),
+            src.bound_bytes(4).min(dst.bound_bytes(4)),
         );
         self.keep_alive.push(src.storage.clone());
         self.keep_alive.push(dst.storage.clone());
@@ -332,7 +332,11 @@ fn check_aliasing(op: &'static str, binds: &[Bind<'_>]) -> Result<()> {
     for (i, a) in binds.iter().enumerate() {
         for b in &binds[i + 1..] {
             let written = a.access == Access::ReadWrite || b.access == Access::ReadWrite;
-            if written && a.tensor.same_storage(b.tensor) {
+            // Overlapping bytes with a writer race; and wgpu tracks usage
+            // per buffer, so one buffer may not be bound read-only and
+            // read-write in one dispatch even at disjoint views.
+            let mixed = a.tensor.same_storage(b.tensor) && a.access != b.access;
+            if written && (a.tensor.overlaps(b.tensor) || mixed) {
                 return Err(Error::Aliasing {
                     op,
                     label: a.tensor.label().to_string(),

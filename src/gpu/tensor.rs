@@ -69,6 +69,9 @@ pub struct Tensor {
     pub(crate) storage: Arc<Storage>,
     shape: Vec<usize>,
     dtype: DType,
+    /// Byte offset of element 0 in the buffer (non-zero for views into an
+    /// arena, see `view`).
+    offset: u64,
 }
 
 impl fmt::Debug for Tensor {
@@ -145,6 +148,7 @@ impl Tensor {
             }),
             shape: shape.to_vec(),
             dtype,
+            offset: 0,
         })
     }
 
@@ -242,7 +246,8 @@ impl Tensor {
         if bytes.is_empty() {
             return;
         }
-        ctx.queue().write_buffer(&self.storage.buffer, 0, bytes);
+        ctx.queue()
+            .write_buffer(&self.storage.buffer, self.offset, bytes);
         ctx.counters.add_uploaded(bytes.len() as u64);
     }
 
@@ -279,7 +284,70 @@ impl Tensor {
             storage: self.storage.clone(),
             shape: shape.to_vec(),
             dtype: self.dtype,
+            offset: self.offset,
         })
+    }
+
+    /// A view of `shape` starting `element_offset` elements into this
+    /// tensor (parameter and gradient arenas hand out their entries this
+    /// way). The start must be a multiple of the adapter's
+    /// `min_storage_buffer_offset_alignment` bytes and the view must lie
+    /// inside this tensor.
+    pub fn view(&self, ctx: &GpuContext, element_offset: usize, shape: &[usize]) -> Result<Tensor> {
+        const OP: &str = "Tensor::view";
+        let len = element_count(OP, shape)?;
+        let size = self.dtype.size_bytes();
+        let align = ctx.limits().min_storage_buffer_offset_alignment as u64;
+        let start = self.offset + element_offset as u64 * size;
+        if element_offset + len > self.len() {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!(
+                    "elements {element_offset}..{} of '{}' {:?} ({} elements)",
+                    element_offset + len,
+                    self.label(),
+                    self.shape,
+                    self.len()
+                ),
+            });
+        }
+        if !start.is_multiple_of(align) || (self.dtype == DType::F16 && len % 2 == 1) {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!(
+                    "a view of '{}' must start at a multiple of {align} bytes (this adapter's storage offset alignment), and f16 views need an even length; got byte {start}, {len} elements",
+                    self.label()
+                ),
+            });
+        }
+        Ok(Tensor {
+            storage: self.storage.clone(),
+            shape: shape.to_vec(),
+            dtype: self.dtype,
+            offset: start,
+        })
+    }
+
+    /// Byte offset of element 0 in the buffer.
+    pub fn offset_bytes(&self) -> u64 {
+        self.offset
+    }
+
+    /// Bytes a binding or copy of this tensor covers: the data rounded up
+    /// to `unit` bytes (kernels may read small tensors as vec4s), never
+    /// past the end of the buffer.
+    pub(crate) fn bound_bytes(&self, unit: u64) -> u64 {
+        let room = self.storage.buffer.size() - self.offset;
+        self.padded_size_bytes()
+            .next_multiple_of(unit)
+            .max(unit)
+            .min(room)
+    }
+
+    /// Whether the two tensors share any byte of one buffer.
+    pub fn overlaps(&self, other: &Tensor) -> bool {
+        let end = |t: &Tensor| t.offset + t.size_bytes().max(1);
+        self.same_storage(other) && self.offset < end(other) && other.offset < end(self)
     }
 
     pub fn shape(&self) -> &[usize] {

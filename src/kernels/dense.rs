@@ -60,14 +60,19 @@ pub struct Dense<'t> {
 }
 
 /// Where the backward pass writes. `dx: None` skips the dX GEMM (first
-/// layer); `accumulate` adds into the existing dW/db/dX (a weight shared by
-/// several uses) instead of overwriting them.
+/// layer). `accumulate` adds dW and db into the existing gradients (a
+/// weight used twice), `accumulate_dx` adds dX (an input used twice);
+/// otherwise they are overwritten.
 #[derive(Clone, Copy, Debug)]
 pub struct DenseGrads<'t> {
     pub dx: Option<&'t Tensor>,
     pub dw: &'t Tensor,
     pub db: Option<&'t Tensor>,
     pub accumulate: bool,
+    pub accumulate_dx: bool,
+    /// Where the `StoreDelta` plan keeps D ([rows, outputs]); None takes a
+    /// pool buffer (the autograd graph passes a planned one).
+    pub delta_scratch: Option<&'t Tensor>,
 }
 
 fn matrix(t: &Tensor, what: &str) -> Result<(usize, usize)> {
@@ -199,27 +204,38 @@ pub fn dense_backward(
             supported: "f32 for BackwardPlan::StoreDelta (use Prologue for f16)",
         });
     }
-    let beta = grads.accumulate.then_some(1.0);
     let epi = Epilogue {
-        beta,
+        beta: grads.accumulate.then_some(1.0),
         ..Epilogue::default()
     };
-    if plan == BackwardPlan::StoreDelta {
-        // D = G ⊙ act'(S) once, then two plain GEMMs (bias grad fused).
-        let d = Tensor::empty(rec.ctx(), "dense.delta", &[rows, outputs], g.dtype())?;
-        match saved {
-            Saved::PreActivation(z) => elementwise::act_backward(rec, layer.act, z, g, &d)?,
-            Saved::Output(y) => elementwise::act_backward_from_output(rec, layer.act, y, g, &d)?,
+    let epi_dx = Epilogue {
+        beta: grads.accumulate_dx.then_some(1.0),
+        ..Epilogue::default()
+    };
+    if let Some(d) = grads.delta_scratch {
+        if d.shape() != [rows, outputs] || d.dtype() != g.dtype() {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!(
+                    "scratch '{}' {:?} must be like dL/dY {:?}",
+                    d.label(),
+                    d.shape(),
+                    g.shape()
+                ),
+            });
         }
+    }
+    if layer.act == Activation::Identity {
+        // act' = 1: D is G itself, no prologue and no pass.
         if let Some(dx) = grads.dx {
             gemm::gemm_fused(
                 rec,
                 variant,
                 Layout::NT,
-                &d,
+                g,
                 layer.w,
                 dx,
-                &epi,
+                &epi_dx,
                 &Fusion::default(),
             )?;
         }
@@ -232,7 +248,48 @@ pub fn dense_backward(
             variant,
             Layout::TN,
             layer.x,
-            &d,
+            g,
+            grads.dw,
+            &epi,
+            &fusion,
+        );
+    }
+    if plan == BackwardPlan::StoreDelta {
+        // D = G ⊙ act'(S) once, then two plain GEMMs (bias grad fused).
+        let own;
+        let d = match grads.delta_scratch {
+            Some(d) => d,
+            None => {
+                own = Tensor::empty(rec.ctx(), "dense.delta", &[rows, outputs], g.dtype())?;
+                &own
+            }
+        };
+        match saved {
+            Saved::PreActivation(z) => elementwise::act_backward(rec, layer.act, z, g, d)?,
+            Saved::Output(y) => elementwise::act_backward_from_output(rec, layer.act, y, g, d)?,
+        }
+        if let Some(dx) = grads.dx {
+            gemm::gemm_fused(
+                rec,
+                variant,
+                Layout::NT,
+                d,
+                layer.w,
+                dx,
+                &epi_dx,
+                &Fusion::default(),
+            )?;
+        }
+        let fusion = Fusion {
+            prologue: None,
+            bias_grad: grads.db,
+        };
+        return gemm::gemm_fused(
+            rec,
+            variant,
+            Layout::TN,
+            layer.x,
+            d,
             grads.dw,
             &epi,
             &fusion,
@@ -247,7 +304,7 @@ pub fn dense_backward(
             }),
             bias_grad: None,
         };
-        gemm::gemm_fused(rec, variant, Layout::NT, g, layer.w, dx, &epi, &fusion)?;
+        gemm::gemm_fused(rec, variant, Layout::NT, g, layer.w, dx, &epi_dx, &fusion)?;
     }
     let fusion = Fusion {
         prologue: Some(Prologue {

@@ -1,0 +1,164 @@
+//! Parameters and their gradients in flat arenas: one buffer for every
+//! parameter, one for every gradient, one per optimiser state, so the
+//! fused optimiser is ONE dispatch and a checkpoint is one read. Each
+//! parameter is a view at an offset aligned to the adapter's storage
+//! offset alignment; the padding between entries holds zeros in every
+//! arena and stays zero under SGD and AdamW (zero gradient, zero value).
+
+use crate::error::{Error, Result};
+use crate::gpu::{DType, GpuContext, Tensor};
+use crate::util::rng::Rng;
+
+/// Index of a parameter in its arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParamId(pub usize);
+
+/// How a parameter starts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    Zeros,
+    /// Uniform in ±sqrt(6 / (fan_in + fan_out)) (Glorot), seeded.
+    Glorot { fan_in: usize, fan_out: usize },
+    /// Uniform in ±bound, seeded.
+    Uniform(f32),
+    Constant(f32),
+}
+
+/// One entry of the arena.
+#[derive(Clone, Debug)]
+pub struct ParamInfo {
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// First element in the arena.
+    pub offset: usize,
+    pub init: Init,
+}
+
+impl ParamInfo {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The layout of a model's parameters, before any buffer exists.
+#[derive(Clone, Debug, Default)]
+pub struct ParamLayout {
+    entries: Vec<ParamInfo>,
+    /// Elements, including alignment padding.
+    total: usize,
+}
+
+impl ParamLayout {
+    /// Adds a parameter; `align` is in elements.
+    pub fn add(&mut self, name: &str, shape: &[usize], init: Init, align: usize) -> Result<ParamId> {
+        if self.entries.iter().any(|e| e.name == name) {
+            return Err(Error::Shape {
+                op: "ParamLayout::add",
+                detail: format!("a parameter named '{name}' already exists"),
+            });
+        }
+        let offset = self.total.next_multiple_of(align.max(1));
+        let info = ParamInfo { name: name.to_string(), shape: shape.to_vec(), offset, init };
+        self.total = offset + info.len();
+        self.entries.push(info);
+        Ok(ParamId(self.entries.len() - 1))
+    }
+
+    pub fn entries(&self) -> &[ParamInfo] {
+        &self.entries
+    }
+
+    pub fn get(&self, id: ParamId) -> &ParamInfo {
+        &self.entries[id.0]
+    }
+
+    /// Elements of one arena (at least 4, a multiple of 4).
+    pub fn total(&self) -> usize {
+        self.total.next_multiple_of(4).max(4)
+    }
+
+    /// The initial values, from `seed` (each entry from its own stream, so
+    /// adding a parameter does not change the others' values).
+    pub fn initial_values(&self, seed: u64) -> Vec<f32> {
+        let mut out = vec![0f32; self.total()];
+        for (i, e) in self.entries.iter().enumerate() {
+            let mut rng = Rng::new(seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(i as u64 + 1)));
+            let dst = &mut out[e.offset..e.offset + e.len()];
+            match e.init {
+                Init::Zeros => {}
+                Init::Constant(v) => dst.fill(v),
+                Init::Uniform(b) => dst.iter_mut().for_each(|x| *x = rng.uniform(-b, b)),
+                Init::Glorot { fan_in, fan_out } => {
+                    let b = (6.0 / (fan_in + fan_out).max(1) as f32).sqrt();
+                    dst.iter_mut().for_each(|x| *x = rng.uniform(-b, b));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The GPU arenas of one model.
+pub struct ParamArena {
+    pub layout: ParamLayout,
+    pub values: Tensor,
+    pub grads: Tensor,
+    /// Optimiser state arenas (SGD: velocity; AdamW: m, v).
+    pub states: Vec<Tensor>,
+    value_views: Vec<Tensor>,
+    grad_views: Vec<Tensor>,
+}
+
+impl ParamArena {
+    pub fn new(ctx: &GpuContext, layout: ParamLayout, seed: u64, states: usize) -> Result<Self> {
+        let n = layout.total();
+        let values = Tensor::from_f32(ctx, "params", &[n], &layout.initial_values(seed))?;
+        let grads = Tensor::from_f32(ctx, "grads", &[n], &vec![0.0; n])?;
+        let states = (0..states)
+            .map(|i| Tensor::from_f32(ctx, &format!("optimiser state {i}"), &[n], &vec![0.0; n]))
+            .collect::<Result<Vec<_>>>()?;
+        let views = |arena: &Tensor| -> Result<Vec<Tensor>> {
+            layout.entries.iter().map(|e| arena.view(ctx, e.offset, &e.shape)).collect()
+        };
+        Ok(ParamArena {
+            value_views: views(&values)?,
+            grad_views: views(&grads)?,
+            layout,
+            values,
+            grads,
+            states,
+        })
+    }
+
+    pub fn value(&self, id: ParamId) -> &Tensor {
+        &self.value_views[id.0]
+    }
+
+    pub fn grad(&self, id: ParamId) -> &Tensor {
+        &self.grad_views[id.0]
+    }
+
+    /// Every parameter's values, by name (one read of the arena).
+    pub fn read_all(&self, ctx: &GpuContext) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+        let all = self.values.to_f32_vec(ctx)?;
+        Ok(self.layout.entries.iter().map(|e| (e.name.clone(), e.shape.clone(), all[e.offset..e.offset + e.len()].to_vec())).collect())
+    }
+
+    /// Every gradient, flat in arena order (padding included).
+    pub fn read_grads(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        self.grads.to_f32_vec(ctx)
+    }
+
+    /// Overwrites the parameter values (arena order, padding included).
+    pub fn write_values(&self, ctx: &GpuContext, values: &[f32]) -> Result<()> {
+        self.values.write_f32(ctx, values)
+    }
+
+    pub fn dtype(&self) -> DType {
+        DType::F32
+    }
+}
