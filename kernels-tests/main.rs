@@ -9,6 +9,7 @@ mod dense;
 mod elementwise;
 mod f16;
 mod gemm;
+mod graph;
 mod loss;
 mod optim;
 mod pool;

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod conformance;
 pub mod error;
 pub mod gpu;
+pub mod graph;
 pub mod kernels;
 pub mod reference;
 pub mod util;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::conformance::{poisoned_output, Case, Expected, HostTensor, Requirement, Tolerance};
 use crate::gpu::Tensor;
 use crate::kernels::gemm::{Epilogue, Fusion, Layout, Operand, Prologue, Saved, Variant};
-use crate::kernels::task_gemm::{task_gemm, TaskTable};
+use crate::kernels::task_gemm::{block_diagonal, task_gemm, TaskTable};
 use crate::reference::activation::Activation;
 use crate::reference::task_gemm::{self as reference, RefPrologue, TaskGemmProblem, TaskProblem};
 use crate::util::rng::Rng;
@@ -68,67 +68,15 @@ impl Heads {
         self.hs.iter().zip(&self.ks).map(|(h, k)| h * k).sum()
     }
 
-    /// (h offset, k offset, weight offset) of each task.
-    fn offsets(&self) -> Vec<(usize, usize, usize)> {
-        let (mut h0, mut k0, mut w0) = (0, 0, 0);
-        let mut out = Vec::new();
-        for (&h, &k) in self.hs.iter().zip(&self.ks) {
-            out.push((h0, k0, w0));
-            h0 += h;
-            k0 += k;
-            w0 += h * k;
-        }
-        out
-    }
-
     /// The task problems of one pass (Db shares Dw's).
     pub fn problems(&self, layout: Layout) -> Vec<TaskProblem> {
-        let (sh, sk, b) = (self.sum_h(), self.sum_k(), self.rows);
-        self.offsets()
-            .into_iter()
-            .zip(self.hs.iter().zip(&self.ks))
-            .map(|((h0, k0, w0), (&h, &k))| match layout {
-                // Y_t = H_t · W_t
-                Layout::NN => TaskProblem {
-                    m: b,
-                    n: k,
-                    k: h,
-                    a_offset: h0,
-                    lda: sh,
-                    b_offset: w0,
-                    ldb: k,
-                    c_offset: k0,
-                    ldc: sk,
-                    bias_offset: k0,
-                },
-                // dH_t = D_t · W_tᵀ
-                Layout::NT => TaskProblem {
-                    m: b,
-                    n: h,
-                    k,
-                    a_offset: k0,
-                    lda: sk,
-                    b_offset: w0,
-                    ldb: k,
-                    c_offset: h0,
-                    ldc: sh,
-                    bias_offset: 0,
-                },
-                // dW_t = H_tᵀ · D_t, db_t at the bias offsets
-                _ => TaskProblem {
-                    m: h,
-                    n: k,
-                    k: b,
-                    a_offset: h0,
-                    lda: sh,
-                    b_offset: k0,
-                    ldb: sk,
-                    c_offset: w0,
-                    ldc: k,
-                    bias_offset: k0,
-                },
-            })
-            .collect()
+        let blocks: Vec<(usize, usize)> = self
+            .hs
+            .iter()
+            .copied()
+            .zip(self.ks.iter().copied())
+            .collect();
+        block_diagonal(self.rows, &blocks, layout)
     }
 }
 

@@ -18,7 +18,10 @@ pub struct ParamId(pub usize);
 pub enum Init {
     Zeros,
     /// Uniform in ±sqrt(6 / (fan_in + fan_out)) (Glorot), seeded.
-    Glorot { fan_in: usize, fan_out: usize },
+    Glorot {
+        fan_in: usize,
+        fan_out: usize,
+    },
     /// Uniform in ±bound, seeded.
     Uniform(f32),
     Constant(f32),
@@ -54,7 +57,13 @@ pub struct ParamLayout {
 
 impl ParamLayout {
     /// Adds a parameter; `align` is in elements.
-    pub fn add(&mut self, name: &str, shape: &[usize], init: Init, align: usize) -> Result<ParamId> {
+    pub fn add(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        init: Init,
+        align: usize,
+    ) -> Result<ParamId> {
         if self.entries.iter().any(|e| e.name == name) {
             return Err(Error::Shape {
                 op: "ParamLayout::add",
@@ -62,7 +71,12 @@ impl ParamLayout {
             });
         }
         let offset = self.total.next_multiple_of(align.max(1));
-        let info = ParamInfo { name: name.to_string(), shape: shape.to_vec(), offset, init };
+        let info = ParamInfo {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            offset,
+            init,
+        };
         self.total = offset + info.len();
         self.entries.push(info);
         Ok(ParamId(self.entries.len() - 1))
@@ -122,7 +136,11 @@ impl ParamArena {
             .map(|i| Tensor::from_f32(ctx, &format!("optimiser state {i}"), &[n], &vec![0.0; n]))
             .collect::<Result<Vec<_>>>()?;
         let views = |arena: &Tensor| -> Result<Vec<Tensor>> {
-            layout.entries.iter().map(|e| arena.view(ctx, e.offset, &e.shape)).collect()
+            layout
+                .entries
+                .iter()
+                .map(|e| arena.view(ctx, e.offset, &e.shape))
+                .collect()
         };
         Ok(ParamArena {
             value_views: views(&values)?,
@@ -145,7 +163,18 @@ impl ParamArena {
     /// Every parameter's values, by name (one read of the arena).
     pub fn read_all(&self, ctx: &GpuContext) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
         let all = self.values.to_f32_vec(ctx)?;
-        Ok(self.layout.entries.iter().map(|e| (e.name.clone(), e.shape.clone(), all[e.offset..e.offset + e.len()].to_vec())).collect())
+        Ok(self
+            .layout
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    e.name.clone(),
+                    e.shape.clone(),
+                    all[e.offset..e.offset + e.len()].to_vec(),
+                )
+            })
+            .collect())
     }
 
     /// Every gradient, flat in arena order (padding included).

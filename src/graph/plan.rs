@@ -44,10 +44,15 @@ pub fn plan(intervals: &[Interval]) -> Plan {
         let free = |s: usize| busy_until[s] < t.def;
         // Best fit among free slots large enough; else grow the largest
         // free slot; else a new slot.
-        let fit = (0..slot_len.len()).filter(|&s| free(s) && slot_len[s] >= t.len).min_by_key(|&s| (slot_len[s], s));
+        let fit = (0..slot_len.len())
+            .filter(|&s| free(s) && slot_len[s] >= t.len)
+            .min_by_key(|&s| (slot_len[s], s));
         let slot = match fit {
             Some(s) => s,
-            None => match (0..slot_len.len()).filter(|&s| free(s)).max_by_key(|&s| (slot_len[s], usize::MAX - s)) {
+            None => match (0..slot_len.len())
+                .filter(|&s| free(s))
+                .max_by_key(|&s| (slot_len[s], usize::MAX - s))
+            {
                 Some(s) => {
                     slot_len[s] = t.len;
                     s

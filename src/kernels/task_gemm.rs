@@ -20,6 +20,65 @@ pub use crate::reference::task_gemm::TaskProblem;
 
 const OP: &str = "task_gemm";
 
+/// The problems of one pass of a block-diagonal per-task layer: task t
+/// maps input columns [Σ_{<t} in, +in_t) of X [rows, Σ in] to output
+/// columns [Σ_{<t} out, +out_t) of Y [rows, Σ out] through W_t [in_t,
+/// out_t], stored one after another in a weight arena, bias b_t at the
+/// output offset. `layout` picks the pass:
+///   NN  Y_t = X_t · W_t           (forward)
+///   NT  dX_t = D_t · W_tᵀ         (A = D, C = dX)
+///   TN  dW_t = X_tᵀ · D_t, db_t   (A = X, B = D, C = dW arena)
+pub fn block_diagonal(rows: usize, blocks: &[(usize, usize)], layout: Layout) -> Vec<TaskProblem> {
+    let sum_in: usize = blocks.iter().map(|b| b.0).sum();
+    let sum_out: usize = blocks.iter().map(|b| b.1).sum();
+    let (mut i0, mut o0, mut w0) = (0, 0, 0);
+    let mut out = Vec::with_capacity(blocks.len());
+    for &(ni, no) in blocks {
+        out.push(match layout {
+            Layout::NT => TaskProblem {
+                m: rows,
+                n: ni,
+                k: no,
+                a_offset: o0,
+                lda: sum_out,
+                b_offset: w0,
+                ldb: no,
+                c_offset: i0,
+                ldc: sum_in,
+                bias_offset: 0,
+            },
+            Layout::TN => TaskProblem {
+                m: ni,
+                n: no,
+                k: rows,
+                a_offset: i0,
+                lda: sum_in,
+                b_offset: o0,
+                ldb: sum_out,
+                c_offset: w0,
+                ldc: no,
+                bias_offset: o0,
+            },
+            _ => TaskProblem {
+                m: rows,
+                n: no,
+                k: ni,
+                a_offset: i0,
+                lda: sum_in,
+                b_offset: w0,
+                ldb: no,
+                c_offset: o0,
+                ldc: sum_out,
+                bias_offset: o0,
+            },
+        });
+        i0 += ni;
+        o0 += no;
+        w0 += ni * no;
+    }
+    out
+}
+
 /// The problems of one batched call, checked and uploaded.
 pub struct TaskTable {
     layout: Layout,

@@ -1,0 +1,401 @@
+//! The autograd graph: gradients of composite graphs by finite
+//! differences, one submit per step, dispatch counts independent of the
+//! task count, bit-identical reruns, memory planning, training progress.
+
+use manytask::gpu::{DType, GpuContext};
+use manytask::graph::{Graph, NodeId, Optimizer, Program, StepOptions, TaskBlock, TaskLoss};
+use manytask::kernels::gemm::Variant;
+use manytask::kernels::loss::LossKind;
+use manytask::reference::activation::Activation;
+use manytask::reference::optim::Sgd;
+use manytask::util::rng::Rng;
+
+use crate::common::{contexts, private_contexts};
+
+/// A hard-sharing MTL model and its input nodes.
+struct Mtl {
+    x: NodeId,
+    labels: NodeId,
+    targets: Option<NodeId>,
+    masks: NodeId,
+    rows: usize,
+    features: usize,
+    tasks: Vec<TaskLoss>,
+}
+
+/// x [rows, features] → trunk (dense layers) → head layer 1 of every task
+/// as ONE dense layer against the concatenated weights → per-task second
+/// layers as one block-diagonal task layer → masked losses. Tasks
+/// alternate softmax CE (3 classes) and MSE (2 outputs); every task is
+/// masked.
+fn mtl(
+    ctx: &GpuContext,
+    rows: usize,
+    features: usize,
+    trunk: &[usize],
+    hidden: &[usize],
+    act: Activation,
+) -> (Graph, Mtl) {
+    let mut g = Graph::new(ctx);
+    let x = g.input("x", &[rows, features], DType::F32);
+    let mut h = x;
+    for (i, &w) in trunk.iter().enumerate() {
+        h = g.dense(&format!("trunk.{i}"), h, w, act).unwrap();
+    }
+    let total_hidden: usize = hidden.iter().sum();
+    let h1 = g.dense("heads.0", h, total_hidden, act).unwrap();
+    let tasks: Vec<TaskLoss> = (0..hidden.len())
+        .map(|t| {
+            if t % 2 == 0 {
+                TaskLoss {
+                    kind: LossKind::SoftmaxCrossEntropy,
+                    width: 3,
+                    masked: true,
+                }
+            } else {
+                TaskLoss {
+                    kind: LossKind::MeanSquaredError,
+                    width: 2,
+                    masked: true,
+                }
+            }
+        })
+        .collect();
+    let blocks: Vec<TaskBlock> = hidden
+        .iter()
+        .zip(&tasks)
+        .map(|(&h, t)| TaskBlock {
+            inputs: h,
+            outputs: t.width,
+        })
+        .collect();
+    let logits = g
+        .task_dense("heads.1", h1, &blocks, Activation::Identity)
+        .unwrap();
+    let width: usize = tasks.iter().map(|t| t.width).sum();
+    let n_ce = tasks
+        .iter()
+        .filter(|t| t.kind == LossKind::SoftmaxCrossEntropy)
+        .count();
+    let labels = g.input("labels", &[n_ce, rows], DType::U32);
+    let has_mse = n_ce < tasks.len();
+    let targets = has_mse.then(|| g.input("targets", &[rows, width], DType::F32));
+    let masks = g.input("masks", &[tasks.len(), rows], DType::F32);
+    g.losses("losses", logits, &tasks, Some(labels), targets, Some(masks))
+        .unwrap();
+    (
+        g,
+        Mtl {
+            x,
+            labels,
+            targets,
+            masks,
+            rows,
+            features,
+            tasks,
+        },
+    )
+}
+
+/// Fills the inputs deterministically from `seed`; a few labels missing.
+fn feed(ctx: &GpuContext, p: &Program, m: &Mtl, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let x = rng.uniform_vec(m.rows * m.features, -1.0, 1.0);
+    p.input(m.x).unwrap().write_f32(ctx, &x).unwrap();
+    let n_ce = m
+        .tasks
+        .iter()
+        .filter(|t| t.kind == LossKind::SoftmaxCrossEntropy)
+        .count();
+    let labels: Vec<u32> = (0..n_ce * m.rows)
+        .map(|_| (rng.next_u64() % 3) as u32)
+        .collect();
+    p.input(m.labels).unwrap().write_u32(ctx, &labels).unwrap();
+    if let Some(t) = m.targets {
+        let width: usize = m.tasks.iter().map(|t| t.width).sum();
+        p.input(t)
+            .unwrap()
+            .write_f32(ctx, &rng.uniform_vec(m.rows * width, -1.0, 1.0))
+            .unwrap();
+    }
+    let masks: Vec<f32> = (0..m.tasks.len() * m.rows)
+        .map(|i| if i % 7 == 3 { 0.0 } else { 1.0 })
+        .collect();
+    p.input(m.masks).unwrap().write_f32(ctx, &masks).unwrap();
+}
+
+fn sgd(lr: f32) -> Optimizer {
+    Optimizer::Sgd(Sgd {
+        lr,
+        momentum: 0.0,
+        weight_decay: 0.0,
+    })
+}
+
+/// The objective Σ_t w_t L_t of the current parameters (forward only
+/// matters; the step does not update).
+fn objective(ctx: &GpuContext, p: &mut Program) -> f64 {
+    let r = p
+        .step(
+            ctx,
+            StepOptions {
+                update: false,
+                read_losses: true,
+            },
+        )
+        .unwrap();
+    let losses = r.losses.unwrap().wait(ctx).unwrap().losses;
+    let w = p.task_weights().to_f32_vec(ctx).unwrap();
+    losses
+        .iter()
+        .zip(&w)
+        .map(|(&l, &w)| l as f64 * w as f64)
+        .sum()
+}
+
+/// Central differences on `samples` arena entries against the backward's
+/// gradients; returns (max error, max |gradient|).
+fn finite_difference_check(ctx: &GpuContext, p: &mut Program, samples: usize) -> (f32, f32) {
+    p.step(
+        ctx,
+        StepOptions {
+            update: false,
+            read_losses: false,
+        },
+    )
+    .unwrap();
+    let grads = p.params().read_grads(ctx).unwrap();
+    let base = p.params().values.to_f32_vec(ctx).unwrap();
+    let entries = p.params().layout.entries().to_vec();
+    let mut rng = Rng::new(99);
+    let (mut worst, mut top) = (0f32, 0f32);
+    const H: f32 = 1e-2;
+    for s in 0..samples {
+        // Every parameter gets samples; then random entries.
+        let e = &entries[s % entries.len()];
+        let i = e.offset + (rng.next_u64() as usize % e.len());
+        let mut v = base.clone();
+        v[i] = base[i] + H;
+        p.params().write_values(ctx, &v).unwrap();
+        let up = objective(ctx, p);
+        v[i] = base[i] - H;
+        p.params().write_values(ctx, &v).unwrap();
+        let down = objective(ctx, p);
+        let fd = ((up - down) / (2.0 * H as f64)) as f32;
+        worst = worst.max((fd - grads[i]).abs());
+        top = top.max(grads[i].abs());
+    }
+    p.params().write_values(ctx, &base).unwrap();
+    (worst, top)
+}
+
+#[test]
+fn mtl_graph_gradients_match_finite_differences() {
+    for ctx in contexts() {
+        for act in [Activation::Tanh, Activation::Gelu] {
+            let (g, m) = mtl(ctx, 6, 5, &[7, 8, 9], &[4, 3], act);
+            let mut p = Program::build(ctx, g, sgd(0.1), 7).unwrap();
+            feed(ctx, &p, &m, 1);
+            let (worst, top) = finite_difference_check(ctx, &mut p, 48);
+            assert!(top > 1e-3, "degenerate gradients");
+            // f32 losses over 2h = 0.02: ~1e-5; truncation h²·|f'''| ~1e-4.
+            assert!(
+                worst < 2e-3 * top.max(0.1) + 1e-4,
+                "{act} on {}: max error {worst} (max |g| {top})",
+                ctx.describe()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_tensor_used_twice_accumulates_its_gradient() {
+    for ctx in contexts() {
+        // h feeds two layers whose outputs are summed, and two residual
+        // adds: dh gets four contributions, written by the last add and
+        // accumulated by the other add (axpy) and both layers (beta = 1).
+        let mut g = Graph::new(ctx);
+        let (rows, features) = (5, 4);
+        let x = g.input("x", &[rows, features], DType::F32);
+        let h = g.dense("h", x, 6, Activation::Tanh).unwrap();
+        let a = g.dense("a", h, 6, Activation::Sigmoid).unwrap();
+        let b = g.dense("b", h, 6, Activation::Gelu).unwrap();
+        let s = g.add("a+b", a, b).unwrap();
+        let r1 = g.add("residual 1", s, h).unwrap();
+        let r = g.add("residual 2", r1, h).unwrap();
+        let tasks = [TaskLoss {
+            kind: LossKind::MeanSquaredError,
+            width: 6,
+            masked: false,
+        }];
+        let logits = g.dense("out", r, 6, Activation::Identity).unwrap();
+        let targets = g.input("targets", &[rows, 6], DType::F32);
+        g.losses("loss", logits, &tasks, None, Some(targets), None)
+            .unwrap();
+        let mut p = Program::build(ctx, g, sgd(0.1), 3).unwrap();
+        let mut rng = Rng::new(5);
+        p.input(x)
+            .unwrap()
+            .write_f32(ctx, &rng.uniform_vec(rows * features, -1.0, 1.0))
+            .unwrap();
+        p.input(targets)
+            .unwrap()
+            .write_f32(ctx, &rng.uniform_vec(rows * 6, -1.0, 1.0))
+            .unwrap();
+        let (worst, top) = finite_difference_check(ctx, &mut p, 40);
+        assert!(top > 1e-3);
+        assert!(
+            worst < 2e-3 * top.max(0.1) + 1e-4,
+            "on {}: max error {worst} (max |g| {top})",
+            ctx.describe()
+        );
+    }
+}
+
+#[test]
+fn a_step_is_one_submit_and_its_dispatches_do_not_grow_with_tasks() {
+    for ctx in private_contexts() {
+        let mut counts = Vec::new();
+        for t in [2, 8, 32] {
+            let hidden = vec![8; t];
+            let (g, m) = mtl(&ctx, 16, 12, &[32, 32], &hidden, Activation::Relu);
+            let mut p = Program::build(&ctx, g, sgd(0.01), 1).unwrap();
+            // A named variant: the autotuner would submit its timing runs.
+            p.set_variant(Some(Variant::RegisterBlocked));
+            feed(&ctx, &p, &m, 2);
+            p.step(&ctx, StepOptions::default()).unwrap();
+            let r = p
+                .step(
+                    &ctx,
+                    StepOptions {
+                        update: true,
+                        read_losses: true,
+                    },
+                )
+                .unwrap();
+            assert_eq!(r.submits, 1, "T = {t}");
+            assert_eq!(
+                r.bytes_uploaded, 0,
+                "a step uploads nothing once inputs are written"
+            );
+            let report = r.losses.unwrap().wait(&ctx).unwrap();
+            assert_eq!(report.losses.len(), t);
+            assert!(report.losses.iter().all(|l| l.is_finite()));
+            counts.push(r.dispatches);
+        }
+        assert!(
+            counts.iter().all(|&c| c == counts[0]),
+            "dispatches per step for T = 2, 8, 32: {counts:?}"
+        );
+    }
+}
+
+#[test]
+fn same_seed_same_adapter_gives_bit_identical_parameters() {
+    for ctx in contexts() {
+        let run = || {
+            let (g, m) = mtl(ctx, 12, 10, &[16, 16], &[8, 5, 6], Activation::Relu);
+            let mut p = Program::build(ctx, g, sgd(0.05), 42).unwrap();
+            p.set_variant(Some(Variant::RegisterBlocked));
+            for step in 0..20 {
+                feed(ctx, &p, &m, step);
+                p.step(ctx, StepOptions::default()).unwrap();
+            }
+            p.params().values.to_f32_vec(ctx).unwrap()
+        };
+        let (a, b) = (run(), run());
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "reruns differ on {}",
+            ctx.describe()
+        );
+        // A different seed gives different parameters (the check can fail).
+        let (g, _) = mtl(ctx, 12, 10, &[16, 16], &[8, 5, 6], Activation::Relu);
+        let other = Program::build(ctx, g, sgd(0.05), 43).unwrap();
+        assert_ne!(other.params().values.to_f32_vec(ctx).unwrap(), a);
+    }
+}
+
+#[test]
+fn planned_memory_is_below_the_no_reuse_sum() {
+    let ctx = &contexts()[0];
+    let (g, _) = mtl(ctx, 64, 32, &[128, 128, 128], &[32, 32], Activation::Gelu);
+    let p = Program::build(ctx, g, sgd(0.01), 1).unwrap();
+    let m = p.memory();
+    assert!(m.planned_bytes < m.no_reuse_bytes, "{m:?}");
+    assert!(m.buffers < m.intermediates, "{m:?}");
+}
+
+#[test]
+fn training_lowers_every_task_loss() {
+    for ctx in contexts() {
+        let (g, m) = mtl(ctx, 32, 8, &[32, 32], &[16, 16], Activation::Relu);
+        let mut p = Program::build(ctx, g, sgd(0.2), 11).unwrap();
+        feed(ctx, &p, &m, 3);
+        let first = p
+            .step(
+                ctx,
+                StepOptions {
+                    update: true,
+                    read_losses: true,
+                },
+            )
+            .unwrap();
+        let first = first.losses.unwrap().wait(ctx).unwrap().losses;
+        let mut last = first.clone();
+        for step in 0..150 {
+            let r = p
+                .step(
+                    ctx,
+                    StepOptions {
+                        update: true,
+                        read_losses: step == 149,
+                    },
+                )
+                .unwrap();
+            if let Some(l) = r.losses {
+                last = l.wait(ctx).unwrap().losses;
+            }
+        }
+        for (t, (a, b)) in first.iter().zip(&last).enumerate() {
+            assert!(b < &(0.7 * a), "task {t}: {a} -> {b} on {}", ctx.describe());
+        }
+    }
+}
+
+#[test]
+fn graph_rejects_bad_models() {
+    let ctx = &contexts()[0];
+    let mut g = Graph::new(ctx);
+    let x = g.input("x", &[4, 3], DType::F32);
+    let e = g
+        .task_dense(
+            "t",
+            x,
+            &[TaskBlock {
+                inputs: 2,
+                outputs: 1,
+            }],
+            Activation::Relu,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("3 features"), "{e}");
+    let h = g.dense("h", x, 5, Activation::Relu).unwrap();
+    let tasks = [TaskLoss {
+        kind: LossKind::SoftmaxCrossEntropy,
+        width: 4,
+        masked: false,
+    }];
+    let e = g.losses("l", h, &tasks, None, None, None).unwrap_err();
+    assert!(e.to_string().contains("cover 4 logit columns"), "{e}");
+    let tasks = [TaskLoss {
+        kind: LossKind::SoftmaxCrossEntropy,
+        width: 5,
+        masked: false,
+    }];
+    let e = g.losses("l", h, &tasks, None, None, None).unwrap_err();
+    assert!(e.to_string().contains("labels are needed"), "{e}");
+    // No losses node.
+    let e = Program::build(ctx, g, sgd(0.1), 1).err().unwrap();
+    assert!(e.to_string().contains("losses"), "{e}");
+}

@@ -1,0 +1,686 @@
+//! A built graph, ready to train: parameter arenas, planned buffers, task
+//! and loss tables, and `step`, which records forward, backward and the
+//! optimiser into ONE encoder and ONE submit, with no host readback
+//! inside the step (the loss vector is read only when asked, through a
+//! readback the caller waits on later, without stalling the next step).
+
+use crate::error::{Error, Result};
+use crate::gpu::{CounterSnapshot, DType, GpuContext, Readback, Recorder, Tensor};
+use crate::graph::params::{ParamArena, ParamId};
+use crate::graph::plan::{self, Interval};
+use crate::graph::tape::{Graph, NodeId, Op};
+use crate::kernels::dense::{dense_backward, dense_forward, BackwardPlan, Dense, DenseGrads};
+use crate::kernels::gemm::{Epilogue, Fusion, Layout, Operand, Prologue, Saved, Variant};
+use crate::kernels::loss::{masked_losses, LossInputs, LossOutputs, LossTable, STATS_PER_TASK};
+use crate::kernels::task_gemm::{block_diagonal, task_gemm, TaskTable};
+use crate::kernels::{elementwise, optim};
+use crate::reference::activation::Activation;
+use crate::reference::optim::{AdamW, Sgd};
+
+/// The optimiser a program applies after backward (one dispatch).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    Sgd(Sgd),
+    AdamW(AdamW),
+}
+
+/// What one `step` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepOptions {
+    /// Apply the optimiser (false: forward + backward only, gradients
+    /// left in the arena).
+    pub update: bool,
+    /// Copy the loss vector and statistics out in this step's submit.
+    pub read_losses: bool,
+}
+
+impl Default for StepOptions {
+    fn default() -> Self {
+        StepOptions {
+            update: true,
+            read_losses: false,
+        }
+    }
+}
+
+/// Counters of one step (deltas of `GpuContext::counters` around it).
+pub struct StepReport {
+    pub dispatches: u64,
+    pub submits: u64,
+    pub bytes_uploaded: u64,
+    pub bytes_downloaded: u64,
+    /// With `read_losses`: wait on it whenever convenient.
+    pub losses: Option<PendingLosses>,
+}
+
+/// A loss readback in flight.
+pub struct PendingLosses {
+    losses: Readback,
+    stats: Readback,
+}
+
+/// Per-task losses and the loss kernel's statistics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossReport {
+    pub losses: Vec<f32>,
+    pub labelled: Vec<u32>,
+    pub out_of_range_labels: Vec<u32>,
+    pub non_finite_rows: Vec<u32>,
+}
+
+impl PendingLosses {
+    pub fn wait(self, ctx: &GpuContext) -> Result<LossReport> {
+        let losses = self.losses.wait_f32(ctx)?;
+        let stats = self.stats.wait_u32(ctx)?;
+        let col = |j: usize| stats.chunks(STATS_PER_TASK).map(|s| s[j]).collect();
+        Ok(LossReport {
+            losses,
+            labelled: col(0),
+            out_of_range_labels: col(1),
+            non_finite_rows: col(2),
+        })
+    }
+}
+
+/// Memory of the planned intermediates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryReport {
+    /// Bytes of the planned buffers: the peak of one step's intermediates.
+    pub planned_bytes: u64,
+    /// Bytes if every intermediate had its own buffer.
+    pub no_reuse_bytes: u64,
+    pub buffers: usize,
+    pub intermediates: usize,
+}
+
+struct TaskTables {
+    forward: TaskTable,
+    dx: TaskTable,
+    dw: TaskTable,
+}
+
+struct LossParts {
+    table: LossTable,
+    upstream: Tensor,
+    losses: Tensor,
+    stats: Tensor,
+}
+
+/// A graph with its buffers, ready to run steps.
+pub struct Program {
+    graph: Graph,
+    arena: ParamArena,
+    optimizer: Optimizer,
+    step: u32,
+    variant: Option<Variant>,
+    dense_plan: BackwardPlan,
+    inputs: Vec<Option<Tensor>>,
+    values: Vec<Option<Tensor>>,
+    grads: Vec<Option<Tensor>>,
+    zs: Vec<Option<Tensor>>,
+    deltas: Vec<Option<Tensor>>,
+    /// Per node and input slot: the gradient contribution accumulates
+    /// (another consumer wrote first).
+    accumulate_input: Vec<[bool; 2]>,
+    /// Per node: its parameters' gradients accumulate (shared weights).
+    accumulate_params: Vec<bool>,
+    tables: Vec<Option<TaskTables>>,
+    loss: LossParts,
+    loss_node: NodeId,
+    memory: MemoryReport,
+}
+
+fn op_inputs(op: &Op) -> Vec<NodeId> {
+    match op {
+        Op::Input { .. } => vec![],
+        Op::Dense { x, .. } | Op::TaskDense { x, .. } => vec![*x],
+        Op::Add { a, b } => vec![*a, *b],
+        Op::Losses { logits, .. } => vec![*logits],
+    }
+}
+
+fn op_params(op: &Op) -> Vec<ParamId> {
+    match op {
+        Op::Dense { w, b, .. } | Op::TaskDense { w, b, .. } => {
+            std::iter::once(*w).chain(*b).collect()
+        }
+        _ => vec![],
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Value,
+    Grad,
+    Z,
+    Delta,
+}
+
+impl Program {
+    /// Plans and allocates everything; parameters initialised from `seed`.
+    pub fn build(
+        ctx: &GpuContext,
+        graph: Graph,
+        optimizer: Optimizer,
+        seed: u64,
+    ) -> Result<Program> {
+        let n = graph.nodes.len();
+        let loss_node = match graph
+            .nodes
+            .iter()
+            .rposition(|x| matches!(x.op, Op::Losses { .. }))
+        {
+            Some(i) if i == n - 1 => NodeId(i),
+            _ => {
+                return Err(Error::Shape {
+                    op: "graph",
+                    detail: "the graph must end with its losses node".into(),
+                })
+            }
+        };
+        let dense_plan = BackwardPlan::default_for(ctx, DType::F32);
+        // Which nodes receive a gradient: walk back from the losses.
+        let mut has_grad = vec![false; n];
+        for i in (0..n).rev() {
+            let node = &graph.nodes[i];
+            let flows = i == loss_node.0 || has_grad[i];
+            if !flows {
+                continue;
+            }
+            for x in op_inputs(&node.op) {
+                if !matches!(graph.nodes[x.0].op, Op::Input { .. }) {
+                    has_grad[x.0] = true;
+                }
+            }
+        }
+        has_grad[loss_node.0] = false;
+        let fwd = |i: usize| i;
+        let bwd = |i: usize| 2 * n - 1 - i;
+        let keeps_z = |op: &Op| match op {
+            Op::Dense { act, .. } | Op::TaskDense { act, .. } => !act.grad_from_output(),
+            _ => false,
+        };
+        // Gradient contributions: (position, consumer, slot) per node.
+        let mut writes: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); n];
+        for (c, node) in graph.nodes.iter().enumerate() {
+            let pos = if c == loss_node.0 { fwd(c) } else { bwd(c) };
+            if c != loss_node.0 && !has_grad[c] {
+                continue;
+            }
+            for (slot, x) in op_inputs(&node.op).into_iter().enumerate() {
+                if has_grad[x.0] {
+                    writes[x.0].push((pos, c, slot));
+                }
+            }
+        }
+        let mut accumulate_input = vec![[false; 2]; n];
+        for w in &mut writes {
+            w.sort();
+            for &(_, c, slot) in w.iter().skip(1) {
+                accumulate_input[c][slot] = true;
+            }
+        }
+        // Parameter gradients: the first use in backward order writes.
+        let mut accumulate_params = vec![false; n];
+        let mut seen = std::collections::HashSet::new();
+        for i in (0..n).rev() {
+            if !has_grad[i] {
+                continue;
+            }
+            let ps = op_params(&graph.nodes[i].op);
+            let used: Vec<bool> = ps.iter().map(|p| seen.contains(p)).collect();
+            if !used.is_empty() && used.iter().any(|&u| u) != used.iter().all(|&u| u) {
+                return Err(Error::Shape {
+                    op: "graph",
+                    detail: format!("'{}' shares its weight but not its bias (or the reverse); share both or neither", graph.nodes[i].name),
+                });
+            }
+            accumulate_params[i] = used.first().copied().unwrap_or(false);
+            seen.extend(ps);
+        }
+
+        // Lifetimes of every intermediate.
+        let mut tensors: Vec<(Kind, usize, Interval)> = Vec::new();
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let len: usize = node.shape.iter().product();
+            if matches!(node.op, Op::Input { .. }) || i == loss_node.0 {
+                continue;
+            }
+            let mut last = fwd(i);
+            for (c, consumer) in graph.nodes.iter().enumerate() {
+                if !op_inputs(&consumer.op).contains(&NodeId(i)) {
+                    continue;
+                }
+                last = last.max(fwd(c));
+                // dW = Xᵀ·D reads the layer's input in backward.
+                if has_grad[c] && matches!(consumer.op, Op::Dense { .. } | Op::TaskDense { .. }) {
+                    last = last.max(bwd(c));
+                }
+            }
+            let saved_y = has_grad[i]
+                && match &node.op {
+                    Op::Dense { act, .. } | Op::TaskDense { act, .. } => {
+                        *act != Activation::Identity && act.grad_from_output()
+                    }
+                    _ => false,
+                };
+            if saved_y {
+                last = last.max(bwd(i));
+            }
+            tensors.push((
+                Kind::Value,
+                i,
+                Interval {
+                    def: fwd(i),
+                    last_use: last,
+                    len,
+                },
+            ));
+            if has_grad[i] {
+                let def = writes[i].first().map_or(bwd(i), |w| w.0);
+                tensors.push((
+                    Kind::Grad,
+                    i,
+                    Interval {
+                        def,
+                        last_use: bwd(i),
+                        len,
+                    },
+                ));
+                if keeps_z(&node.op) {
+                    tensors.push((
+                        Kind::Z,
+                        i,
+                        Interval {
+                            def: fwd(i),
+                            last_use: bwd(i),
+                            len,
+                        },
+                    ));
+                }
+                let delta = matches!(node.op, Op::Dense { act, .. } if act != Activation::Identity)
+                    && dense_plan == BackwardPlan::StoreDelta;
+                if delta {
+                    tensors.push((
+                        Kind::Delta,
+                        i,
+                        Interval {
+                            def: bwd(i),
+                            last_use: bwd(i),
+                            len,
+                        },
+                    ));
+                }
+            }
+        }
+        let intervals: Vec<Interval> = tensors.iter().map(|t| t.2).collect();
+        let plan = plan::plan(&intervals);
+        let slots = plan
+            .slot_len
+            .iter()
+            .enumerate()
+            .map(|(s, &len)| {
+                Tensor::empty(ctx, &format!("graph slot {s}"), &[len.max(1)], DType::F32)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (mut values, mut grads, mut zs, mut deltas) =
+            (vec![None; n], vec![None; n], vec![None; n], vec![None; n]);
+        for (t, (kind, i, _)) in tensors.iter().enumerate() {
+            let view = slots[plan.slot_of[t]].view(ctx, 0, &graph.nodes[*i].shape)?;
+            let target = match kind {
+                Kind::Value => &mut values,
+                Kind::Grad => &mut grads,
+                Kind::Z => &mut zs,
+                Kind::Delta => &mut deltas,
+            };
+            target[*i] = Some(view);
+        }
+        let memory = MemoryReport {
+            planned_bytes: 4 * plan.planned_elems() as u64,
+            no_reuse_bytes: 4 * plan::no_reuse_elems(&intervals) as u64,
+            buffers: slots.len(),
+            intermediates: intervals.len(),
+        };
+
+        // Inputs: dedicated buffers the caller fills.
+        let mut inputs = vec![None; n];
+        for (i, node) in graph.nodes.iter().enumerate() {
+            if let Op::Input { dtype } = node.op {
+                inputs[i] = Some(Tensor::empty(ctx, &node.name, &node.shape, dtype)?);
+            }
+        }
+        // Task tables of the block-diagonal layers.
+        let mut tables: Vec<Option<TaskTables>> = (0..n).map(|_| None).collect();
+        for (i, node) in graph.nodes.iter().enumerate() {
+            if let Op::TaskDense { blocks, .. } = &node.op {
+                let rows = node.shape[0];
+                let b: Vec<(usize, usize)> = blocks.iter().map(|b| (b.inputs, b.outputs)).collect();
+                let table = |l| TaskTable::new(ctx, l, &block_diagonal(rows, &b, l));
+                tables[i] = Some(TaskTables {
+                    forward: table(Layout::NN)?,
+                    dx: table(Layout::NT)?,
+                    dw: table(Layout::TN)?,
+                });
+            }
+        }
+        let Op::Losses { logits, tasks, .. } = &graph.nodes[loss_node.0].op else {
+            unreachable!("checked above")
+        };
+        let rows = graph.nodes[logits.0].shape[0];
+        let t = tasks.len();
+        let loss = LossParts {
+            table: LossTable::new(ctx, &graph.loss_tasks(rows, tasks))?,
+            // The objective is the mean of the task losses by default.
+            upstream: Tensor::from_f32(ctx, "task weights", &[t], &vec![1.0 / t as f32; t])?,
+            losses: Tensor::zeros(ctx, "task losses", &[t])?,
+            stats: Tensor::from_u32(
+                ctx,
+                "loss stats",
+                &[t, STATS_PER_TASK],
+                &vec![0; t * STATS_PER_TASK],
+            )?,
+        };
+        let states = match optimizer {
+            Optimizer::Sgd(_) => 1,
+            Optimizer::AdamW(_) => 2,
+        };
+        let arena = ParamArena::new(ctx, graph.params.clone(), seed, states)?;
+        Ok(Program {
+            graph,
+            arena,
+            optimizer,
+            step: 0,
+            variant: None,
+            dense_plan,
+            inputs,
+            values,
+            grads,
+            zs,
+            deltas,
+            accumulate_input,
+            accumulate_params,
+            tables,
+            loss,
+            loss_node,
+            memory,
+        })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn params(&self) -> &ParamArena {
+        &self.arena
+    }
+
+    pub fn memory(&self) -> MemoryReport {
+        self.memory
+    }
+
+    /// Optimiser steps taken.
+    pub fn steps(&self) -> u32 {
+        self.step
+    }
+
+    /// Pins every GEMM to one variant (None: the autotuner's choice).
+    pub fn set_variant(&mut self, variant: Option<Variant>) {
+        self.variant = variant;
+    }
+
+    /// The buffer of an input node, for the caller to fill before a step.
+    pub fn input(&self, node: NodeId) -> Result<&Tensor> {
+        self.inputs
+            .get(node.0)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| Error::Shape {
+                op: "graph",
+                detail: format!("node {} is not an input", node.0),
+            })
+    }
+
+    /// dObjective/dL_t for every task (default 1/T: the mean).
+    pub fn set_task_weights(&self, ctx: &GpuContext, weights: &[f32]) -> Result<()> {
+        self.loss.upstream.write_f32(ctx, weights)
+    }
+
+    /// The task-weight buffer (GPU-side weighting methods write it).
+    pub fn task_weights(&self) -> &Tensor {
+        &self.loss.upstream
+    }
+
+    fn val(&self, n: NodeId) -> &Tensor {
+        self.inputs[n.0]
+            .as_ref()
+            .or(self.values[n.0].as_ref())
+            .expect("every node has a value")
+    }
+
+    fn grad(&self, n: NodeId) -> Option<&Tensor> {
+        self.grads[n.0].as_ref()
+    }
+
+    fn saved(&self, i: usize, act: Activation) -> Saved<'_> {
+        match &self.zs[i] {
+            Some(z) => Saved::PreActivation(z),
+            None if act.grad_from_output() => {
+                Saved::Output(self.values[i].as_ref().expect("value"))
+            }
+            None => unreachable!("GELU layers keep Z"),
+        }
+    }
+
+    /// One training step in one submit.
+    pub fn step(&mut self, ctx: &GpuContext, opts: StepOptions) -> Result<StepReport> {
+        let before = ctx.counters();
+        let mut rec = ctx.recorder("train step");
+        self.record_forward(&mut rec)?;
+        self.record_backward(&mut rec)?;
+        if opts.update {
+            self.record_update(&mut rec)?;
+        }
+        let pending = opts.read_losses.then(|| PendingLosses {
+            losses: rec.read(&self.loss.losses),
+            stats: rec.read(&self.loss.stats),
+        });
+        rec.submit()?;
+        if opts.update {
+            self.step += 1;
+        }
+        let d: CounterSnapshot = ctx.counters().since(&before);
+        Ok(StepReport {
+            dispatches: d.dispatches,
+            submits: d.submits,
+            bytes_uploaded: d.bytes_uploaded,
+            bytes_downloaded: d.bytes_downloaded,
+            losses: pending,
+        })
+    }
+
+    fn record_forward(&self, rec: &mut Recorder) -> Result<()> {
+        for (i, node) in self.graph.nodes.iter().enumerate() {
+            match &node.op {
+                Op::Input { .. } => {}
+                Op::Dense { x, w, b, act } => {
+                    let layer = Dense {
+                        x: self.val(*x),
+                        w: self.arena.value(*w),
+                        bias: b.map(|b| self.arena.value(b)),
+                        act: *act,
+                    };
+                    let y = self.values[i].as_ref().expect("value");
+                    dense_forward(rec, self.variant, &layer, y, self.zs[i].as_ref())?;
+                }
+                Op::TaskDense { x, w, b, act, .. } => {
+                    let t = self.tables[i].as_ref().expect("task tables");
+                    let epi = Epilogue {
+                        bias: b.map(|b| self.arena.value(b)),
+                        act: *act,
+                        z_out: self.zs[i].as_ref(),
+                        ..Epilogue::default()
+                    };
+                    let y = self.values[i].as_ref().expect("value");
+                    task_gemm(
+                        rec,
+                        self.variant,
+                        &t.forward,
+                        self.val(*x),
+                        self.arena.value(*w),
+                        y,
+                        &epi,
+                        &Fusion::default(),
+                    )?;
+                }
+                Op::Add { a, b } => {
+                    elementwise::add(
+                        rec,
+                        self.val(*a),
+                        self.val(*b),
+                        self.values[i].as_ref().expect("value"),
+                    )?;
+                }
+                Op::Losses {
+                    logits,
+                    labels,
+                    targets,
+                    masks,
+                    ..
+                } => {
+                    let grads = self.grad(*logits).expect("logits take a gradient");
+                    let inp = LossInputs {
+                        logits: self.val(*logits),
+                        targets: targets.map(|n| self.val(n)),
+                        labels: labels.map(|n| self.val(n)),
+                        masks: masks.map(|n| self.val(n)),
+                        upstream: &self.loss.upstream,
+                    };
+                    let out = LossOutputs {
+                        grads,
+                        losses: &self.loss.losses,
+                        stats: &self.loss.stats,
+                    };
+                    masked_losses(rec, &self.loss.table, &inp, &out)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn record_backward(&self, rec: &mut Recorder) -> Result<()> {
+        for i in (0..self.graph.nodes.len()).rev() {
+            let Some(g) = self.grad(NodeId(i)) else {
+                continue;
+            };
+            let acc = self.accumulate_input[i];
+            match &self.graph.nodes[i].op {
+                Op::Dense { x, w, b, act } => {
+                    let layer = Dense {
+                        x: self.val(*x),
+                        w: self.arena.value(*w),
+                        bias: b.map(|b| self.arena.value(b)),
+                        act: *act,
+                    };
+                    let grads = DenseGrads {
+                        dx: self.grad(*x),
+                        dw: self.arena.grad(*w),
+                        db: b.map(|b| self.arena.grad(b)),
+                        accumulate: self.accumulate_params[i],
+                        accumulate_dx: acc[0],
+                        delta_scratch: self.deltas[i].as_ref(),
+                    };
+                    dense_backward(
+                        rec,
+                        self.variant,
+                        Some(self.dense_plan),
+                        &layer,
+                        self.saved(i, *act),
+                        g,
+                        &grads,
+                    )?;
+                }
+                Op::TaskDense { x, w, b, act, .. } => {
+                    let t = self.tables[i].as_ref().expect("task tables");
+                    let prologue = |operand| {
+                        (*act != Activation::Identity).then(|| Prologue {
+                            operand,
+                            saved: self.saved(i, *act),
+                            act: *act,
+                        })
+                    };
+                    if let Some(dx) = self.grad(*x) {
+                        let epi = Epilogue {
+                            beta: acc[0].then_some(1.0),
+                            ..Epilogue::default()
+                        };
+                        let fusion = Fusion {
+                            prologue: prologue(Operand::A),
+                            bias_grad: None,
+                        };
+                        task_gemm(
+                            rec,
+                            self.variant,
+                            &t.dx,
+                            g,
+                            self.arena.value(*w),
+                            dx,
+                            &epi,
+                            &fusion,
+                        )?;
+                    }
+                    let epi = Epilogue {
+                        beta: self.accumulate_params[i].then_some(1.0),
+                        ..Epilogue::default()
+                    };
+                    let fusion = Fusion {
+                        prologue: prologue(Operand::B),
+                        bias_grad: b.map(|b| self.arena.grad(b)),
+                    };
+                    task_gemm(
+                        rec,
+                        self.variant,
+                        &t.dw,
+                        self.val(*x),
+                        g,
+                        self.arena.grad(*w),
+                        &epi,
+                        &fusion,
+                    )?;
+                }
+                Op::Add { a, b } => {
+                    for (slot, x) in [*a, *b].into_iter().enumerate() {
+                        if let Some(dx) = self.grad(x) {
+                            if acc[slot] {
+                                elementwise::axpy(rec, 1.0, g, dx)?;
+                            } else {
+                                elementwise::copy(rec, g, dx)?;
+                            }
+                        }
+                    }
+                }
+                Op::Input { .. } | Op::Losses { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn record_update(&self, rec: &mut Recorder) -> Result<()> {
+        let a = &self.arena;
+        match self.optimizer {
+            Optimizer::Sgd(cfg) => optim::sgd_step(rec, &cfg, &a.values, &a.grads, &a.states[0]),
+            Optimizer::AdamW(cfg) => optim::adamw_step(
+                rec,
+                &cfg,
+                self.step + 1,
+                &a.values,
+                &a.grads,
+                &a.states[0],
+                &a.states[1],
+            ),
+        }
+    }
+
+    /// The losses node.
+    pub fn loss_node(&self) -> NodeId {
+        self.loss_node
+    }
+}

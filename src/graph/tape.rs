@@ -1,0 +1,356 @@
+//! The graph: ops recorded as a plain enum holding input ids, built once
+//! per model (shapes are static), then run as a `Program` whose step
+//! records forward, backward and the optimiser into ONE submit.
+
+use crate::error::{Error, Result};
+use crate::gpu::{DType, GpuContext};
+use crate::graph::params::{Init, ParamId, ParamLayout};
+use crate::kernels::loss::{LossKind, LossTask};
+use crate::reference::activation::Activation;
+
+/// A node of the graph (its value, and its gradient when it needs one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub usize);
+
+/// One task's block of a block-diagonal `task_dense` layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskBlock {
+    pub inputs: usize,
+    pub outputs: usize,
+}
+
+/// One task of a `losses` node. Its logits are columns
+/// [offset, offset + width) of the logits node (tasks side by side).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskLoss {
+    pub kind: LossKind,
+    pub width: usize,
+    /// Whether the task has a mask row in the masks input ([T, rows]).
+    pub masked: bool,
+}
+
+/// What a node computes. Gradient rules (backward, in `program.rs`):
+/// - `Dense`: dX (written by the last consumer in forward order, the
+///   first in backward; accumulated by the others), dW, db (likewise per
+///   parameter use);
+/// - `TaskDense`: the same per task block, in one dispatch per pass;
+/// - `Add`: dA, dB = dOut (copy, or axpy when accumulating);
+/// - `Losses`: the logits' gradient is written by the fused loss kernel
+///   in the forward pass already, scaled by each task's weight.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// Data the caller writes before each step (f32, or u32 labels).
+    Input { dtype: DType },
+    /// `act(x·W + b)`, W [in, out].
+    Dense {
+        x: NodeId,
+        w: ParamId,
+        b: Option<ParamId>,
+        act: Activation,
+    },
+    /// Block-diagonal per-task layer: x holds the tasks' input blocks side
+    /// by side ([rows, Σ in_t]), the output their output blocks ([rows,
+    /// Σ out_t]); W is every task's [in_t, out_t] one after another, b
+    /// every task's [out_t]. One dispatch for all tasks.
+    TaskDense {
+        x: NodeId,
+        w: ParamId,
+        b: Option<ParamId>,
+        act: Activation,
+        blocks: Vec<TaskBlock>,
+    },
+    /// Elementwise sum (an input used twice, residual paths).
+    Add { a: NodeId, b: NodeId },
+    /// Per-task masked losses of `logits` ([T]); the terminal node.
+    Losses {
+        logits: NodeId,
+        tasks: Vec<TaskLoss>,
+        labels: Option<NodeId>,
+        targets: Option<NodeId>,
+        masks: Option<NodeId>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub name: String,
+    pub op: Op,
+    pub shape: Vec<usize>,
+}
+
+/// Builds a graph: inputs, parameters, ops. Shapes are checked as ops
+/// are added, so a built graph is well-formed.
+pub struct Graph {
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) params: ParamLayout,
+    /// Parameter alignment in elements (the adapter's storage offset
+    /// alignment).
+    align: usize,
+}
+
+fn shape_err(detail: String) -> Error {
+    Error::Shape {
+        op: "graph",
+        detail,
+    }
+}
+
+impl Graph {
+    pub fn new(ctx: &GpuContext) -> Self {
+        let align = (ctx.limits().min_storage_buffer_offset_alignment as usize / 4).max(1);
+        Graph {
+            nodes: Vec::new(),
+            params: ParamLayout::default(),
+            align,
+        }
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    pub fn params(&self) -> &ParamLayout {
+        &self.params
+    }
+
+    pub fn shape(&self, n: NodeId) -> &[usize] {
+        &self.nodes[n.0].shape
+    }
+
+    fn push(&mut self, name: &str, op: Op, shape: Vec<usize>) -> NodeId {
+        self.nodes.push(Node {
+            name: name.to_string(),
+            op,
+            shape,
+        });
+        NodeId(self.nodes.len() - 1)
+    }
+
+    fn matrix(&self, n: NodeId, what: &str) -> Result<(usize, usize)> {
+        match *self.shape(n) {
+            [r, c] => Ok((r, c)),
+            ref s => Err(shape_err(format!(
+                "{what} '{}' is {s:?}; expected [rows, features]",
+                self.nodes[n.0].name
+            ))),
+        }
+    }
+
+    pub fn input(&mut self, name: &str, shape: &[usize], dtype: DType) -> NodeId {
+        self.push(name, Op::Input { dtype }, shape.to_vec())
+    }
+
+    pub fn param(&mut self, name: &str, shape: &[usize], init: Init) -> Result<ParamId> {
+        self.params.add(name, shape, init, self.align)
+    }
+
+    /// A dense layer with new parameters `{name}.weight` [in, out]
+    /// (Glorot) and `{name}.bias` (zeros).
+    pub fn dense(
+        &mut self,
+        name: &str,
+        x: NodeId,
+        outputs: usize,
+        act: Activation,
+    ) -> Result<NodeId> {
+        let (_, inputs) = self.matrix(x, "dense input")?;
+        let w = self.param(
+            &format!("{name}.weight"),
+            &[inputs, outputs],
+            Init::Glorot {
+                fan_in: inputs,
+                fan_out: outputs,
+            },
+        )?;
+        let b = self.param(&format!("{name}.bias"), &[outputs], Init::Zeros)?;
+        self.dense_with(name, x, w, Some(b), act)
+    }
+
+    /// A dense layer on existing parameters (shared weights).
+    pub fn dense_with(
+        &mut self,
+        name: &str,
+        x: NodeId,
+        w: ParamId,
+        b: Option<ParamId>,
+        act: Activation,
+    ) -> Result<NodeId> {
+        let (rows, inputs) = self.matrix(x, "dense input")?;
+        let ws = self.params.get(w).shape.clone();
+        if ws.len() != 2 || ws[0] != inputs {
+            return Err(shape_err(format!(
+                "{name}: weight {ws:?} does not take {inputs} inputs ([in, out])"
+            )));
+        }
+        if let Some(b) = b {
+            if self.params.get(b).shape != [ws[1]] {
+                return Err(shape_err(format!(
+                    "{name}: bias {:?} is not [{}]",
+                    self.params.get(b).shape,
+                    ws[1]
+                )));
+            }
+        }
+        Ok(self.push(name, Op::Dense { x, w, b, act }, vec![rows, ws[1]]))
+    }
+
+    /// A block-diagonal per-task layer with new parameters
+    /// `{name}.weight` (Σ in_t·out_t, Glorot per block) and `{name}.bias`.
+    pub fn task_dense(
+        &mut self,
+        name: &str,
+        x: NodeId,
+        blocks: &[TaskBlock],
+        act: Activation,
+    ) -> Result<NodeId> {
+        let (rows, width) = self.matrix(x, "task_dense input")?;
+        let total_in: usize = blocks.iter().map(|b| b.inputs).sum();
+        if blocks.is_empty()
+            || total_in != width
+            || blocks.iter().any(|b| b.inputs == 0 || b.outputs == 0)
+        {
+            return Err(shape_err(format!(
+                "{name}: task blocks take {total_in} inputs in all (each ≥ 1) but the input has {width} features"
+            )));
+        }
+        let weights: usize = blocks.iter().map(|b| b.inputs * b.outputs).sum();
+        let outputs: usize = blocks.iter().map(|b| b.outputs).sum();
+        // Glorot bound of the widest block for the whole arena entry.
+        let fan = blocks
+            .iter()
+            .map(|b| b.inputs + b.outputs)
+            .max()
+            .unwrap_or(1);
+        let w = self.param(
+            &format!("{name}.weight"),
+            &[weights],
+            Init::Uniform((6.0 / fan as f32).sqrt()),
+        )?;
+        let b = self.param(&format!("{name}.bias"), &[outputs], Init::Zeros)?;
+        Ok(self.push(
+            name,
+            Op::TaskDense {
+                x,
+                w,
+                b: Some(b),
+                act,
+                blocks: blocks.to_vec(),
+            },
+            vec![rows, outputs],
+        ))
+    }
+
+    pub fn add(&mut self, name: &str, a: NodeId, b: NodeId) -> Result<NodeId> {
+        if self.shape(a) != self.shape(b) {
+            return Err(shape_err(format!(
+                "{name}: {:?} + {:?}",
+                self.shape(a),
+                self.shape(b)
+            )));
+        }
+        let shape = self.shape(a).to_vec();
+        Ok(self.push(name, Op::Add { a, b }, shape))
+    }
+
+    /// Per-task losses of `logits` (tasks side by side in its columns):
+    /// labels [T_ce, rows] (u32) for cross-entropy tasks in task order,
+    /// targets [rows, Σ width] (f32) laid out like the logits for the
+    /// others, masks [T, rows] (f32) when a task is masked.
+    pub fn losses(
+        &mut self,
+        name: &str,
+        logits: NodeId,
+        tasks: &[TaskLoss],
+        labels: Option<NodeId>,
+        targets: Option<NodeId>,
+        masks: Option<NodeId>,
+    ) -> Result<NodeId> {
+        let (rows, width) = self.matrix(logits, "logits")?;
+        let total: usize = tasks.iter().map(|t| t.width).sum();
+        if tasks.is_empty() || total != width {
+            return Err(shape_err(format!(
+                "{name}: the tasks cover {total} logit columns but the logits have {width}"
+            )));
+        }
+        let n_ce = tasks
+            .iter()
+            .filter(|t| t.kind == LossKind::SoftmaxCrossEntropy)
+            .count();
+        let check = |node: Option<NodeId>,
+                     needed: bool,
+                     shape: Vec<usize>,
+                     dtype: DType,
+                     what: &str|
+         -> Result<()> {
+            match (node, needed) {
+                (None, false) => Ok(()),
+                (None, true) => Err(shape_err(format!("{name}: {what} are needed"))),
+                (Some(n), _) => match &self.nodes[n.0].op {
+                    Op::Input { dtype: d } if *d == dtype && self.nodes[n.0].shape == shape => {
+                        Ok(())
+                    }
+                    _ => Err(shape_err(format!(
+                        "{name}: {what} must be a {dtype} input of shape {shape:?}"
+                    ))),
+                },
+            }
+        };
+        check(labels, n_ce > 0, vec![n_ce, rows], DType::U32, "labels")?;
+        check(
+            targets,
+            n_ce < tasks.len(),
+            vec![rows, width],
+            DType::F32,
+            "targets",
+        )?;
+        check(
+            masks,
+            tasks.iter().any(|t| t.masked),
+            vec![tasks.len(), rows],
+            DType::F32,
+            "masks",
+        )?;
+        if self.nodes.iter().any(|n| matches!(n.op, Op::Losses { .. })) {
+            return Err(shape_err(format!(
+                "{name}: a graph has one losses node (sum tasks into one)"
+            )));
+        }
+        Ok(self.push(
+            name,
+            Op::Losses {
+                logits,
+                tasks: tasks.to_vec(),
+                labels,
+                targets,
+                masks,
+            },
+            vec![tasks.len()],
+        ))
+    }
+
+    /// The kernel-level loss table rows for a losses node.
+    pub(crate) fn loss_tasks(&self, rows: usize, tasks: &[TaskLoss]) -> Vec<LossTask> {
+        let width: usize = tasks.iter().map(|t| t.width).sum();
+        let (mut col, mut ce) = (0, 0);
+        tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let is_ce = t.kind == LossKind::SoftmaxCrossEntropy;
+                let task = LossTask {
+                    kind: t.kind,
+                    rows,
+                    width: t.width,
+                    logit_offset: col,
+                    logit_ld: width,
+                    target_offset: if is_ce { ce * rows } else { col },
+                    target_ld: width,
+                    mask_offset: t.masked.then_some(i * rows),
+                };
+                col += t.width;
+                ce += usize::from(is_ce);
+                task
+            })
+            .collect()
+    }
+}
