@@ -316,3 +316,106 @@ impl LossWorkload {
         masked_losses(rec, &self.table, &inp, &out)
     }
 }
+
+/// The MTL-MLP training workload of the autograd issue: x [rows,
+/// features] → trunk (ReLU) → T heads (hidden ReLU → classes), softmax CE
+/// per task, mean of the task losses, SGD.
+pub struct MtlMlpWorkload {
+    pub program: crate::graph::Program,
+    pub rows: usize,
+    pub features: usize,
+    pub tasks: usize,
+    pub classes: usize,
+    x: crate::graph::NodeId,
+    labels: crate::graph::NodeId,
+    /// 2 × the multiply-adds of forward + backward (what one step costs).
+    pub flops: f64,
+}
+
+impl MtlMlpWorkload {
+    /// B=256×512, trunk 512→1024→1024, 8 heads 1024→256→10.
+    pub fn standard(ctx: &GpuContext) -> Result<Self> {
+        Self::new(ctx, 256, 512, &[1024, 1024], 8, 256, 10)
+    }
+
+    /// B=64×128, trunk 128→256→256, 4 heads 256→64→10.
+    pub fn small(ctx: &GpuContext) -> Result<Self> {
+        Self::new(ctx, 64, 128, &[256, 256], 4, 64, 10)
+    }
+
+    pub fn new(
+        ctx: &GpuContext,
+        rows: usize,
+        features: usize,
+        trunk: &[usize],
+        tasks: usize,
+        hidden: usize,
+        classes: usize,
+    ) -> Result<Self> {
+        use crate::graph::{Graph, Optimizer, Program, TaskBlock, TaskLoss};
+        use crate::reference::optim::Sgd;
+        let mut g = Graph::new(ctx);
+        let x = g.input("x", &[rows, features], DType::F32);
+        let mut h = x;
+        let mut macs = 0usize;
+        let mut width = features;
+        for (i, &w) in trunk.iter().enumerate() {
+            h = g.dense(&format!("trunk.{i}"), h, w, Activation::Relu)?;
+            macs += rows * width * w;
+            width = w;
+        }
+        // Layer 1 of every head: ONE GEMM against the concatenated weights.
+        let h1 = g.dense("heads.0", h, tasks * hidden, Activation::Relu)?;
+        macs += rows * width * tasks * hidden;
+        let blocks = vec![
+            TaskBlock {
+                inputs: hidden,
+                outputs: classes
+            };
+            tasks
+        ];
+        let logits = g.task_dense("heads.1", h1, &blocks, Activation::Identity)?;
+        macs += rows * tasks * hidden * classes;
+        let labels = g.input("labels", &[tasks, rows], DType::U32);
+        let losses = vec![
+            TaskLoss {
+                kind: LossKind::SoftmaxCrossEntropy,
+                width: classes,
+                masked: false
+            };
+            tasks
+        ];
+        g.losses("losses", logits, &losses, Some(labels), None, None)?;
+        let sgd = Optimizer::Sgd(Sgd {
+            lr: 0.01,
+            momentum: 0.0,
+            weight_decay: 0.0,
+        });
+        let program = Program::build(ctx, g, sgd, 1)?;
+        let w = MtlMlpWorkload {
+            program,
+            rows,
+            features,
+            tasks,
+            classes,
+            x,
+            labels,
+            // Forward 1×, backward 2× (dX and dW), minus the first layer's dX.
+            flops: 2.0 * (3 * macs - rows * features * trunk[0]) as f64,
+        };
+        w.feed(ctx, 0)?;
+        Ok(w)
+    }
+
+    /// Writes a deterministic batch.
+    pub fn feed(&self, ctx: &GpuContext, seed: u64) -> Result<()> {
+        let mut rng = Rng::new(seed);
+        self.program
+            .input(self.x)?
+            .write_f32(ctx, &rng.uniform_vec(self.rows * self.features, -1.0, 1.0))?;
+        let labels: Vec<u32> = (0..self.tasks * self.rows)
+            .map(|_| (rng.next_u64() % self.classes as u64) as u32)
+            .collect();
+        self.program.input(self.labels)?.write_u32(ctx, &labels)
+    }
+}

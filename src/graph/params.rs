@@ -116,6 +116,14 @@ impl ParamLayout {
     }
 }
 
+/// One parameter read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedValues {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
 /// The GPU arenas of one model.
 pub struct ParamArena {
     pub layout: ParamLayout,
@@ -161,18 +169,16 @@ impl ParamArena {
     }
 
     /// Every parameter's values, by name (one read of the arena).
-    pub fn read_all(&self, ctx: &GpuContext) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    pub fn read_all(&self, ctx: &GpuContext) -> Result<Vec<NamedValues>> {
         let all = self.values.to_f32_vec(ctx)?;
         Ok(self
             .layout
             .entries
             .iter()
-            .map(|e| {
-                (
-                    e.name.clone(),
-                    e.shape.clone(),
-                    all[e.offset..e.offset + e.len()].to_vec(),
-                )
+            .map(|e| NamedValues {
+                name: e.name.clone(),
+                shape: e.shape.clone(),
+                values: all[e.offset..e.offset + e.len()].to_vec(),
             })
             .collect())
     }

@@ -1,0 +1,68 @@
+//! Time per training step of the MTL-MLP workloads (forward, backward and
+//! SGD in one submit), with dispatches and submits per step printed
+//! beside the time:
+//!   MTL-MLP        x B=256×512, trunk 512→1024→1024 ReLU, 8 heads
+//!                  1024→256 ReLU → 10, softmax CE per task, mean, SGD 0.01
+//!   MTL-MLP-small  B=64×128, trunk 128→256→256, 4 heads 256→64→10
+//!
+//!   cargo bench --bench train_step
+//! Each measured step waits for the GPU before the clock stops. On
+//! lavapipe these are CPU times, not GPU times.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use manytask::bench::workloads::MtlMlpWorkload;
+use manytask::gpu::GpuContext;
+use manytask::graph::StepOptions;
+
+fn train_step_bench(c: &mut Criterion) {
+    let ctx = GpuContext::from_env().expect("an adapter");
+    eprintln!("benchmarking on {}", ctx.describe());
+    let mut group = c.benchmark_group("train_step");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    for (name, build) in [
+        (
+            "mtl_mlp",
+            MtlMlpWorkload::standard as fn(&GpuContext) -> manytask::Result<MtlMlpWorkload>,
+        ),
+        ("mtl_mlp_small", MtlMlpWorkload::small),
+    ] {
+        let mut w = build(&ctx).expect("workload");
+        // Warm up: pipelines, autotuning (its own submits), first step.
+        for _ in 0..2 {
+            w.program.step(&ctx, StepOptions::default()).expect("step");
+        }
+        ctx.wait_idle().expect("wait");
+        let r = w.program.step(&ctx, StepOptions::default()).expect("step");
+        ctx.wait_idle().expect("wait");
+        let m = w.program.memory();
+        eprintln!(
+            "{name}: {} dispatches, {} submit(s) per step; {:.2} GFLOP per step; planned intermediates {:.1} MiB (no reuse: {:.1} MiB)",
+            r.dispatches,
+            r.submits,
+            w.flops / 1e9,
+            m.planned_bytes as f64 / (1 << 20) as f64,
+            m.no_reuse_bytes as f64 / (1 << 20) as f64
+        );
+        group.throughput(Throughput::Elements(w.flops as u64));
+        group.bench_function(name, |bench| {
+            bench.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    w.program.step(&ctx, StepOptions::default()).expect("step");
+                    ctx.wait_idle().expect("wait");
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, train_step_bench);
+criterion_main!(benches);
