@@ -399,3 +399,100 @@ fn graph_rejects_bad_models() {
     let e = Program::build(ctx, g, sgd(0.1), 1).err().unwrap();
     assert!(e.to_string().contains("losses"), "{e}");
 }
+
+/// x → h (tanh) → [slice(h, 1..4), 0.5·slice(h, 3..6), h] concatenated
+/// → dense → MSE; `reverse` inserts a gradient reversal before `out`.
+fn views_graph(ctx: &GpuContext, reverse: bool) -> (Graph, NodeId, NodeId) {
+    let mut g = Graph::new(ctx);
+    let (rows, features) = (5, 4);
+    let x = g.input("x", &[rows, features], DType::F32);
+    let h = g.dense("h", x, 6, Activation::Tanh).unwrap();
+    let s1 = g.slice("s1", h, 1, 3).unwrap();
+    let s2 = g.slice("s2", h, 3, 3).unwrap();
+    let s2 = g.scale("half", s2, 0.5);
+    let c = g.concat("cat", &[s1, s2, h]).unwrap();
+    let c = if reverse {
+        g.grad_reverse("reverse", c)
+    } else {
+        c
+    };
+    let logits = g.dense("out", c, 2, Activation::Identity).unwrap();
+    let targets = g.input("targets", &[rows, 2], DType::F32);
+    let tasks = [TaskLoss {
+        kind: LossKind::MeanSquaredError,
+        width: 2,
+        masked: false,
+    }];
+    g.losses("loss", logits, &tasks, None, Some(targets), None)
+        .unwrap();
+    (g, x, targets)
+}
+
+fn feed_views(ctx: &GpuContext, p: &Program, x: NodeId, targets: NodeId) {
+    let mut rng = Rng::new(8);
+    p.input(x)
+        .unwrap()
+        .write_f32(ctx, &rng.uniform_vec(20, -1.0, 1.0))
+        .unwrap();
+    p.input(targets)
+        .unwrap()
+        .write_f32(ctx, &rng.uniform_vec(10, -1.0, 1.0))
+        .unwrap();
+}
+
+#[test]
+fn slice_concat_and_scale_gradients_match_finite_differences() {
+    for ctx in contexts() {
+        let (g, x, targets) = views_graph(ctx, false);
+        let mut p = Program::build(ctx, g, sgd(0.1), 4).unwrap();
+        feed_views(ctx, &p, x, targets);
+        let (worst, top) = finite_difference_check(ctx, &mut p, 40);
+        assert!(top > 1e-3);
+        assert!(
+            worst < 2e-3 * top.max(0.1) + 1e-4,
+            "on {}: max error {worst} (max |g| {top})",
+            ctx.describe()
+        );
+    }
+}
+
+#[test]
+fn gradient_reversal_flips_and_scales_the_gradient_upstream_only() {
+    let ctx = &contexts()[0];
+    let grads = |reverse: bool, lambda: f32| {
+        let (g, x, targets) = views_graph(ctx, reverse);
+        let mut p = Program::build(ctx, g, sgd(0.1), 4).unwrap();
+        p.set_reversal_lambda(lambda);
+        feed_views(ctx, &p, x, targets);
+        p.step(
+            ctx,
+            StepOptions {
+                update: false,
+                read_losses: false,
+            },
+        )
+        .unwrap();
+        let all = p.params().read_grads(ctx).unwrap();
+        let e = p.params().layout.entries().to_vec();
+        let part = |name: &str| {
+            let e = e.iter().find(|e| e.name == name).unwrap();
+            all[e.offset..e.offset + e.len()].to_vec()
+        };
+        (part("h.weight"), part("out.weight"))
+    };
+    let (h_plain, out_plain) = grads(false, 0.0);
+    let lambda = manytask::graph::reversal_lambda(0.3);
+    assert!((lambda - 0.9051).abs() < 1e-3, "{lambda}");
+    let (h_rev, out_rev) = grads(true, lambda);
+    assert_eq!(
+        out_plain, out_rev,
+        "downstream of the reversal nothing changes"
+    );
+    for (a, b) in h_plain.iter().zip(&h_rev) {
+        assert!(
+            (b + lambda * a).abs() <= 1e-6 * a.abs().max(1.0),
+            "{a} vs {b}"
+        );
+    }
+    assert!(h_plain.iter().any(|v| v.abs() > 1e-3));
+}

@@ -5,6 +5,7 @@
 //! `Recorder`, runs the CPU reference and compares element by element with
 //! `|got - want| <= abs + rel * |want|`.
 
+pub mod block;
 pub mod compare;
 pub mod dense;
 pub mod elementwise;
@@ -124,6 +125,7 @@ impl Case {
 /// Every case of every kernel family.
 pub fn all_cases() -> Vec<Case> {
     let mut all = elementwise::cases();
+    all.extend(block::cases());
     all.extend(dense::cases());
     all.extend(f16::cases());
     all.extend(gemm::cases());

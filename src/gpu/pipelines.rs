@@ -10,6 +10,7 @@ use crate::gpu::context::GpuContext;
 
 /// Activation functions shared by several families.
 const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
+const BLOCK: &str = include_str!("../../shaders/block.wgsl");
 const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
 const GEMM_F32: &str = include_str!("../../shaders/gemm_f32.wgsl");
 const GEMM_F16: &str = include_str!("../../shaders/gemm_f16.wgsl");
@@ -24,6 +25,7 @@ const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 /// One shader file = one kernel family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
+    Block,
     Elementwise,
     Gemm,
     /// The GEMM variant that needs SUBGROUP: its own module, so adapters
@@ -40,6 +42,7 @@ pub enum Shader {
 
 impl Shader {
     pub const ALL: &'static [Shader] = &[
+        Shader::Block,
         Shader::Elementwise,
         Shader::Gemm,
         Shader::GemmSubgroup,
@@ -54,6 +57,7 @@ impl Shader {
     /// The family name: `shaders/<name>.wgsl`, `src/kernels/<name>.rs`, …
     pub fn name(self) -> &'static str {
         match self {
+            Shader::Block => "block",
             Shader::Elementwise => "elementwise",
             Shader::Gemm => "gemm",
             Shader::GemmSubgroup => "gemm_subgroup",
@@ -75,6 +79,7 @@ impl Shader {
     /// The files making up the module, in order.
     pub fn parts(self) -> &'static [&'static str] {
         match self {
+            Shader::Block => &[BLOCK],
             Shader::Elementwise => &[ACTIVATION, ELEMENTWISE],
             Shader::Gemm => &[GEMM_F32, ACTIVATION, GEMM_COMMON, GEMM],
             Shader::GemmSubgroup => &[GEMM_F32, ACTIVATION, GEMM_COMMON, GEMM_SUBGROUP],

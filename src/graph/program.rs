@@ -13,7 +13,7 @@ use crate::kernels::dense::{dense_backward, dense_forward, BackwardPlan, Dense, 
 use crate::kernels::gemm::{Epilogue, Fusion, Layout, Operand, Prologue, Saved, Variant};
 use crate::kernels::loss::{masked_losses, LossInputs, LossOutputs, LossTable, STATS_PER_TASK};
 use crate::kernels::task_gemm::{block_diagonal, task_gemm, TaskTable};
-use crate::kernels::{elementwise, optim};
+use crate::kernels::{block, elementwise, optim};
 use crate::reference::activation::Activation;
 use crate::reference::optim::{AdamW, Sgd};
 
@@ -121,7 +121,9 @@ pub struct Program {
     deltas: Vec<Option<Tensor>>,
     /// Per node and input slot: the gradient contribution accumulates
     /// (another consumer wrote first).
-    accumulate_input: Vec<[bool; 2]>,
+    accumulate_input: Vec<Vec<bool>>,
+    /// λ of the gradient-reversal nodes.
+    reversal_lambda: f32,
     /// Per node: its parameters' gradients accumulate (shared weights).
     accumulate_params: Vec<bool>,
     tables: Vec<Option<TaskTables>>,
@@ -135,6 +137,8 @@ fn op_inputs(op: &Op) -> Vec<NodeId> {
         Op::Input { .. } => vec![],
         Op::Dense { x, .. } | Op::TaskDense { x, .. } => vec![*x],
         Op::Add { a, b } => vec![*a, *b],
+        Op::Scale { x, .. } | Op::GradReverse { x } | Op::Slice { x, .. } => vec![*x],
+        Op::Concat { parts } => parts.clone(),
         Op::Losses { logits, .. } => vec![*logits],
     }
 }
@@ -213,7 +217,11 @@ impl Program {
                 }
             }
         }
-        let mut accumulate_input = vec![[false; 2]; n];
+        let mut accumulate_input: Vec<Vec<bool>> = graph
+            .nodes
+            .iter()
+            .map(|x| vec![false; op_inputs(&x.op).len()])
+            .collect();
         for w in &mut writes {
             w.sort();
             for &(_, c, slot) in w.iter().skip(1) {
@@ -398,6 +406,7 @@ impl Program {
             zs,
             deltas,
             accumulate_input,
+            reversal_lambda: 1.0,
             accumulate_params,
             tables,
             loss,
@@ -421,6 +430,11 @@ impl Program {
     /// Optimiser steps taken.
     pub fn steps(&self) -> u32 {
         self.step
+    }
+
+    /// λ for every gradient-reversal node from the next step on.
+    pub fn set_reversal_lambda(&mut self, lambda: f32) {
+        self.reversal_lambda = lambda;
     }
 
     /// Pins every GEMM to one variant (None: the autotuner's choice).
@@ -539,6 +553,27 @@ impl Program {
                         self.values[i].as_ref().expect("value"),
                     )?;
                 }
+                Op::Scale { x, alpha } => {
+                    let out = self.values[i].as_ref().expect("value");
+                    elementwise::scale(rec, self.val(*x), *alpha, out)?;
+                }
+                Op::GradReverse { x } => {
+                    let out = self.values[i].as_ref().expect("value");
+                    elementwise::copy(rec, self.val(*x), out)?;
+                }
+                Op::Concat { parts } => {
+                    let out = self.values[i].as_ref().expect("value");
+                    let mut col = 0;
+                    for p in parts {
+                        let cols = self.graph.nodes[p.0].shape[1];
+                        block::copy_block(rec, self.val(*p), 0, out, col, cols, 1.0, false)?;
+                        col += cols;
+                    }
+                }
+                Op::Slice { x, start, cols } => {
+                    let out = self.values[i].as_ref().expect("value");
+                    block::copy_block(rec, self.val(*x), *start, out, 0, *cols, 1.0, false)?;
+                }
                 Op::Losses {
                     logits,
                     labels,
@@ -571,7 +606,7 @@ impl Program {
             let Some(g) = self.grad(NodeId(i)) else {
                 continue;
             };
-            let acc = self.accumulate_input[i];
+            let acc = &self.accumulate_input[i];
             match &self.graph.nodes[i].op {
                 Op::Dense { x, w, b, act } => {
                     let layer = Dense {
@@ -657,10 +692,52 @@ impl Program {
                         }
                     }
                 }
+                Op::Scale { x, alpha } => self.scaled_grad(rec, g, *x, *alpha, acc[0])?,
+                Op::GradReverse { x } => {
+                    self.scaled_grad(rec, g, *x, -self.reversal_lambda, acc[0])?
+                }
+                Op::Concat { parts } => {
+                    let mut col = 0;
+                    for (slot, p) in parts.iter().enumerate() {
+                        let cols = self.graph.nodes[p.0].shape[1];
+                        if let Some(dp) = self.grad(*p) {
+                            block::copy_block(rec, g, col, dp, 0, cols, 1.0, acc[slot])?;
+                        }
+                        col += cols;
+                    }
+                }
+                Op::Slice { x, start, cols } => {
+                    if let Some(dx) = self.grad(*x) {
+                        if !acc[0] {
+                            // The columns outside the slice get no gradient.
+                            elementwise::fill(rec, dx, 0.0)?;
+                        }
+                        block::copy_block(rec, g, 0, dx, *start, *cols, 1.0, true)?;
+                    }
+                }
                 Op::Input { .. } | Op::Losses { .. } => {}
             }
         }
         Ok(())
+    }
+
+    /// dx (+)= alpha · g.
+    fn scaled_grad(
+        &self,
+        rec: &mut Recorder,
+        g: &Tensor,
+        x: NodeId,
+        alpha: f32,
+        accumulate: bool,
+    ) -> Result<()> {
+        let Some(dx) = self.grad(x) else {
+            return Ok(());
+        };
+        if accumulate {
+            elementwise::axpy(rec, alpha, g, dx)
+        } else {
+            elementwise::scale(rec, g, alpha, dx)
+        }
     }
 
     fn record_update(&self, rec: &mut Recorder) -> Result<()> {

@@ -61,6 +61,20 @@ pub enum Op {
     },
     /// Elementwise sum (an input used twice, residual paths).
     Add { a: NodeId, b: NodeId },
+    /// `alpha · x`.
+    Scale { x: NodeId, alpha: f32 },
+    /// Identity forward; backward multiplies the gradient by −λ (Ganin &
+    /// Lempitsky 2015), λ set per step with `Program::set_reversal_lambda`
+    /// (see `reversal_lambda` for the standard schedule).
+    GradReverse { x: NodeId },
+    /// Columns of the parts side by side (same row count).
+    Concat { parts: Vec<NodeId> },
+    /// Columns [start, start + cols) of x.
+    Slice {
+        x: NodeId,
+        start: usize,
+        cols: usize,
+    },
     /// Per-task masked losses of `logits` ([T]); the terminal node.
     Losses {
         logits: NodeId,
@@ -252,6 +266,50 @@ impl Graph {
         Ok(self.push(name, Op::Add { a, b }, shape))
     }
 
+    pub fn scale(&mut self, name: &str, x: NodeId, alpha: f32) -> NodeId {
+        let shape = self.shape(x).to_vec();
+        self.push(name, Op::Scale { x, alpha }, shape)
+    }
+
+    pub fn grad_reverse(&mut self, name: &str, x: NodeId) -> NodeId {
+        let shape = self.shape(x).to_vec();
+        self.push(name, Op::GradReverse { x }, shape)
+    }
+
+    pub fn concat(&mut self, name: &str, parts: &[NodeId]) -> Result<NodeId> {
+        let mut rows = None;
+        let mut cols = 0;
+        for &p in parts {
+            let (r, c) = self.matrix(p, "concat part")?;
+            if rows.is_some_and(|rows| rows != r) {
+                return Err(shape_err(format!(
+                    "{name}: parts have different row counts"
+                )));
+            }
+            rows = Some(r);
+            cols += c;
+        }
+        let rows = rows.ok_or_else(|| shape_err(format!("{name}: nothing to concatenate")))?;
+        Ok(self.push(
+            name,
+            Op::Concat {
+                parts: parts.to_vec(),
+            },
+            vec![rows, cols],
+        ))
+    }
+
+    pub fn slice(&mut self, name: &str, x: NodeId, start: usize, cols: usize) -> Result<NodeId> {
+        let (rows, width) = self.matrix(x, "slice input")?;
+        if cols == 0 || start + cols > width {
+            return Err(shape_err(format!(
+                "{name}: columns {start}..{} of {width}",
+                start + cols
+            )));
+        }
+        Ok(self.push(name, Op::Slice { x, start, cols }, vec![rows, cols]))
+    }
+
     /// Per-task losses of `logits` (tasks side by side in its columns):
     /// labels [T_ce, rows] (u32) for cross-entropy tasks in task order,
     /// targets [rows, Σ width] (f32) laid out like the logits for the
@@ -353,4 +411,10 @@ impl Graph {
             })
             .collect()
     }
+}
+
+/// The standard gradient-reversal schedule λ(p) = 2 / (1 + e^(−10p)) − 1
+/// for training progress p in [0, 1] (Ganin & Lempitsky 2015).
+pub fn reversal_lambda(progress: f32) -> f32 {
+    2.0 / (1.0 + (-10.0 * progress.clamp(0.0, 1.0)).exp()) - 1.0
 }

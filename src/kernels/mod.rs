@@ -3,6 +3,7 @@
 //! `Recorder`; it never submits.
 
 pub mod autotune;
+pub mod block;
 pub mod check;
 pub mod dense;
 pub mod elementwise;
@@ -18,6 +19,7 @@ use crate::gpu::KernelSpec;
 /// Every (shader, entry point, override constants) the launchers can build.
 pub fn all_specs() -> Vec<KernelSpec> {
     let mut all = elementwise::specs();
+    all.extend(block::specs());
     all.extend(gemm::specs());
     all.extend(loss::specs());
     all.extend(optim::specs());

@@ -2,6 +2,7 @@
 //! Plain loops, no GPU code: the oracle for tests and `manytask validate`.
 
 pub mod activation;
+pub mod block;
 pub mod dense;
 pub mod elementwise;
 pub mod gemm;
