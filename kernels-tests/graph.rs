@@ -4,6 +4,7 @@
 
 use manytask::gpu::{DType, GpuContext};
 use manytask::graph::{Graph, NodeId, Optimizer, Program, StepOptions, TaskBlock, TaskLoss};
+use manytask::kernels::dense::BackwardPlan;
 use manytask::kernels::gemm::Variant;
 use manytask::kernels::loss::LossKind;
 use manytask::reference::activation::Activation;
@@ -15,6 +16,9 @@ use crate::common::{contexts, private_contexts};
 /// A hard-sharing MTL model and its input nodes.
 struct Mtl {
     x: NodeId,
+    /// The trunk's output H and the first head layer (all heads, one GEMM).
+    trunk_out: NodeId,
+    heads0: NodeId,
     labels: NodeId,
     targets: Option<NodeId>,
     masks: NodeId,
@@ -86,6 +90,8 @@ fn mtl(
     (
         g,
         Mtl {
+            trunk_out: h,
+            heads0: h1,
             x,
             labels,
             targets,
@@ -192,9 +198,13 @@ fn finite_difference_check(ctx: &GpuContext, p: &mut Program, samples: usize) ->
 #[test]
 fn mtl_graph_gradients_match_finite_differences() {
     for ctx in contexts() {
-        for act in [Activation::Tanh, Activation::Gelu] {
+        for (act, plan) in [
+            (Activation::Tanh, BackwardPlan::StoreDelta),
+            (Activation::Gelu, BackwardPlan::Prologue),
+        ] {
             let (g, m) = mtl(ctx, 6, 5, &[7, 8, 9], &[4, 3], act);
             let mut p = Program::build(ctx, g, sgd(0.1), 7).unwrap();
+            p.set_dense_plan(plan);
             feed(ctx, &p, &m, 1);
             let (worst, top) = finite_difference_check(ctx, &mut p, 48);
             assert!(top > 1e-3, "degenerate gradients");
@@ -495,4 +505,63 @@ fn gradient_reversal_flips_and_scales_the_gradient_upstream_only() {
         );
     }
     assert!(h_plain.iter().any(|v| v.abs() > 1e-3));
+}
+
+#[test]
+fn per_task_input_gradients_sum_to_the_shared_gradient() {
+    for ctx in contexts() {
+        for (act, plan) in [
+            (Activation::Relu, BackwardPlan::StoreDelta),
+            (Activation::Gelu, BackwardPlan::StoreDelta),
+            (Activation::Relu, BackwardPlan::Prologue),
+            (Activation::Gelu, BackwardPlan::Prologue),
+        ] {
+            let hidden = [4, 3, 5];
+            let (mut g, m) = mtl(ctx, 9, 5, &[7, 6], &hidden, act);
+            g.split_task_grads(m.heads0, &hidden).unwrap();
+            g.retain_grad(m.trunk_out);
+            let mut p = Program::build(ctx, g, sgd(0.1), 5).unwrap();
+            p.set_dense_plan(plan);
+            feed(ctx, &p, &m, 6);
+            p.step(
+                ctx,
+                StepOptions {
+                    update: false,
+                    read_losses: false,
+                },
+            )
+            .unwrap();
+            let per_task = p.task_input_grads().unwrap().to_f32_vec(ctx).unwrap();
+            let total = p.grad_of(m.trunk_out).unwrap().to_f32_vec(ctx).unwrap();
+            let n = total.len();
+            assert_eq!(per_task.len(), hidden.len() * n);
+            let top = total.iter().fold(0f32, |a, v| a.max(v.abs()));
+            assert!(top > 1e-4, "degenerate gradient");
+            for i in 0..n {
+                let sum: f32 = (0..hidden.len()).map(|t| per_task[t * n + i]).sum();
+                assert!(
+                    (sum - total[i]).abs() <= 1e-5 * top + 1e-7,
+                    "{act} element {i}: Σ_t {sum} vs {}",
+                    total[i]
+                );
+            }
+            // Weight only task 1: the other tasks' blocks are zero.
+            p.set_task_weights(ctx, &[0.0, 1.0, 0.0]).unwrap();
+            p.step(
+                ctx,
+                StepOptions {
+                    update: false,
+                    read_losses: false,
+                },
+            )
+            .unwrap();
+            let per_task = p.task_input_grads().unwrap().to_f32_vec(ctx).unwrap();
+            let total = p.grad_of(m.trunk_out).unwrap().to_f32_vec(ctx).unwrap();
+            assert!(per_task[..n]
+                .iter()
+                .chain(&per_task[2 * n..])
+                .all(|&v| v == 0.0));
+            assert_eq!(&per_task[n..2 * n], &total[..]);
+        }
+    }
 }

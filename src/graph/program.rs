@@ -12,7 +12,7 @@ use crate::graph::tape::{Graph, NodeId, Op};
 use crate::kernels::dense::{dense_backward, dense_forward, BackwardPlan, Dense, DenseGrads};
 use crate::kernels::gemm::{Epilogue, Fusion, Layout, Operand, Prologue, Saved, Variant};
 use crate::kernels::loss::{masked_losses, LossInputs, LossOutputs, LossTable, STATS_PER_TASK};
-use crate::kernels::task_gemm::{block_diagonal, task_gemm, TaskTable};
+use crate::kernels::task_gemm::{block_diagonal, task_gemm, TaskProblem, TaskTable};
 use crate::kernels::{block, elementwise, optim};
 use crate::reference::activation::Activation;
 use crate::reference::optim::{AdamW, Sgd};
@@ -99,6 +99,12 @@ struct TaskTables {
     dw: TaskTable,
 }
 
+struct TaskSplit {
+    layer: NodeId,
+    table: TaskTable,
+    grads: Tensor,
+}
+
 struct LossParts {
     table: LossTable,
     upstream: Tensor,
@@ -129,6 +135,7 @@ pub struct Program {
     tables: Vec<Option<TaskTables>>,
     loss: LossParts,
     loss_node: NodeId,
+    task_split: Option<TaskSplit>,
     memory: MemoryReport,
 }
 
@@ -334,7 +341,17 @@ impl Program {
         let (mut values, mut grads, mut zs, mut deltas) =
             (vec![None; n], vec![None; n], vec![None; n], vec![None; n]);
         for (t, (kind, i, _)) in tensors.iter().enumerate() {
-            let view = slots[plan.slot_of[t]].view(ctx, 0, &graph.nodes[*i].shape)?;
+            let shape = &graph.nodes[*i].shape;
+            let view = if *kind == Kind::Grad && graph.retained.contains(&NodeId(*i)) {
+                Tensor::empty(
+                    ctx,
+                    &format!("{} grad", graph.nodes[*i].name),
+                    shape,
+                    DType::F32,
+                )?
+            } else {
+                slots[plan.slot_of[t]].view(ctx, 0, shape)?
+            };
             let target = match kind {
                 Kind::Value => &mut values,
                 Kind::Grad => &mut grads,
@@ -348,6 +365,46 @@ impl Program {
             no_reuse_bytes: 4 * plan::no_reuse_elems(&intervals) as u64,
             buffers: slots.len(),
             intermediates: intervals.len(),
+        };
+
+        // Per-task gradients of the task heads' input.
+        let task_split = match &graph.task_split {
+            Some((layer, widths)) => {
+                let Op::Dense { x, .. } = &graph.nodes[layer.0].op else {
+                    unreachable!("checked by split_task_grads")
+                };
+                let (rows, inputs) = (graph.nodes[x.0].shape[0], graph.nodes[x.0].shape[1]);
+                let total: usize = widths.iter().sum();
+                let mut problems = Vec::new();
+                let mut col = 0;
+                for (t, &h) in widths.iter().enumerate() {
+                    // dH_t = D[:, col..col+h] · W[:, col..col+h]ᵀ
+                    problems.push(TaskProblem {
+                        m: rows,
+                        n: inputs,
+                        k: h,
+                        a_offset: col,
+                        lda: total,
+                        b_offset: col,
+                        ldb: total,
+                        c_offset: t * rows * inputs,
+                        ldc: inputs,
+                        bias_offset: 0,
+                    });
+                    col += h;
+                }
+                Some(TaskSplit {
+                    layer: *layer,
+                    table: TaskTable::new(ctx, Layout::NT, &problems)?,
+                    grads: Tensor::empty(
+                        ctx,
+                        "per-task input grads",
+                        &[widths.len(), rows, inputs],
+                        DType::F32,
+                    )?,
+                })
+            }
+            None => None,
         };
 
         // Inputs: dedicated buffers the caller fills.
@@ -411,6 +468,7 @@ impl Program {
             tables,
             loss,
             loss_node,
+            task_split,
             memory,
         })
     }
@@ -435,6 +493,13 @@ impl Program {
     /// λ for every gradient-reversal node from the next step on.
     pub fn set_reversal_lambda(&mut self, lambda: f32) {
         self.reversal_lambda = lambda;
+    }
+
+    /// Overrides the dense layers' backward plan (default:
+    /// `BackwardPlan::default_for` the adapter). Layers without a planned
+    /// D buffer (the plan was not StoreDelta at build) take pool scratch.
+    pub fn set_dense_plan(&mut self, plan: BackwardPlan) {
+        self.dense_plan = plan;
     }
 
     /// Pins every GEMM to one variant (None: the autotuner's choice).
@@ -632,6 +697,9 @@ impl Program {
                         g,
                         &grads,
                     )?;
+                    if let Some(split) = self.task_split.as_ref().filter(|s| s.layer.0 == i) {
+                        self.record_task_split(rec, split, i, *act, g, *w)?;
+                    }
                 }
                 Op::TaskDense { x, w, b, act, .. } => {
                     let t = self.tables[i].as_ref().expect("task tables");
@@ -719,6 +787,66 @@ impl Program {
             }
         }
         Ok(())
+    }
+
+    /// dH_t = (G ⊙ act')[:, block t] · W_tᵀ for every task, one dispatch:
+    /// from the stored D when the dense plan kept it, else with the
+    /// prologue on G.
+    fn record_task_split(
+        &self,
+        rec: &mut Recorder,
+        split: &TaskSplit,
+        i: usize,
+        act: Activation,
+        g: &Tensor,
+        w: ParamId,
+    ) -> Result<()> {
+        // D is in the planned buffer only when the dense backward stored it.
+        let stored = self.deltas[i]
+            .as_ref()
+            .filter(|_| self.dense_plan == BackwardPlan::StoreDelta);
+        let (a, prologue) = match (stored, act) {
+            (_, Activation::Identity) => (g, None),
+            (Some(d), _) => (d, None),
+            (None, _) => (
+                g,
+                Some(Prologue {
+                    operand: Operand::A,
+                    saved: self.saved(i, act),
+                    act,
+                }),
+            ),
+        };
+        let fusion = Fusion {
+            prologue,
+            bias_grad: None,
+        };
+        let epi = Epilogue::default();
+        task_gemm(
+            rec,
+            self.variant,
+            &split.table,
+            a,
+            self.arena.value(w),
+            &split.grads,
+            &epi,
+            &fusion,
+        )
+    }
+
+    /// The per-task gradients of the task heads' input, [T, rows, inputs]
+    /// (see `Graph::split_task_grads`), as of the last step.
+    pub fn task_input_grads(&self) -> Option<&Tensor> {
+        self.task_split.as_ref().map(|s| &s.grads)
+    }
+
+    /// A retained gradient (`Graph::retain_grad`) as of the last step.
+    pub fn grad_of(&self, node: NodeId) -> Option<&Tensor> {
+        if self.graph.retained.contains(&node) {
+            self.grads[node.0].as_ref()
+        } else {
+            None
+        }
     }
 
     /// dx (+)= alpha · g.

@@ -97,6 +97,12 @@ pub struct Node {
 pub struct Graph {
     pub(crate) nodes: Vec<Node>,
     pub(crate) params: ParamLayout,
+    /// Nodes whose gradient gets its own buffer (readable after a step).
+    pub(crate) retained: Vec<NodeId>,
+    /// A dense layer whose output columns are the tasks' blocks (hard
+    /// sharing's first head layer) and the block widths: its backward
+    /// also writes each task's gradient of the layer input separately.
+    pub(crate) task_split: Option<(NodeId, Vec<usize>)>,
     /// Parameter alignment in elements (the adapter's storage offset
     /// alignment).
     align: usize,
@@ -115,6 +121,8 @@ impl Graph {
         Graph {
             nodes: Vec::new(),
             params: ParamLayout::default(),
+            retained: Vec::new(),
+            task_split: None,
             align,
         }
     }
@@ -264,6 +272,38 @@ impl Graph {
         }
         let shape = self.shape(a).to_vec();
         Ok(self.push(name, Op::Add { a, b }, shape))
+    }
+
+    /// Keep `node`'s gradient in a buffer of its own, readable after each
+    /// step (`Program::grad_of`); other gradients live in planned buffers
+    /// that later ops of the step reuse.
+    pub fn retain_grad(&mut self, node: NodeId) {
+        if !self.retained.contains(&node) {
+            self.retained.push(node);
+        }
+    }
+
+    /// Declares `layer` (a dense layer) as the first layer of the task
+    /// heads, its output columns being the tasks' blocks of `widths`: each
+    /// backward then also writes every task's own gradient of the layer's
+    /// input, dH_t = (G ⊙ act')[:, block t] · W_tᵀ, as [T, rows, inputs]
+    /// in ONE extra dispatch (`Program::task_input_grads`), next to the
+    /// summed gradient the trunk's backward uses.
+    pub fn split_task_grads(&mut self, layer: NodeId, widths: &[usize]) -> Result<()> {
+        if !matches!(self.nodes[layer.0].op, Op::Dense { .. }) {
+            return Err(shape_err(format!(
+                "'{}' is not a dense layer",
+                self.nodes[layer.0].name
+            )));
+        }
+        let out = self.shape(layer)[1];
+        if widths.iter().sum::<usize>() != out || widths.contains(&0) {
+            return Err(shape_err(format!(
+                "task widths {widths:?} do not split {out} outputs"
+            )));
+        }
+        self.task_split = Some((layer, widths.to_vec()));
+        Ok(())
     }
 
     pub fn scale(&mut self, name: &str, x: NodeId, alpha: f32) -> NodeId {
