@@ -565,3 +565,51 @@ fn per_task_input_gradients_sum_to_the_shared_gradient() {
         }
     }
 }
+
+#[test]
+fn a_loss_readback_is_a_snapshot_that_does_not_stall_the_next_step() {
+    let ctx = &contexts()[0];
+    let run = |wait_between: bool| {
+        let (g, m) = mtl(ctx, 16, 6, &[12], &[8, 8], Activation::Relu);
+        let mut p = Program::build(ctx, g, sgd(0.3), 9).unwrap();
+        feed(ctx, &p, &m, 4);
+        let first = p
+            .step(
+                ctx,
+                StepOptions {
+                    update: true,
+                    read_losses: true,
+                },
+            )
+            .unwrap();
+        let first = if wait_between {
+            let report = first.losses.unwrap().wait(ctx).unwrap();
+            p.step(ctx, StepOptions::default()).unwrap();
+            report
+        } else {
+            // The next step is recorded and submitted before the first
+            // step's losses are waited on.
+            p.step(ctx, StepOptions::default()).unwrap();
+            first.losses.unwrap().wait(ctx).unwrap()
+        };
+        let second = p
+            .step(
+                ctx,
+                StepOptions {
+                    update: false,
+                    read_losses: true,
+                },
+            )
+            .unwrap();
+        (first, second.losses.unwrap().wait(ctx).unwrap())
+    };
+    let (late_first, late_third) = run(false);
+    let (early_first, early_third) = run(true);
+    assert_eq!(late_first, early_first, "the readback saw a later step");
+    assert_eq!(late_third, early_third);
+    assert_ne!(
+        late_first.losses, late_third.losses,
+        "training did not move the losses"
+    );
+    assert!(late_first.labelled.iter().all(|&n| n > 0));
+}
