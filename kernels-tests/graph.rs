@@ -195,6 +195,18 @@ fn finite_difference_check(ctx: &GpuContext, p: &mut Program, samples: usize) ->
     (worst, top)
 }
 
+/// Runs the finite-difference check and asserts its bound: f32 losses
+/// over 2h = 0.02 err by ~1e-5, truncation h²·|f''''| by ~1e-4.
+fn assert_gradients_match(ctx: &GpuContext, p: &mut Program, samples: usize, what: &str) {
+    let (worst, top) = finite_difference_check(ctx, p, samples);
+    assert!(top > 1e-3, "{what}: degenerate gradients");
+    assert!(
+        worst < 2e-3 * top.max(0.1) + 1e-4,
+        "{what} on {}: max error {worst} (max |g| {top})",
+        ctx.describe()
+    );
+}
+
 #[test]
 fn mtl_graph_gradients_match_finite_differences() {
     for ctx in contexts() {
@@ -206,14 +218,7 @@ fn mtl_graph_gradients_match_finite_differences() {
             let mut p = Program::build(ctx, g, sgd(0.1), 7).unwrap();
             p.set_dense_plan(plan);
             feed(ctx, &p, &m, 1);
-            let (worst, top) = finite_difference_check(ctx, &mut p, 48);
-            assert!(top > 1e-3, "degenerate gradients");
-            // f32 losses over 2h = 0.02: ~1e-5; truncation h²·|f'''| ~1e-4.
-            assert!(
-                worst < 2e-3 * top.max(0.1) + 1e-4,
-                "{act} on {}: max error {worst} (max |g| {top})",
-                ctx.describe()
-            );
+            assert_gradients_match(ctx, &mut p, 48, &format!("{act} {plan:?}"));
         }
     }
 }
@@ -252,13 +257,7 @@ fn a_tensor_used_twice_accumulates_its_gradient() {
             .unwrap()
             .write_f32(ctx, &rng.uniform_vec(rows * 6, -1.0, 1.0))
             .unwrap();
-        let (worst, top) = finite_difference_check(ctx, &mut p, 40);
-        assert!(top > 1e-3);
-        assert!(
-            worst < 2e-3 * top.max(0.1) + 1e-4,
-            "on {}: max error {worst} (max |g| {top})",
-            ctx.describe()
-        );
+        assert_gradients_match(ctx, &mut p, 40, "shared tensor");
     }
 }
 
@@ -456,13 +455,7 @@ fn slice_concat_and_scale_gradients_match_finite_differences() {
         let (g, x, targets) = views_graph(ctx, false);
         let mut p = Program::build(ctx, g, sgd(0.1), 4).unwrap();
         feed_views(ctx, &p, x, targets);
-        let (worst, top) = finite_difference_check(ctx, &mut p, 40);
-        assert!(top > 1e-3);
-        assert!(
-            worst < 2e-3 * top.max(0.1) + 1e-4,
-            "on {}: max error {worst} (max |g| {top})",
-            ctx.describe()
-        );
+        assert_gradients_match(ctx, &mut p, 40, "slice, concat, scale");
     }
 }
 

@@ -227,32 +227,7 @@ pub fn dense_backward(
     }
     if layer.act == Activation::Identity {
         // act' = 1: D is G itself, no prologue and no pass.
-        if let Some(dx) = grads.dx {
-            gemm::gemm_fused(
-                rec,
-                variant,
-                Layout::NT,
-                g,
-                layer.w,
-                dx,
-                &epi_dx,
-                &Fusion::default(),
-            )?;
-        }
-        let fusion = Fusion {
-            prologue: None,
-            bias_grad: grads.db,
-        };
-        return gemm::gemm_fused(
-            rec,
-            variant,
-            Layout::TN,
-            layer.x,
-            g,
-            grads.dw,
-            &epi,
-            &fusion,
-        );
+        return backward_from_delta(rec, variant, layer, g, grads, &epi, &epi_dx);
     }
     if plan == BackwardPlan::StoreDelta {
         // D = G ⊙ act'(S) once, then two plain GEMMs (bias grad fused).
@@ -268,32 +243,7 @@ pub fn dense_backward(
             Saved::PreActivation(z) => elementwise::act_backward(rec, layer.act, z, g, d)?,
             Saved::Output(y) => elementwise::act_backward_from_output(rec, layer.act, y, g, d)?,
         }
-        if let Some(dx) = grads.dx {
-            gemm::gemm_fused(
-                rec,
-                variant,
-                Layout::NT,
-                d,
-                layer.w,
-                dx,
-                &epi_dx,
-                &Fusion::default(),
-            )?;
-        }
-        let fusion = Fusion {
-            prologue: None,
-            bias_grad: grads.db,
-        };
-        return gemm::gemm_fused(
-            rec,
-            variant,
-            Layout::TN,
-            layer.x,
-            d,
-            grads.dw,
-            &epi,
-            &fusion,
-        );
+        return backward_from_delta(rec, variant, layer, d, grads, &epi, &epi_dx);
     }
     if let Some(dx) = grads.dx {
         let fusion = Fusion {
@@ -324,4 +274,34 @@ pub fn dense_backward(
         &epi,
         &fusion,
     )
+}
+
+/// dX = D·Wᵀ and dW = Xᵀ·D with db fused, from a D already formed (G
+/// itself for identity layers, or the stored D).
+fn backward_from_delta(
+    rec: &mut Recorder,
+    variant: Option<Variant>,
+    layer: &Dense,
+    d: &Tensor,
+    grads: &DenseGrads,
+    epi: &Epilogue,
+    epi_dx: &Epilogue,
+) -> Result<()> {
+    if let Some(dx) = grads.dx {
+        gemm::gemm_fused(
+            rec,
+            variant,
+            Layout::NT,
+            d,
+            layer.w,
+            dx,
+            epi_dx,
+            &Fusion::default(),
+        )?;
+    }
+    let fusion = Fusion {
+        prologue: None,
+        bias_grad: grads.db,
+    };
+    gemm::gemm_fused(rec, variant, Layout::TN, layer.x, d, grads.dw, epi, &fusion)
 }
