@@ -19,7 +19,8 @@ use crate::kernels::{elementwise, optim, reduce, roofline};
 use crate::reference::activation::Activation;
 use crate::reference::optim::AdamW;
 
-use workloads::{DenseWorkload, HeadsWorkload, LossWorkload};
+use crate::graph::StepOptions;
+use workloads::{DenseWorkload, HeadsWorkload, LossWorkload, MtlMlpWorkload};
 
 /// One measurement; fields that do not apply are None (null in JSON).
 #[derive(Clone, Debug, PartialEq)]
@@ -311,7 +312,8 @@ impl<F: FnMut(&BenchRow)> Suite<'_, F> {
 
 /// The whole table: roofline, GEMM (every variant, the three training
 /// layouts), the fused dense layer against the separate kernels, batched
-/// task heads against one GEMM per head, losses, memory-bound kernels.
+/// task heads against one GEMM per head, MTL-MLP training steps, losses,
+/// memory-bound kernels.
 pub fn run_suite(
     ctx: &GpuContext,
     opts: &BenchOptions,
@@ -441,6 +443,32 @@ pub fn run_suite(
         Box::new(move |rec: &mut Recorder| h.record_per_task(rec, None)),
     ];
     s.compare(specs, records)?;
+
+    // Whole training steps (forward + backward + SGD, one submit).
+    for small in [true, false] {
+        if !s.wanted("train_step") {
+            break;
+        }
+        let mut w = if small {
+            MtlMlpWorkload::small(ctx)?
+        } else {
+            MtlMlpWorkload::standard(ctx)?
+        };
+        let spec = Spec {
+            kernel: "train_step",
+            variant: Some(if small { "mtl_mlp_small" } else { "mtl_mlp" }.into()),
+            layout: None,
+            mnk: None,
+            dtype: "f32",
+            flops: Some(w.flops),
+            bytes: None,
+        };
+        s.measure(spec, |rec| {
+            w.program
+                .record_step(rec, StepOptions::default())
+                .map(|_| ())
+        })?;
+    }
 
     // Losses: 8 softmax-CE tasks of 10 classes, B = 256, one dispatch.
     let loss = LossWorkload::new(ctx, 256, 8, 10)?;

@@ -553,19 +553,8 @@ impl Program {
     pub fn step(&mut self, ctx: &GpuContext, opts: StepOptions) -> Result<StepReport> {
         let before = ctx.counters();
         let mut rec = ctx.recorder("train step");
-        self.record_forward(&mut rec)?;
-        self.record_backward(&mut rec)?;
-        if opts.update {
-            self.record_update(&mut rec)?;
-        }
-        let pending = opts.read_losses.then(|| PendingLosses {
-            losses: rec.read(&self.loss.losses),
-            stats: rec.read(&self.loss.stats),
-        });
+        let pending = self.record_step(&mut rec, opts)?;
         rec.submit()?;
-        if opts.update {
-            self.step += 1;
-        }
         let d: CounterSnapshot = ctx.counters().since(&before);
         Ok(StepReport {
             dispatches: d.dispatches,
@@ -574,6 +563,25 @@ impl Program {
             bytes_downloaded: d.bytes_downloaded,
             losses: pending,
         })
+    }
+
+    /// Records one step into the caller's recorder (to batch it with other
+    /// work in one submit); the step counts as taken once recorded.
+    pub fn record_step(
+        &mut self,
+        rec: &mut Recorder,
+        opts: StepOptions,
+    ) -> Result<Option<PendingLosses>> {
+        self.record_forward(rec)?;
+        self.record_backward(rec)?;
+        if opts.update {
+            self.record_update(rec)?;
+            self.step += 1;
+        }
+        Ok(opts.read_losses.then(|| PendingLosses {
+            losses: rec.read(&self.loss.losses),
+            stats: rec.read(&self.loss.stats),
+        }))
     }
 
     fn record_forward(&self, rec: &mut Recorder) -> Result<()> {
