@@ -361,9 +361,62 @@ fn heads_bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// The cross-stitch unit at the MTL shapes: T = 8 columns of 1024
+/// channels, B = 256: the mix (forward; dX is the same kernel with αᵀ)
+/// and dα (per layer: a tree per α entry; per channel: a loop per entry).
+fn cross_stitch_bench(c: &mut Criterion) {
+    use manytask::kernels::cross_stitch::{stitch_alpha_grad, stitch_mix, Stitch};
+    let ctx = context();
+    let mut group = c.benchmark_group("cross_stitch");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(4));
+    let (rows, tasks, channels) = (256usize, 8usize, 1024usize);
+    let n = rows * tasks * channels;
+    let x = tensor(&ctx, "x", n)
+        .reshape(&[rows, tasks * channels])
+        .expect("reshape");
+    let dy = tensor(&ctx, "dy", n)
+        .reshape(&[rows, tasks * channels])
+        .expect("reshape");
+    let out = Tensor::empty(&ctx, "out", &[rows, tasks * channels], DType::F32).expect("alloc");
+    for per_channel in [false, true] {
+        let unit = Stitch { tasks, per_channel };
+        let shape = unit.alpha_shape(channels);
+        let alpha = tensor(&ctx, "alpha", shape.iter().product())
+            .reshape(&shape)
+            .expect("reshape");
+        let dalpha = Tensor::empty(&ctx, "dalpha", &shape, DType::F32).expect("alloc");
+        let kind = if per_channel {
+            "per_channel"
+        } else {
+            "per_layer"
+        };
+        // Mix: reads T values of x per output, writes one.
+        group.throughput(Throughput::Bytes(8 * n as u64));
+        group.bench_function(BenchmarkId::new("mix", kind), |bench| {
+            bench.iter_custom(|iters| {
+                time_submits(&ctx, iters, |rec| {
+                    stitch_mix(rec, &unit, &x, &alpha, &out, false, false).expect("mix")
+                })
+            })
+        });
+        // dα reads x and dy T times each (once per α row / column).
+        group.throughput(Throughput::Bytes(8 * (n * tasks) as u64));
+        group.bench_function(BenchmarkId::new("alpha_grad", kind), |bench| {
+            bench.iter_custom(|iters| {
+                time_submits(&ctx, iters, |rec| {
+                    stitch_alpha_grad(rec, &unit, &x, &dy, &dalpha, false).expect("alpha grad")
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = elementwise_bench, reduce_bench, optim_bench, dispatch_bench, transfer_bench, gemm_bench, dense_bench, heads_bench
+    targets = elementwise_bench, reduce_bench, optim_bench, dispatch_bench, transfer_bench, gemm_bench, dense_bench, heads_bench, cross_stitch_bench
 }
 criterion_main!(benches);

@@ -6,6 +6,7 @@ mod block;
 mod cli;
 mod common;
 mod context;
+mod cross_stitch;
 mod dense;
 mod elementwise;
 mod f16;

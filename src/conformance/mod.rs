@@ -7,6 +7,7 @@
 
 pub mod block;
 pub mod compare;
+pub mod cross_stitch;
 pub mod dense;
 pub mod elementwise;
 pub mod f16;
@@ -126,6 +127,7 @@ impl Case {
 pub fn all_cases() -> Vec<Case> {
     let mut all = elementwise::cases();
     all.extend(block::cases());
+    all.extend(cross_stitch::cases());
     all.extend(dense::cases());
     all.extend(f16::cases());
     all.extend(gemm::cases());

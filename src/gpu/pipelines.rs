@@ -11,6 +11,7 @@ use crate::gpu::context::GpuContext;
 /// Activation functions shared by several families.
 const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
 const BLOCK: &str = include_str!("../../shaders/block.wgsl");
+const CROSS_STITCH: &str = include_str!("../../shaders/cross_stitch.wgsl");
 const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
 const GEMM_F32: &str = include_str!("../../shaders/gemm_f32.wgsl");
 const GEMM_F16: &str = include_str!("../../shaders/gemm_f16.wgsl");
@@ -26,6 +27,7 @@ const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
     Block,
+    CrossStitch,
     Elementwise,
     Gemm,
     /// The GEMM variant that needs SUBGROUP: its own module, so adapters
@@ -43,6 +45,7 @@ pub enum Shader {
 impl Shader {
     pub const ALL: &'static [Shader] = &[
         Shader::Block,
+        Shader::CrossStitch,
         Shader::Elementwise,
         Shader::Gemm,
         Shader::GemmSubgroup,
@@ -58,6 +61,7 @@ impl Shader {
     pub fn name(self) -> &'static str {
         match self {
             Shader::Block => "block",
+            Shader::CrossStitch => "cross_stitch",
             Shader::Elementwise => "elementwise",
             Shader::Gemm => "gemm",
             Shader::GemmSubgroup => "gemm_subgroup",
@@ -80,6 +84,7 @@ impl Shader {
     pub fn parts(self) -> &'static [&'static str] {
         match self {
             Shader::Block => &[BLOCK],
+            Shader::CrossStitch => &[CROSS_STITCH],
             Shader::Elementwise => &[ACTIVATION, ELEMENTWISE],
             Shader::Gemm => &[GEMM_F32, ACTIVATION, GEMM_COMMON, GEMM],
             Shader::GemmSubgroup => &[GEMM_F32, ACTIVATION, GEMM_COMMON, GEMM_SUBGROUP],

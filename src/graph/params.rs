@@ -25,6 +25,12 @@ pub enum Init {
     /// Uniform in ±bound, seeded.
     Uniform(f32),
     Constant(f32),
+    /// Cross-stitch α: every trailing T×T block gets `diagonal` on the
+    /// diagonal and (1 − diagonal)/(T − 1) off it (Misra et al.'s init).
+    CrossStitch {
+        tasks: usize,
+        diagonal: f32,
+    },
 }
 
 /// One entry of the arena.
@@ -35,6 +41,9 @@ pub struct ParamInfo {
     /// First element in the arena.
     pub offset: usize,
     pub init: Init,
+    /// Multiplies the optimiser's learning rate for this parameter
+    /// (cross-stitch α often learns faster).
+    pub lr_scale: f32,
 }
 
 impl ParamInfo {
@@ -76,10 +85,46 @@ impl ParamLayout {
             shape: shape.to_vec(),
             offset,
             init,
+            lr_scale: 1.0,
         };
         self.total = offset + info.len();
         self.entries.push(info);
         Ok(ParamId(self.entries.len() - 1))
+    }
+
+    /// Sets a parameter's learning-rate multiplier.
+    pub fn set_lr_scale(&mut self, id: ParamId, scale: f32) {
+        self.entries[id.0].lr_scale = scale;
+    }
+
+    /// The same parameters laid out group by group (one group per
+    /// distinct learning-rate multiplier, in order of first appearance),
+    /// with each group's (multiplier, first element, elements): the
+    /// optimiser runs once per group on views of the arenas.
+    pub fn grouped(&self, align: usize) -> (ParamLayout, Vec<(f32, usize, usize)>) {
+        let mut scales: Vec<f32> = Vec::new();
+        for e in &self.entries {
+            if !scales.contains(&e.lr_scale) {
+                scales.push(e.lr_scale);
+            }
+        }
+        let mut out = ParamLayout {
+            entries: self.entries.clone(),
+            total: 0,
+        };
+        let mut groups = Vec::new();
+        let align = align.max(4);
+        for &scale in &scales {
+            let start = out.total.next_multiple_of(align);
+            out.total = start;
+            for e in out.entries.iter_mut().filter(|e| e.lr_scale == scale) {
+                e.offset = out.total.next_multiple_of(align);
+                out.total = e.offset + e.shape.iter().product::<usize>();
+            }
+            out.total = out.total.next_multiple_of(4);
+            groups.push((scale, start, out.total - start));
+        }
+        (out, groups)
     }
 
     pub fn entries(&self) -> &[ParamInfo] {
@@ -95,17 +140,37 @@ impl ParamLayout {
         self.total.next_multiple_of(4).max(4)
     }
 
-    /// The initial values, from `seed` (each entry from its own stream, so
-    /// adding a parameter does not change the others' values).
+    /// The initial values, from `seed` (each entry from a stream keyed by
+    /// its name, so adding a parameter does not change the others').
     pub fn initial_values(&self, seed: u64) -> Vec<f32> {
         let mut out = vec![0f32; self.total()];
-        for (i, e) in self.entries.iter().enumerate() {
-            let mut rng = Rng::new(seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(i as u64 + 1)));
+        for e in &self.entries {
+            // FNV-1a of the name: a parameter's values depend on its name
+            // and the seed only, not on what else the model holds.
+            let name_hash = e.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+            });
+            let mut rng = Rng::new(seed ^ name_hash);
             let dst = &mut out[e.offset..e.offset + e.len()];
             match e.init {
                 Init::Zeros => {}
                 Init::Constant(v) => dst.fill(v),
                 Init::Uniform(b) => dst.iter_mut().for_each(|x| *x = rng.uniform(-b, b)),
+                Init::CrossStitch { tasks, diagonal } => {
+                    let off = if tasks > 1 {
+                        (1.0 - diagonal) / (tasks - 1) as f32
+                    } else {
+                        0.0
+                    };
+                    for (j, x) in dst.iter_mut().enumerate() {
+                        let within = j % (tasks * tasks).max(1);
+                        *x = if within / tasks == within % tasks {
+                            diagonal
+                        } else {
+                            off
+                        };
+                    }
+                }
                 Init::Glorot { fan_in, fan_out } => {
                     let b = (6.0 / (fan_in + fan_out).max(1) as f32).sqrt();
                     dst.iter_mut().for_each(|x| *x = rng.uniform(-b, b));

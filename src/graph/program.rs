@@ -13,7 +13,7 @@ use crate::kernels::dense::{dense_backward, dense_forward, BackwardPlan, Dense, 
 use crate::kernels::gemm::{Epilogue, Fusion, Layout, Operand, Prologue, Saved, Variant};
 use crate::kernels::loss::{masked_losses, LossInputs, LossOutputs, LossTable, STATS_PER_TASK};
 use crate::kernels::task_gemm::{block_diagonal, task_gemm, TaskProblem, TaskTable};
-use crate::kernels::{block, elementwise, optim};
+use crate::kernels::{block, cross_stitch, elementwise, optim};
 use crate::reference::activation::Activation;
 use crate::reference::optim::{AdamW, Sgd};
 
@@ -99,6 +99,14 @@ struct TaskTables {
     dw: TaskTable,
 }
 
+/// One learning-rate group of the arenas.
+struct OptimGroup {
+    lr_scale: f32,
+    values: Tensor,
+    grads: Tensor,
+    states: Vec<Tensor>,
+}
+
 struct TaskSplit {
     layer: NodeId,
     table: TaskTable,
@@ -116,6 +124,7 @@ struct LossParts {
 pub struct Program {
     graph: Graph,
     arena: ParamArena,
+    groups: Vec<OptimGroup>,
     optimizer: Optimizer,
     step: u32,
     variant: Option<Variant>,
@@ -144,7 +153,10 @@ fn op_inputs(op: &Op) -> Vec<NodeId> {
         Op::Input { .. } => vec![],
         Op::Dense { x, .. } | Op::TaskDense { x, .. } => vec![*x],
         Op::Add { a, b } => vec![*a, *b],
-        Op::Scale { x, .. } | Op::GradReverse { x } | Op::Slice { x, .. } => vec![*x],
+        Op::Scale { x, .. }
+        | Op::GradReverse { x }
+        | Op::Slice { x, .. }
+        | Op::CrossStitch { x, .. } => vec![*x],
         Op::Concat { parts } => parts.clone(),
         Op::Losses { logits, .. } => vec![*logits],
     }
@@ -155,6 +167,7 @@ fn op_params(op: &Op) -> Vec<ParamId> {
         Op::Dense { w, b, .. } | Op::TaskDense { w, b, .. } => {
             std::iter::once(*w).chain(*b).collect()
         }
+        Op::CrossStitch { alpha, .. } => vec![*alpha],
         _ => vec![],
     }
 }
@@ -268,7 +281,12 @@ impl Program {
                 }
                 last = last.max(fwd(c));
                 // dW = Xᵀ·D reads the layer's input in backward.
-                if has_grad[c] && matches!(consumer.op, Op::Dense { .. } | Op::TaskDense { .. }) {
+                if has_grad[c]
+                    && matches!(
+                        consumer.op,
+                        Op::Dense { .. } | Op::TaskDense { .. } | Op::CrossStitch { .. }
+                    )
+                {
                     last = last.max(bwd(c));
                 }
             }
@@ -449,10 +467,31 @@ impl Program {
             Optimizer::Sgd(_) => 1,
             Optimizer::AdamW(_) => 2,
         };
-        let arena = ParamArena::new(ctx, graph.params.clone(), seed, states)?;
+        // Parameters laid out by learning-rate group: one optimiser
+        // dispatch per group (one in all for models without multipliers).
+        let align = (ctx.limits().min_storage_buffer_offset_alignment as usize / 4).max(1);
+        let (layout, group_ranges) = graph.params.grouped(align);
+        let arena = ParamArena::new(ctx, layout, seed, states)?;
+        let view = |t: &Tensor, start: usize, len: usize| t.view(ctx, start, &[len]);
+        let groups = group_ranges
+            .into_iter()
+            .map(|(scale, start, len)| {
+                Ok(OptimGroup {
+                    lr_scale: scale,
+                    values: view(&arena.values, start, len)?,
+                    grads: view(&arena.grads, start, len)?,
+                    states: arena
+                        .states
+                        .iter()
+                        .map(|st| view(st, start, len))
+                        .collect::<Result<_>>()?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Program {
             graph,
             arena,
+            groups,
             optimizer,
             step: 0,
             variant: None,
@@ -626,6 +665,11 @@ impl Program {
                         self.values[i].as_ref().expect("value"),
                     )?;
                 }
+                Op::CrossStitch { x, alpha, unit } => {
+                    let out = self.values[i].as_ref().expect("value");
+                    let a = self.arena.value(*alpha);
+                    cross_stitch::stitch_mix(rec, unit, self.val(*x), a, out, false, false)?;
+                }
                 Op::Scale { x, alpha } => {
                     let out = self.values[i].as_ref().expect("value");
                     elementwise::scale(rec, self.val(*x), *alpha, out)?;
@@ -768,6 +812,16 @@ impl Program {
                         }
                     }
                 }
+                Op::CrossStitch { x, alpha, unit } => {
+                    // dx_s = Σ_t α_ts dx̃_t; dα_ts = ⟨dx̃_t, x_s⟩.
+                    if let Some(dx) = self.grad(*x) {
+                        let a = self.arena.value(*alpha);
+                        cross_stitch::stitch_mix(rec, unit, g, a, dx, true, acc[0])?;
+                    }
+                    let da = self.arena.grad(*alpha);
+                    let acc_a = self.accumulate_params[i];
+                    cross_stitch::stitch_alpha_grad(rec, unit, self.val(*x), g, da, acc_a)?;
+                }
                 Op::Scale { x, alpha } => self.scaled_grad(rec, g, *x, *alpha, acc[0])?,
                 Op::GradReverse { x } => {
                     self.scaled_grad(rec, g, *x, -self.reversal_lambda, acc[0])?
@@ -877,19 +931,26 @@ impl Program {
     }
 
     fn record_update(&self, rec: &mut Recorder) -> Result<()> {
-        let a = &self.arena;
-        match self.optimizer {
-            Optimizer::Sgd(cfg) => optim::sgd_step(rec, &cfg, &a.values, &a.grads, &a.states[0]),
-            Optimizer::AdamW(cfg) => optim::adamw_step(
-                rec,
-                &cfg,
-                self.step + 1,
-                &a.values,
-                &a.grads,
-                &a.states[0],
-                &a.states[1],
-            ),
+        for g in &self.groups {
+            match self.optimizer {
+                Optimizer::Sgd(cfg) => {
+                    let cfg = Sgd {
+                        lr: cfg.lr * g.lr_scale,
+                        ..cfg
+                    };
+                    optim::sgd_step(rec, &cfg, &g.values, &g.grads, &g.states[0])?;
+                }
+                Optimizer::AdamW(cfg) => {
+                    let cfg = AdamW {
+                        lr: cfg.lr * g.lr_scale,
+                        ..cfg
+                    };
+                    let (m, v) = (&g.states[0], &g.states[1]);
+                    optim::adamw_step(rec, &cfg, self.step + 1, &g.values, &g.grads, m, v)?;
+                }
+            }
         }
+        Ok(())
     }
 
     /// The losses node.

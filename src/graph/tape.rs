@@ -61,6 +61,13 @@ pub enum Op {
     },
     /// Elementwise sum (an input used twice, residual paths).
     Add { a: NodeId, b: NodeId },
+    /// Cross-stitch unit over the T task blocks of x ([rows, T·C]):
+    /// `x̃_t = Σ_s α_ts x_s`, α [T, T] or per channel [C, T, T].
+    CrossStitch {
+        x: NodeId,
+        alpha: ParamId,
+        unit: crate::kernels::cross_stitch::Stitch,
+    },
     /// `alpha · x`.
     Scale { x: NodeId, alpha: f32 },
     /// Identity forward; backward multiplies the gradient by −λ (Ganin &
@@ -304,6 +311,39 @@ impl Graph {
         }
         self.task_split = Some((layer, widths.to_vec()));
         Ok(())
+    }
+
+    /// A cross-stitch unit mixing the `tasks` column blocks of `x`, with a
+    /// new parameter `{name}.alpha` initialised to `diagonal` on the
+    /// diagonal and (1 − diagonal)/(T − 1) off it (`diagonal: None`: all
+    /// ones, LibMTL's init), learning `lr_scale` × faster.
+    pub fn cross_stitch(
+        &mut self,
+        name: &str,
+        x: NodeId,
+        tasks: usize,
+        per_channel: bool,
+        diagonal: Option<f32>,
+        lr_scale: f32,
+    ) -> Result<NodeId> {
+        let (rows, width) = self.matrix(x, "cross-stitch input")?;
+        if tasks == 0 || width % tasks != 0 {
+            return Err(shape_err(format!(
+                "{name}: {width} columns do not split into {tasks} tasks"
+            )));
+        }
+        let unit = crate::kernels::cross_stitch::Stitch { tasks, per_channel };
+        let init = match diagonal {
+            Some(p) => Init::CrossStitch { tasks, diagonal: p },
+            None => Init::Constant(1.0),
+        };
+        let alpha = self.param(
+            &format!("{name}.alpha"),
+            &unit.alpha_shape(width / tasks),
+            init,
+        )?;
+        self.params.set_lr_scale(alpha, lr_scale);
+        Ok(self.push(name, Op::CrossStitch { x, alpha, unit }, vec![rows, width]))
     }
 
     pub fn scale(&mut self, name: &str, x: NodeId, alpha: f32) -> NodeId {

@@ -5,6 +5,7 @@
 pub mod autotune;
 pub mod block;
 pub mod check;
+pub mod cross_stitch;
 pub mod dense;
 pub mod elementwise;
 pub mod gemm;
@@ -20,6 +21,7 @@ use crate::gpu::KernelSpec;
 pub fn all_specs() -> Vec<KernelSpec> {
     let mut all = elementwise::specs();
     all.extend(block::specs());
+    all.extend(cross_stitch::specs());
     all.extend(gemm::specs());
     all.extend(loss::specs());
     all.extend(optim::specs());

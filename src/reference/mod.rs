@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod block;
+pub mod cross_stitch;
 pub mod dense;
 pub mod elementwise;
 pub mod gemm;

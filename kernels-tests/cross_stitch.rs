@@ -1,0 +1,257 @@
+//! Cross-stitch units: kernel cases, α = I reproducing independent
+//! columns bit for bit, finite differences through a graph, and α's
+//! learning-rate multiplier.
+
+use manytask::gpu::{DType, GpuContext, Tensor};
+use manytask::graph::{Graph, NodeId, Optimizer, Program, StepOptions, TaskBlock, TaskLoss};
+use manytask::kernels::cross_stitch::{stitch_mix, Stitch};
+use manytask::kernels::loss::LossKind;
+use manytask::reference::activation::Activation;
+use manytask::reference::optim::Sgd;
+use manytask::util::rng::Rng;
+
+use crate::common::{check_cases, contexts};
+
+#[test]
+fn cross_stitch_matches_reference() {
+    check_cases("cross_stitch", |c| c.kernel.starts_with("cross_stitch::"));
+}
+
+#[test]
+fn identity_alpha_mixes_nothing_bit_for_bit() {
+    for ctx in contexts() {
+        let (rows, tasks, channels) = (9, 3, 7);
+        let x = Rng::new(3).uniform_vec(rows * tasks * channels, -5.0, 5.0);
+        let xt = Tensor::from_f32(ctx, "x", &[rows, tasks * channels], &x).unwrap();
+        let mut eye = vec![0f32; tasks * tasks];
+        (0..tasks).for_each(|t| eye[t * tasks + t] = 1.0);
+        let a = Tensor::from_f32(ctx, "alpha", &[tasks, tasks], &eye).unwrap();
+        let out = Tensor::zeros(ctx, "out", &[rows, tasks * channels]).unwrap();
+        let mut rec = ctx.recorder("eye");
+        stitch_mix(
+            &mut rec,
+            &Stitch {
+                tasks,
+                per_channel: false,
+            },
+            &xt,
+            &a,
+            &out,
+            false,
+            false,
+        )
+        .unwrap();
+        rec.submit().unwrap();
+        assert_eq!(out.to_f32_vec(ctx).unwrap(), x);
+    }
+}
+
+/// Soft sharing: x copied into T columns → per-task layer (block
+/// diagonal) → optional cross-stitch → per-task output layer → losses
+/// (MSE, 2 outputs per task).
+fn columns(ctx: &GpuContext, stitch: Option<(bool, f32, f32)>) -> (Graph, NodeId, NodeId) {
+    let (rows, features, width, tasks) = (6, 4, 5, 3);
+    let mut g = Graph::new(ctx);
+    let x = g.input("x", &[rows, features], DType::F32);
+    let xs = g.concat("x per task", &vec![x; tasks]).unwrap();
+    let blocks = vec![
+        TaskBlock {
+            inputs: features,
+            outputs: width
+        };
+        tasks
+    ];
+    let mut h = g
+        .task_dense("columns.0", xs, &blocks, Activation::Tanh)
+        .unwrap();
+    if let Some((per_channel, diagonal, lr_scale)) = stitch {
+        h = g
+            .cross_stitch("stitch.0", h, tasks, per_channel, Some(diagonal), lr_scale)
+            .unwrap();
+    }
+    let out_blocks = vec![
+        TaskBlock {
+            inputs: width,
+            outputs: 2
+        };
+        tasks
+    ];
+    let logits = g
+        .task_dense("columns.1", h, &out_blocks, Activation::Identity)
+        .unwrap();
+    let targets = g.input("targets", &[rows, 2 * tasks], DType::F32);
+    let losses = vec![
+        TaskLoss {
+            kind: LossKind::MeanSquaredError,
+            width: 2,
+            masked: false
+        };
+        tasks
+    ];
+    g.losses("losses", logits, &losses, None, Some(targets), None)
+        .unwrap();
+    (g, x, targets)
+}
+
+fn feed(ctx: &GpuContext, p: &Program, x: NodeId, targets: NodeId) {
+    let mut rng = Rng::new(12);
+    p.input(x)
+        .unwrap()
+        .write_f32(ctx, &rng.uniform_vec(24, -1.0, 1.0))
+        .unwrap();
+    p.input(targets)
+        .unwrap()
+        .write_f32(ctx, &rng.uniform_vec(36, -1.0, 1.0))
+        .unwrap();
+}
+
+fn sgd(lr: f32) -> Optimizer {
+    Optimizer::Sgd(Sgd {
+        lr,
+        momentum: 0.0,
+        weight_decay: 0.0,
+    })
+}
+
+#[test]
+fn identity_stitch_trains_exactly_like_independent_columns() {
+    for ctx in contexts() {
+        let run = |stitch| {
+            let (g, x, t) = columns(ctx, stitch);
+            let mut p = Program::build(ctx, g, sgd(0.1), 5).unwrap();
+            feed(ctx, &p, x, t);
+            let mut losses = Vec::new();
+            for _ in 0..10 {
+                let r = p
+                    .step(
+                        ctx,
+                        StepOptions {
+                            update: true,
+                            read_losses: true,
+                        },
+                    )
+                    .unwrap();
+                losses.push(r.losses.unwrap().wait(ctx).unwrap().losses);
+            }
+            losses
+        };
+        // α = I that never moves (learning-rate multiplier 0).
+        let plain = run(None);
+        assert_eq!(run(Some((false, 1.0, 0.0))), plain, "per-layer α = I");
+        assert_eq!(run(Some((true, 1.0, 0.0))), plain, "per-channel α = I");
+        assert!(
+            plain[9].iter().zip(&plain[0]).all(|(b, a)| b < a),
+            "training did not lower the losses"
+        );
+    }
+}
+
+#[test]
+fn cross_stitch_gradients_match_finite_differences() {
+    for ctx in contexts() {
+        for per_channel in [false, true] {
+            let (g, x, t) = columns(ctx, Some((per_channel, 0.8, 1.0)));
+            let mut p = Program::build(ctx, g, sgd(0.1), 6).unwrap();
+            feed(ctx, &p, x, t);
+            p.step(
+                ctx,
+                StepOptions {
+                    update: false,
+                    read_losses: false,
+                },
+            )
+            .unwrap();
+            let grads = p.params().read_grads(ctx).unwrap();
+            let base = p.params().values.to_f32_vec(ctx).unwrap();
+            let objective = |p: &mut Program| -> f64 {
+                let r = p
+                    .step(
+                        ctx,
+                        StepOptions {
+                            update: false,
+                            read_losses: true,
+                        },
+                    )
+                    .unwrap();
+                r.losses
+                    .unwrap()
+                    .wait(ctx)
+                    .unwrap()
+                    .losses
+                    .iter()
+                    .map(|&l| l as f64 / 3.0)
+                    .sum()
+            };
+            let mut worst = 0f32;
+            let mut top = 0f32;
+            for e in p.params().layout.entries().to_vec() {
+                // Every α entry, and a few of every other parameter.
+                let n = if e.name.ends_with("alpha") {
+                    e.len()
+                } else {
+                    4.min(e.len())
+                };
+                for j in 0..n {
+                    let i = e.offset + j;
+                    let mut v = base.clone();
+                    const H: f32 = 1e-2;
+                    v[i] += H;
+                    p.params().write_values(ctx, &v).unwrap();
+                    let up = objective(&mut p);
+                    v[i] -= 2.0 * H;
+                    p.params().write_values(ctx, &v).unwrap();
+                    let down = objective(&mut p);
+                    let fd = ((up - down) / (2.0 * H as f64)) as f32;
+                    worst = worst.max((fd - grads[i]).abs());
+                    top = top.max(grads[i].abs());
+                }
+            }
+            p.params().write_values(ctx, &base).unwrap();
+            assert!(top > 1e-3);
+            assert!(
+                worst < 2e-3 * top.max(0.1) + 1e-4,
+                "per_channel={per_channel} on {}: {worst} (max {top})",
+                ctx.describe()
+            );
+        }
+    }
+}
+
+#[test]
+fn alpha_learns_with_its_own_rate() {
+    let ctx = &contexts()[0];
+    let (g, x, t) = columns(ctx, Some((false, 0.9, 10.0)));
+    let mut p = Program::build(ctx, g, sgd(0.05), 7).unwrap();
+    feed(ctx, &p, x, t);
+    let e = p
+        .params()
+        .layout
+        .entries()
+        .iter()
+        .find(|e| e.name == "stitch.0.alpha")
+        .unwrap()
+        .clone();
+    let w = p
+        .params()
+        .layout
+        .entries()
+        .iter()
+        .find(|e| e.name == "columns.1.weight")
+        .unwrap()
+        .clone();
+    let before = p.params().values.to_f32_vec(ctx).unwrap();
+    // Init: 0.9 on the diagonal, (1 − 0.9)/2 off it.
+    let off = (1.0f32 - 0.9) / 2.0;
+    assert_eq!(&before[e.offset..e.offset + 3], &[0.9, off, off]);
+    p.step(ctx, StepOptions::default()).unwrap();
+    let grads = p.params().read_grads(ctx).unwrap();
+    let after = p.params().values.to_f32_vec(ctx).unwrap();
+    for (i, lr) in [(e.offset + 1, 0.5f32), (w.offset + 1, 0.05)] {
+        let want = before[i] - lr * grads[i];
+        assert!(
+            (after[i] - want).abs() <= 1e-6 * want.abs().max(1.0),
+            "{i}: {} vs {want}",
+            after[i]
+        );
+    }
+}
