@@ -18,6 +18,7 @@ mod pool;
 mod recorder;
 mod reduce;
 mod shader_validation;
+mod soft_sharing;
 mod task_gemm;
 mod tensor;
 mod validate;

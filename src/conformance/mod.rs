@@ -16,6 +16,7 @@ pub mod loss;
 pub mod optim;
 pub mod reduce;
 pub mod report;
+pub mod soft_sharing;
 pub mod task_gemm;
 
 use std::sync::Arc;
@@ -134,6 +135,7 @@ pub fn all_cases() -> Vec<Case> {
     all.extend(loss::cases());
     all.extend(optim::cases());
     all.extend(reduce::cases());
+    all.extend(soft_sharing::cases());
     all.extend(task_gemm::cases());
     all
 }

@@ -20,6 +20,7 @@ const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
 const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
 const LOSS: &str = include_str!("../../shaders/loss.wgsl");
 const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
+const SOFT_SHARING: &str = include_str!("../../shaders/soft_sharing.wgsl");
 const ROOFLINE: &str = include_str!("../../shaders/roofline.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
@@ -40,6 +41,7 @@ pub enum Shader {
     Optim,
     Reduce,
     Roofline,
+    SoftSharing,
 }
 
 impl Shader {
@@ -55,6 +57,7 @@ impl Shader {
         Shader::Optim,
         Shader::Reduce,
         Shader::Roofline,
+        Shader::SoftSharing,
     ];
 
     /// The family name: `shaders/<name>.wgsl`, `src/kernels/<name>.rs`, …
@@ -71,6 +74,7 @@ impl Shader {
             Shader::Optim => "optim",
             Shader::Reduce => "reduce",
             Shader::Roofline => "roofline",
+            Shader::SoftSharing => "soft_sharing",
         }
     }
 
@@ -94,6 +98,7 @@ impl Shader {
             Shader::Optim => &[OPTIM],
             Shader::Reduce => &[REDUCE],
             Shader::Roofline => &[ROOFLINE],
+            Shader::SoftSharing => &[SOFT_SHARING],
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod loss;
 pub mod optim;
 pub mod reduce;
 pub mod roofline;
+pub mod soft_sharing;
 pub mod task_gemm;
 
 use crate::gpu::KernelSpec;
@@ -27,5 +28,6 @@ pub fn all_specs() -> Vec<KernelSpec> {
     all.extend(optim::specs());
     all.extend(reduce::specs());
     all.extend(roofline::specs());
+    all.extend(soft_sharing::specs());
     all
 }

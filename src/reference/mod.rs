@@ -10,4 +10,5 @@ pub mod gemm;
 pub mod loss;
 pub mod optim;
 pub mod reduce;
+pub mod soft_sharing;
 pub mod task_gemm;
