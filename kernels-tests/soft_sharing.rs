@@ -81,3 +81,160 @@ fn group_lasso_zeroes_small_rows_and_shrinks_the_others_by_the_step() {
     assert!(group_lasso_prox(&mut rec, 2, -1.0, 1.0, &wt, &partial).is_err());
     assert_eq!(rec.dispatch_count(), 0);
 }
+
+mod in_a_graph {
+    use manytask::gpu::{DType, GpuContext};
+    use manytask::graph::{Graph, NodeId, Optimizer, Program, StepOptions, TaskBlock, TaskLoss};
+    use manytask::kernels::loss::LossKind;
+    use manytask::kernels::soft_sharing::Regulariser;
+    use manytask::reference::activation::Activation;
+    use manytask::reference::optim::Sgd;
+    use manytask::reference::soft_sharing as reference;
+    use manytask::util::rng::Rng;
+
+    use crate::common::contexts;
+
+    const TASKS: usize = 3;
+
+    /// x copied into 3 task columns → per-task layer 4→5 (its weight is
+    /// the stacked [3, 20]) → per-task 5→2 → MSE.
+    fn model(ctx: &GpuContext, reg: Option<Regulariser>) -> (Program, NodeId, NodeId) {
+        let mut g = Graph::new(ctx);
+        let x = g.input("x", &[6, 4], DType::F32);
+        let xs = g.concat("xs", &[x; TASKS]).unwrap();
+        let h = g
+            .task_dense(
+                "columns.0",
+                xs,
+                &[TaskBlock {
+                    inputs: 4,
+                    outputs: 5,
+                }; TASKS],
+                Activation::Tanh,
+            )
+            .unwrap();
+        let logits = g
+            .task_dense(
+                "columns.1",
+                h,
+                &[TaskBlock {
+                    inputs: 5,
+                    outputs: 2,
+                }; TASKS],
+                Activation::Identity,
+            )
+            .unwrap();
+        let t = g.input("t", &[6, 2 * TASKS], DType::F32);
+        let tasks = [TaskLoss {
+            kind: LossKind::MeanSquaredError,
+            width: 2,
+            masked: false,
+        }; TASKS];
+        g.losses("losses", logits, &tasks, None, Some(t), None)
+            .unwrap();
+        if let Some(reg) = reg {
+            let w = manytask::graph::ParamId(0); // columns.0.weight, the first parameter
+            assert_eq!(g.params().get(w).name, "columns.0.weight");
+            g.regularise(w, TASKS, reg).unwrap();
+        }
+        let p = Program::build(
+            ctx,
+            g,
+            Optimizer::Sgd(Sgd {
+                lr: 0.1,
+                momentum: 0.0,
+                weight_decay: 0.0,
+            }),
+            3,
+        )
+        .unwrap();
+        let mut rng = Rng::new(4);
+        p.input(x)
+            .unwrap()
+            .write_f32(ctx, &rng.uniform_vec(24, -1.0, 1.0))
+            .unwrap();
+        p.input(t)
+            .unwrap()
+            .write_f32(ctx, &rng.uniform_vec(36, -1.0, 1.0))
+            .unwrap();
+        (p, x, t)
+    }
+
+    fn weights(ctx: &GpuContext, p: &Program) -> (Vec<f32>, Vec<f32>) {
+        let e = p.params().layout.entries()[0].clone();
+        let v = p.params().values.to_f32_vec(ctx).unwrap();
+        let g = p.params().read_grads(ctx).unwrap();
+        (
+            v[e.offset..e.offset + e.len()].to_vec(),
+            g[e.offset..e.offset + e.len()].to_vec(),
+        )
+    }
+
+    #[test]
+    fn gradient_terms_are_added_to_the_weight_gradient() {
+        for ctx in contexts() {
+            for reg in [
+                Regulariser::L2Distance { lambda: 0.4 },
+                Regulariser::Clustering { lambda: 0.4 },
+            ] {
+                let no_update = StepOptions {
+                    update: false,
+                    read_losses: false,
+                };
+                let (mut plain, _, _) = model(ctx, None);
+                plain.step(ctx, no_update).unwrap();
+                let (mut with, _, _) = model(ctx, Some(reg));
+                with.step(ctx, no_update).unwrap();
+                let (w, g_plain) = weights(ctx, &plain);
+                let (_, g_with) = weights(ctx, &with);
+                let (value, term) = match reg {
+                    Regulariser::L2Distance { lambda } => reference::l2_distance(&w, TASKS, lambda),
+                    _ => reference::clustering(&w, TASKS, reg.lambda()),
+                };
+                for i in 0..w.len() {
+                    let want = g_plain[i] + term[i];
+                    assert!(
+                        (g_with[i] - want).abs() <= 1e-5 * want.abs().max(1.0),
+                        "{reg:?} [{i}]: {} vs {want}",
+                        g_with[i]
+                    );
+                }
+                let got = with.regulariser_values(ctx).unwrap()[0] as f64;
+                assert!(
+                    (got - value).abs() <= 1e-5 * value.abs().max(1.0),
+                    "{got} vs {value}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn group_lasso_runs_its_proximal_step_after_the_optimiser() {
+        for ctx in contexts() {
+            let reg = Regulariser::GroupLasso { lambda: 8.0 };
+            let (mut p, _, _) = model(ctx, Some(reg));
+            p.step(
+                ctx,
+                StepOptions {
+                    update: false,
+                    read_losses: false,
+                },
+            )
+            .unwrap();
+            let (w, g) = weights(ctx, &p);
+            p.step(ctx, StepOptions::default()).unwrap();
+            let (after, _) = weights(ctx, &p);
+            let stepped: Vec<f32> = w.iter().zip(&g).map(|(w, g)| w - 0.1 * g).collect();
+            let (_, want) = reference::group_lasso_prox(&stepped, TASKS, 8.0, 0.1 * 8.0);
+            for (a, b) in after.iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-6, "{a} vs {b}");
+            }
+            let zeros = want.iter().filter(|&&v| v == 0.0).count();
+            assert!(
+                zeros > 0 && zeros < want.len(),
+                "the step should zero some rows, not all: {zeros} of {} zero",
+                want.len()
+            );
+        }
+    }
+}

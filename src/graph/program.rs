@@ -12,6 +12,7 @@ use crate::graph::tape::{Graph, NodeId, Op};
 use crate::kernels::dense::{dense_backward, dense_forward, BackwardPlan, Dense, DenseGrads};
 use crate::kernels::gemm::{Epilogue, Fusion, Layout, Operand, Prologue, Saved, Variant};
 use crate::kernels::loss::{masked_losses, LossInputs, LossOutputs, LossTable, STATS_PER_TASK};
+use crate::kernels::soft_sharing::{self, Regulariser};
 use crate::kernels::task_gemm::{block_diagonal, task_gemm, TaskProblem, TaskTable};
 use crate::kernels::{block, cross_stitch, elementwise, optim};
 use crate::reference::activation::Activation;
@@ -107,6 +108,15 @@ struct OptimGroup {
     states: Vec<Tensor>,
 }
 
+/// One regulariser's buffers: per-element partials and its value.
+struct RegParts {
+    param: ParamId,
+    tasks: usize,
+    reg: Regulariser,
+    partial: Tensor,
+    value: Tensor,
+}
+
 struct TaskSplit {
     layer: NodeId,
     table: TaskTable,
@@ -145,6 +155,7 @@ pub struct Program {
     loss: LossParts,
     loss_node: NodeId,
     task_split: Option<TaskSplit>,
+    regularisers: Vec<RegParts>,
     memory: MemoryReport,
 }
 
@@ -425,6 +436,21 @@ impl Program {
             None => None,
         };
 
+        let regularisers = graph
+            .regularisers
+            .iter()
+            .map(|&(param, tasks, reg)| {
+                let d = graph.params.get(param).len() / tasks;
+                Ok(RegParts {
+                    param,
+                    tasks,
+                    reg,
+                    partial: Tensor::empty(ctx, "regulariser partials", &[d], DType::F32)?,
+                    value: Tensor::zeros(ctx, "regulariser value", &[1])?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+
         // Inputs: dedicated buffers the caller fills.
         let mut inputs = vec![None; n];
         for (i, node) in graph.nodes.iter().enumerate() {
@@ -508,6 +534,7 @@ impl Program {
             loss,
             loss_node,
             task_split,
+            regularisers,
             memory,
         })
     }
@@ -613,9 +640,24 @@ impl Program {
     ) -> Result<Option<PendingLosses>> {
         self.record_forward(rec)?;
         self.record_backward(rec)?;
+        for r in self.regularisers.iter().filter(|r| !r.reg.is_proximal()) {
+            let (w, g) = (self.arena.value(r.param), self.arena.grad(r.param));
+            soft_sharing::add_gradient(rec, &r.reg, r.tasks, w, g, &r.partial)?;
+            soft_sharing::value(rec, &r.partial, &r.value)?;
+        }
         if opts.update {
             self.record_update(rec)?;
             self.step += 1;
+            let lr = match self.optimizer {
+                Optimizer::Sgd(c) => c.lr,
+                Optimizer::AdamW(c) => c.lr,
+            };
+            for r in self.regularisers.iter().filter(|r| r.reg.is_proximal()) {
+                let eta = lr * self.arena.layout.get(r.param).lr_scale;
+                let w = self.arena.value(r.param);
+                soft_sharing::group_lasso_prox(rec, r.tasks, r.reg.lambda(), eta, w, &r.partial)?;
+                soft_sharing::value(rec, &r.partial, &r.value)?;
+            }
         }
         Ok(opts.read_losses.then(|| PendingLosses {
             losses: rec.read(&self.loss.losses),
@@ -894,6 +936,16 @@ impl Program {
             &epi,
             &fusion,
         )
+    }
+
+    /// Each regulariser's value (in `Graph::regularise` order) as of the
+    /// last step that computed it (gradient terms: every step; proximal
+    /// ones: steps that update). One small read per regulariser.
+    pub fn regulariser_values(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        self.regularisers
+            .iter()
+            .map(|r| Ok(r.value.to_f32_vec(ctx)?[0]))
+            .collect()
     }
 
     /// The per-task gradients of the task heads' input, [T, rows, inputs]

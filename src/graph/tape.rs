@@ -110,6 +110,8 @@ pub struct Graph {
     /// sharing's first head layer) and the block widths: its backward
     /// also writes each task's gradient of the layer input separately.
     pub(crate) task_split: Option<(NodeId, Vec<usize>)>,
+    /// Soft-sharing regularisers: (stacked task weights, tasks, which).
+    pub(crate) regularisers: Vec<(ParamId, usize, crate::kernels::soft_sharing::Regulariser)>,
     /// Parameter alignment in elements (the adapter's storage offset
     /// alignment).
     align: usize,
@@ -130,6 +132,7 @@ impl Graph {
             params: ParamLayout::default(),
             retained: Vec::new(),
             task_split: None,
+            regularisers: Vec::new(),
             align,
         }
     }
@@ -344,6 +347,27 @@ impl Graph {
         )?;
         self.params.set_lr_scale(alpha, lr_scale);
         Ok(self.push(name, Op::CrossStitch { x, alpha, unit }, vec![rows, width]))
+    }
+
+    /// Regularises the stacked per-task weights in `param` (T equal
+    /// blocks, e.g. a `task_dense` weight whose tasks share one shape):
+    /// gradient terms are added to the weight gradient after backward,
+    /// proximal steps run after the optimiser with step size lr·λ.
+    pub fn regularise(
+        &mut self,
+        param: ParamId,
+        tasks: usize,
+        reg: crate::kernels::soft_sharing::Regulariser,
+    ) -> Result<()> {
+        let len = self.params.get(param).len();
+        if tasks < 2 || len % tasks != 0 {
+            return Err(shape_err(format!(
+                "'{}' ({len} weights) does not stack into {tasks} equal task blocks",
+                self.params.get(param).name
+            )));
+        }
+        self.regularisers.push((param, tasks, reg));
+        Ok(())
     }
 
     pub fn scale(&mut self, name: &str, x: NodeId, alpha: f32) -> NodeId {
