@@ -360,7 +360,7 @@ impl Graph {
         reg: crate::kernels::soft_sharing::Regulariser,
     ) -> Result<()> {
         let len = self.params.get(param).len();
-        if tasks < 2 || len % tasks != 0 {
+        if tasks < 2 || !len.is_multiple_of(tasks) {
             return Err(shape_err(format!(
                 "'{}' ({len} weights) does not stack into {tasks} equal task blocks",
                 self.params.get(param).name
