@@ -88,3 +88,19 @@ pub fn check_cases(what: &str, select: impl Fn(&Case) -> bool) -> usize {
     assert!(ran > 0, "no adapter here runs {what}");
     ran
 }
+
+/// Fills f32 input nodes of a program with uniform [-1, 1) data from
+/// `seed`, in order.
+pub fn randomize_inputs(
+    ctx: &GpuContext,
+    p: &manytask::graph::Program,
+    nodes: &[manytask::graph::NodeId],
+    seed: u64,
+) {
+    let mut rng = manytask::util::rng::Rng::new(seed);
+    for &n in nodes {
+        let t = p.input(n).expect("an input node");
+        t.write_f32(ctx, &rng.uniform_vec(t.len(), -1.0, 1.0))
+            .expect("writing an input");
+    }
+}

@@ -94,15 +94,7 @@ fn columns(ctx: &GpuContext, stitch: Option<(bool, f32, f32)>) -> (Graph, NodeId
 }
 
 fn feed(ctx: &GpuContext, p: &Program, x: NodeId, targets: NodeId) {
-    let mut rng = Rng::new(12);
-    p.input(x)
-        .unwrap()
-        .write_f32(ctx, &rng.uniform_vec(24, -1.0, 1.0))
-        .unwrap();
-    p.input(targets)
-        .unwrap()
-        .write_f32(ctx, &rng.uniform_vec(36, -1.0, 1.0))
-        .unwrap();
+    crate::common::randomize_inputs(ctx, p, &[x, targets], 12);
 }
 
 fn sgd(lr: f32) -> Optimizer {

@@ -438,15 +438,7 @@ fn views_graph(ctx: &GpuContext, reverse: bool) -> (Graph, NodeId, NodeId) {
 }
 
 fn feed_views(ctx: &GpuContext, p: &Program, x: NodeId, targets: NodeId) {
-    let mut rng = Rng::new(8);
-    p.input(x)
-        .unwrap()
-        .write_f32(ctx, &rng.uniform_vec(20, -1.0, 1.0))
-        .unwrap();
-    p.input(targets)
-        .unwrap()
-        .write_f32(ctx, &rng.uniform_vec(10, -1.0, 1.0))
-        .unwrap();
+    crate::common::randomize_inputs(ctx, p, &[x, targets], 8);
 }
 
 #[test]

@@ -90,7 +90,6 @@ mod in_a_graph {
     use manytask::reference::activation::Activation;
     use manytask::reference::optim::Sgd;
     use manytask::reference::soft_sharing as reference;
-    use manytask::util::rng::Rng;
 
     use crate::common::contexts;
 
@@ -148,15 +147,7 @@ mod in_a_graph {
             3,
         )
         .unwrap();
-        let mut rng = Rng::new(4);
-        p.input(x)
-            .unwrap()
-            .write_f32(ctx, &rng.uniform_vec(24, -1.0, 1.0))
-            .unwrap();
-        p.input(t)
-            .unwrap()
-            .write_f32(ctx, &rng.uniform_vec(36, -1.0, 1.0))
-            .unwrap();
+        crate::common::randomize_inputs(ctx, &p, &[x, t], 4);
         (p, x, t)
     }
 
