@@ -21,4 +21,5 @@ mod shader_validation;
 mod soft_sharing;
 mod task_gemm;
 mod tensor;
+mod trace_norm;
 mod validate;

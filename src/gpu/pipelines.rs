@@ -21,6 +21,7 @@ const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
 const LOSS: &str = include_str!("../../shaders/loss.wgsl");
 const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
 const SOFT_SHARING: &str = include_str!("../../shaders/soft_sharing.wgsl");
+const TRACE_NORM: &str = include_str!("../../shaders/trace_norm.wgsl");
 const ROOFLINE: &str = include_str!("../../shaders/roofline.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
@@ -42,6 +43,7 @@ pub enum Shader {
     Reduce,
     Roofline,
     SoftSharing,
+    TraceNorm,
 }
 
 impl Shader {
@@ -58,6 +60,7 @@ impl Shader {
         Shader::Reduce,
         Shader::Roofline,
         Shader::SoftSharing,
+        Shader::TraceNorm,
     ];
 
     /// The family name: `shaders/<name>.wgsl`, `src/kernels/<name>.rs`, …
@@ -75,6 +78,7 @@ impl Shader {
             Shader::Reduce => "reduce",
             Shader::Roofline => "roofline",
             Shader::SoftSharing => "soft_sharing",
+            Shader::TraceNorm => "trace_norm",
         }
     }
 
@@ -99,6 +103,7 @@ impl Shader {
             Shader::Reduce => &[REDUCE],
             Shader::Roofline => &[ROOFLINE],
             Shader::SoftSharing => &[SOFT_SHARING],
+            Shader::TraceNorm => &[TRACE_NORM],
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod reduce;
 pub mod roofline;
 pub mod soft_sharing;
 pub mod task_gemm;
+pub mod trace_norm;
 
 use crate::gpu::KernelSpec;
 
@@ -29,5 +30,6 @@ pub fn all_specs() -> Vec<KernelSpec> {
     all.extend(reduce::specs());
     all.extend(roofline::specs());
     all.extend(soft_sharing::specs());
+    all.extend(trace_norm::specs());
     all
 }

@@ -12,3 +12,4 @@ pub mod optim;
 pub mod reduce;
 pub mod soft_sharing;
 pub mod task_gemm;
+pub mod trace_norm;
