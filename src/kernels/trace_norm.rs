@@ -5,6 +5,7 @@
 //! - `trace_norm_gradient`: grad += λ·U·Vᵀ (U·Vᵀ = M·X, the polar factor);
 //! - `trace_norm_prox`: out = U·max(Σ − τ, 0)·Vᵀ (singular value
 //!   soft-thresholding).
+//!
 //! Both write ‖X‖_* to `norm` ([1]) for logging. Singular values below
 //! `REL_TOL`·σ_max count as zero (rank-deficient X).
 //! Reference: `reference::trace_norm`; tests: kernels-tests/trace_norm.rs.
