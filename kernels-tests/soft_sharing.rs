@@ -200,6 +200,47 @@ mod in_a_graph {
     }
 
     #[test]
+    fn trace_norm_adds_lambda_times_the_polar_factor_and_its_prox_shrinks() {
+        use manytask::reference::trace_norm;
+        for ctx in contexts() {
+            let no_update = StepOptions {
+                update: false,
+                read_losses: false,
+            };
+            let (mut plain, _, _) = model(ctx, None);
+            plain.step(ctx, no_update).unwrap();
+            let (w, g_plain) = weights(ctx, &plain);
+            let lambda = 0.3;
+            let (mut with, _, _) = model(ctx, Some(Regulariser::TraceNorm { lambda }));
+            with.step(ctx, no_update).unwrap();
+            let (_, g_with) = weights(ctx, &with);
+            let (norm, polar) = trace_norm::polar_factor(&w, TASKS, 1e-3);
+            for i in 0..w.len() {
+                let want = g_plain[i] + lambda * polar[i];
+                assert!(
+                    (g_with[i] - want).abs() <= 1e-3,
+                    "[{i}] {} vs {want}",
+                    g_with[i]
+                );
+            }
+            let value = with.regulariser_values(ctx).unwrap()[0] as f64;
+            assert!(
+                (value - lambda as f64 * norm).abs() <= 1e-4 * value,
+                "{value} vs λ·{norm}"
+            );
+            // The prox: W ← prox(W − lr·g, lr·λ) after the SGD step.
+            let (mut prox, _, _) = model(ctx, Some(Regulariser::TraceNormProx { lambda: 2.0 }));
+            prox.step(ctx, StepOptions::default()).unwrap();
+            let (after, _) = weights(ctx, &prox);
+            let stepped: Vec<f32> = w.iter().zip(&g_plain).map(|(w, g)| w - 0.1 * g).collect();
+            let (_, want) = trace_norm::prox(&stepped, TASKS, 0.1 * 2.0, 1e-3);
+            for (a, b) in after.iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-4, "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
     fn group_lasso_runs_its_proximal_step_after_the_optimiser() {
         for ctx in contexts() {
             let reg = Regulariser::GroupLasso { lambda: 8.0 };

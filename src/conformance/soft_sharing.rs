@@ -39,6 +39,8 @@ fn case(what: What, (tasks, d): (usize, usize)) -> Case {
             Regulariser::L2Distance { .. } => "l2_distance",
             Regulariser::Clustering { .. } => "clustering",
             Regulariser::GroupLasso { .. } => "group_lasso",
+            // Trace norm has its own cases (kernels-tests/trace_norm.rs).
+            Regulariser::TraceNorm { .. } | Regulariser::TraceNormProx { .. } => "trace_norm",
         },
         What::Prox => "group_lasso",
     };
@@ -107,6 +109,9 @@ fn case(what: What, (tasks, d): (usize, usize)) -> Case {
                         }
                         Regulariser::GroupLasso { lambda } => {
                             reference::group_lasso_prox(w, tasks, lambda, 0.0).0
+                        }
+                        Regulariser::TraceNorm { .. } | Regulariser::TraceNormProx { .. } => {
+                            unreachable!("no trace-norm cases here")
                         }
                     };
                     // The L2 form T·Σw² − (Σw)² cancels: bound by its terms.

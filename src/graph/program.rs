@@ -14,7 +14,7 @@ use crate::kernels::gemm::{Epilogue, Fusion, Layout, Operand, Prologue, Saved, V
 use crate::kernels::loss::{masked_losses, LossInputs, LossOutputs, LossTable, STATS_PER_TASK};
 use crate::kernels::soft_sharing::{self, Regulariser};
 use crate::kernels::task_gemm::{block_diagonal, task_gemm, TaskProblem, TaskTable};
-use crate::kernels::{block, cross_stitch, elementwise, optim};
+use crate::kernels::{block, cross_stitch, elementwise, optim, trace_norm};
 use crate::reference::activation::Activation;
 use crate::reference::optim::{AdamW, Sgd};
 
@@ -114,7 +114,11 @@ struct RegParts {
     tasks: usize,
     reg: Regulariser,
     partial: Tensor,
+    /// The regulariser's value (λ included).
     value: Tensor,
+    /// A buffer like W for the trace-norm prox (its GEMM cannot write in
+    /// place).
+    scratch: Option<Tensor>,
 }
 
 struct TaskSplit {
@@ -447,6 +451,15 @@ impl Program {
                     reg,
                     partial: Tensor::empty(ctx, "regulariser partials", &[d], DType::F32)?,
                     value: Tensor::zeros(ctx, "regulariser value", &[1])?,
+                    scratch: match reg {
+                        Regulariser::TraceNormProx { .. } => Some(Tensor::empty(
+                            ctx,
+                            "trace-norm prox",
+                            &[d * tasks],
+                            DType::F32,
+                        )?),
+                        _ => None,
+                    },
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -642,8 +655,15 @@ impl Program {
         self.record_backward(rec)?;
         for r in self.regularisers.iter().filter(|r| !r.reg.is_proximal()) {
             let (w, g) = (self.arena.value(r.param), self.arena.grad(r.param));
-            soft_sharing::add_gradient(rec, &r.reg, r.tasks, w, g, &r.partial)?;
-            soft_sharing::value(rec, &r.partial, &r.value)?;
+            if let Regulariser::TraceNorm { lambda } = r.reg {
+                // ‖W‖_* into the partials' first element, then λ·‖W‖_*.
+                let norm = r.partial.view(rec.ctx(), 0, &[1])?;
+                trace_norm::trace_norm_gradient(rec, w, r.tasks, lambda, g, &norm)?;
+                elementwise::scale(rec, &norm, lambda, &r.value)?;
+            } else {
+                soft_sharing::add_gradient(rec, &r.reg, r.tasks, w, g, &r.partial)?;
+                soft_sharing::value(rec, &r.partial, &r.value)?;
+            }
         }
         if opts.update {
             self.record_update(rec)?;
@@ -655,8 +675,18 @@ impl Program {
             for r in self.regularisers.iter().filter(|r| r.reg.is_proximal()) {
                 let eta = lr * self.arena.layout.get(r.param).lr_scale;
                 let w = self.arena.value(r.param);
-                soft_sharing::group_lasso_prox(rec, r.tasks, r.reg.lambda(), eta, w, &r.partial)?;
-                soft_sharing::value(rec, &r.partial, &r.value)?;
+                if let Regulariser::TraceNormProx { lambda } = r.reg {
+                    // The prox's GEMM cannot write W in place: via a copy.
+                    let shrunk = r.scratch.as_ref().expect("trace-norm prox scratch");
+                    let norm = r.partial.view(rec.ctx(), 0, &[1])?;
+                    trace_norm::trace_norm_prox(rec, w, r.tasks, eta * lambda, shrunk, &norm)?;
+                    rec.copy(shrunk, w)?;
+                    elementwise::scale(rec, &norm, lambda, &r.value)?;
+                } else {
+                    let lambda = r.reg.lambda();
+                    soft_sharing::group_lasso_prox(rec, r.tasks, lambda, eta, w, &r.partial)?;
+                    soft_sharing::value(rec, &r.partial, &r.value)?;
+                }
             }
         }
         Ok(opts.read_losses.then(|| PendingLosses {

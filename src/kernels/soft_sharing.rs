@@ -30,6 +30,12 @@ pub enum Regulariser {
     /// λ Σ_j ‖(W_0j … W_(T−1)j)‖₂ (ℓ1/ℓ2 over the rows of A ∈ R^{d×T}):
     /// a proximal step with step size η·λ after the optimiser.
     GroupLasso { lambda: f32 },
+    /// λ‖W‖_* of the stacked [T, d] weights (trace norm, last-axis
+    /// flattening; `kernels::trace_norm`), as a gradient term λ·U·Vᵀ.
+    TraceNorm { lambda: f32 },
+    /// The same norm through its proximal step (singular values shrunk by
+    /// η·λ) after the optimiser.
+    TraceNormProx { lambda: f32 },
 }
 
 impl Regulariser {
@@ -37,13 +43,18 @@ impl Regulariser {
         match *self {
             Regulariser::L2Distance { lambda }
             | Regulariser::Clustering { lambda }
-            | Regulariser::GroupLasso { lambda } => lambda,
+            | Regulariser::GroupLasso { lambda }
+            | Regulariser::TraceNorm { lambda }
+            | Regulariser::TraceNormProx { lambda } => lambda,
         }
     }
 
     /// Whether it acts through a proximal step (else a gradient term).
     pub fn is_proximal(&self) -> bool {
-        matches!(self, Regulariser::GroupLasso { .. })
+        matches!(
+            self,
+            Regulariser::GroupLasso { .. } | Regulariser::TraceNormProx { .. }
+        )
     }
 }
 
@@ -140,10 +151,12 @@ pub fn add_gradient(
     let spec = match reg {
         Regulariser::L2Distance { .. } => &L2_DISTANCE,
         Regulariser::Clustering { .. } => &CLUSTERING,
-        Regulariser::GroupLasso { .. } => {
+        _ => {
             return Err(Error::Shape {
                 op: OP,
-                detail: "group lasso acts by its proximal step (prox)".into(),
+                detail: format!(
+                    "{reg:?} is not an elementwise gradient term (group lasso: prox; trace norm: kernels::trace_norm)"
+                ),
             })
         }
     };
