@@ -104,3 +104,99 @@ pub fn randomize_inputs(
             .expect("writing an input");
     }
 }
+
+/// The objective Σ_t w_t L_t at the current parameters (a forward-only
+/// step that reads the losses back).
+pub fn objective(ctx: &GpuContext, p: &mut manytask::graph::Program) -> f64 {
+    use manytask::graph::StepOptions;
+    let r = p
+        .step(
+            ctx,
+            StepOptions {
+                update: false,
+                read_losses: true,
+            },
+        )
+        .unwrap();
+    let losses = r.losses.unwrap().wait(ctx).unwrap().losses;
+    let w = p.task_weights().to_f32_vec(ctx).unwrap();
+    losses
+        .iter()
+        .zip(&w)
+        .map(|(&l, &w)| l as f64 * w as f64)
+        .sum()
+}
+
+/// `samples` arena indices: every parameter in turn, a seeded random entry
+/// of it each time.
+pub fn sample_indices(p: &manytask::graph::Program, samples: usize) -> Vec<usize> {
+    let entries = p.params().layout.entries();
+    let mut rng = manytask::util::rng::Rng::new(99);
+    (0..samples)
+        .map(|s| {
+            let e = &entries[s % entries.len()];
+            e.offset + (rng.next_u64() as usize % e.len())
+        })
+        .collect()
+}
+
+/// Central differences of the objective at the arena `indices` against
+/// the backward's gradients: (max error, max |gradient|).
+pub fn finite_difference_check(
+    ctx: &GpuContext,
+    p: &mut manytask::graph::Program,
+    indices: &[usize],
+) -> (f32, f32) {
+    use manytask::graph::StepOptions;
+    p.step(
+        ctx,
+        StepOptions {
+            update: false,
+            read_losses: false,
+        },
+    )
+    .unwrap();
+    let grads = p.params().read_grads(ctx).unwrap();
+    let base = p.params().values.to_f32_vec(ctx).unwrap();
+    let (mut worst, mut top) = (0f32, 0f32);
+    const H: f32 = 1e-2;
+    for &i in indices {
+        let mut v = base.clone();
+        v[i] = base[i] + H;
+        p.params().write_values(ctx, &v).unwrap();
+        let up = objective(ctx, p);
+        v[i] = base[i] - H;
+        p.params().write_values(ctx, &v).unwrap();
+        let down = objective(ctx, p);
+        let fd = ((up - down) / (2.0 * H as f64)) as f32;
+        worst = worst.max((fd - grads[i]).abs());
+        top = top.max(grads[i].abs());
+    }
+    p.params().write_values(ctx, &base).unwrap();
+    (worst, top)
+}
+
+/// Runs the finite-difference check and asserts its bound: f32 losses
+/// over 2h = 0.02 err by ~1e-5, truncation h²·|f'''| by ~1e-4.
+pub fn assert_gradients_match(
+    ctx: &GpuContext,
+    p: &mut manytask::graph::Program,
+    indices: &[usize],
+    what: &str,
+) {
+    let (worst, top) = finite_difference_check(ctx, p, indices);
+    assert!(top > 1e-3, "{what}: degenerate gradients");
+    assert!(
+        worst < 2e-3 * top.max(0.1) + 1e-4,
+        "{what} on {}: max error {worst} (max |g| {top})",
+        ctx.describe()
+    );
+}
+
+/// max |a − b| over elements.
+pub fn max_err(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

@@ -8,7 +8,7 @@ use manytask::kernels::gemm::{Saved, Variant};
 use manytask::reference::activation::Activation;
 use manytask::Error;
 
-use crate::common::{check_cases, contexts, data};
+use crate::common::{check_cases, contexts, data, max_err};
 
 fn check_variant(variant: Variant) {
     let suffix = format!("[{variant}]");
@@ -153,13 +153,6 @@ fn numeric(ctx: &GpuContext, s: &Small, act: Activation) -> Vec<f32> {
         }
     }
     out
-}
-
-fn max_err(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]

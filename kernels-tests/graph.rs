@@ -11,7 +11,7 @@ use manytask::reference::activation::Activation;
 use manytask::reference::optim::Sgd;
 use manytask::util::rng::Rng;
 
-use crate::common::{contexts, private_contexts};
+use crate::common::{assert_gradients_match, contexts, private_contexts, sample_indices};
 
 /// A hard-sharing MTL model and its input nodes.
 struct Mtl {
@@ -138,75 +138,6 @@ fn sgd(lr: f32) -> Optimizer {
     })
 }
 
-/// The objective Σ_t w_t L_t of the current parameters (forward only
-/// matters; the step does not update).
-fn objective(ctx: &GpuContext, p: &mut Program) -> f64 {
-    let r = p
-        .step(
-            ctx,
-            StepOptions {
-                update: false,
-                read_losses: true,
-            },
-        )
-        .unwrap();
-    let losses = r.losses.unwrap().wait(ctx).unwrap().losses;
-    let w = p.task_weights().to_f32_vec(ctx).unwrap();
-    losses
-        .iter()
-        .zip(&w)
-        .map(|(&l, &w)| l as f64 * w as f64)
-        .sum()
-}
-
-/// Central differences on `samples` arena entries against the backward's
-/// gradients; returns (max error, max |gradient|).
-fn finite_difference_check(ctx: &GpuContext, p: &mut Program, samples: usize) -> (f32, f32) {
-    p.step(
-        ctx,
-        StepOptions {
-            update: false,
-            read_losses: false,
-        },
-    )
-    .unwrap();
-    let grads = p.params().read_grads(ctx).unwrap();
-    let base = p.params().values.to_f32_vec(ctx).unwrap();
-    let entries = p.params().layout.entries().to_vec();
-    let mut rng = Rng::new(99);
-    let (mut worst, mut top) = (0f32, 0f32);
-    const H: f32 = 1e-2;
-    for s in 0..samples {
-        // Every parameter gets samples; then random entries.
-        let e = &entries[s % entries.len()];
-        let i = e.offset + (rng.next_u64() as usize % e.len());
-        let mut v = base.clone();
-        v[i] = base[i] + H;
-        p.params().write_values(ctx, &v).unwrap();
-        let up = objective(ctx, p);
-        v[i] = base[i] - H;
-        p.params().write_values(ctx, &v).unwrap();
-        let down = objective(ctx, p);
-        let fd = ((up - down) / (2.0 * H as f64)) as f32;
-        worst = worst.max((fd - grads[i]).abs());
-        top = top.max(grads[i].abs());
-    }
-    p.params().write_values(ctx, &base).unwrap();
-    (worst, top)
-}
-
-/// Runs the finite-difference check and asserts its bound: f32 losses
-/// over 2h = 0.02 err by ~1e-5, truncation h²·|f''''| by ~1e-4.
-fn assert_gradients_match(ctx: &GpuContext, p: &mut Program, samples: usize, what: &str) {
-    let (worst, top) = finite_difference_check(ctx, p, samples);
-    assert!(top > 1e-3, "{what}: degenerate gradients");
-    assert!(
-        worst < 2e-3 * top.max(0.1) + 1e-4,
-        "{what} on {}: max error {worst} (max |g| {top})",
-        ctx.describe()
-    );
-}
-
 #[test]
 fn mtl_graph_gradients_match_finite_differences() {
     for ctx in contexts() {
@@ -218,7 +149,8 @@ fn mtl_graph_gradients_match_finite_differences() {
             let mut p = Program::build(ctx, g, sgd(0.1), 7).unwrap();
             p.set_dense_plan(plan);
             feed(ctx, &p, &m, 1);
-            assert_gradients_match(ctx, &mut p, 48, &format!("{act} {plan:?}"));
+            let picks = sample_indices(&p, 48);
+            assert_gradients_match(ctx, &mut p, &picks, &format!("{act} {plan:?}"));
         }
     }
 }
@@ -257,7 +189,8 @@ fn a_tensor_used_twice_accumulates_its_gradient() {
             .unwrap()
             .write_f32(ctx, &rng.uniform_vec(rows * 6, -1.0, 1.0))
             .unwrap();
-        assert_gradients_match(ctx, &mut p, 40, "shared tensor");
+        let picks = sample_indices(&p, 40);
+        assert_gradients_match(ctx, &mut p, &picks, "shared tensor");
     }
 }
 
@@ -447,7 +380,8 @@ fn slice_concat_and_scale_gradients_match_finite_differences() {
         let (g, x, targets) = views_graph(ctx, false);
         let mut p = Program::build(ctx, g, sgd(0.1), 4).unwrap();
         feed_views(ctx, &p, x, targets);
-        assert_gradients_match(ctx, &mut p, 40, "slice, concat, scale");
+        let picks = sample_indices(&p, 40);
+        assert_gradients_match(ctx, &mut p, &picks, "slice, concat, scale");
     }
 }
 

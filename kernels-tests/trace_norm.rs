@@ -6,7 +6,7 @@ use manytask::gpu::{DType, GpuContext, Tensor};
 use manytask::kernels::trace_norm::{trace_norm_gradient, trace_norm_prox, REL_TOL};
 use manytask::reference::trace_norm as reference;
 
-use crate::common::{contexts, data};
+use crate::common::{contexts, data, max_err};
 
 /// (T, d): two tasks, a rank-deficient stack (d < T), odd sizes, and
 /// 16 tasks of 1024 weights.
@@ -26,13 +26,6 @@ fn run(ctx: &GpuContext, x: &[f32], tasks: usize, tau: Option<f32>) -> (f32, Vec
         norm.to_f32_vec(ctx).unwrap()[0],
         out.to_f32_vec(ctx).unwrap(),
     )
-}
-
-fn max_err(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]
