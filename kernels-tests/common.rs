@@ -109,15 +109,7 @@ pub fn randomize_inputs(
 /// step that reads the losses back).
 pub fn objective(ctx: &GpuContext, p: &mut manytask::graph::Program) -> f64 {
     use manytask::graph::StepOptions;
-    let r = p
-        .step(
-            ctx,
-            StepOptions {
-                update: false,
-                read_losses: true,
-            },
-        )
-        .unwrap();
+    let r = p.step(ctx, StepOptions::EVALUATE).unwrap();
     let losses = r.losses.unwrap().wait(ctx).unwrap().losses;
     let w = p.task_weights().to_f32_vec(ctx).unwrap();
     losses
@@ -148,14 +140,7 @@ pub fn finite_difference_check(
     indices: &[usize],
 ) -> (f32, f32) {
     use manytask::graph::StepOptions;
-    p.step(
-        ctx,
-        StepOptions {
-            update: false,
-            read_losses: false,
-        },
-    )
-    .unwrap();
+    p.step(ctx, StepOptions::GRADIENTS).unwrap();
     let grads = p.params().read_grads(ctx).unwrap();
     let base = p.params().values.to_f32_vec(ctx).unwrap();
     let (mut worst, mut top) = (0f32, 0f32);

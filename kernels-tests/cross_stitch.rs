@@ -114,15 +114,7 @@ fn identity_stitch_trains_exactly_like_independent_columns() {
             feed(ctx, &p, x, t);
             let mut losses = Vec::new();
             for _ in 0..10 {
-                let r = p
-                    .step(
-                        ctx,
-                        StepOptions {
-                            update: true,
-                            read_losses: true,
-                        },
-                    )
-                    .unwrap();
+                let r = p.step(ctx, StepOptions::TRAIN_AND_READ).unwrap();
                 losses.push(r.losses.unwrap().wait(ctx).unwrap().losses);
             }
             losses

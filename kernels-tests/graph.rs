@@ -206,15 +206,7 @@ fn a_step_is_one_submit_and_its_dispatches_do_not_grow_with_tasks() {
             p.set_variant(Some(Variant::RegisterBlocked));
             feed(&ctx, &p, &m, 2);
             p.step(&ctx, StepOptions::default()).unwrap();
-            let r = p
-                .step(
-                    &ctx,
-                    StepOptions {
-                        update: true,
-                        read_losses: true,
-                    },
-                )
-                .unwrap();
+            let r = p.step(&ctx, StepOptions::TRAIN_AND_READ).unwrap();
             assert_eq!(r.submits, 1, "T = {t}");
             assert_eq!(
                 r.bytes_uploaded, 0,
@@ -274,15 +266,7 @@ fn training_lowers_every_task_loss() {
         let (g, m) = mtl(ctx, 32, 8, &[32, 32], &[16, 16], Activation::Relu);
         let mut p = Program::build(ctx, g, sgd(0.2), 11).unwrap();
         feed(ctx, &p, &m, 3);
-        let first = p
-            .step(
-                ctx,
-                StepOptions {
-                    update: true,
-                    read_losses: true,
-                },
-            )
-            .unwrap();
+        let first = p.step(ctx, StepOptions::TRAIN_AND_READ).unwrap();
         let first = first.losses.unwrap().wait(ctx).unwrap().losses;
         let mut last = first.clone();
         for step in 0..150 {
@@ -393,14 +377,7 @@ fn gradient_reversal_flips_and_scales_the_gradient_upstream_only() {
         let mut p = Program::build(ctx, g, sgd(0.1), 4).unwrap();
         p.set_reversal_lambda(lambda);
         feed_views(ctx, &p, x, targets);
-        p.step(
-            ctx,
-            StepOptions {
-                update: false,
-                read_losses: false,
-            },
-        )
-        .unwrap();
+        p.step(ctx, StepOptions::GRADIENTS).unwrap();
         let all = p.params().read_grads(ctx).unwrap();
         let e = p.params().layout.entries().to_vec();
         let part = |name: &str| {
@@ -442,14 +419,7 @@ fn per_task_input_gradients_sum_to_the_shared_gradient() {
             let mut p = Program::build(ctx, g, sgd(0.1), 5).unwrap();
             p.set_dense_plan(plan);
             feed(ctx, &p, &m, 6);
-            p.step(
-                ctx,
-                StepOptions {
-                    update: false,
-                    read_losses: false,
-                },
-            )
-            .unwrap();
+            p.step(ctx, StepOptions::GRADIENTS).unwrap();
             let per_task = p.task_input_grads().unwrap().to_f32_vec(ctx).unwrap();
             let total = p.grad_of(m.trunk_out).unwrap().to_f32_vec(ctx).unwrap();
             let n = total.len();
@@ -466,14 +436,7 @@ fn per_task_input_gradients_sum_to_the_shared_gradient() {
             }
             // Weight only task 1: the other tasks' blocks are zero.
             p.set_task_weights(ctx, &[0.0, 1.0, 0.0]).unwrap();
-            p.step(
-                ctx,
-                StepOptions {
-                    update: false,
-                    read_losses: false,
-                },
-            )
-            .unwrap();
+            p.step(ctx, StepOptions::GRADIENTS).unwrap();
             let per_task = p.task_input_grads().unwrap().to_f32_vec(ctx).unwrap();
             let total = p.grad_of(m.trunk_out).unwrap().to_f32_vec(ctx).unwrap();
             assert!(per_task[..n]
@@ -492,15 +455,7 @@ fn a_loss_readback_is_a_snapshot_that_does_not_stall_the_next_step() {
         let (g, m) = mtl(ctx, 16, 6, &[12], &[8, 8], Activation::Relu);
         let mut p = Program::build(ctx, g, sgd(0.3), 9).unwrap();
         feed(ctx, &p, &m, 4);
-        let first = p
-            .step(
-                ctx,
-                StepOptions {
-                    update: true,
-                    read_losses: true,
-                },
-            )
-            .unwrap();
+        let first = p.step(ctx, StepOptions::TRAIN_AND_READ).unwrap();
         let first = if wait_between {
             let report = first.losses.unwrap().wait(ctx).unwrap();
             p.step(ctx, StepOptions::default()).unwrap();
@@ -511,15 +466,7 @@ fn a_loss_readback_is_a_snapshot_that_does_not_stall_the_next_step() {
             p.step(ctx, StepOptions::default()).unwrap();
             first.losses.unwrap().wait(ctx).unwrap()
         };
-        let second = p
-            .step(
-                ctx,
-                StepOptions {
-                    update: false,
-                    read_losses: true,
-                },
-            )
-            .unwrap();
+        let second = p.step(ctx, StepOptions::EVALUATE).unwrap();
         (first, second.losses.unwrap().wait(ctx).unwrap())
     };
     let (late_first, late_third) = run(false);

@@ -168,10 +168,7 @@ mod in_a_graph {
                 Regulariser::L2Distance { lambda: 0.4 },
                 Regulariser::Clustering { lambda: 0.4 },
             ] {
-                let no_update = StepOptions {
-                    update: false,
-                    read_losses: false,
-                };
+                let no_update = StepOptions::GRADIENTS;
                 let (mut plain, _, _) = model(ctx, None);
                 plain.step(ctx, no_update).unwrap();
                 let (mut with, _, _) = model(ctx, Some(reg));
@@ -203,10 +200,7 @@ mod in_a_graph {
     fn trace_norm_adds_lambda_times_the_polar_factor_and_its_prox_shrinks() {
         use manytask::reference::trace_norm;
         for ctx in contexts() {
-            let no_update = StepOptions {
-                update: false,
-                read_losses: false,
-            };
+            let no_update = StepOptions::GRADIENTS;
             let (mut plain, _, _) = model(ctx, None);
             plain.step(ctx, no_update).unwrap();
             let (w, g_plain) = weights(ctx, &plain);
@@ -245,14 +239,7 @@ mod in_a_graph {
         for ctx in contexts() {
             let reg = Regulariser::GroupLasso { lambda: 8.0 };
             let (mut p, _, _) = model(ctx, Some(reg));
-            p.step(
-                ctx,
-                StepOptions {
-                    update: false,
-                    read_losses: false,
-                },
-            )
-            .unwrap();
+            p.step(ctx, StepOptions::GRADIENTS).unwrap();
             let (w, g) = weights(ctx, &p);
             p.step(ctx, StepOptions::default()).unwrap();
             let (after, _) = weights(ctx, &p);

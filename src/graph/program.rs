@@ -35,12 +35,32 @@ pub struct StepOptions {
     pub read_losses: bool,
 }
 
+impl StepOptions {
+    /// Forward, backward and the optimiser (the default).
+    pub const TRAIN: StepOptions = StepOptions {
+        update: true,
+        read_losses: false,
+    };
+    /// A training step that also reads the losses back.
+    pub const TRAIN_AND_READ: StepOptions = StepOptions {
+        update: true,
+        read_losses: true,
+    };
+    /// Forward and backward only: gradients left in the arena.
+    pub const GRADIENTS: StepOptions = StepOptions {
+        update: false,
+        read_losses: false,
+    };
+    /// Forward and backward only, losses read back (evaluation).
+    pub const EVALUATE: StepOptions = StepOptions {
+        update: false,
+        read_losses: true,
+    };
+}
+
 impl Default for StepOptions {
     fn default() -> Self {
-        StepOptions {
-            update: true,
-            read_losses: false,
-        }
+        StepOptions::TRAIN
     }
 }
 
