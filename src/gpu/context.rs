@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::gpu::counters::{CounterSnapshot, Counters};
 use crate::gpu::pipelines::PipelineCache;
 use crate::gpu::pool::BufferPool;
+use crate::gpu::tensor::{DType, Tensor};
 
 /// Environment variable that picks the backend (same values as `--backend`).
 pub const BACKEND_ENV: &str = "MANYTASK_BACKEND";
@@ -152,6 +153,9 @@ pub struct GpuContext {
     granted: GrantedFeatures,
     limits: wgpu::Limits,
     pub(crate) pipelines: PipelineCache,
+    /// Small buffers bound where a kernel declares a binding a call does
+    /// not use (see `stand_in`); made once per context.
+    stand_ins: Mutex<std::collections::HashMap<(&'static str, DType), Tensor>>,
     pub(crate) pool: Arc<BufferPool>,
     pub(crate) counters: Counters,
     // wgpu errors raised outside any error scope land here instead of
@@ -287,6 +291,7 @@ impl GpuContext {
             granted,
             limits,
             pipelines: PipelineCache::default(),
+            stand_ins: Mutex::default(),
             pool: Arc::new(BufferPool::default()),
             counters: Counters::default(),
             uncaptured,
@@ -330,6 +335,21 @@ impl GpuContext {
     }
 
     /// Dispatches, submits and bytes moved since the context was made.
+    /// The context's stand-in buffer `name` of `dtype` with at least `len`
+    /// elements, made on first use: bound where a kernel's layout declares
+    /// a binding the call leaves unused, so hot paths allocate nothing.
+    /// Kernels never read or write a stand-in; distinct names give
+    /// distinct buffers (two writable stand-ins may not alias).
+    pub(crate) fn stand_in(&self, name: &'static str, len: usize, dtype: DType) -> Result<Tensor> {
+        let mut all = self.stand_ins.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = all.get(&(name, dtype)).filter(|t| t.len() >= len) {
+            return Ok(t.clone());
+        }
+        let t = Tensor::empty(self, name, &[len], dtype)?;
+        all.insert((name, dtype), t.clone());
+        Ok(t)
+    }
+
     pub fn counters(&self) -> CounterSnapshot {
         self.counters.snapshot(&self.pool)
     }

@@ -740,27 +740,27 @@ pub(crate) fn launch(
     // The entry points declare every binding of gemm_common.wgsl that
     // their code mentions, whatever the overrides; bindings a call does not
     // use get stand-ins that are never touched: A for read-only ones,
-    // small pool buffers for writable ones (they must not alias C).
-    let unused = |label: &str, len: usize, dtype: DType| Tensor::empty(ctx, label, &[len], dtype);
+    // the context's stand-in buffers for writable ones (they must not
+    // alias C).
     let (unused_z, unused_db, unused_tasks);
     let z_out = match epi.z_out {
         Some(t) => t,
         None => {
-            unused_z = unused("gemm.unused_z", 4, dtype)?;
+            unused_z = ctx.stand_in("gemm.unused_z", 4, dtype)?;
             &unused_z
         }
     };
     let bias_grad = match fusion.bias_grad {
         Some(t) => t,
         None => {
-            unused_db = unused("gemm.unused_dbias", 4, dtype)?;
+            unused_db = ctx.stand_in("gemm.unused_dbias", 4, dtype)?;
             &unused_db
         }
     };
     let tasks = match call.tasks {
         Some(t) => t,
         None => {
-            unused_tasks = unused("gemm.unused_tasks", TASK_WORDS, DType::U32)?;
+            unused_tasks = ctx.stand_in("gemm.unused_tasks", TASK_WORDS, DType::U32)?;
             &unused_tasks
         }
     };
