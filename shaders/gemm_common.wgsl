@@ -75,7 +75,8 @@ struct Params {
     _pad1: u32,
 }
 
-// One row of a task table (TASKS): offsets are in elements.
+// The problem one grid z computes: a row of the task table (TASKS), or
+// built from the uniform parameters. Offsets are in elements.
 struct TaskDesc {
     m: u32,
     n: u32,
@@ -89,20 +90,6 @@ struct TaskDesc {
     bias0: u32,
     _pad0: u32,
     _pad1: u32,
-}
-
-// The problem one grid z computes.
-struct Prob {
-    m: u32,
-    n: u32,
-    k: u32,
-    lda: u32,
-    ldb: u32,
-    ldc: u32,
-    a0: u32,
-    b0: u32,
-    c0: u32,
-    bias0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -136,13 +123,10 @@ override DACT: u32 = 0u;
 override SAVED_Y: bool = false;
 override BGRAD: bool = false;
 
-fn problem(z: u32) -> Prob {
-    if (TASKS) {
-        let d = tasks[z];
-        return Prob(d.m, d.n, d.k, d.lda, d.ldb, d.ldc, d.a0, d.b0, d.c0, d.bias0);
-    }
-    return Prob(p.m, p.n, p.k, p.lda, p.ldb, p.ldc,
-                z * p.stride_a, z * p.stride_b, z * p.stride_c, z * p.stride_bias);
+fn problem(z: u32) -> TaskDesc {
+    if (TASKS) { return tasks[z]; }
+    return TaskDesc(p.m, p.n, p.k, p.lda, p.ldb, p.ldc,
+                    z * p.stride_a, z * p.stride_b, z * p.stride_c, z * p.stride_bias, 0u, 0u);
 }
 
 // act' for the prologue, from the saved value.
@@ -152,7 +136,7 @@ fn dact(s: f32) -> f32 {
 }
 
 // Element (row, kk) of op(A); callers clamp row < M.
-fn load_a(q: Prob, row: u32, kk: u32) -> f32 {
+fn load_a(q: TaskDesc, row: u32, kk: u32) -> f32 {
     var idx = q.a0 + row * q.lda + kk;
     if (TRANS_A) { idx = q.a0 + kk * q.lda + row; }
     var v = f32(a[idx]);
@@ -161,7 +145,7 @@ fn load_a(q: Prob, row: u32, kk: u32) -> f32 {
 }
 
 // Element (kk, col) of op(B); callers clamp col < N.
-fn load_b(q: Prob, kk: u32, col: u32) -> f32 {
+fn load_b(q: TaskDesc, kk: u32, col: u32) -> f32 {
     var idx = q.b0 + kk * q.ldb + col;
     if (TRANS_B) { idx = q.b0 + col * q.ldb + kk; }
     var v = f32(b[idx]);
@@ -170,7 +154,7 @@ fn load_b(q: Prob, kk: u32, col: u32) -> f32 {
 }
 
 // Columns col .. col+3 of row kk of op(B), clamped to the last column.
-fn load_b4(q: Prob, kk: u32, col: u32) -> vec4<f32> {
+fn load_b4(q: TaskDesc, kk: u32, col: u32) -> vec4<f32> {
     if (VEC_B) {
         // N is a multiple of 4: clamp to the last whole vec4.
         let i = (q.b0 + kk * q.ldb + min(col, q.n - 4u)) / 4u;
@@ -186,7 +170,7 @@ fn load_b4(q: Prob, kk: u32, col: u32) -> vec4<f32> {
                      load_b(q, kk, min(col + 2u, last)), load_b(q, kk, min(col + 3u, last)));
 }
 
-fn store(q: Prob, row: u32, col: u32, acc: f32) {
+fn store(q: TaskDesc, row: u32, col: u32, acc: f32) {
     if (row >= q.m || col >= q.n) { return; }
     let idx = q.c0 + row * q.ldc + col;
     var v = p.alpha * acc;
@@ -197,7 +181,7 @@ fn store(q: Prob, row: u32, col: u32, acc: f32) {
 }
 
 // Four consecutive columns of one row.
-fn store4(q: Prob, row: u32, col: u32, v: vec4<f32>) {
+fn store4(q: TaskDesc, row: u32, col: u32, v: vec4<f32>) {
     store(q, row, col, v.x);
     store(q, row, col + 1u, v.y);
     store(q, row, col + 2u, v.z);
@@ -205,7 +189,7 @@ fn store4(q: Prob, row: u32, col: u32, v: vec4<f32>) {
 }
 
 // BGRAD: the column sum of op(B) for column `col`.
-fn store_bias_grad(q: Prob, col: u32, sum: f32) {
+fn store_bias_grad(q: TaskDesc, col: u32, sum: f32) {
     if (col >= q.n) { return; }
     let idx = q.bias0 + col;
     var v = p.alpha * sum;
@@ -213,7 +197,7 @@ fn store_bias_grad(q: Prob, col: u32, sum: f32) {
     dbias[idx] = Elem(v);
 }
 
-fn store_bias_grad4(q: Prob, col: u32, sum: vec4<f32>) {
+fn store_bias_grad4(q: TaskDesc, col: u32, sum: vec4<f32>) {
     store_bias_grad(q, col, sum.x);
     store_bias_grad(q, col + 1u, sum.y);
     store_bias_grad(q, col + 2u, sum.z);

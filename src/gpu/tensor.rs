@@ -33,13 +33,19 @@ impl DType {
     }
 }
 
-impl fmt::Display for DType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl DType {
+    pub const fn name(self) -> &'static str {
+        match self {
             DType::F32 => "f32",
             DType::F16 => "f16",
             DType::U32 => "u32",
-        })
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -221,11 +227,7 @@ impl Tensor {
             return Err(Error::DType {
                 op,
                 got: self.dtype,
-                supported: match dtype {
-                    DType::F32 => "f32",
-                    DType::F16 => "f16",
-                    DType::U32 => "u32",
-                },
+                supported: dtype.name(),
             });
         }
         if len != self.len() {
