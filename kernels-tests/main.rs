@@ -2,6 +2,7 @@
 //! module per kernel family or engine part. Every GPU test runs on every
 //! adapter found (lavapipe Vulkan and llvmpipe GL here).
 
+mod arch;
 mod block;
 mod cli;
 mod common;

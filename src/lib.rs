@@ -11,9 +11,11 @@
 //! and `manytask validate`; [`bench`] measures kernels against the
 //! adapter's roofline; [`cli`] is the binary's verbs.
 
+pub mod arch;
 pub mod bench;
 pub mod cli;
 pub mod conformance;
+pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod graph;

@@ -12,6 +12,7 @@ pub mod dense;
 pub mod elementwise;
 pub mod f16;
 pub mod gemm;
+pub mod layer_stitch;
 pub mod loss;
 pub mod optim;
 pub mod reduce;
@@ -132,6 +133,7 @@ pub fn all_cases() -> Vec<Case> {
     all.extend(dense::cases());
     all.extend(f16::cases());
     all.extend(gemm::cases());
+    all.extend(layer_stitch::cases());
     all.extend(loss::cases());
     all.extend(optim::cases());
     all.extend(reduce::cases());

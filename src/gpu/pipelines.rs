@@ -18,6 +18,7 @@ const GEMM_F16: &str = include_str!("../../shaders/gemm_f16.wgsl");
 const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
 const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
 const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
+const LAYER_STITCH: &str = include_str!("../../shaders/layer_stitch.wgsl");
 const LOSS: &str = include_str!("../../shaders/loss.wgsl");
 const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
 const SOFT_SHARING: &str = include_str!("../../shaders/soft_sharing.wgsl");
@@ -38,6 +39,7 @@ pub enum Shader {
     /// The GEMM family with f16 storage (needs SHADER_F16).
     GemmF16,
     GemmSubgroupF16,
+    LayerStitch,
     Loss,
     Optim,
     Reduce,
@@ -55,6 +57,7 @@ impl Shader {
         Shader::GemmSubgroup,
         Shader::GemmF16,
         Shader::GemmSubgroupF16,
+        Shader::LayerStitch,
         Shader::Loss,
         Shader::Optim,
         Shader::Reduce,
@@ -73,6 +76,7 @@ impl Shader {
             Shader::GemmSubgroup => "gemm_subgroup",
             Shader::GemmF16 => "gemm_f16",
             Shader::GemmSubgroupF16 => "gemm_subgroup_f16",
+            Shader::LayerStitch => "layer_stitch",
             Shader::Loss => "loss",
             Shader::Optim => "optim",
             Shader::Reduce => "reduce",
@@ -98,6 +102,7 @@ impl Shader {
             Shader::GemmSubgroup => &[GEMM_F32, ACTIVATION, GEMM_COMMON, GEMM_SUBGROUP],
             Shader::GemmF16 => &[GEMM_F16, ACTIVATION, GEMM_COMMON, GEMM],
             Shader::GemmSubgroupF16 => &[GEMM_F16, ACTIVATION, GEMM_COMMON, GEMM_SUBGROUP],
+            Shader::LayerStitch => &[LAYER_STITCH],
             Shader::Loss => &[LOSS],
             Shader::Optim => &[OPTIM],
             Shader::Reduce => &[REDUCE],

@@ -13,8 +13,11 @@ use crate::kernels::dense::{dense_backward, dense_forward, BackwardPlan, Dense, 
 use crate::kernels::gemm::{Epilogue, Fusion, Layout, Operand, Prologue, Saved, Variant};
 use crate::kernels::loss::{masked_losses, LossInputs, LossOutputs, LossTable, STATS_PER_TASK};
 use crate::kernels::soft_sharing::{self, Regulariser};
-use crate::kernels::task_gemm::{block_diagonal, task_gemm, TaskProblem, TaskTable};
-use crate::kernels::{block, cross_stitch, elementwise, optim, trace_norm};
+use crate::kernels::task_gemm::{
+    block_diagonal, shared_input as shared_input_problems, task_gemm, TaskProblem, TaskTable,
+};
+use crate::kernels::subspace::Orthogonality;
+use crate::kernels::{block, cross_stitch, elementwise, layer_stitch, optim, reduce, trace_norm};
 use crate::reference::activation::Activation;
 use crate::reference::optim::{AdamW, Sgd};
 
@@ -118,6 +121,9 @@ struct TaskTables {
     forward: TaskTable,
     dx: TaskTable,
     dw: TaskTable,
+    /// Shared-input layers: the per-task dX_t [T, rows·in] before their
+    /// sum, and the sum itself when it is added to another contribution.
+    dx_per_task: Option<(Tensor, Option<Tensor>)>,
 }
 
 /// One learning-rate group of the arenas.
@@ -180,6 +186,8 @@ pub struct Program {
     loss_node: NodeId,
     task_split: Option<TaskSplit>,
     regularisers: Vec<RegParts>,
+    /// Sluice subspace penalties: (weights, tables + scratch, λ, value).
+    orthogonality: Vec<(ParamId, Orthogonality, f32, Tensor)>,
     memory: MemoryReport,
 }
 
@@ -192,6 +200,7 @@ fn op_inputs(op: &Op) -> Vec<NodeId> {
         | Op::GradReverse { x }
         | Op::Slice { x, .. }
         | Op::CrossStitch { x, .. } => vec![*x],
+        Op::LayerStitch { h, .. } => vec![*h],
         Op::Concat { parts } => parts.clone(),
         Op::Losses { logits, .. } => vec![*logits],
     }
@@ -203,6 +212,7 @@ fn op_params(op: &Op) -> Vec<ParamId> {
             std::iter::once(*w).chain(*b).collect()
         }
         Op::CrossStitch { alpha, .. } => vec![*alpha],
+        Op::LayerStitch { beta, .. } => vec![*beta],
         _ => vec![],
     }
 }
@@ -319,7 +329,10 @@ impl Program {
                 if has_grad[c]
                     && matches!(
                         consumer.op,
-                        Op::Dense { .. } | Op::TaskDense { .. } | Op::CrossStitch { .. }
+                        Op::Dense { .. }
+                            | Op::TaskDense { .. }
+                            | Op::CrossStitch { .. }
+                            | Op::LayerStitch { .. }
                     )
                 {
                     last = last.max(bwd(c));
@@ -460,6 +473,18 @@ impl Program {
             None => None,
         };
 
+        let orthogonality = graph
+            .orthogonality
+            .iter()
+            .map(|&(param, shape, lambda)| {
+                Ok((
+                    param,
+                    Orthogonality::new(ctx, shape)?,
+                    lambda,
+                    Tensor::zeros(ctx, "orthogonality value", &[1])?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let regularisers = graph
             .regularisers
             .iter()
@@ -494,14 +519,41 @@ impl Program {
         // Task tables of the block-diagonal layers.
         let mut tables: Vec<Option<TaskTables>> = (0..n).map(|_| None).collect();
         for (i, node) in graph.nodes.iter().enumerate() {
-            if let Op::TaskDense { blocks, .. } = &node.op {
+            if let Op::TaskDense {
+                x,
+                blocks,
+                shared_input,
+                ..
+            } = &node.op
+            {
                 let rows = node.shape[0];
                 let b: Vec<(usize, usize)> = blocks.iter().map(|b| (b.inputs, b.outputs)).collect();
-                let table = |l| TaskTable::new(ctx, l, &block_diagonal(rows, &b, l));
+                let outs: Vec<usize> = blocks.iter().map(|b| b.outputs).collect();
+                let inputs = graph.nodes[x.0].shape[1];
+                let table = |l| {
+                    let problems = if *shared_input {
+                        shared_input_problems(rows, inputs, &outs, l)
+                    } else {
+                        block_diagonal(rows, &b, l)
+                    };
+                    TaskTable::new(ctx, l, &problems)
+                };
+                let dx_per_task = if *shared_input && has_grad[x.0] {
+                    let t = blocks.len();
+                    let per_task = Tensor::empty(ctx, "shared-input dX per task", &[t, rows * inputs], DType::F32)?;
+                    let sum = match accumulate_input[i][0] {
+                        true => Some(Tensor::empty(ctx, "shared-input dX sum", &[rows * inputs], DType::F32)?),
+                        false => None,
+                    };
+                    Some((per_task, sum))
+                } else {
+                    None
+                };
                 tables[i] = Some(TaskTables {
                     forward: table(Layout::NN)?,
                     dx: table(Layout::NT)?,
                     dw: table(Layout::TN)?,
+                    dx_per_task,
                 });
             }
         }
@@ -568,6 +620,7 @@ impl Program {
             loss_node,
             task_split,
             regularisers,
+            orthogonality,
             memory,
         })
     }
@@ -685,6 +738,10 @@ impl Program {
                 soft_sharing::value(rec, &r.partial, &r.value)?;
             }
         }
+        for (param, orth, lambda, value) in &self.orthogonality {
+            let (w, g) = (self.arena.value(*param), self.arena.grad(*param));
+            orth.record(rec, w, g, *lambda, value)?;
+        }
         if opts.update {
             self.record_update(rec)?;
             self.step += 1;
@@ -761,6 +818,11 @@ impl Program {
                     let out = self.values[i].as_ref().expect("value");
                     let a = self.arena.value(*alpha);
                     cross_stitch::stitch_mix(rec, unit, self.val(*x), a, out, false, false)?;
+                }
+                Op::LayerStitch { h, beta, unit } => {
+                    let out = self.values[i].as_ref().expect("value");
+                    let b = self.arena.value(*beta);
+                    layer_stitch::layer_stitch_mix(rec, unit, self.val(*h), b, out, false)?;
                 }
                 Op::Scale { x, alpha } => {
                     let out = self.values[i].as_ref().expect("value");
@@ -855,24 +917,30 @@ impl Program {
                         })
                     };
                     if let Some(dx) = self.grad(*x) {
-                        let epi = Epilogue {
-                            beta: acc[0].then_some(1.0),
-                            ..Epilogue::default()
-                        };
                         let fusion = Fusion {
                             prologue: prologue(Operand::A),
                             bias_grad: None,
                         };
-                        task_gemm(
-                            rec,
-                            self.variant,
-                            &t.dx,
-                            g,
-                            self.arena.value(*w),
-                            dx,
-                            &epi,
-                            &fusion,
-                        )?;
+                        let w = self.arena.value(*w);
+                        if let Some((per_task, sum)) = &t.dx_per_task {
+                            // dX = Σ_t dX_t: a fixed-order column sum.
+                            let e = Epilogue::default();
+                            task_gemm(rec, self.variant, &t.dx, g, w, per_task, &e, &fusion)?;
+                            let flat = dx.reshape(&[dx.len()])?;
+                            match (acc[0], sum) {
+                                (true, Some(sum)) => {
+                                    reduce::column_sums(rec, per_task, sum)?;
+                                    elementwise::axpy(rec, 1.0, sum, &flat)?;
+                                }
+                                _ => reduce::column_sums(rec, per_task, &flat)?,
+                            }
+                        } else {
+                            let epi = Epilogue {
+                                beta: acc[0].then_some(1.0),
+                                ..Epilogue::default()
+                            };
+                            task_gemm(rec, self.variant, &t.dx, g, w, dx, &epi, &fusion)?;
+                        }
                     }
                     let epi = Epilogue {
                         beta: self.accumulate_params[i].then_some(1.0),
@@ -913,6 +981,16 @@ impl Program {
                     let da = self.arena.grad(*alpha);
                     let acc_a = self.accumulate_params[i];
                     cross_stitch::stitch_alpha_grad(rec, unit, self.val(*x), g, da, acc_a)?;
+                }
+                Op::LayerStitch { h, beta, unit } => {
+                    // dh_tk = β_tk dz_t; dβ_tk = ⟨dz_t, h_tk⟩.
+                    if let Some(dh) = self.grad(*h) {
+                        let b = self.arena.value(*beta);
+                        layer_stitch::layer_stitch_spread(rec, unit, g, b, dh, acc[0])?;
+                    }
+                    let db = self.arena.grad(*beta);
+                    let acc_b = self.accumulate_params[i];
+                    layer_stitch::layer_stitch_beta_grad(rec, unit, self.val(*h), g, db, acc_b)?;
                 }
                 Op::Scale { x, alpha } => self.scaled_grad(rec, g, *x, *alpha, acc[0])?,
                 Op::GradReverse { x } => {
@@ -995,6 +1073,15 @@ impl Program {
         self.regularisers
             .iter()
             .map(|r| Ok(r.value.to_f32_vec(ctx)?[0]))
+            .collect()
+    }
+
+    /// Each subspace orthogonality penalty's value (in
+    /// `Graph::subspace_orthogonality` order) as of the last step.
+    pub fn orthogonality_values(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        self.orthogonality
+            .iter()
+            .map(|o| Ok(o.3.to_f32_vec(ctx)?[0]))
             .collect()
     }
 

@@ -58,6 +58,9 @@ pub enum Op {
         b: Option<ParamId>,
         act: Activation,
         blocks: Vec<TaskBlock>,
+        /// Every task reads all of x ([rows, in], each block's `inputs` =
+        /// in) instead of its own block: the first layer of task columns.
+        shared_input: bool,
     },
     /// Elementwise sum (an input used twice, residual paths).
     Add { a: NodeId, b: NodeId },
@@ -67,6 +70,13 @@ pub enum Op {
         x: NodeId,
         alpha: ParamId,
         unit: crate::kernels::cross_stitch::Stitch,
+    },
+    /// Layer-stitch unit of a sluice network over K layer outputs placed
+    /// side by side in h ([rows, K·T·C]): `z_t = Σ_k β_tk h_tk`, β [T, K].
+    LayerStitch {
+        h: NodeId,
+        beta: ParamId,
+        unit: crate::kernels::layer_stitch::LayerStitch,
     },
     /// `alpha · x`.
     Scale { x: NodeId, alpha: f32 },
@@ -112,6 +122,8 @@ pub struct Graph {
     pub(crate) task_split: Option<(NodeId, Vec<usize>)>,
     /// Soft-sharing regularisers: (stacked task weights, tasks, which).
     pub(crate) regularisers: Vec<(ParamId, usize, crate::kernels::soft_sharing::Regulariser)>,
+    /// Sluice subspace orthogonality penalties: (task-layer weights, shape, λ).
+    pub(crate) orthogonality: Vec<(ParamId, crate::kernels::subspace::Subspaces, f32)>,
     /// Parameter alignment in elements (the adapter's storage offset
     /// alignment).
     align: usize,
@@ -133,6 +145,7 @@ impl Graph {
             retained: Vec::new(),
             task_split: None,
             regularisers: Vec::new(),
+            orthogonality: Vec::new(),
             align,
         }
     }
@@ -235,7 +248,7 @@ impl Graph {
         blocks: &[TaskBlock],
         act: Activation,
     ) -> Result<NodeId> {
-        let (rows, width) = self.matrix(x, "task_dense input")?;
+        let (_, width) = self.matrix(x, "task_dense input")?;
         let total_in: usize = blocks.iter().map(|b| b.inputs).sum();
         if blocks.is_empty()
             || total_in != width
@@ -245,6 +258,45 @@ impl Graph {
                 "{name}: task blocks take {total_in} inputs in all (each ≥ 1) but the input has {width} features"
             )));
         }
+        self.push_task_dense(name, x, blocks, act, false)
+    }
+
+    /// A per-task layer whose T tasks all read the whole of `x` (the first
+    /// layer of soft-sharing / cross-stitch columns): task t has weights
+    /// [in, outputs[t]] and writes output block t; one dispatch per pass,
+    /// and dX = Σ_t D_t·W_tᵀ by a per-task GEMM and a fixed-order sum.
+    pub fn task_dense_shared(
+        &mut self,
+        name: &str,
+        x: NodeId,
+        outputs: &[usize],
+        act: Activation,
+    ) -> Result<NodeId> {
+        let (_, width) = self.matrix(x, "task_dense_shared input")?;
+        if outputs.is_empty() || outputs.contains(&0) {
+            return Err(shape_err(format!(
+                "{name}: every task needs ≥ 1 output (got {outputs:?})"
+            )));
+        }
+        let blocks: Vec<TaskBlock> = outputs
+            .iter()
+            .map(|&o| TaskBlock {
+                inputs: width,
+                outputs: o,
+            })
+            .collect();
+        self.push_task_dense(name, x, &blocks, act, true)
+    }
+
+    fn push_task_dense(
+        &mut self,
+        name: &str,
+        x: NodeId,
+        blocks: &[TaskBlock],
+        act: Activation,
+        shared_input: bool,
+    ) -> Result<NodeId> {
+        let rows = self.shape(x)[0];
         let weights: usize = blocks.iter().map(|b| b.inputs * b.outputs).sum();
         let outputs: usize = blocks.iter().map(|b| b.outputs).sum();
         // Glorot bound of the widest block for the whole arena entry.
@@ -267,6 +319,7 @@ impl Graph {
                 b: Some(b),
                 act,
                 blocks: blocks.to_vec(),
+                shared_input,
             },
             vec![rows, outputs],
         ))
@@ -367,6 +420,87 @@ impl Graph {
             )));
         }
         self.regularisers.push((param, tasks, reg));
+        Ok(())
+    }
+
+    /// A sluice layer-stitch unit: each task's output is a learned mix
+    /// (β [T, K], new parameter `{name}.beta`, initialised to 1/K, learning
+    /// `lr_scale` × faster) of its blocks in the K `layers` (same shape
+    /// [rows, T·C]). The layers are concatenated first (one copy each).
+    pub fn layer_stitch(
+        &mut self,
+        name: &str,
+        layers: &[NodeId],
+        tasks: usize,
+        lr_scale: f32,
+    ) -> Result<NodeId> {
+        let Some(&first) = layers.first() else {
+            return Err(shape_err(format!("{name}: a layer stitch needs ≥ 1 layer")));
+        };
+        let (rows, width) = self.matrix(first, "layer-stitch input")?;
+        if tasks == 0 || width % tasks != 0 {
+            return Err(shape_err(format!(
+                "{name}: {width} columns do not split into {tasks} tasks"
+            )));
+        }
+        if let Some(&other) = layers.iter().find(|&&l| self.shape(l) != [rows, width]) {
+            return Err(shape_err(format!(
+                "{name}: layer '{}' is {:?}; every stitched layer must be [{rows}, {width}]",
+                self.nodes[other.0].name,
+                self.shape(other)
+            )));
+        }
+        let k = layers.len();
+        let h = if k == 1 {
+            first
+        } else {
+            self.concat(&format!("{name}.layers"), layers)?
+        };
+        let beta = self.param(
+            &format!("{name}.beta"),
+            &[tasks, k],
+            Init::Constant(1.0 / k as f32),
+        )?;
+        self.params.set_lr_scale(beta, lr_scale);
+        let unit = crate::kernels::layer_stitch::LayerStitch { tasks, layers: k };
+        Ok(self.push(name, Op::LayerStitch { h, beta, unit }, vec![rows, width]))
+    }
+
+    /// Sluice subspace orthogonality: λ Σ_{i<j} ‖A_iᵀA_j‖² over the
+    /// `subspaces` column blocks of each task's weights in `layer` (a
+    /// `task_dense` layer whose tasks share one shape), added to the
+    /// weight gradient after backward; its value is reported with the
+    /// regularisers (`Program::orthogonality_values`).
+    pub fn subspace_orthogonality(
+        &mut self,
+        layer: NodeId,
+        subspaces: usize,
+        lambda: f32,
+    ) -> Result<()> {
+        let node = &self.nodes[layer.0];
+        let Op::TaskDense { w, blocks, .. } = &node.op else {
+            return Err(shape_err(format!("'{}' is not a task_dense layer", node.name)));
+        };
+        let b0 = blocks[0];
+        if blocks.iter().any(|b| *b != b0) {
+            return Err(shape_err(format!(
+                "'{}': subspace orthogonality needs every task's block to have one shape",
+                node.name
+            )));
+        }
+        let shape = crate::kernels::subspace::Subspaces {
+            tasks: blocks.len(),
+            inputs: b0.inputs,
+            outputs: b0.outputs,
+            subspaces,
+        };
+        if subspaces < 2 || b0.outputs % subspaces != 0 {
+            return Err(shape_err(format!(
+                "'{}': {} outputs per task do not split into {subspaces} subspaces (need ≥ 2 that divide them)",
+                node.name, b0.outputs
+            )));
+        }
+        self.orthogonality.push((*w, shape, lambda));
         Ok(())
     }
 

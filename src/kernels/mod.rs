@@ -9,11 +9,13 @@ pub mod cross_stitch;
 pub mod dense;
 pub mod elementwise;
 pub mod gemm;
+pub mod layer_stitch;
 pub mod loss;
 pub mod optim;
 pub mod reduce;
 pub mod roofline;
 pub mod soft_sharing;
+pub mod subspace;
 pub mod task_gemm;
 pub mod trace_norm;
 
@@ -25,6 +27,7 @@ pub fn all_specs() -> Vec<KernelSpec> {
     all.extend(block::specs());
     all.extend(cross_stitch::specs());
     all.extend(gemm::specs());
+    all.extend(layer_stitch::specs());
     all.extend(loss::specs());
     all.extend(optim::specs());
     all.extend(reduce::specs());

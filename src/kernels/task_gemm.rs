@@ -79,6 +79,61 @@ pub fn block_diagonal(rows: usize, blocks: &[(usize, usize)], layout: Layout) ->
     out
 }
 
+/// The problems of one pass of a per-task layer whose tasks all read the
+/// SAME input X [rows, inputs] (the first layer of soft-sharing columns):
+/// task t maps X to output columns [Σ_{<t} out, +out_t) through W_t
+/// [inputs, out_t]. `layout` picks the pass as in `block_diagonal`, except
+/// NT: dX_t = D_t · W_tᵀ goes to block t of a [T, rows, inputs] scratch
+/// (C windows must be disjoint), which the caller sums over t.
+pub fn shared_input(rows: usize, inputs: usize, outputs: &[usize], layout: Layout) -> Vec<TaskProblem> {
+    let sum_out: usize = outputs.iter().sum();
+    let (mut o0, mut w0) = (0, 0);
+    let mut out = Vec::with_capacity(outputs.len());
+    for (t, &no) in outputs.iter().enumerate() {
+        out.push(match layout {
+            Layout::NT => TaskProblem {
+                m: rows,
+                n: inputs,
+                k: no,
+                a_offset: o0,
+                lda: sum_out,
+                b_offset: w0,
+                ldb: no,
+                c_offset: t * rows * inputs,
+                ldc: inputs,
+                bias_offset: 0,
+            },
+            Layout::TN => TaskProblem {
+                m: inputs,
+                n: no,
+                k: rows,
+                a_offset: 0,
+                lda: inputs,
+                b_offset: o0,
+                ldb: sum_out,
+                c_offset: w0,
+                ldc: no,
+                bias_offset: o0,
+            },
+            _ => TaskProblem {
+                m: rows,
+                n: no,
+                k: inputs,
+                a_offset: 0,
+                lda: inputs,
+                b_offset: w0,
+                ldb: no,
+                c_offset: o0,
+                ldc: sum_out,
+                bias_offset: o0,
+            },
+        });
+        o0 += no;
+        w0 += inputs * no;
+    }
+    out
+}
+
 /// The problems of one batched call, checked and uploaded.
 pub struct TaskTable {
     layout: Layout,

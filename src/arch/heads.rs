@@ -1,0 +1,109 @@
+//! Task heads: layer j of every task as ONE op. Tasks whose heads have
+//! different depths are grouped per layer (hidden layers, and the output
+//! layers of tasks that end there); the per-task features are gathered
+//! with slices / concats only where the layout demands it, so uniform
+//! heads need none.
+
+use crate::error::Result;
+use crate::graph::{Graph, NodeId, TaskBlock};
+use crate::reference::activation::Activation;
+
+use super::TaskSpec;
+
+/// Columns [start, start + width) of a node: one task's features.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Feat {
+    pub node: NodeId,
+    pub start: usize,
+    pub width: usize,
+}
+
+/// What the heads read.
+pub enum HeadInput {
+    /// Every task reads the whole node (hard sharing's trunk output).
+    Shared(NodeId),
+    /// Task t reads its own features (task columns).
+    PerTask(Vec<Feat>),
+}
+
+/// One node holding `parts` side by side: the node itself when the parts
+/// are exactly it, else slices (contiguous runs merged) and a concat.
+pub fn gather(g: &mut Graph, name: &str, parts: &[Feat]) -> Result<NodeId> {
+    let mut runs: Vec<Feat> = Vec::new();
+    for &p in parts {
+        match runs.last_mut() {
+            Some(r) if r.node == p.node && r.start + r.width == p.start => r.width += p.width,
+            _ => runs.push(p),
+        }
+    }
+    let mut nodes = Vec::with_capacity(runs.len());
+    for (i, r) in runs.iter().enumerate() {
+        nodes.push(if r.start == 0 && r.width == g.shape(r.node)[1] {
+            r.node
+        } else {
+            g.slice(&format!("{name}.part{i}"), r.node, r.start, r.width)?
+        });
+    }
+    if nodes.len() == 1 {
+        Ok(nodes[0])
+    } else {
+        g.concat(name, &nodes)
+    }
+}
+
+/// The heads of `tasks` on `input`; returns the logits [rows, Σ widths]
+/// in task order.
+pub fn build(g: &mut Graph, input: HeadInput, tasks: &[TaskSpec], act: Activation) -> Result<NodeId> {
+    let depth = |t: &TaskSpec| t.hidden.len() + 1;
+    let width = |t: &TaskSpec, j: usize| t.hidden.get(j).copied().unwrap_or(t.kind.width());
+    let max_depth = tasks.iter().map(depth).max().unwrap_or(1);
+    let mut cur: Vec<Option<Feat>> = match &input {
+        HeadInput::Shared(_) => vec![None; tasks.len()],
+        HeadInput::PerTask(f) => f.iter().copied().map(Some).collect(),
+    };
+    let mut out: Vec<Option<Feat>> = vec![None; tasks.len()];
+    for j in 0..max_depth {
+        let hidden: Vec<usize> = (0..tasks.len()).filter(|&t| j + 1 < depth(&tasks[t])).collect();
+        let last: Vec<usize> = (0..tasks.len()).filter(|&t| j + 1 == depth(&tasks[t])).collect();
+        let both = !hidden.is_empty() && !last.is_empty();
+        for (group, is_last) in [(hidden, false), (last, true)] {
+            if group.is_empty() {
+                continue;
+            }
+            let name = match (both, is_last) {
+                (true, true) => format!("heads.{j}.out"),
+                _ => format!("heads.{j}"),
+            };
+            let layer_act = if is_last { Activation::Identity } else { act };
+            let outs: Vec<usize> = group.iter().map(|&t| width(&tasks[t], j)).collect();
+            let node = match (&input, cur[group[0]]) {
+                (HeadInput::Shared(h), None) => g.dense(&name, *h, outs.iter().sum(), layer_act)?,
+                _ => {
+                    let feats: Vec<Feat> = group.iter().map(|&t| cur[t].expect("features")).collect();
+                    let x = gather(g, &format!("{name}.input"), &feats)?;
+                    let blocks: Vec<TaskBlock> = feats
+                        .iter()
+                        .zip(&outs)
+                        .map(|(f, &o)| TaskBlock {
+                            inputs: f.width,
+                            outputs: o,
+                        })
+                        .collect();
+                    g.task_dense(&name, x, &blocks, layer_act)?
+                }
+            };
+            let mut start = 0;
+            for (&t, &w) in group.iter().zip(&outs) {
+                let f = Feat { node, start, width: w };
+                if is_last {
+                    out[t] = Some(f);
+                } else {
+                    cur[t] = Some(f);
+                }
+                start += w;
+            }
+        }
+    }
+    let finals: Vec<Feat> = out.into_iter().map(|f| f.expect("every task has an output layer")).collect();
+    gather(g, "heads.logits", &finals)
+}

@@ -1,0 +1,295 @@
+//! MTL architectures as graph builders: a `ModelSpec` (input width, how
+//! the tasks share, the tasks and their heads) builds a `Graph` whose
+//! ops are the fused kernels, with its inputs named in a `Model`.
+//!
+//! - [`Sharing::Hard`]: a shared trunk of dense layers, then the heads
+//!   (Caruana 1997; Ruder 2017);
+//! - [`Sharing::CrossStitch`]: one column per task, all T columns of a
+//!   layer in one batched dispatch, cross-stitch units after chosen layers
+//!   (Misra et al. 2016);
+//! - [`Sharing::Sluice`]: columns split into G subspaces mixed by a
+//!   (T·G)×(T·G) cross-stitch after every layer, a subspace
+//!   orthogonality penalty, and a layer stitch β feeding the heads
+//!   (Ruder et al. 2019);
+//! - [`Sharing::Soft`]: columns tied only by regularisers on each layer's
+//!   stacked task weights (L2 distance, clustering, group lasso, trace
+//!   norm; Duong et al. 2015, Yang & Hospedales 2017).
+//!
+//! Heads: layer j of every task runs as ONE op (the first head layer of
+//! hard sharing as one GEMM against the concatenated head weights, deeper
+//! layers as the batched task GEMM), so 8 heads cost the dispatches of 2.
+//! Tests: kernels-tests/arch.rs; bench: benches/train_step.rs.
+
+mod columns;
+mod heads;
+
+use crate::error::{Error, Result};
+use crate::gpu::{DType, GpuContext};
+use crate::graph::{Graph, NodeId, TaskLoss};
+use crate::kernels::loss::LossKind;
+use crate::kernels::soft_sharing::Regulariser;
+use crate::reference::activation::Activation;
+
+/// What a task predicts, and so its loss and logit width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskKind {
+    /// One of `classes` (softmax cross-entropy; u32 labels).
+    Classification { classes: usize },
+    /// `outputs` real targets (mean squared error).
+    Regression { outputs: usize },
+    /// `labels` independent yes/no labels (BCE with logits; 0/1 targets).
+    Binary { labels: usize },
+}
+
+impl TaskKind {
+    pub fn width(&self) -> usize {
+        match *self {
+            TaskKind::Classification { classes } => classes,
+            TaskKind::Regression { outputs } => outputs,
+            TaskKind::Binary { labels } => labels,
+        }
+    }
+
+    pub fn loss(&self) -> LossKind {
+        match self {
+            TaskKind::Classification { .. } => LossKind::SoftmaxCrossEntropy,
+            TaskKind::Regression { .. } => LossKind::MeanSquaredError,
+            TaskKind::Binary { .. } => LossKind::BinaryCrossEntropy,
+        }
+    }
+}
+
+/// One task: its head (hidden widths, then the output layer) and loss.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskSpec {
+    pub name: String,
+    pub kind: TaskKind,
+    /// Hidden layer widths of the head (empty: one output layer).
+    pub hidden: Vec<usize>,
+    /// Whether labels can be missing (a mask row per sample).
+    pub masked: bool,
+}
+
+impl TaskSpec {
+    pub fn new(name: &str, kind: TaskKind, hidden: &[usize]) -> Self {
+        TaskSpec {
+            name: name.to_string(),
+            kind,
+            hidden: hidden.to_vec(),
+            masked: false,
+        }
+    }
+}
+
+/// How the tasks share parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Sharing {
+    /// A shared trunk of dense layers of these widths.
+    Hard { trunk: Vec<usize> },
+    /// One column per task with these layer widths; a cross-stitch unit
+    /// after each layer index in `stitch_after`.
+    CrossStitch {
+        columns: Vec<usize>,
+        stitch_after: Vec<usize>,
+        stitch: StitchOptions,
+    },
+    /// Columns of one width split into `subspaces` blocks, a (T·G)² stitch
+    /// after every layer, the orthogonality penalty λ (0: off), and a layer
+    /// stitch over all layers' outputs into the heads.
+    Sluice {
+        columns: Vec<usize>,
+        subspaces: usize,
+        orthogonality: f32,
+        stitch: StitchOptions,
+    },
+    /// Columns regularised on every layer's stacked task weights.
+    Soft {
+        columns: Vec<usize>,
+        regularisers: Vec<Regulariser>,
+    },
+}
+
+/// α (and β) of cross-stitch and sluice units.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StitchOptions {
+    /// One T×T α per channel instead of per layer.
+    pub per_channel: bool,
+    /// α's diagonal p (off-diagonal (1 − p)/(T − 1)); `None`: all ones
+    /// (LibMTL's init).
+    pub diagonal: Option<f32>,
+    /// Learning-rate multiplier of α and β.
+    pub lr_scale: f32,
+}
+
+impl Default for StitchOptions {
+    /// Misra et al.: p = 0.9, α learning 10× faster... kept at 1× unless
+    /// asked, since the right factor depends on the optimiser.
+    fn default() -> Self {
+        StitchOptions {
+            per_channel: false,
+            diagonal: Some(0.9),
+            lr_scale: 1.0,
+        }
+    }
+}
+
+/// A whole model: batch rows, input width, sharing, tasks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSpec {
+    pub rows: usize,
+    pub inputs: usize,
+    /// Activation of every hidden layer (trunk, columns, hidden head
+    /// layers); output layers are linear (the loss applies softmax or
+    /// sigmoid).
+    pub activation: Activation,
+    pub sharing: Sharing,
+    pub tasks: Vec<TaskSpec>,
+}
+
+/// A built model: its graph and the nodes a caller uses.
+pub struct Model {
+    pub graph: Graph,
+    pub nodes: ModelNodes,
+}
+
+/// The input nodes a caller writes before each step, and the outputs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelNodes {
+    /// x [rows, inputs] (f32).
+    pub x: NodeId,
+    /// Class ids [classification tasks, rows] (u32), if any task classifies.
+    pub labels: Option<NodeId>,
+    /// Targets [rows, Σ widths] (f32) laid out like the logits, if any
+    /// task regresses or has binary labels (class tasks' columns unused).
+    pub targets: Option<NodeId>,
+    /// Masks [tasks, rows] (f32, 1 = labelled), if any task is masked.
+    pub masks: Option<NodeId>,
+    pub logits: NodeId,
+    pub losses: NodeId,
+    /// Task t's logit columns: (offset, width).
+    pub columns: Vec<(usize, usize)>,
+    /// The column layers (cross-stitch / sluice / soft), for callers that
+    /// add their own regularisers.
+    pub column_layers: Vec<NodeId>,
+}
+
+fn spec_err(detail: String) -> Error {
+    Error::Shape {
+        op: "model",
+        detail,
+    }
+}
+
+impl ModelSpec {
+    fn check(&self) -> Result<()> {
+        if self.rows == 0 || self.inputs == 0 {
+            return Err(spec_err(format!(
+                "rows ({}) and inputs ({}) must be ≥ 1",
+                self.rows, self.inputs
+            )));
+        }
+        if self.tasks.is_empty() {
+            return Err(spec_err("a model needs ≥ 1 task".into()));
+        }
+        for t in &self.tasks {
+            if t.kind.width() == 0 || t.hidden.contains(&0) {
+                return Err(spec_err(format!(
+                    "task '{}': output and hidden widths must be ≥ 1",
+                    t.name
+                )));
+            }
+        }
+        let layers = match &self.sharing {
+            Sharing::Hard { trunk } => trunk,
+            Sharing::CrossStitch { columns, .. }
+            | Sharing::Sluice { columns, .. }
+            | Sharing::Soft { columns, .. } => {
+                if columns.is_empty() {
+                    return Err(spec_err("task columns need ≥ 1 layer".into()));
+                }
+                columns
+            }
+        };
+        if layers.contains(&0) {
+            return Err(spec_err(format!("layer widths {layers:?} must be ≥ 1")));
+        }
+        Ok(())
+    }
+
+    /// Builds the graph (parameters are initialised when a `Program` is
+    /// built from it).
+    pub fn build(&self, ctx: &GpuContext) -> Result<Model> {
+        self.check()?;
+        let mut g = Graph::new(ctx);
+        let act = self.activation;
+        let t = self.tasks.len();
+        let x = g.input("x", &[self.rows, self.inputs], DType::F32);
+        let (head_input, column_layers) = match &self.sharing {
+            Sharing::Hard { trunk } => {
+                let mut h = x;
+                for (i, &w) in trunk.iter().enumerate() {
+                    h = g.dense(&format!("trunk.{i}"), h, w, act)?;
+                }
+                (heads::HeadInput::Shared(h), Vec::new())
+            }
+            Sharing::CrossStitch {
+                columns,
+                stitch_after,
+                stitch,
+            } => columns::cross_stitch(&mut g, x, t, columns, stitch_after, stitch, act)?,
+            Sharing::Sluice {
+                columns,
+                subspaces,
+                orthogonality,
+                stitch,
+            } => columns::sluice(&mut g, x, t, columns, *subspaces, *orthogonality, stitch, act)?,
+            Sharing::Soft {
+                columns,
+                regularisers,
+            } => columns::soft(&mut g, x, t, columns, regularisers, act)?,
+        };
+        let logits = heads::build(&mut g, head_input, &self.tasks, act)?;
+
+        let losses: Vec<TaskLoss> = self
+            .tasks
+            .iter()
+            .map(|s| TaskLoss {
+                kind: s.kind.loss(),
+                width: s.kind.width(),
+                masked: s.masked,
+            })
+            .collect();
+        let n_ce = losses
+            .iter()
+            .filter(|l| l.kind == LossKind::SoftmaxCrossEntropy)
+            .count();
+        let width: usize = losses.iter().map(|l| l.width).sum();
+        let rows = self.rows;
+        let labels = (n_ce > 0).then(|| g.input("labels", &[n_ce, rows], DType::U32));
+        let targets = (n_ce < t).then(|| g.input("targets", &[rows, width], DType::F32));
+        let masks = losses
+            .iter()
+            .any(|l| l.masked)
+            .then(|| g.input("masks", &[t, rows], DType::F32));
+        let loss_node = g.losses("losses", logits, &losses, labels, targets, masks)?;
+        let mut columns = Vec::with_capacity(t);
+        let mut col = 0;
+        for l in &losses {
+            columns.push((col, l.width));
+            col += l.width;
+        }
+        Ok(Model {
+            graph: g,
+            nodes: ModelNodes {
+                x,
+                labels,
+                targets,
+                masks,
+                logits,
+                losses: loss_node,
+                columns,
+                column_layers,
+            },
+        })
+    }
+}
