@@ -414,9 +414,86 @@ fn cross_stitch_bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// Sluice-network ops at the MTL shapes: the layer stitch over K = 2
+/// layers of T = 8 columns × 128 channels, B = 256 (bytes moved), and the
+/// subspace orthogonality penalty on T = 8 task weights [128, 128] split
+/// into G = 2 subspaces (FLOPs of its two batched GEMMs).
+fn sluice_bench(c: &mut Criterion) {
+    use manytask::kernels::layer_stitch::{
+        layer_stitch_beta_grad, layer_stitch_mix, layer_stitch_spread, LayerStitch,
+    };
+    use manytask::kernels::subspace::{Orthogonality, Subspaces};
+    let ctx = context();
+    let mut group = c.benchmark_group("sluice");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(4));
+    let (rows, tasks, layers, channels) = (256usize, 8usize, 2usize, 128usize);
+    let w = tasks * channels;
+    let unit = LayerStitch { tasks, layers };
+    let h = tensor(&ctx, "h", rows * layers * w)
+        .reshape(&[rows, layers * w])
+        .expect("reshape");
+    let dz = tensor(&ctx, "dz", rows * w)
+        .reshape(&[rows, w])
+        .expect("reshape");
+    let beta = tensor(&ctx, "beta", tasks * layers)
+        .reshape(&[tasks, layers])
+        .expect("reshape");
+    let z = Tensor::empty(&ctx, "z", &[rows, w], DType::F32).expect("alloc");
+    let dh = Tensor::empty(&ctx, "dh", &[rows, layers * w], DType::F32).expect("alloc");
+    let dbeta = Tensor::empty(&ctx, "dbeta", &[tasks, layers], DType::F32).expect("alloc");
+    // Each reads H (K·n) and z or dz (n) once: 4·(K + 1)·n bytes.
+    let n = (rows * w) as u64;
+    group.throughput(Throughput::Bytes(4 * (layers as u64 + 1) * n));
+    group.bench_function("layer_stitch_mix", |bench| {
+        bench.iter_custom(|iters| {
+            time_submits(&ctx, iters, |rec| {
+                layer_stitch_mix(rec, &unit, &h, &beta, &z, false).expect("mix")
+            })
+        })
+    });
+    group.bench_function("layer_stitch_spread", |bench| {
+        bench.iter_custom(|iters| {
+            time_submits(&ctx, iters, |rec| {
+                layer_stitch_spread(rec, &unit, &dz, &beta, &dh, false).expect("spread")
+            })
+        })
+    });
+    group.bench_function("layer_stitch_beta_grad", |bench| {
+        bench.iter_custom(|iters| {
+            time_submits(&ctx, iters, |rec| {
+                layer_stitch_beta_grad(rec, &unit, &h, &dz, &dbeta, false).expect("beta grad")
+            })
+        })
+    });
+    let shape = Subspaces {
+        tasks,
+        inputs: 128,
+        outputs: 128,
+        subspaces: 2,
+    };
+    let orth = Orthogonality::new(&ctx, shape).expect("tables");
+    let weights = tensor(&ctx, "w", shape.weights());
+    let grad = tensor(&ctx, "g", shape.weights());
+    let value = Tensor::empty(&ctx, "value", &[1], DType::F32).expect("alloc");
+    // Off-diagonal Gram blocks (T·G(G−1) of s×s×in) + W·S (T of in×out×out).
+    let s = shape.outputs / shape.subspaces;
+    let macs = tasks * 2 * s * s * shape.inputs + tasks * shape.inputs * shape.outputs * shape.outputs;
+    group.throughput(Throughput::Elements(2 * macs as u64));
+    group.bench_function("orthogonality", |bench| {
+        bench.iter_custom(|iters| {
+            time_submits(&ctx, iters, |rec| {
+                orth.record(rec, &weights, &grad, 1e-3, &value).expect("orthogonality")
+            })
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = elementwise_bench, reduce_bench, optim_bench, dispatch_bench, transfer_bench, gemm_bench, dense_bench, heads_bench, cross_stitch_bench
+    targets = elementwise_bench, reduce_bench, optim_bench, dispatch_bench, transfer_bench, gemm_bench, dense_bench, heads_bench, cross_stitch_bench, sluice_bench
 }
 criterion_main!(benches);

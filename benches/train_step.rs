@@ -5,6 +5,10 @@
 //!                  1024→256 ReLU → 10, softmax CE per task, mean, SGD 0.01
 //!   MTL-MLP-small  B=64×128, trunk 128→256→256, 4 heads 256→64→10
 //!
+//!   arch_step/*    the MTL architectures on the MTL-MLP shapes (hard
+//!                  sharing, cross-stitch, sluice, soft + trace norm;
+//!                  see `ArchWorkload`)
+//!
 //!   cargo bench --bench train_step
 //! Each measured step waits for the GPU before the clock stops. On
 //! lavapipe these are CPU times, not GPU times.
@@ -12,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use manytask::bench::workloads::MtlMlpWorkload;
+use manytask::bench::workloads::{ArchWorkload, MtlMlpWorkload};
 use manytask::gpu::GpuContext;
 use manytask::graph::StepOptions;
 
@@ -64,5 +68,44 @@ fn train_step_bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, train_step_bench);
+/// Hard sharing vs cross-stitch vs sluice vs soft sharing + trace norm on
+/// the MTL-MLP shapes (`ArchWorkload`), one step each.
+fn architecture_bench(c: &mut Criterion) {
+    let ctx = GpuContext::from_env().expect("an adapter");
+    let mut group = c.benchmark_group("arch_step");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    for (name, sharing) in ArchWorkload::mtl_mlp_sharings() {
+        let mut w = ArchWorkload::mtl_mlp(&ctx, sharing).expect("workload");
+        for _ in 0..2 {
+            w.program.step(&ctx, StepOptions::default()).expect("step");
+        }
+        ctx.wait_idle().expect("wait");
+        let r = w.program.step(&ctx, StepOptions::default()).expect("step");
+        ctx.wait_idle().expect("wait");
+        eprintln!(
+            "{name}: {} dispatches, {} submit(s) per step; {:.2} GFLOP per step (dense layers)",
+            r.dispatches,
+            r.submits,
+            w.flops / 1e9
+        );
+        group.throughput(Throughput::Elements(w.flops as u64));
+        group.bench_function(name, |bench| {
+            bench.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    w.program.step(&ctx, StepOptions::default()).expect("step");
+                    ctx.wait_idle().expect("wait");
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, train_step_bench, architecture_bench);
 criterion_main!(benches);

@@ -20,7 +20,7 @@ use crate::reference::activation::Activation;
 use crate::reference::optim::AdamW;
 
 use crate::graph::StepOptions;
-use workloads::{DenseWorkload, HeadsWorkload, LossWorkload, MtlMlpWorkload};
+use workloads::{ArchWorkload, DenseWorkload, HeadsWorkload, LossWorkload, MtlMlpWorkload};
 
 /// One measurement; fields that do not apply are None (null in JSON).
 #[derive(Clone, Debug, PartialEq)]
@@ -468,6 +468,27 @@ pub fn run_suite(
                 .record_step(rec, StepOptions::default())
                 .map(|_| ())
         })?;
+    }
+
+    // One step of each MTL architecture on the MTL-MLP shapes.
+    if s.wanted("arch_step") {
+        for (name, sharing) in ArchWorkload::mtl_mlp_sharings() {
+            let mut w = ArchWorkload::mtl_mlp(ctx, sharing)?;
+            let spec = Spec {
+                kernel: "arch_step",
+                variant: Some(name.into()),
+                layout: None,
+                mnk: None,
+                dtype: "f32",
+                flops: Some(w.flops),
+                bytes: None,
+            };
+            s.measure(spec, |rec| {
+                w.program
+                    .record_step(rec, StepOptions::default())
+                    .map(|_| ())
+            })?;
+        }
     }
 
     // Losses: 8 softmax-CE tasks of 10 classes, B = 256, one dispatch.

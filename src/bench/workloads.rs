@@ -419,3 +419,113 @@ impl MtlMlpWorkload {
         self.program.input(self.labels)?.write_u32(ctx, &labels)
     }
 }
+
+/// 2 × the multiply-adds of one training step of `graph` (forward 1×,
+/// backward 2×: dX and dW) over its dense and task-dense layers; the
+/// small ops (stitches, losses, regularisers) are not counted.
+pub fn step_flops(graph: &crate::graph::Graph) -> f64 {
+    use crate::graph::Op;
+    let macs: usize = graph
+        .nodes()
+        .iter()
+        .map(|n| match &n.op {
+            Op::Dense { x, .. } => n.shape[0] * graph.shape(*x)[1] * n.shape[1],
+            Op::TaskDense { blocks, .. } => {
+                n.shape[0] * blocks.iter().map(|b| b.inputs * b.outputs).sum::<usize>()
+            }
+            _ => 0,
+        })
+        .sum();
+    6.0 * macs as f64
+}
+
+/// One training step of an MTL architecture (`arch::ModelSpec`) on the
+/// MTL-MLP shapes: B=256×512 inputs, 8 classification tasks with heads
+/// 256 ReLU → 10, softmax CE, mean, SGD 0.01. Hard sharing uses the
+/// trunk 1024→1024; the column architectures give each task columns of
+/// 1024/8 = 128 (the same total width per layer as the trunk).
+pub struct ArchWorkload {
+    pub program: crate::graph::Program,
+    pub flops: f64,
+}
+
+impl ArchWorkload {
+    /// (name, sharing) of the architectures compared by the benches.
+    pub fn mtl_mlp_sharings() -> Vec<(&'static str, crate::arch::Sharing)> {
+        use crate::arch::{Sharing, StitchOptions};
+        use crate::kernels::soft_sharing::Regulariser;
+        let stitch = StitchOptions::default();
+        vec![
+            (
+                "hard",
+                Sharing::Hard {
+                    trunk: vec![1024, 1024],
+                },
+            ),
+            (
+                "cross_stitch",
+                Sharing::CrossStitch {
+                    columns: vec![128, 128],
+                    stitch_after: vec![0, 1],
+                    stitch,
+                },
+            ),
+            (
+                "sluice",
+                Sharing::Sluice {
+                    columns: vec![128, 128],
+                    subspaces: 2,
+                    orthogonality: 1e-3,
+                    stitch,
+                },
+            ),
+            (
+                "soft_trace_norm",
+                Sharing::Soft {
+                    columns: vec![128, 128],
+                    regularisers: vec![Regulariser::TraceNorm { lambda: 1e-3 }],
+                },
+            ),
+        ]
+    }
+
+    pub fn mtl_mlp(ctx: &GpuContext, sharing: crate::arch::Sharing) -> Result<Self> {
+        use crate::arch::{ModelSpec, TaskKind, TaskSpec};
+        use crate::graph::{Optimizer, Program};
+        use crate::reference::optim::Sgd;
+        let (rows, tasks, classes) = (256, 8, 10);
+        let spec = ModelSpec {
+            rows,
+            inputs: 512,
+            activation: Activation::Relu,
+            sharing,
+            tasks: (0..tasks)
+                .map(|t| {
+                    TaskSpec::new(
+                        &format!("task{t}"),
+                        TaskKind::Classification { classes },
+                        &[256],
+                    )
+                })
+                .collect(),
+        };
+        let model = spec.build(ctx)?;
+        let flops = step_flops(&model.graph);
+        let sgd = Optimizer::Sgd(Sgd {
+            lr: 0.01,
+            momentum: 0.0,
+            weight_decay: 0.0,
+        });
+        let program = Program::build(ctx, model.graph, sgd, 1)?;
+        let mut rng = Rng::new(0);
+        program
+            .input(model.nodes.x)?
+            .write_f32(ctx, &rng.uniform_vec(rows * spec.inputs, -1.0, 1.0))?;
+        let labels: Vec<u32> = (0..tasks * rows)
+            .map(|_| (rng.next_u64() % classes as u64) as u32)
+            .collect();
+        let label_node = model.nodes.labels.expect("classification tasks");
+        program.input(label_node)?.write_u32(ctx, &labels)?;
+        Ok(ArchWorkload { program, flops })
+    }
+}
