@@ -23,6 +23,7 @@ const LOSS: &str = include_str!("../../shaders/loss.wgsl");
 const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
 const SOFT_SHARING: &str = include_str!("../../shaders/soft_sharing.wgsl");
 const TRACE_NORM: &str = include_str!("../../shaders/trace_norm.wgsl");
+const WEIGHTING: &str = include_str!("../../shaders/weighting.wgsl");
 const ROOFLINE: &str = include_str!("../../shaders/roofline.wgsl");
 const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 
@@ -46,6 +47,7 @@ pub enum Shader {
     Roofline,
     SoftSharing,
     TraceNorm,
+    Weighting,
 }
 
 impl Shader {
@@ -64,6 +66,7 @@ impl Shader {
         Shader::Roofline,
         Shader::SoftSharing,
         Shader::TraceNorm,
+        Shader::Weighting,
     ];
 
     /// The family name: `shaders/<name>.wgsl`, `src/kernels/<name>.rs`, …
@@ -83,6 +86,7 @@ impl Shader {
             Shader::Roofline => "roofline",
             Shader::SoftSharing => "soft_sharing",
             Shader::TraceNorm => "trace_norm",
+            Shader::Weighting => "weighting",
         }
     }
 
@@ -109,6 +113,7 @@ impl Shader {
             Shader::Roofline => &[ROOFLINE],
             Shader::SoftSharing => &[SOFT_SHARING],
             Shader::TraceNorm => &[TRACE_NORM],
+            Shader::Weighting => &[WEIGHTING],
         }
     }
 }

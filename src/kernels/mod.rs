@@ -18,6 +18,7 @@ pub mod soft_sharing;
 pub mod subspace;
 pub mod task_gemm;
 pub mod trace_norm;
+pub mod weighting;
 
 use crate::gpu::KernelSpec;
 
@@ -34,5 +35,6 @@ pub fn all_specs() -> Vec<KernelSpec> {
     all.extend(roofline::specs());
     all.extend(soft_sharing::specs());
     all.extend(trace_norm::specs());
+    all.extend(weighting::specs());
     all
 }

@@ -15,3 +15,4 @@ pub mod soft_sharing;
 pub mod subspace;
 pub mod task_gemm;
 pub mod trace_norm;
+pub mod weighting;
