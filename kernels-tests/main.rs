@@ -3,6 +3,7 @@
 //! adapter found (lavapipe Vulkan and llvmpipe GL here).
 
 mod arch;
+mod balancing;
 mod block;
 mod cli;
 mod common;

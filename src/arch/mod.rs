@@ -25,7 +25,7 @@ mod heads;
 
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext};
-use crate::graph::{Graph, NodeId, TaskLoss};
+use crate::graph::{Balancing, Graph, NodeId, TaskLoss};
 use crate::kernels::loss::LossKind;
 use crate::kernels::soft_sharing::Regulariser;
 use crate::reference::activation::Activation;
@@ -172,6 +172,27 @@ pub struct ModelNodes {
     /// The column layers (cross-stitch / sluice / soft), for callers that
     /// add their own regularisers.
     pub column_layers: Vec<NodeId>,
+    /// Hard sharing's first head layer (one dense op for every task) and
+    /// the tasks' widths in it.
+    pub heads0: Option<(NodeId, Vec<usize>)>,
+}
+
+impl Model {
+    /// Chooses the task balancing. Gradient methods (`Balancing::Gram`)
+    /// need hard sharing whose first head layer is one op for all tasks
+    /// (heads whose depths differ split it): the per-task gradients of
+    /// the trunk output come from that layer's backward.
+    pub fn set_balancing(&mut self, balancing: Balancing) -> Result<()> {
+        if let Balancing::Gram(_) = balancing {
+            let Some((layer, widths)) = &self.nodes.heads0 else {
+                return Err(spec_err(
+                    "gradient-based task balancing needs hard sharing with every head's first layer in one op (heads all hidden, or all linear)".into(),
+                ));
+            };
+            self.graph.split_task_grads(*layer, widths)?;
+        }
+        self.graph.set_balancing(balancing)
+    }
 }
 
 fn spec_err(detail: String) -> Error {
@@ -243,13 +264,22 @@ impl ModelSpec {
                 subspaces,
                 orthogonality,
                 stitch,
-            } => columns::sluice(&mut g, x, t, columns, *subspaces, *orthogonality, stitch, act)?,
+            } => columns::sluice(
+                &mut g,
+                x,
+                t,
+                columns,
+                *subspaces,
+                *orthogonality,
+                stitch,
+                act,
+            )?,
             Sharing::Soft {
                 columns,
                 regularisers,
             } => columns::soft(&mut g, x, t, columns, regularisers, act)?,
         };
-        let logits = heads::build(&mut g, head_input, &self.tasks, act)?;
+        let (logits, heads0) = heads::build(&mut g, head_input, &self.tasks, act)?;
 
         let losses: Vec<TaskLoss> = self
             .tasks
@@ -290,6 +320,7 @@ impl ModelSpec {
                 losses: loss_node,
                 columns,
                 column_layers,
+                heads0,
             },
         })
     }

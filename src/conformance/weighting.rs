@@ -21,7 +21,10 @@ pub const GRAM_SHAPES: &[(usize, usize)] = &[
 fn gram_case(tasks: usize, n: usize) -> Case {
     let inputs = move || {
         let mut rng = Rng::new((tasks * 1009 + n) as u64);
-        vec![HostTensor::new(&[tasks, n], rng.uniform_vec(tasks * n, -1.0, 1.0))]
+        vec![HostTensor::new(
+            &[tasks, n],
+            rng.uniform_vec(tasks * n, -1.0, 1.0),
+        )]
     };
     let eps = f32::EPSILON as f64 / 2.0;
     Case {

@@ -8,15 +8,17 @@ use crate::error::{Error, Result};
 use crate::gpu::{CounterSnapshot, DType, GpuContext, Readback, Recorder, Tensor};
 use crate::graph::params::{ParamArena, ParamId};
 use crate::graph::plan::{self, Interval};
+use crate::graph::tape::{Balancing, GramSpace};
 use crate::graph::tape::{Graph, NodeId, Op};
 use crate::kernels::dense::{dense_backward, dense_forward, BackwardPlan, Dense, DenseGrads};
 use crate::kernels::gemm::{Epilogue, Fusion, Layout, Operand, Prologue, Saved, Variant};
 use crate::kernels::loss::{masked_losses, LossInputs, LossOutputs, LossTable, STATS_PER_TASK};
 use crate::kernels::soft_sharing::{self, Regulariser};
+use crate::kernels::subspace::Orthogonality;
 use crate::kernels::task_gemm::{
     block_diagonal, shared_input as shared_input_problems, task_gemm, TaskProblem, TaskTable,
 };
-use crate::kernels::subspace::Orthogonality;
+use crate::kernels::weighting::{self, GramScratch};
 use crate::kernels::{block, cross_stitch, elementwise, layer_stitch, optim, reduce, trace_norm};
 use crate::reference::activation::Activation;
 use crate::reference::optim::{AdamW, Sgd};
@@ -153,6 +155,29 @@ struct TaskSplit {
     grads: Tensor,
 }
 
+/// Buffers of Gram-based balancing (`Balancing::Gram`).
+struct GramParts {
+    space: GramSpace,
+    /// The heads' shared input H (the split layer's input).
+    h: NodeId,
+    /// Nodes whose backward each per-task pass runs (parameter spaces).
+    trunk: std::ops::Range<usize>,
+    /// The compared parameters' gradients in the arena (parameter spaces).
+    shared: Option<Tensor>,
+    /// Per-task copies of `shared` [T, P] (parameter spaces).
+    per_task: Option<Tensor>,
+    scratch: GramScratch,
+    ones: Vec<f32>,
+}
+
+/// What `Program::gram_phase` measured: the per-task losses (unweighted)
+/// and the T×T Gram matrix of the per-task gradients, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GramPhase {
+    pub losses: Vec<f32>,
+    pub gram: Vec<f32>,
+}
+
 struct LossParts {
     table: LossTable,
     upstream: Tensor,
@@ -186,6 +211,10 @@ pub struct Program {
     loss_node: NodeId,
     task_split: Option<TaskSplit>,
     regularisers: Vec<RegParts>,
+    /// Gram-based balancing: where per-task gradients come from and go.
+    gram: Option<GramParts>,
+    /// Per-task loss sums since the last `take_epoch_losses` (EpochLosses).
+    epoch_losses: Option<(Tensor, u32)>,
     /// Sluice subspace penalties: (weights, tables + scratch, λ, value).
     orthogonality: Vec<(ParamId, Orthogonality, f32, Tensor)>,
     memory: MemoryReport,
@@ -394,7 +423,17 @@ impl Program {
                 }
             }
         }
-        let intervals: Vec<Interval> = tensors.iter().map(|t| t.2).collect();
+        let mut intervals: Vec<Interval> = tensors.iter().map(|t| t.2).collect();
+        if matches!(graph.balancing, Balancing::Gram(_)) {
+            // The Gram phase runs part of the backward pass (T times in the
+            // parameter spaces) and the update runs it again: no buffer may
+            // be reused within the step.
+            let end = intervals.iter().map(|i| i.last_use).max().unwrap_or(0);
+            for i in &mut intervals {
+                i.def = 0;
+                i.last_use = end;
+            }
+        }
         let plan = plan::plan(&intervals);
         let slots = plan
             .slot_len
@@ -540,9 +579,19 @@ impl Program {
                 };
                 let dx_per_task = if *shared_input && has_grad[x.0] {
                     let t = blocks.len();
-                    let per_task = Tensor::empty(ctx, "shared-input dX per task", &[t, rows * inputs], DType::F32)?;
+                    let per_task = Tensor::empty(
+                        ctx,
+                        "shared-input dX per task",
+                        &[t, rows * inputs],
+                        DType::F32,
+                    )?;
                     let sum = match accumulate_input[i][0] {
-                        true => Some(Tensor::empty(ctx, "shared-input dX sum", &[rows * inputs], DType::F32)?),
+                        true => Some(Tensor::empty(
+                            ctx,
+                            "shared-input dX sum",
+                            &[rows * inputs],
+                            DType::F32,
+                        )?),
                         false => None,
                     };
                     Some((per_task, sum))
@@ -599,6 +648,14 @@ impl Program {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let gram = match graph.balancing {
+            Balancing::Gram(space) => Some(gram_parts(ctx, &graph, &arena, space, t)?),
+            _ => None,
+        };
+        let epoch_losses = match graph.balancing {
+            Balancing::EpochLosses => Some((Tensor::zeros(ctx, "epoch loss sums", &[t])?, 0)),
+            _ => None,
+        };
         Ok(Program {
             graph,
             arena,
@@ -620,6 +677,8 @@ impl Program {
             loss_node,
             task_split,
             regularisers,
+            gram,
+            epoch_losses,
             orthogonality,
             memory,
         })
@@ -724,8 +783,28 @@ impl Program {
         rec: &mut Recorder,
         opts: StepOptions,
     ) -> Result<Option<PendingLosses>> {
+        if let Some(s) = self.graph.log_var {
+            weighting::uncertainty_weights(rec, self.arena.value(s), &self.loss.upstream)?;
+        }
         self.record_forward(rec)?;
-        self.record_backward(rec)?;
+        self.record_backward(rec, 0..self.graph.nodes.len())?;
+        self.record_after_backward(rec, opts)
+    }
+
+    /// Regularisers, balancing terms, the optimiser and proximal steps.
+    fn record_after_backward(
+        &mut self,
+        rec: &mut Recorder,
+        opts: StepOptions,
+    ) -> Result<Option<PendingLosses>> {
+        if let Some(s) = self.graph.log_var {
+            let ds = self.arena.grad(s);
+            weighting::uncertainty_grad(rec, self.arena.value(s), &self.loss.losses, ds)?;
+        }
+        if let Some((sums, steps)) = &mut self.epoch_losses {
+            weighting::loss_accumulate(rec, &self.loss.losses, sums)?;
+            *steps += 1;
+        }
         for r in self.regularisers.iter().filter(|r| !r.reg.is_proximal()) {
             let (w, g) = (self.arena.value(r.param), self.arena.grad(r.param));
             if let Regulariser::TraceNorm { lambda } = r.reg {
@@ -845,35 +924,45 @@ impl Program {
                     let out = self.values[i].as_ref().expect("value");
                     block::copy_block(rec, self.val(*x), *start, out, 0, *cols, 1.0, false)?;
                 }
-                Op::Losses {
-                    logits,
-                    labels,
-                    targets,
-                    masks,
-                    ..
-                } => {
-                    let grads = self.grad(*logits).expect("logits take a gradient");
-                    let inp = LossInputs {
-                        logits: self.val(*logits),
-                        targets: targets.map(|n| self.val(n)),
-                        labels: labels.map(|n| self.val(n)),
-                        masks: masks.map(|n| self.val(n)),
-                        upstream: &self.loss.upstream,
-                    };
-                    let out = LossOutputs {
-                        grads,
-                        losses: &self.loss.losses,
-                        stats: &self.loss.stats,
-                    };
-                    masked_losses(rec, &self.loss.table, &inp, &out)?;
-                }
+                Op::Losses { .. } => self.record_losses(rec)?,
             }
         }
         Ok(())
     }
 
-    fn record_backward(&self, rec: &mut Recorder) -> Result<()> {
-        for i in (0..self.graph.nodes.len()).rev() {
+    /// The fused loss kernel: per-task losses, and the logits' gradient
+    /// scaled by the task-weight buffer.
+    fn record_losses(&self, rec: &mut Recorder) -> Result<()> {
+        match &self.graph.nodes[self.loss_node.0].op {
+            Op::Losses {
+                logits,
+                labels,
+                targets,
+                masks,
+                ..
+            } => {
+                let grads = self.grad(*logits).expect("logits take a gradient");
+                let inp = LossInputs {
+                    logits: self.val(*logits),
+                    targets: targets.map(|n| self.val(n)),
+                    labels: labels.map(|n| self.val(n)),
+                    masks: masks.map(|n| self.val(n)),
+                    upstream: &self.loss.upstream,
+                };
+                let out = LossOutputs {
+                    grads,
+                    losses: &self.loss.losses,
+                    stats: &self.loss.stats,
+                };
+                masked_losses(rec, &self.loss.table, &inp, &out)
+            }
+            _ => unreachable!("the loss node holds the losses op"),
+        }
+    }
+
+    /// The backward pass of the nodes in `range`, last first.
+    fn record_backward(&self, rec: &mut Recorder, range: std::ops::Range<usize>) -> Result<()> {
+        for i in range.rev() {
             let Some(g) = self.grad(NodeId(i)) else {
                 continue;
             };
@@ -1076,6 +1165,123 @@ impl Program {
             .collect()
     }
 
+    /// Phase one of a gradient-balanced step (`Balancing::Gram`): forward
+    /// with every task weighted 1, the heads' backward (writing each task's
+    /// dL_t/dH), the per-task gradients of the chosen space, and their Gram
+    /// matrix — in one submit, then waits for the T×T matrix and the
+    /// losses. Nothing is updated; `finish_step` with the solver's
+    /// coefficients completes the step.
+    pub fn gram_phase(&mut self, ctx: &GpuContext) -> Result<GramPhase> {
+        let Some(gp) = &self.gram else {
+            return Err(Error::Shape {
+                op: "graph",
+                detail: "gram_phase needs Balancing::Gram (Graph::set_balancing)".into(),
+            });
+        };
+        let t = gp.ones.len();
+        self.loss.upstream.write_f32(ctx, &gp.ones)?;
+        let mut rec = ctx.recorder("gram phase");
+        self.record_forward(&mut rec)?;
+        let split = self.task_split.as_ref().expect("checked by set_balancing");
+        self.record_backward(&mut rec, split.layer.0..self.graph.nodes.len())?;
+        let task_grads = &split.grads;
+        match (gp.space, &gp.shared, &gp.per_task) {
+            (GramSpace::Representation, _, _) => {
+                let flat = task_grads.reshape(&[task_grads.len()])?;
+                weighting::gram(&mut rec, &flat, t, &gp.scratch)?;
+            }
+            (_, Some(shared), Some(per_task)) => {
+                let dh = self.grad(gp.h).expect("the heads' input takes a gradient");
+                let block = dh.len();
+                let p = shared.len();
+                for task in 0..t {
+                    // Seed H's gradient with task t's block, run the trunk
+                    // backward, keep the shared gradients.
+                    let seed = task_grads.view(ctx, task * block, &[block])?;
+                    rec.copy(&seed, &dh.reshape(&[block])?)?;
+                    self.record_backward(&mut rec, gp.trunk.clone())?;
+                    rec.copy(shared, &per_task.view(ctx, task * p, &[p])?)?;
+                }
+                weighting::gram(&mut rec, per_task, t, &gp.scratch)?;
+            }
+            _ => unreachable!("parameter spaces have their buffers"),
+        }
+        let gram = rec.read(&gp.scratch.sums);
+        let losses = rec.read(&self.loss.losses);
+        rec.submit()?;
+        let pairs = gram.wait_f32(ctx)?;
+        Ok(GramPhase {
+            losses: losses.wait_f32(ctx)?,
+            gram: weighting::gram_matrix(t, &pairs),
+        })
+    }
+
+    /// Phase two: the update with the gradient of Σ_t c_t·L_t (the
+    /// balancing method's coefficients), in one submit: the loss kernel
+    /// again with weights c, the whole backward pass, regularisers and the
+    /// optimiser.
+    pub fn finish_step(
+        &mut self,
+        ctx: &GpuContext,
+        coefficients: &[f32],
+        opts: StepOptions,
+    ) -> Result<StepReport> {
+        let t = self.loss.upstream.len();
+        if coefficients.len() != t || coefficients.iter().any(|c| !c.is_finite()) {
+            return Err(Error::Shape {
+                op: "graph",
+                detail: format!(
+                    "finish_step takes {t} finite task coefficients, got {coefficients:?}"
+                ),
+            });
+        }
+        if self.gram.is_none() {
+            return Err(Error::Shape {
+                op: "graph",
+                detail: "finish_step follows gram_phase (Balancing::Gram)".into(),
+            });
+        }
+        let before = ctx.counters();
+        self.loss.upstream.write_f32(ctx, coefficients)?;
+        let mut rec = ctx.recorder("finish step");
+        self.record_losses(&mut rec)?;
+        self.record_backward(&mut rec, 0..self.graph.nodes.len())?;
+        let pending = self.record_after_backward(&mut rec, opts)?;
+        rec.submit()?;
+        let d: CounterSnapshot = ctx.counters().since(&before);
+        Ok(StepReport {
+            dispatches: d.dispatches,
+            submits: d.submits,
+            bytes_uploaded: d.bytes_uploaded,
+            bytes_downloaded: d.bytes_downloaded,
+            losses: pending,
+        })
+    }
+
+    /// The mean loss of every task over the steps since the last call
+    /// (`Balancing::EpochLosses`, for DWA), and resets the sums.
+    pub fn take_epoch_losses(&mut self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        let Some((sums, steps)) = &mut self.epoch_losses else {
+            return Err(Error::Shape {
+                op: "graph",
+                detail: "take_epoch_losses needs Balancing::EpochLosses".into(),
+            });
+        };
+        let n = (*steps).max(1) as f32;
+        let means = sums.to_f32_vec(ctx)?.into_iter().map(|s| s / n).collect();
+        sums.write_f32(ctx, &vec![0.0; sums.len()])?;
+        *steps = 0;
+        Ok(means)
+    }
+
+    /// Uncertainty weighting's s_t = log σ_t², as of the last step.
+    pub fn log_variances(&self, ctx: &GpuContext) -> Result<Option<Vec<f32>>> {
+        self.graph
+            .log_var
+            .map(|s| self.arena.value(s).to_f32_vec(ctx))
+            .transpose()
+    }
+
     /// Each subspace orthogonality penalty's value (in
     /// `Graph::subspace_orthogonality` order) as of the last step.
     pub fn orthogonality_values(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
@@ -1146,4 +1352,93 @@ impl Program {
     pub fn loss_node(&self) -> NodeId {
         self.loss_node
     }
+}
+
+/// The Gram phase's buffers: which nodes the per-task passes run and which
+/// arena range holds the compared gradients (checked contiguous).
+fn gram_parts(
+    ctx: &GpuContext,
+    graph: &Graph,
+    arena: &ParamArena,
+    space: GramSpace,
+    tasks: usize,
+) -> Result<GramParts> {
+    let err = |detail: String| Error::Shape {
+        op: "graph",
+        detail,
+    };
+    let (layer, _) = graph.task_split.as_ref().expect("checked by set_balancing");
+    let Op::Dense { x: h, .. } = graph.nodes[layer.0].op else {
+        unreachable!("split_task_grads takes a dense layer")
+    };
+    let (rows, width) = (graph.nodes[h.0].shape[0], graph.nodes[h.0].shape[1]);
+    let trunk = match space {
+        GramSpace::Representation => 0..0,
+        GramSpace::LastSharedLayer => h.0..h.0 + 1,
+        GramSpace::SharedParameters => 0..h.0 + 1,
+    };
+    let params: Vec<ParamId> = match space {
+        GramSpace::Representation => Vec::new(),
+        GramSpace::LastSharedLayer => match graph.nodes[h.0].op {
+            Op::Dense { w, .. } => vec![w],
+            _ => {
+                return Err(err(format!(
+                    "GradNorm's last shared layer: '{}' (the heads' input) is not a dense layer",
+                    graph.nodes[h.0].name
+                )))
+            }
+        },
+        GramSpace::SharedParameters => trunk
+            .clone()
+            .flat_map(|i| op_params(&graph.nodes[i].op))
+            .collect(),
+    };
+    let (shared, per_task) = if params.is_empty() {
+        if space != GramSpace::Representation {
+            return Err(err("the shared trunk has no parameters to compare".into()));
+        }
+        (None, None)
+    } else {
+        let info = |p: &ParamId| arena.layout.get(*p);
+        let start = params.iter().map(|p| info(p).offset).min().unwrap_or(0);
+        let end = params
+            .iter()
+            .map(|p| info(p).offset + info(p).len())
+            .max()
+            .unwrap_or(0);
+        // Another parameter inside [start, end) would be mixed in.
+        if let Some(other) = arena.layout.entries().iter().find(|e| {
+            e.offset < end
+                && e.offset + e.len() > start
+                && !params.iter().any(|p| info(p).name == e.name)
+        }) {
+            return Err(err(format!(
+                "the shared parameters are not contiguous in the arena ('{}' lies between them): build the trunk before the heads, with one learning rate",
+                other.name
+            )));
+        }
+        let len = end - start;
+        (
+            Some(arena.grads.view(ctx, start, &[len])?),
+            Some(Tensor::empty(
+                ctx,
+                "per-task shared grads",
+                &[tasks, len],
+                DType::F32,
+            )?),
+        )
+    };
+    let n = match &per_task {
+        Some(p) => p.len() / tasks,
+        None => rows * width,
+    };
+    Ok(GramParts {
+        space,
+        h,
+        trunk,
+        shared,
+        per_task,
+        scratch: GramScratch::new(ctx, tasks, n)?,
+        ones: vec![1.0; tasks],
+    })
 }

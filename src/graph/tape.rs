@@ -29,6 +29,39 @@ pub struct TaskLoss {
     pub masked: bool,
 }
 
+/// What the program does for task balancing beyond the loss weights a
+/// caller sets (`Program::set_task_weights`; equal, static, RLW).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Balancing {
+    /// Only the task-weight buffer.
+    #[default]
+    Weights,
+    /// Also sums each task's loss on the GPU every step, for epoch-level
+    /// methods (DWA): `Program::take_epoch_losses`.
+    EpochLosses,
+    /// Uncertainty weighting (Kendall et al.): a learned s_t = log σ_t²
+    /// (parameter `weighting.log_var`); the weights ½e^(−s_t) are computed
+    /// on the GPU before the forward pass, ds_t after it.
+    Uncertainty,
+    /// Gradient methods (MGDA, PCGrad, CAGrad, IMTL-G, GradNorm): the Gram
+    /// matrix of per-task gradients in `GramSpace`, computed by
+    /// `Program::gram_phase` before the update (`Program::finish_step`).
+    Gram(GramSpace),
+}
+
+/// Whose per-task gradients the Gram matrix compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GramSpace {
+    /// dL_t/dH at the heads' shared input H (MGDA-UB): one extra task-GEMM
+    /// dispatch, no extra trunk pass.
+    Representation,
+    /// ∇_W L_t of the last shared layer's weight (GradNorm's default): T
+    /// backward passes of that one layer.
+    LastSharedLayer,
+    /// ∇_θ L_t of every shared (trunk) parameter: T trunk backward passes.
+    SharedParameters,
+}
+
 /// What a node computes. Gradient rules (backward, in `program.rs`):
 /// - `Dense`: dX (written by the last consumer in forward order, the
 ///   first in backward; accumulated by the others), dW, db (likewise per
@@ -122,6 +155,10 @@ pub struct Graph {
     pub(crate) task_split: Option<(NodeId, Vec<usize>)>,
     /// Soft-sharing regularisers: (stacked task weights, tasks, which).
     pub(crate) regularisers: Vec<(ParamId, usize, crate::kernels::soft_sharing::Regulariser)>,
+    /// Task balancing beyond loss weights (see `Balancing`).
+    pub(crate) balancing: Balancing,
+    /// Uncertainty weighting's s = log σ² ([T]), when chosen.
+    pub(crate) log_var: Option<ParamId>,
     /// Sluice subspace orthogonality penalties: (task-layer weights, shape, λ).
     pub(crate) orthogonality: Vec<(ParamId, crate::kernels::subspace::Subspaces, f32)>,
     /// Parameter alignment in elements (the adapter's storage offset
@@ -146,6 +183,8 @@ impl Graph {
             task_split: None,
             regularisers: Vec::new(),
             orthogonality: Vec::new(),
+            balancing: Balancing::Weights,
+            log_var: None,
             align,
         }
     }
@@ -479,7 +518,10 @@ impl Graph {
     ) -> Result<()> {
         let node = &self.nodes[layer.0];
         let Op::TaskDense { w, blocks, .. } = &node.op else {
-            return Err(shape_err(format!("'{}' is not a task_dense layer", node.name)));
+            return Err(shape_err(format!(
+                "'{}' is not a task_dense layer",
+                node.name
+            )));
         };
         let b0 = blocks[0];
         if blocks.iter().any(|b| *b != b0) {
@@ -501,6 +543,32 @@ impl Graph {
             )));
         }
         self.orthogonality.push((*w, shape, lambda));
+        Ok(())
+    }
+
+    /// Chooses the task balancing (after `losses`). Gram methods need the
+    /// per-task gradients of the heads' input (`split_task_grads`);
+    /// uncertainty weighting adds the parameter `weighting.log_var` [T]
+    /// (initialised to 0: σ² = 1).
+    pub fn set_balancing(&mut self, balancing: Balancing) -> Result<()> {
+        let tasks = match self.nodes.iter().find_map(|n| match &n.op {
+            Op::Losses { tasks, .. } => Some(tasks.len()),
+            _ => None,
+        }) {
+            Some(t) => t,
+            None => return Err(shape_err("set_balancing: add the losses node first".into())),
+        };
+        if let Balancing::Gram(_) = balancing {
+            if self.task_split.is_none() {
+                return Err(shape_err(
+                    "gradient-based balancing needs the per-task gradients of the heads' input: call split_task_grads on the first head layer (hard sharing)".into(),
+                ));
+            }
+        }
+        if balancing == Balancing::Uncertainty && self.log_var.is_none() {
+            self.log_var = Some(self.param("weighting.log_var", &[tasks], Init::Zeros)?);
+        }
+        self.balancing = balancing;
         Ok(())
     }
 

@@ -10,7 +10,8 @@ use crate::kernels::check::require_f32;
 use crate::kernels::reduce;
 
 pub const GRAM: KernelSpec = KernelSpec::new(Shader::Weighting, "gram_partials");
-pub const UNCERTAINTY_WEIGHTS: KernelSpec = KernelSpec::new(Shader::Weighting, "uncertainty_weights");
+pub const UNCERTAINTY_WEIGHTS: KernelSpec =
+    KernelSpec::new(Shader::Weighting, "uncertainty_weights");
 pub const UNCERTAINTY_GRAD: KernelSpec = KernelSpec::new(Shader::Weighting, "uncertainty_grad");
 pub const LOSS_ACCUMULATE: KernelSpec = KernelSpec::new(Shader::Weighting, "loss_accumulate");
 
@@ -135,7 +136,11 @@ fn check_vectors(op: &'static str, tensors: &[&Tensor], tasks: usize) -> Result<
         if t.len() != tasks {
             return Err(Error::Shape {
                 op,
-                detail: format!("'{}' must hold one value per task ({tasks}), not {}", t.label(), t.len()),
+                detail: format!(
+                    "'{}' must hold one value per task ({tasks}), not {}",
+                    t.label(),
+                    t.len()
+                ),
             });
         }
     }
@@ -149,7 +154,13 @@ fn small_dispatch(
     tasks: usize,
     binds: &[Bind],
 ) -> Result<()> {
-    rec.dispatch(op, spec, &params(tasks), binds, [tasks.div_ceil(64) as u32, 1, 1])
+    rec.dispatch(
+        op,
+        spec,
+        &params(tasks),
+        binds,
+        [tasks.div_ceil(64) as u32, 1, 1],
+    )
 }
 
 /// upstream_t = ½·e^(−s_t).
@@ -157,11 +168,22 @@ pub fn uncertainty_weights(rec: &mut Recorder, s: &Tensor, upstream: &Tensor) ->
     const OP: &str = "weighting::uncertainty_weights";
     let t = s.len();
     check_vectors(OP, &[s, upstream], t)?;
-    small_dispatch(rec, OP, &UNCERTAINTY_WEIGHTS, t, &[Bind::read(1, s), Bind::write(3, upstream)])
+    small_dispatch(
+        rec,
+        OP,
+        &UNCERTAINTY_WEIGHTS,
+        t,
+        &[Bind::read(1, s), Bind::write(3, upstream)],
+    )
 }
 
 /// ds_t = ½(1 − e^(−s_t)·L_t).
-pub fn uncertainty_grad(rec: &mut Recorder, s: &Tensor, losses: &Tensor, ds: &Tensor) -> Result<()> {
+pub fn uncertainty_grad(
+    rec: &mut Recorder,
+    s: &Tensor,
+    losses: &Tensor,
+    ds: &Tensor,
+) -> Result<()> {
     const OP: &str = "weighting::uncertainty_grad";
     let t = s.len();
     check_vectors(OP, &[s, losses, ds], t)?;
@@ -174,5 +196,11 @@ pub fn loss_accumulate(rec: &mut Recorder, losses: &Tensor, sums: &Tensor) -> Re
     const OP: &str = "weighting::loss_accumulate";
     let t = losses.len();
     check_vectors(OP, &[losses, sums], t)?;
-    small_dispatch(rec, OP, &LOSS_ACCUMULATE, t, &[Bind::read(2, losses), Bind::write(3, sums)])
+    small_dispatch(
+        rec,
+        OP,
+        &LOSS_ACCUMULATE,
+        t,
+        &[Bind::read(2, losses), Bind::write(3, sums)],
+    )
 }

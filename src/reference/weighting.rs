@@ -20,7 +20,9 @@ pub fn gram_pairs(x: &[f32], tasks: usize) -> Vec<f32> {
 
 /// The loss kernel's weights ½·e^(−s_t).
 pub fn uncertainty_weights(s: &[f32]) -> Vec<f32> {
-    s.iter().map(|&v| (0.5 * (-(v as f64)).exp()) as f32).collect()
+    s.iter()
+        .map(|&v| (0.5 * (-(v as f64)).exp()) as f32)
+        .collect()
 }
 
 /// dL/ds_t = ½(1 − e^(−s_t)·L_t) of L = Σ ½e^(−s_t)L_t + ½s_t.

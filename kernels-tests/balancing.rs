@@ -1,0 +1,295 @@
+//! Task balancing in the program: the Gram phase's per-task gradients in
+//! each space against one-task-at-a-time backward passes, `finish_step`
+//! against an ordinary weighted step (bit for bit), uncertainty
+//! weighting's GPU terms, and the epoch loss sums of DWA.
+
+use manytask::arch::{Model, ModelSpec, Sharing, TaskKind, TaskSpec};
+use manytask::gpu::GpuContext;
+use manytask::graph::{Balancing, GramSpace, Optimizer, Program, StepOptions};
+use manytask::reference::activation::Activation;
+use manytask::reference::optim::Sgd;
+use manytask::util::rng::Rng;
+
+use crate::common::contexts;
+
+fn spec() -> ModelSpec {
+    let mut tasks = vec![
+        TaskSpec::new("class", TaskKind::Classification { classes: 4 }, &[5]),
+        TaskSpec::new("reg", TaskKind::Regression { outputs: 2 }, &[5]),
+        TaskSpec::new("bin", TaskKind::Binary { labels: 3 }, &[5]),
+    ];
+    tasks[1].masked = true;
+    ModelSpec {
+        rows: 9,
+        inputs: 6,
+        activation: Activation::Tanh,
+        sharing: Sharing::Hard { trunk: vec![7, 8] },
+        tasks,
+    }
+}
+
+fn sgd() -> Optimizer {
+    Optimizer::Sgd(Sgd {
+        lr: 0.05,
+        momentum: 0.0,
+        weight_decay: 0.0,
+    })
+}
+
+fn build(ctx: &GpuContext, balancing: Balancing) -> (Program, Model) {
+    let mut m = spec().build(ctx).unwrap();
+    m.set_balancing(balancing).unwrap();
+    let Model { graph, nodes } = m;
+    let p = Program::build(ctx, graph, sgd(), 21).unwrap();
+    let mut rng = Rng::new(4);
+    let n = |shape: &[usize]| shape.iter().product::<usize>();
+    let g = p.graph();
+    p.input(nodes.x)
+        .unwrap()
+        .write_f32(ctx, &rng.uniform_vec(n(g.shape(nodes.x)), -1.0, 1.0))
+        .unwrap();
+    let l = nodes.labels.unwrap();
+    let labels: Vec<u32> = (0..n(g.shape(l)))
+        .map(|_| (rng.next_u64() % 4) as u32)
+        .collect();
+    p.input(l).unwrap().write_u32(ctx, &labels).unwrap();
+    let t = nodes.targets.unwrap();
+    let y: Vec<f32> = (0..n(g.shape(t)))
+        .map(|_| (rng.next_u64() % 2) as f32)
+        .collect();
+    p.input(t).unwrap().write_f32(ctx, &y).unwrap();
+    let k = nodes.masks.unwrap();
+    let mask: Vec<f32> = (0..n(g.shape(k)))
+        .map(|i| (i % 4 != 1) as u8 as f32)
+        .collect();
+    p.input(k).unwrap().write_f32(ctx, &mask).unwrap();
+    let model = Model {
+        graph: manytask::graph::Graph::new(ctx),
+        nodes,
+    };
+    (p, model)
+}
+
+/// The arena range of the named parameters, as (start, end).
+fn range(p: &Program, names: &[&str]) -> (usize, usize) {
+    let e = p.params().layout.entries();
+    let pick: Vec<_> = e
+        .iter()
+        .filter(|e| names.iter().any(|n| e.name == *n))
+        .collect();
+    assert_eq!(pick.len(), names.len(), "{names:?}");
+    let start = pick.iter().map(|e| e.offset).min().unwrap();
+    let end = pick.iter().map(|e| e.offset + e.len()).max().unwrap();
+    (start, end)
+}
+
+/// Task t's gradient over [start, end), by a plain backward with weights
+/// one-hot on t.
+fn one_task_grads(
+    ctx: &GpuContext,
+    p: &mut Program,
+    (start, end): (usize, usize),
+) -> Vec<Vec<f64>> {
+    (0..3)
+        .map(|t| {
+            let mut w = vec![0.0; 3];
+            w[t] = 1.0;
+            p.set_task_weights(ctx, &w).unwrap();
+            p.step(ctx, StepOptions::GRADIENTS).unwrap();
+            p.params().read_grads(ctx).unwrap()[start..end]
+                .iter()
+                .map(|&v| v as f64)
+                .collect()
+        })
+        .collect()
+}
+
+fn check_gram(got: &[f32], grads: &[Vec<f64>], what: &str) {
+    let t = grads.len();
+    for i in 0..t {
+        for j in 0..t {
+            let want: f64 = grads[i].iter().zip(&grads[j]).map(|(a, b)| a * b).sum();
+            let scale = (grads[i].iter().map(|v| v * v).sum::<f64>()
+                * grads[j].iter().map(|v| v * v).sum::<f64>())
+            .sqrt();
+            let g = got[i * t + j] as f64;
+            assert!(
+                (g - want).abs() <= 1e-4 * scale.max(1e-6),
+                "{what}: M[{i}][{j}] = {g}, want {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn gram_in_parameter_spaces_matches_one_task_backwards() {
+    for ctx in contexts() {
+        for (space, names) in [
+            (GramSpace::LastSharedLayer, vec!["trunk.1.weight"]),
+            (
+                GramSpace::SharedParameters,
+                vec![
+                    "trunk.0.weight",
+                    "trunk.0.bias",
+                    "trunk.1.weight",
+                    "trunk.1.bias",
+                ],
+            ),
+        ] {
+            let (mut p, _) = build(ctx, Balancing::Gram(space));
+            let phase = p.gram_phase(ctx).unwrap();
+            let r = range(&p, &names);
+            let grads = one_task_grads(ctx, &mut p, r);
+            check_gram(&phase.gram, &grads, &format!("{space:?}"));
+            assert!(phase.losses.iter().all(|l| l.is_finite() && *l > 0.0));
+        }
+    }
+}
+
+#[test]
+fn gram_of_the_representation_matches_per_task_input_gradients() {
+    for ctx in contexts() {
+        let (mut p, _) = build(ctx, Balancing::Gram(GramSpace::Representation));
+        let phase = p.gram_phase(ctx).unwrap();
+        let dh = p.task_input_grads().unwrap().to_f32_vec(ctx).unwrap();
+        let block = dh.len() / 3;
+        let grads: Vec<Vec<f64>> = (0..3)
+            .map(|t| {
+                dh[t * block..(t + 1) * block]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .collect()
+            })
+            .collect();
+        check_gram(&phase.gram, &grads, "representation");
+        // And those blocks are the one-task gradients of H: the Gram of
+        // the trunk's last weight must agree with a separate build.
+        assert!(grads.iter().all(|g| g.iter().any(|v| *v != 0.0)));
+    }
+}
+
+#[test]
+fn finish_step_updates_exactly_like_a_weighted_step() {
+    for ctx in contexts() {
+        let c = [0.7f32, -0.2, 1.3];
+        let (mut a, _) = build(ctx, Balancing::Gram(GramSpace::SharedParameters));
+        let (mut b, _) = build(ctx, Balancing::Gram(GramSpace::SharedParameters));
+        // Pinned: the autotuner's own submits would count.
+        let v = Some(manytask::kernels::gemm::Variant::RegisterBlocked);
+        a.set_variant(v);
+        b.set_variant(v);
+        for _ in 0..3 {
+            a.gram_phase(ctx).unwrap();
+            let r = a.finish_step(ctx, &c, StepOptions::TRAIN).unwrap();
+            assert_eq!(r.submits, 1);
+            b.set_task_weights(ctx, &c).unwrap();
+            b.step(ctx, StepOptions::TRAIN).unwrap();
+        }
+        assert_eq!(
+            a.params().values.to_f32_vec(ctx).unwrap(),
+            b.params().values.to_f32_vec(ctx).unwrap()
+        );
+        let e = a
+            .finish_step(ctx, &[1.0, f32::NAN, 0.0], StepOptions::TRAIN)
+            .err()
+            .expect("NaN coefficient");
+        assert!(e.to_string().contains("finite"), "{e}");
+    }
+}
+
+#[test]
+fn uncertainty_weighting_sets_weights_and_log_variance_gradients_on_the_gpu() {
+    for ctx in contexts() {
+        let (mut p, _) = build(ctx, Balancing::Uncertainty);
+        let s0 = p.log_variances(ctx).unwrap().unwrap();
+        assert_eq!(s0, vec![0.0; 3]);
+        let r = p.step(ctx, StepOptions::EVALUATE).unwrap();
+        let losses = r.losses.unwrap().wait(ctx).unwrap().losses;
+        // Weights ½e^(−0) = ½; ds = ½(1 − L).
+        assert_eq!(p.task_weights().to_f32_vec(ctx).unwrap(), vec![0.5; 3]);
+        let (start, _) = range(&p, &["weighting.log_var"]);
+        let g = p.params().read_grads(ctx).unwrap();
+        for t in 0..3 {
+            let want = 0.5 * (1.0 - losses[t]);
+            assert!(
+                (g[start + t] - want).abs() < 1e-6,
+                "{t}: {} vs {want}",
+                g[start + t]
+            );
+        }
+        // At s = log L the gradient vanishes (the stationary point).
+        let mut values = p.params().values.to_f32_vec(ctx).unwrap();
+        for t in 0..3 {
+            values[start + t] = losses[t].ln();
+        }
+        p.params().write_values(ctx, &values).unwrap();
+        p.step(ctx, StepOptions::GRADIENTS).unwrap();
+        let g = p.params().read_grads(ctx).unwrap();
+        for t in 0..3 {
+            assert!(g[start + t].abs() < 1e-6, "{t}: {}", g[start + t]);
+        }
+        // Training moves s.
+        for _ in 0..5 {
+            p.step(ctx, StepOptions::TRAIN).unwrap();
+        }
+        assert_ne!(
+            p.log_variances(ctx).unwrap().unwrap(),
+            values[start..start + 3].to_vec()
+        );
+    }
+}
+
+#[test]
+fn epoch_losses_are_the_mean_of_the_step_losses() {
+    for ctx in contexts() {
+        let (mut p, _) = build(ctx, Balancing::EpochLosses);
+        let mut sums = [0f64; 3];
+        for _ in 0..4 {
+            let r = p.step(ctx, StepOptions::TRAIN_AND_READ).unwrap();
+            let l = r.losses.unwrap().wait(ctx).unwrap().losses;
+            (0..3).for_each(|t| sums[t] += l[t] as f64);
+        }
+        let means = p.take_epoch_losses(ctx).unwrap();
+        for t in 0..3 {
+            let want = sums[t] / 4.0;
+            assert!(
+                (means[t] as f64 - want).abs() <= 1e-5 * want.abs(),
+                "{means:?}"
+            );
+        }
+        // Reset: the next epoch starts from zero.
+        p.step(ctx, StepOptions::TRAIN).unwrap();
+        let r = p.step(ctx, StepOptions::EVALUATE).unwrap();
+        let _ = r.losses.unwrap().wait(ctx).unwrap();
+        assert_eq!(p.take_epoch_losses(ctx).unwrap().len(), 3);
+    }
+}
+
+#[test]
+fn gradient_balancing_needs_a_shared_first_head_layer() {
+    let ctx = &contexts()[0];
+    let mut s = spec();
+    s.tasks[0].hidden.clear();
+    let mut m = s.build(ctx).unwrap();
+    let e = m
+        .set_balancing(Balancing::Gram(GramSpace::Representation))
+        .unwrap_err();
+    assert!(e.to_string().contains("one op"), "{e}");
+    let mut s = spec();
+    s.sharing = Sharing::Soft {
+        columns: vec![4],
+        regularisers: vec![],
+    };
+    let mut m = s.build(ctx).unwrap();
+    assert!(m
+        .set_balancing(Balancing::Gram(GramSpace::SharedParameters))
+        .is_err());
+    // Without a Gram balancing, the phases are errors.
+    let (mut p, _) = build(ctx, Balancing::Weights);
+    assert!(p.gram_phase(ctx).is_err());
+    assert!(p
+        .finish_step(ctx, &[1.0; 3], StepOptions::TRAIN)
+        .err()
+        .is_some());
+    assert!(p.take_epoch_losses(ctx).is_err());
+}
