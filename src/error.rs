@@ -72,6 +72,11 @@ pub enum Error {
         message: String,
     },
 
+    /// A checkpoint that cannot be written, read, or does not fit the
+    /// model; `detail` names the tensor and what was expected.
+    #[error("checkpoint {file}: {detail}")]
+    Checkpoint { file: String, detail: String },
+
     /// Mapping a staging buffer for readback failed, or the device was lost.
     #[error("reading back '{label}' failed: {message}")]
     Readback { label: String, message: String },

@@ -13,6 +13,7 @@
 
 pub mod arch;
 pub mod bench;
+pub mod checkpoint;
 pub mod cli;
 pub mod conformance;
 pub mod data;

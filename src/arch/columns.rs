@@ -9,9 +9,23 @@ use crate::kernels::soft_sharing::Regulariser;
 use crate::reference::activation::Activation;
 
 use super::heads::{Feat, HeadInput};
+use super::pieces::{self, Piece};
 use super::StitchOptions;
 
 /// The layers of T columns; `after(g, l, h)` may insert ops after layer l.
+/// Checkpoint pieces of T columns of `widths` on `inputs` features.
+pub fn column_pieces(names: &[String], inputs: usize, widths: &[usize], out: &mut Vec<Piece>) {
+    let mut fan_in = inputs;
+    for (l, &w) in widths.iter().enumerate() {
+        for (t, task) in names.iter().enumerate() {
+            let name = format!("columns.{task}.{l}");
+            let param = format!("columns.{l}");
+            pieces::layer(out, &name, &param, t * fan_in * w, fan_in, w, w, t * w);
+        }
+        fan_in = w;
+    }
+}
+
 fn layers(
     g: &mut Graph,
     x: NodeId,

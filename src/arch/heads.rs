@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::graph::{Graph, NodeId, TaskBlock};
 use crate::reference::activation::Activation;
 
+use super::pieces::{self, Piece};
 use super::TaskSpec;
 
 /// Columns [start, start + width) of a node: one task's features.
@@ -60,6 +61,7 @@ pub fn build(
     input: HeadInput,
     tasks: &[TaskSpec],
     act: Activation,
+    pieces: &mut Vec<Piece>,
 ) -> Result<(NodeId, Option<(NodeId, Vec<usize>)>)> {
     let mut first_layer = None;
     let depth = |t: &TaskSpec| t.hidden.len() + 1;
@@ -90,7 +92,15 @@ pub fn build(
             let outs: Vec<usize> = group.iter().map(|&t| width(&tasks[t], j)).collect();
             let node = match (&input, cur[group[0]]) {
                 (HeadInput::Shared(h), None) => {
-                    let node = g.dense(&name, *h, outs.iter().sum(), layer_act)?;
+                    let total: usize = outs.iter().sum();
+                    let node = g.dense(&name, *h, total, layer_act)?;
+                    let inputs = g.shape(*h)[1];
+                    let mut col = 0;
+                    for (&t, &o) in group.iter().zip(&outs) {
+                        let piece = format!("heads.{}.{j}", tasks[t].name);
+                        pieces::layer(pieces, &piece, &name, col, inputs, o, total, col);
+                        col += o;
+                    }
                     if group.len() == tasks.len() {
                         first_layer = Some((node, outs.clone()));
                     }
@@ -108,6 +118,15 @@ pub fn build(
                             outputs: o,
                         })
                         .collect();
+                    let (mut w0, mut b0) = (0, 0);
+                    for (&t, b) in group.iter().zip(&blocks) {
+                        let piece = format!("heads.{}.{j}", tasks[t].name);
+                        pieces::layer(
+                            pieces, &piece, &name, w0, b.inputs, b.outputs, b.outputs, b0,
+                        );
+                        w0 += b.inputs * b.outputs;
+                        b0 += b.outputs;
+                    }
                     g.task_dense(&name, x, &blocks, layer_act)?
                 }
             };

@@ -22,6 +22,9 @@
 
 mod columns;
 mod heads;
+pub mod pieces;
+
+pub use pieces::Piece;
 
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext};
@@ -175,6 +178,8 @@ pub struct ModelNodes {
     /// Hard sharing's first head layer (one dense op for every task) and
     /// the tasks' widths in it.
     pub heads0: Option<(NodeId, Vec<usize>)>,
+    /// The checkpoint's tensors cut from the parameters (PyTorch layout).
+    pub pieces: Vec<Piece>,
 }
 
 impl Model {
@@ -213,6 +218,15 @@ impl ModelSpec {
         if self.tasks.is_empty() {
             return Err(spec_err("a model needs ≥ 1 task".into()));
         }
+        for (i, t) in self.tasks.iter().enumerate() {
+            let bad = t.name.is_empty() || t.name.contains(|c: char| c == '.' || c.is_whitespace());
+            if bad || self.tasks[..i].iter().any(|o| o.name == t.name) {
+                return Err(spec_err(format!(
+                    "task name '{}' must be unique, non-empty, without dots or spaces (it names checkpoint tensors)",
+                    t.name
+                )));
+            }
+        }
         for t in &self.tasks {
             if t.kind.width() == 0 || t.hidden.contains(&0) {
                 return Err(spec_err(format!(
@@ -246,11 +260,16 @@ impl ModelSpec {
         let act = self.activation;
         let t = self.tasks.len();
         let x = g.input("x", &[self.rows, self.inputs], DType::F32);
+        let mut pieces = Vec::new();
         let (head_input, column_layers) = match &self.sharing {
             Sharing::Hard { trunk } => {
                 let mut h = x;
+                let mut fan_in = self.inputs;
                 for (i, &w) in trunk.iter().enumerate() {
-                    h = g.dense(&format!("trunk.{i}"), h, w, act)?;
+                    let name = format!("trunk.{i}");
+                    h = g.dense(&name, h, w, act)?;
+                    pieces::layer(&mut pieces, &name, &name, 0, fan_in, w, w, 0);
+                    fan_in = w;
                 }
                 (heads::HeadInput::Shared(h), Vec::new())
             }
@@ -279,7 +298,14 @@ impl ModelSpec {
                 regularisers,
             } => columns::soft(&mut g, x, t, columns, regularisers, act)?,
         };
-        let (logits, heads0) = heads::build(&mut g, head_input, &self.tasks, act)?;
+        if let Sharing::CrossStitch { columns, .. }
+        | Sharing::Sluice { columns, .. }
+        | Sharing::Soft { columns, .. } = &self.sharing
+        {
+            let names: Vec<String> = self.tasks.iter().map(|t| t.name.clone()).collect();
+            columns::column_pieces(&names, self.inputs, columns, &mut pieces);
+        }
+        let (logits, heads0) = heads::build(&mut g, head_input, &self.tasks, act, &mut pieces)?;
 
         let losses: Vec<TaskLoss> = self
             .tasks
@@ -321,6 +347,7 @@ impl ModelSpec {
                 columns,
                 column_layers,
                 heads0,
+                pieces,
             },
         })
     }

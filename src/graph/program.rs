@@ -701,6 +701,12 @@ impl Program {
         self.step
     }
 
+    /// Restores the step count (resuming from a checkpoint: AdamW's bias
+    /// correction depends on it).
+    pub fn set_steps(&mut self, steps: u32) {
+        self.step = steps;
+    }
+
     /// λ for every gradient-reversal node from the next step on.
     pub fn set_reversal_lambda(&mut self, lambda: f32) {
         self.reversal_lambda = lambda;

@@ -1,0 +1,241 @@
+//! Checkpoints: one safetensors file holding the parameters in PyTorch
+//! layout (`arch::Piece`: `trunk.{i}.weight` [out, in], `…bias` [out],
+//! `heads.{task}.{j}.…`, `columns.{task}.{i}.…`; α, β and log σ² whole
+//! under their graph names), the optimiser state (`optimizer.state.{k}`,
+//! the flat arena, and `optimizer.step`), and metadata: the manytask
+//! version, the arena layout (to refuse optimiser state from another
+//! model) and whatever the caller adds (the config as JSON).
+//!
+//! Saves are atomic: the file is written next to the target under a
+//! temporary name, synced, then renamed over it, so a failed or
+//! interrupted save leaves the previous checkpoint intact.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::arch::Piece;
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::graph::Program;
+
+const VERSION_KEY: &str = "manytask.version";
+const LAYOUT_KEY: &str = "manytask.arena";
+const STEP: &str = "optimizer.step";
+
+fn err(file: &Path, detail: String) -> Error {
+    Error::Checkpoint {
+        file: file.display().to_string(),
+        detail,
+    }
+}
+
+/// Every tensor of the checkpoint: the pieces, then every parameter no
+/// piece covers, whole (name, shape, values).
+fn tensors(
+    program: &Program,
+    pieces: &[Piece],
+    values: &[f32],
+) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let layout = &program.params().layout;
+    let mut out = Vec::new();
+    for e in layout.entries() {
+        let own: Vec<&Piece> = pieces.iter().filter(|p| p.param == e.name).collect();
+        let param = &values[e.offset..e.offset + e.len()];
+        if own.is_empty() {
+            out.push((e.name.clone(), e.shape.clone(), param.to_vec()));
+        }
+        for p in own {
+            out.push((p.name.clone(), p.shape(), p.cut(param)));
+        }
+    }
+    out
+}
+
+/// The arena layout as text (names, shapes, offsets): optimiser state
+/// only loads into the same layout.
+fn layout_text(program: &Program) -> String {
+    program
+        .params()
+        .layout
+        .entries()
+        .iter()
+        .map(|e| format!("{}{:?}@{}", e.name, e.shape, e.offset))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+fn le_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Writes the checkpoint of `program` (parameters cut by `pieces`,
+/// optimiser state and step) to `path` atomically; `metadata` is stored
+/// beside the manytask version (e.g. "config" → the config as JSON).
+pub fn save(
+    ctx: &GpuContext,
+    program: &Program,
+    pieces: &[Piece],
+    metadata: &[(String, String)],
+    path: &Path,
+) -> Result<()> {
+    let values = program.params().values.to_f32_vec(ctx)?;
+    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = tensors(program, pieces, &values)
+        .into_iter()
+        .map(|(n, s, v)| (n, s, le_bytes(&v)))
+        .collect();
+    for (k, state) in program.params().states.iter().enumerate() {
+        let v = state.to_f32_vec(ctx)?;
+        owned.push((format!("optimizer.state.{k}"), vec![v.len()], le_bytes(&v)));
+    }
+    owned.push((
+        STEP.into(),
+        vec![1],
+        (program.steps() as i64).to_le_bytes().to_vec(),
+    ));
+    let mut views = Vec::with_capacity(owned.len());
+    for (name, shape, bytes) in &owned {
+        let dtype = if name == STEP { Dtype::I64 } else { Dtype::F32 };
+        let view = TensorView::new(dtype, shape.clone(), bytes)
+            .map_err(|e| err(path, format!("tensor '{name}': {e}")))?;
+        views.push((name.clone(), view));
+    }
+    let mut meta: HashMap<String, String> = metadata.iter().cloned().collect();
+    meta.insert(VERSION_KEY.into(), env!("CARGO_PKG_VERSION").into());
+    meta.insert(LAYOUT_KEY.into(), layout_text(program));
+    let bytes = safetensors::tensor::serialize(views, Some(meta))
+        .map_err(|e| err(path, format!("serialising: {e}")))?;
+    write_atomic(path, &bytes)
+}
+
+/// Temp file in the same directory, fsync, rename: the old file stays
+/// whole until the new one is complete.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .ok_or_else(|| err(path, "not a file path".into()))?
+        .to_string_lossy()
+        .to_string();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(path, format!("writing: {e}"))
+    })
+}
+
+/// What `load` restores besides the parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restore {
+    /// Parameters only (`--init`).
+    Parameters,
+    /// Parameters, optimiser state and step (`--resume`).
+    Everything,
+}
+
+/// Loads `path` into `program`: every piece and whole parameter must be
+/// present with its exact shape (a checkpoint of another model is an
+/// error naming the first mismatch), and with `Restore::Everything` the
+/// optimiser state of the same arena layout. Returns the metadata.
+pub fn load(
+    ctx: &GpuContext,
+    program: &mut Program,
+    pieces: &[Piece],
+    path: &Path,
+    restore: Restore,
+) -> Result<HashMap<String, String>> {
+    let bytes = std::fs::read(path).map_err(|e| err(path, format!("reading: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| {
+        err(
+            path,
+            format!("not a safetensors file (corrupt or truncated?): {e}"),
+        )
+    })?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| {
+        err(
+            path,
+            format!("not a safetensors file (corrupt or truncated?): {e}"),
+        )
+    })?;
+    let meta: HashMap<String, String> = header.metadata().clone().unwrap_or_default();
+    let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+        let t = file.tensor(name).map_err(|_| {
+            err(
+                path,
+                format!("no tensor '{name}' (a checkpoint of a different model?)"),
+            )
+        })?;
+        if t.dtype() != Dtype::F32 || t.shape() != shape {
+            return Err(err(
+                path,
+                format!(
+                    "tensor '{name}' is {:?} {:?}; this model needs F32 {shape:?} (a checkpoint of a different model shape?)",
+                    t.dtype(),
+                    t.shape()
+                ),
+            ));
+        }
+        let v: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(err(
+                path,
+                format!("tensor '{name}' holds a non-finite value at {i}"),
+            ));
+        }
+        Ok(v)
+    };
+    let layout = program.params().layout.clone();
+    let mut values = program.params().values.to_f32_vec(ctx)?;
+    for e in layout.entries() {
+        let own: Vec<&Piece> = pieces.iter().filter(|p| p.param == e.name).collect();
+        let param = &mut values[e.offset..e.offset + e.len()];
+        if own.is_empty() {
+            param.copy_from_slice(&read(&e.name, &e.shape)?);
+        }
+        for p in own {
+            p.paste(&read(&p.name, &p.shape())?, param);
+        }
+    }
+    let mut states = Vec::new();
+    let mut step = None;
+    if restore == Restore::Everything {
+        if meta.get(LAYOUT_KEY) != Some(&layout_text(program)) {
+            return Err(err(
+                path,
+                "its optimiser state belongs to a different parameter layout (load parameters only, with --init)".into(),
+            ));
+        }
+        for (k, state) in program.params().states.iter().enumerate() {
+            states.push(read(&format!("optimizer.state.{k}"), &[state.len()])?);
+        }
+        let t = file
+            .tensor(STEP)
+            .map_err(|_| err(path, format!("no tensor '{STEP}'")))?;
+        let data = t.data();
+        if t.dtype() != Dtype::I64 || data.len() != 8 {
+            return Err(err(path, format!("'{STEP}' must be one I64")));
+        }
+        let s = i64::from_le_bytes(data.try_into().expect("8 bytes"));
+        step = Some(u32::try_from(s).map_err(|_| err(path, format!("step {s} is out of range")))?);
+    }
+    // Only now, with everything read and checked, touch the program.
+    program.params().write_values(ctx, &values)?;
+    for (state, v) in program.params().states.iter().zip(&states) {
+        state.write_f32(ctx, v)?;
+    }
+    if let Some(s) = step {
+        program.set_steps(s);
+    }
+    Ok(meta)
+}
