@@ -87,6 +87,7 @@ mod in_a_graph {
     use manytask::graph::{Graph, NodeId, Optimizer, Program, StepOptions, TaskBlock, TaskLoss};
     use manytask::kernels::loss::LossKind;
     use manytask::kernels::soft_sharing::Regulariser;
+    use manytask::kernels::trace_norm::TraceNormVariant;
     use manytask::reference::activation::Activation;
     use manytask::reference::optim::Sgd;
     use manytask::reference::soft_sharing as reference;
@@ -205,7 +206,13 @@ mod in_a_graph {
             plain.step(ctx, no_update).unwrap();
             let (w, g_plain) = weights(ctx, &plain);
             let lambda = 0.3;
-            let (mut with, _, _) = model(ctx, Some(Regulariser::TraceNorm { lambda }));
+            let (mut with, _, _) = model(
+                ctx,
+                Some(Regulariser::TraceNorm {
+                    lambda,
+                    variant: TraceNormVariant::LastAxis,
+                }),
+            );
             with.step(ctx, no_update).unwrap();
             let (_, g_with) = weights(ctx, &with);
             let (norm, polar) = trace_norm::polar_factor(&w, TASKS, 1e-3);
@@ -223,7 +230,13 @@ mod in_a_graph {
                 "{value} vs λ·{norm}"
             );
             // The prox: W ← prox(W − lr·g, lr·λ) after the SGD step.
-            let (mut prox, _, _) = model(ctx, Some(Regulariser::TraceNormProx { lambda: 2.0 }));
+            let (mut prox, _, _) = model(
+                ctx,
+                Some(Regulariser::TraceNormProx {
+                    lambda: 2.0,
+                    variant: TraceNormVariant::LastAxis,
+                }),
+            );
             prox.step(ctx, StepOptions::default()).unwrap();
             let (after, _) = weights(ctx, &prox);
             let stepped: Vec<f32> = w.iter().zip(&g_plain).map(|(w, g)| w - 0.1 * g).collect();
