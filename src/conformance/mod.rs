@@ -18,6 +18,7 @@ pub mod reduce;
 pub mod report;
 pub mod soft_sharing;
 pub mod task_gemm;
+pub mod trace_norm;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -137,6 +138,7 @@ pub fn all_cases() -> Vec<Case> {
     all.extend(reduce::cases());
     all.extend(soft_sharing::cases());
     all.extend(task_gemm::cases());
+    all.extend(trace_norm::cases());
     all
 }
 
