@@ -298,7 +298,10 @@ mod in_a_graph {
                     let (w, _) = weights(ctx, &p);
                     let want = lambda as f64 * trace_norm::stack_value(&w, stack, variant);
                     let got = p.regulariser_values(ctx).unwrap()[0] as f64;
-                    assert!((got - want).abs() <= 1e-4 * want, "{reg:?}: value {got} vs {want}");
+                    assert!(
+                        (got - want).abs() <= 1e-4 * want,
+                        "{reg:?}: value {got} vs {want}"
+                    );
                 }
                 let before = crate::common::objective(ctx, &mut p);
                 for _ in 0..8 {
@@ -335,13 +338,21 @@ mod in_a_graph {
             g.task_dense("l", x, &[block; TASKS], Activation::Identity)
                 .unwrap();
             let w = manytask::graph::ParamId(0);
-            let reg = Regulariser::TraceNormProx { lambda: 0.1, variant };
+            let reg = Regulariser::TraceNormProx {
+                lambda: 0.1,
+                variant,
+            };
             let e = g.regularise(w, TASKS, reg).unwrap_err();
             assert!(e.to_string().contains("no proximal step"), "{e}");
             // The gradient form is fine; a flat parameter has no [in, out].
-            let reg = Regulariser::TraceNorm { lambda: 0.1, variant };
+            let reg = Regulariser::TraceNorm {
+                lambda: 0.1,
+                variant,
+            };
             g.regularise(w, TASKS, reg).unwrap();
-            let flat = g.param("flat", &[12], manytask::graph::Init::Zeros).unwrap();
+            let flat = g
+                .param("flat", &[12], manytask::graph::Init::Zeros)
+                .unwrap();
             let e = g.regularise(flat, TASKS, reg).unwrap_err();
             assert!(e.to_string().contains("regularise_stack"), "{e}");
         }

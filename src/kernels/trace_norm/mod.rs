@@ -329,6 +329,31 @@ impl TraceNormPlan {
             .collect()
     }
 
+    /// GEMM flops of one gradient (or, `prox`, proximal) step, the napkin
+    /// count benches report throughput by. With s the small and l the large
+    /// side of an unfolding: route (a) 2·s²·l (Gram) + 2·s²·l (apply);
+    /// route (b) 4·s²·l per step, and for the prox 2·s²·l (H) + 4·s³ per
+    /// sign step + 2·s³ + 2·s²·l. Jacobi and element-wise passes not counted.
+    pub fn flops(&self, prox: bool) -> f64 {
+        let steps = self.steps as f64;
+        self.parts
+            .iter()
+            .map(|(_, m)| {
+                let (s, l) = (m.rows.min(m.cols) as f64, m.rows.max(m.cols) as f64);
+                match (Route::for_matrix(m.rows, m.cols), prox) {
+                    (Route::Jacobi, _) => 4.0 * s * s * l,
+                    (Route::NewtonSchulz, false) => steps * 4.0 * s * s * l,
+                    (Route::NewtonSchulz, true) => {
+                        steps * 4.0 * s * s * l
+                            + 4.0 * s * s * l
+                            + steps * 4.0 * s * s * s
+                            + 2.0 * s * s * s
+                    }
+                }
+            })
+            .sum()
+    }
+
     fn check(&self, op: &'static str, w: &Tensor, out: &Tensor, norm: &Tensor) -> Result<()> {
         for t in [w, out, norm] {
             require_f32(op, t)?;
