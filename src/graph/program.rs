@@ -610,6 +610,18 @@ impl Program {
         self.dense_plan = plan;
     }
 
+    /// Newton–Schulz steps of every trace-norm regulariser's route (b)
+    /// from the next step on (default `trace_norm::NS_STEPS`).
+    pub fn set_newton_schulz_steps(&mut self, steps: u32) {
+        for plan in self
+            .regularisers
+            .iter_mut()
+            .filter_map(|r| r.trace.as_mut())
+        {
+            plan.set_steps(steps);
+        }
+    }
+
     /// Pins every GEMM to one variant (None: the autotuner's choice).
     pub fn set_variant(&mut self, variant: Option<Variant>) {
         self.variant = variant;

@@ -27,6 +27,7 @@ impl Jacobi {
 
     /// out = alpha·f(X) (+ out when `epi.beta`), f = polar factor (`tau`
     /// None) or the prox; `norm` = ‖X‖_*.
+    #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
         rec: &mut Recorder,

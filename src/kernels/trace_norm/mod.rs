@@ -171,7 +171,7 @@ impl Route {
 
 enum MatrixRoute {
     Jacobi(Jacobi),
-    NewtonSchulz(NewtonSchulz),
+    NewtonSchulz(Box<NewtonSchulz>),
 }
 
 /// The trace norm of one matrix shape: route and scratch buffers.
@@ -186,7 +186,7 @@ impl MatrixPlan {
         let route = match Route::for_matrix(rows, cols) {
             Route::Jacobi => MatrixRoute::Jacobi(Jacobi::new(ctx, rows, cols)?),
             Route::NewtonSchulz => {
-                MatrixRoute::NewtonSchulz(NewtonSchulz::new(ctx, rows, cols, prox)?)
+                MatrixRoute::NewtonSchulz(Box::new(NewtonSchulz::new(ctx, rows, cols, prox)?))
             }
         };
         Ok(MatrixPlan { rows, cols, route })
@@ -223,6 +223,7 @@ impl MatrixPlan {
     }
 
     /// out = U·max(Σ − τ, 0)·Vᵀ; norm = ‖X‖_* before.
+    #[allow(clippy::too_many_arguments)]
     fn prox(
         &self,
         rec: &mut Recorder,
@@ -311,6 +312,10 @@ impl TraceNormPlan {
     pub fn with_steps(mut self, steps: u32) -> Self {
         self.steps = steps;
         self
+    }
+
+    pub fn set_steps(&mut self, steps: u32) {
+        self.steps = steps;
     }
 
     pub fn stack(&self) -> TaskStack {

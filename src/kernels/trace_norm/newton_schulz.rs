@@ -138,6 +138,7 @@ impl NewtonSchulz {
     }
 
     /// out = U·max(Σ − τ, 0)·Vᵀ; `norm` = ‖X‖_* before the step.
+    #[allow(clippy::too_many_arguments)]
     pub fn prox(
         &self,
         rec: &mut Recorder,
