@@ -101,6 +101,7 @@ fn prox_shrinks_every_singular_value_by_tau() {
 
 /// (norm, out) of a plan on `w`: the gradient with λ added to `g0`, or
 /// the prox with τ.
+#[allow(clippy::too_many_arguments)]
 fn run_plan(
     ctx: &GpuContext,
     w: &[f32],
