@@ -138,8 +138,8 @@ fn matrix(rows: usize, cols: usize) -> TaskStack {
 #[test]
 fn newton_schulz_polar_factor_matches_the_svd_when_both_sides_are_large() {
     for ctx in contexts() {
-        // Wide and tall; uniform entries give κ ≈ 13 and ≈ 26.
-        for (rows, cols) in [(96, 130), (300, 257)] {
+        // Wide and tall; uniform entries give κ ≈ 13 and ≈ 23.
+        for (rows, cols) in [(96, 130), (160, 97)] {
             let s = matrix(rows, cols);
             let plan = TraceNormPlan::new(ctx, s, TraceNormVariant::LastAxis, false).unwrap();
             assert_eq!(plan.routes()[0].2, Route::NewtonSchulz);
@@ -282,24 +282,23 @@ const STACKS: &[(usize, usize, usize)] = &[(3, 7, 65), (5, 70, 90), (4, 40, 3)];
 
 #[test]
 fn tucker_and_tt_gradients_and_values_match_the_reference_on_awkward_stacks() {
-    for ctx in contexts() {
-        for &(tasks, inputs, outputs) in STACKS {
-            let s = TaskStack {
-                tasks,
-                inputs,
-                outputs,
-            };
-            let w = data((tasks * inputs + outputs) as u64, s.len());
-            let g0 = data(3, s.len());
-            for variant in TraceNormVariant::ALL {
+    for &(tasks, inputs, outputs) in STACKS {
+        let s = TaskStack {
+            tasks,
+            inputs,
+            outputs,
+        };
+        let w = data((tasks * inputs + outputs) as u64, s.len());
+        let g0 = data(3, s.len());
+        for variant in TraceNormVariant::ALL {
+            let (want_norm, polar) = reference::stack_trace_norm(&w, s, variant, REL_TOL as f64);
+            let want: Vec<f32> = g0.iter().zip(&polar).map(|(g, p)| g + 0.5 * p).collect();
+            for ctx in contexts() {
                 let (norm, g) = run_plan(ctx, &w, s, variant, &g0, 0.5, None, NS_STEPS);
-                let (want_norm, polar) =
-                    reference::stack_trace_norm(&w, s, variant, REL_TOL as f64);
                 assert!(
                     (norm as f64 - want_norm).abs() <= 1e-4 * want_norm,
                     "{s:?} {variant:?}: value {norm} vs {want_norm}"
                 );
-                let want: Vec<f32> = g0.iter().zip(&polar).map(|(g, p)| g + 0.5 * p).collect();
                 let err = max_err(&g, &want);
                 assert!(err <= 1e-3, "{s:?} {variant:?}: max |grad − ref| = {err}");
             }
@@ -320,18 +319,23 @@ fn tucker_and_tt_gradients_match_finite_differences_of_the_value() {
         let w = data(11 + inputs as u64, s.len());
         let zeros = vec![0.0; s.len()];
         let mut rng = Rng::new(4);
-        let picks: Vec<usize> = (0..12).map(|_| rng.next_u64() as usize % s.len()).collect();
-        for ctx in contexts() {
-            for variant in [TraceNormVariant::Tucker, TraceNormVariant::TensorTrain] {
-                let (_, g) = run_plan(ctx, &w, s, variant, &zeros, 1.0, None, NS_STEPS);
-                for &i in &picks {
-                    const H: f32 = 1e-3;
+        let picks: Vec<usize> = (0..8).map(|_| rng.next_u64() as usize % s.len()).collect();
+        for variant in [TraceNormVariant::Tucker, TraceNormVariant::TensorTrain] {
+            const H: f32 = 1e-3;
+            let fd: Vec<f32> = picks
+                .iter()
+                .map(|&i| {
                     let mut p = w.clone();
                     p[i] += H;
                     let up = reference::stack_value(&p, s, variant);
                     p[i] -= 2.0 * H;
                     let down = reference::stack_value(&p, s, variant);
-                    let fd = ((up - down) / (2.0 * H as f64)) as f32;
+                    ((up - down) / (2.0 * H as f64)) as f32
+                })
+                .collect();
+            for ctx in contexts() {
+                let (_, g) = run_plan(ctx, &w, s, variant, &zeros, 1.0, None, NS_STEPS);
+                for (&i, &fd) in picks.iter().zip(&fd) {
                     assert!(
                         (fd - g[i]).abs() <= 2e-3,
                         "{s:?} {variant:?} [{i}]: finite difference {fd} vs gradient {}",
