@@ -2,7 +2,9 @@
 //! "elem/s" for GEMM: one element = one flop), of the fused dense layer
 //! against the separate kernels it replaces and of batched task heads
 //! against one GEMM per head; GB/s of elementwise, reduction, loss and
-//! optimiser kernels; dispatch and submit overhead; host <-> device
+//! optimiser kernels; GFLOP/s of the trace norms (napkin GEMM flops,
+//! `TraceNormPlan::flops`) and GB/s of the soft-sharing regularisers;
+//! dispatch and submit overhead; host <-> device
 //! transfer rates. `manytask bench` prints the same measurements as one
 //! table with the adapter's roofline.
 //!
@@ -493,9 +495,98 @@ fn sluice_bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// Trace norm gradient and prox per variant and route. LAF at an MTL-MLP
+/// layer (T=8, 512→1024: route (a)); Tucker / TT at 128→256, where the
+/// input and output unfoldings ([128, 2048], [1024, 256]) take
+/// Newton–Schulz (24 steps: ~10 GFLOP per Tucker gradient, seconds on
+/// lavapipe at the full layer size); a [256, 512] matrix for the NS prox.
+fn trace_norm_bench(c: &mut Criterion) {
+    use manytask::kernels::trace_norm::{TaskStack, TraceNormPlan, TraceNormVariant};
+    let ctx = context();
+    let mut group = c.benchmark_group("trace_norm");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3));
+    let stack = |tasks, inputs, outputs| TaskStack {
+        tasks,
+        inputs,
+        outputs,
+    };
+    let runs = [
+        (TraceNormVariant::LastAxis, stack(8, 512, 1024), false),
+        (TraceNormVariant::LastAxis, stack(8, 512, 1024), true),
+        (TraceNormVariant::Tucker, stack(8, 128, 256), false),
+        (TraceNormVariant::TensorTrain, stack(8, 128, 256), false),
+        (TraceNormVariant::LastAxis, stack(256, 1, 512), false),
+        (TraceNormVariant::LastAxis, stack(256, 1, 512), true),
+    ];
+    for (variant, s, prox) in runs {
+        let plan = TraceNormPlan::new(&ctx, s, variant, prox).expect("plan");
+        let w = tensor(&ctx, "w", s.len());
+        let out = Tensor::zeros(&ctx, "out", &[s.len()]).expect("alloc");
+        let norm = Tensor::zeros(&ctx, "norm", &[1]).expect("alloc");
+        group.throughput(Throughput::Elements(plan.flops(prox) as u64));
+        let what = if prox { "prox" } else { "gradient" };
+        let id = BenchmarkId::new(
+            format!("{}_{what}", variant.name()),
+            format!("T{}x{}x{}", s.tasks, s.inputs, s.outputs),
+        );
+        group.bench_function(id, |bench| {
+            bench.iter_custom(|iters| {
+                time_submits(&ctx, iters, |rec| {
+                    if prox {
+                        plan.prox(rec, &w, 0.01, &out, &norm).expect("prox")
+                    } else {
+                        plan.gradient(rec, &w, 0.01, &out, &norm).expect("gradient")
+                    }
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+/// The element-wise soft-sharing regularisers on T=8 blocks of 512·1024.
+fn soft_sharing_bench(c: &mut Criterion) {
+    use manytask::kernels::soft_sharing::{add_gradient, group_lasso_prox, Regulariser};
+    let ctx = context();
+    let mut group = c.benchmark_group("soft_sharing");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3));
+    let (tasks, d) = (8usize, 512 * 1024);
+    let w = tensor(&ctx, "w", tasks * d);
+    let g = Tensor::zeros(&ctx, "g", &[tasks * d]).expect("alloc");
+    let partial = Tensor::zeros(&ctx, "partial", &[d]).expect("alloc");
+    // Gradient terms: read W, read and write the gradient (12 B / weight).
+    group.throughput(Throughput::Bytes(12 * (tasks * d) as u64));
+    for (name, reg) in [
+        ("l2_distance", Regulariser::L2Distance { lambda: 0.1 }),
+        ("clustering", Regulariser::Clustering { lambda: 0.1 }),
+    ] {
+        group.bench_function(name, |bench| {
+            bench.iter_custom(|iters| {
+                time_submits(&ctx, iters, |rec| {
+                    add_gradient(rec, &reg, tasks, &w, &g, &partial).expect("gradient")
+                })
+            })
+        });
+    }
+    // The prox reads and writes W (8 B / weight).
+    group.throughput(Throughput::Bytes(8 * (tasks * d) as u64));
+    group.bench_function("group_lasso_prox", |bench| {
+        bench.iter_custom(|iters| {
+            time_submits(&ctx, iters, |rec| {
+                group_lasso_prox(rec, tasks, 1e-6, 1.0, &w, &partial).expect("prox")
+            })
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = elementwise_bench, reduce_bench, optim_bench, dispatch_bench, transfer_bench, gemm_bench, dense_bench, heads_bench, cross_stitch_bench, sluice_bench
+    targets = elementwise_bench, reduce_bench, optim_bench, dispatch_bench, transfer_bench, gemm_bench, dense_bench, heads_bench, cross_stitch_bench, sluice_bench, trace_norm_bench, soft_sharing_bench
 }
 criterion_main!(benches);

@@ -542,7 +542,10 @@ fn every_architecture_lowers_every_task_loss_on_the_synthetic_benchmark() {
                 columns: vec![32],
                 regularisers: vec![
                     Regulariser::L2Distance { lambda: 1e-3 },
-                    Regulariser::TraceNorm { lambda: 1e-3 },
+                    Regulariser::TraceNorm {
+                        lambda: 1e-3,
+                        variant: manytask::kernels::trace_norm::TraceNormVariant::LastAxis,
+                    },
                 ],
             },
         ),

@@ -87,6 +87,7 @@ mod in_a_graph {
     use manytask::graph::{Graph, NodeId, Optimizer, Program, StepOptions, TaskBlock, TaskLoss};
     use manytask::kernels::loss::LossKind;
     use manytask::kernels::soft_sharing::Regulariser;
+    use manytask::kernels::trace_norm::TraceNormVariant;
     use manytask::reference::activation::Activation;
     use manytask::reference::optim::Sgd;
     use manytask::reference::soft_sharing as reference;
@@ -205,7 +206,13 @@ mod in_a_graph {
             plain.step(ctx, no_update).unwrap();
             let (w, g_plain) = weights(ctx, &plain);
             let lambda = 0.3;
-            let (mut with, _, _) = model(ctx, Some(Regulariser::TraceNorm { lambda }));
+            let (mut with, _, _) = model(
+                ctx,
+                Some(Regulariser::TraceNorm {
+                    lambda,
+                    variant: TraceNormVariant::LastAxis,
+                }),
+            );
             with.step(ctx, no_update).unwrap();
             let (_, g_with) = weights(ctx, &with);
             let (norm, polar) = trace_norm::polar_factor(&w, TASKS, 1e-3);
@@ -223,7 +230,13 @@ mod in_a_graph {
                 "{value} vs λ·{norm}"
             );
             // The prox: W ← prox(W − lr·g, lr·λ) after the SGD step.
-            let (mut prox, _, _) = model(ctx, Some(Regulariser::TraceNormProx { lambda: 2.0 }));
+            let (mut prox, _, _) = model(
+                ctx,
+                Some(Regulariser::TraceNormProx {
+                    lambda: 2.0,
+                    variant: TraceNormVariant::LastAxis,
+                }),
+            );
             prox.step(ctx, StepOptions::default()).unwrap();
             let (after, _) = weights(ctx, &prox);
             let stepped: Vec<f32> = w.iter().zip(&g_plain).map(|(w, g)| w - 0.1 * g).collect();
@@ -254,6 +267,94 @@ mod in_a_graph {
                 "the step should zero some rows, not all: {zeros} of {} zero",
                 want.len()
             );
+        }
+    }
+
+    #[test]
+    fn every_trace_norm_variant_trains_and_reports_its_value() {
+        use manytask::kernels::trace_norm::TaskStack;
+        use manytask::reference::trace_norm;
+        // columns.0.weight is [3, 4, 5]: Tucker and TT see all three axes.
+        let stack = TaskStack {
+            tasks: TASKS,
+            inputs: 4,
+            outputs: 5,
+        };
+        let lambda = 0.05;
+        let mut regs: Vec<Regulariser> = TraceNormVariant::ALL
+            .iter()
+            .map(|&variant| Regulariser::TraceNorm { lambda, variant })
+            .collect();
+        regs.push(Regulariser::TraceNormProx {
+            lambda,
+            variant: TraceNormVariant::LastAxis,
+        });
+        for ctx in contexts() {
+            for &reg in &regs {
+                let (mut p, _, _) = model(ctx, Some(reg));
+                let variant = reg.trace_norm_variant().unwrap();
+                if !reg.is_proximal() {
+                    p.step(ctx, StepOptions::GRADIENTS).unwrap();
+                    let (w, _) = weights(ctx, &p);
+                    let want = lambda as f64 * trace_norm::stack_value(&w, stack, variant);
+                    let got = p.regulariser_values(ctx).unwrap()[0] as f64;
+                    assert!(
+                        (got - want).abs() <= 1e-4 * want,
+                        "{reg:?}: value {got} vs {want}"
+                    );
+                }
+                let before = crate::common::objective(ctx, &mut p);
+                for _ in 0..8 {
+                    p.step(ctx, StepOptions::TRAIN).unwrap();
+                }
+                let after = crate::common::objective(ctx, &mut p);
+                assert!(after < 0.9 * before, "{reg:?}: loss {before} → {after}");
+                if reg.is_proximal() {
+                    // The value is λ‖Y‖_* before the last prox; the prox
+                    // takes Σ min(σ, τ) ≤ 3·τ (rank ≤ T) off ‖Y‖_*.
+                    let (w, _) = weights(ctx, &p);
+                    let now = lambda as f64 * trace_norm::stack_value(&w, stack, variant);
+                    let got = p.regulariser_values(ctx).unwrap()[0] as f64;
+                    let tau = 0.1 * lambda as f64;
+                    assert!(
+                        got >= now * (1.0 - 1e-4) && got <= now + lambda as f64 * 3.0 * tau * 1.001,
+                        "{reg:?}: value {got}, λ‖W‖_* after the prox {now}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tucker_and_tt_prox_are_refused_when_the_graph_is_built() {
+        let ctx = &contexts()[0];
+        for variant in [TraceNormVariant::Tucker, TraceNormVariant::TensorTrain] {
+            let mut g = Graph::new(ctx);
+            let x = g.input("x", &[2, 3 * TASKS], DType::F32);
+            let block = TaskBlock {
+                inputs: 3,
+                outputs: 2,
+            };
+            g.task_dense("l", x, &[block; TASKS], Activation::Identity)
+                .unwrap();
+            let w = manytask::graph::ParamId(0);
+            let reg = Regulariser::TraceNormProx {
+                lambda: 0.1,
+                variant,
+            };
+            let e = g.regularise(w, TASKS, reg).unwrap_err();
+            assert!(e.to_string().contains("no proximal step"), "{e}");
+            // The gradient form is fine; a flat parameter has no [in, out].
+            let reg = Regulariser::TraceNorm {
+                lambda: 0.1,
+                variant,
+            };
+            g.regularise(w, TASKS, reg).unwrap();
+            let flat = g
+                .param("flat", &[12], manytask::graph::Init::Zeros)
+                .unwrap();
+            let e = g.regularise(flat, TASKS, reg).unwrap_err();
+            assert!(e.to_string().contains("regularise_stack"), "{e}");
         }
     }
 }

@@ -1,20 +1,41 @@
-// Trace norm of stacked task weights X [T, d] (T ≤ 64) on the small side
-// (../shared/MATH.md §4, route (a)): from the Gram matrix G = X·Xᵀ
-// (computed by the GEMM kernels), one workgroup diagonalises G by cyclic
-// Jacobi (fixed sweep count: deterministic), then builds
-//   MODE 0 (gradient): M = V diag(1/σ_k) Vᵀ over σ_k > tol, so that
-//                      M·X = U·Vᵀ, the polar factor (a subgradient of ‖X‖_*)
-//   MODE 1 (prox):     M = V diag(max(σ_k − τ, 0)/σ_k) Vᵀ, so that M·X
-//                      shrinks every singular value by τ (clamped at 0)
-// with σ_k = sqrt(max(λ_k, 0)), and writes ‖X‖_* = Σ_k σ_k. G is rotated
-// in place in its storage buffer; V (T×T) lives in workgroup memory. The host
-// finishes with one GEMM, M·X. Launcher src/kernels/trace_norm.rs.
+// Trace norm kernel family (../shared/MATH.md §4). Launchers in
+// src/kernels/trace_norm/; tests kernels-tests/trace_norm.rs, cases in
+// src/conformance/trace_norm.rs.
+//
+// Entry points:
+//   trace_norm_factor  route (a), a matrix with a small side n ≤ 64: from its
+//                      Gram matrix G (n×n, by the GEMM kernels), one workgroup
+//                      diagonalises G by cyclic Jacobi (fixed sweep count:
+//                      deterministic), then builds
+//     MODE 0 (gradient): M = V diag(1/σ_k) Vᵀ over σ_k > tol, so that M·X
+//                        (or X·M on the other side) = U·Vᵀ, the polar factor
+//     MODE 1 (prox):     M = V diag(max(σ_k − τ, 0)/σ_k) Vᵀ: every singular
+//                        value shrunk by τ (clamped at 0)
+//                      with σ_k = sqrt(max(λ_k, 0)), and writes ‖X‖_* = Σ σ_k.
+//                      G is rotated in place; V lives in workgroup memory.
+//   ns_normalise       dst = src / sqrt(s[0]) (0 when s[0] = 0): X₀ = X/‖X‖_F
+//                      for Newton–Schulz with ‖X‖²_F from the GPU reduce, no
+//                      host readback.
+//   add_diagonal       dst = alpha·dst + beta·I (square, in place): the
+//                      1.5·I of the Newton–Schulz step, H − τI, ½(I + S).
+//   product            dst = src ∘ src2 (for ⟨U·Vᵀ, X⟩ with the sum reduce).
+//   swap_leading_axes  dst[j, i, k] (+)= alpha·src[i, j, k], src [d0, d1, d2]:
+//                      the input-axis unfolding of [T, in, out] and its fold.
+// The element-wise helpers fold their grid into (x, y) like elementwise.wgsl.
 
 struct Params {
-    tasks: u32,
+    n: u32,         // factor: side of G; helpers: elements
     sweeps: u32,
     tau: f32,       // MODE 1 threshold
     rel_tol: f32,   // σ below rel_tol·σ_max counts as zero (rank-deficient X)
+    d0: u32,        // add_diagonal: side; swap: src dims
+    d1: u32,
+    d2: u32,
+    accumulate: u32,
+    alpha: f32,
+    beta: f32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -31,7 +52,7 @@ var<workgroup> f: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn trace_norm_factor(@builtin(local_invocation_index) lane: u32) {
-    let n = p.tasks;
+    let n = p.n;
     for (var i = lane; i < n * n; i = i + 64u) {
         v[i] = select(0.0, 1.0, i / n == i % n);
     }
@@ -110,5 +131,61 @@ fn trace_norm_factor(@builtin(local_invocation_index) lane: u32) {
             acc = fma(v[r * n + k] * f[k], v[col * n + k], acc);
         }
         m_out[i] = acc;
+    }
+}
+
+// ---- helpers ----
+
+@group(0) @binding(4) var<storage, read> src: array<f32>;
+@group(0) @binding(5) var<storage, read> src2: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dst: array<f32>;
+
+fn element_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * 256u + lid.x;
+}
+
+@compute @workgroup_size(256)
+fn ns_normalise(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = element_index(wid, nwg, lid);
+    if (i < p.n) {
+        let sq = src2[0];
+        dst[i] = select(0.0, src[i] * inverseSqrt(sq), sq > 0.0);
+    }
+}
+
+@compute @workgroup_size(256)
+fn add_diagonal(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = element_index(wid, nwg, lid);
+    if (i < p.n) {
+        let diag = i / p.d0 == i % p.d0;
+        dst[i] = p.alpha * dst[i] + select(0.0, p.beta, diag);
+    }
+}
+
+@compute @workgroup_size(256)
+fn product(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = element_index(wid, nwg, lid);
+    if (i < p.n) { dst[i] = src[i] * src2[i]; }
+}
+
+@compute @workgroup_size(256)
+fn swap_leading_axes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_id) lid: vec3<u32>) {
+    // One invocation per dst element [j, i, k] of dst [d1, d0, d2].
+    let e = element_index(wid, nwg, lid);
+    if (e < p.n) {
+        let k = e % p.d2;
+        let r = e / p.d2;
+        let i = r % p.d0;
+        let j = r / p.d0;
+        let v = p.alpha * src[(i * p.d1 + j) * p.d2 + k];
+        if (p.accumulate != 0u) {
+            dst[e] = dst[e] + v;
+        } else {
+            dst[e] = v;
+        }
     }
 }

@@ -483,7 +483,10 @@ impl ArchWorkload {
                 "soft_trace_norm",
                 Sharing::Soft {
                     columns: vec![128, 128],
-                    regularisers: vec![Regulariser::TraceNorm { lambda: 1e-3 }],
+                    regularisers: vec![Regulariser::TraceNorm {
+                        lambda: 1e-3,
+                        variant: crate::kernels::trace_norm::TraceNormVariant::LastAxis,
+                    }],
                 },
             ),
         ]

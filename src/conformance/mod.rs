@@ -19,6 +19,7 @@ pub mod reduce;
 pub mod report;
 pub mod soft_sharing;
 pub mod task_gemm;
+pub mod trace_norm;
 pub mod weighting;
 
 use std::sync::Arc;
@@ -140,6 +141,7 @@ pub fn all_cases() -> Vec<Case> {
     all.extend(reduce::cases());
     all.extend(soft_sharing::cases());
     all.extend(task_gemm::cases());
+    all.extend(trace_norm::cases());
     all.extend(weighting::cases());
     all
 }

@@ -18,8 +18,9 @@ use crate::kernels::subspace::Orthogonality;
 use crate::kernels::task_gemm::{
     block_diagonal, shared_input as shared_input_problems, task_gemm, TaskProblem, TaskTable,
 };
+use crate::kernels::trace_norm::TraceNormPlan;
 use crate::kernels::weighting::{self, GramScratch};
-use crate::kernels::{block, cross_stitch, elementwise, layer_stitch, optim, reduce, trace_norm};
+use crate::kernels::{block, cross_stitch, elementwise, layer_stitch, optim, reduce};
 use crate::reference::activation::Activation;
 use crate::reference::optim::{AdamW, Sgd};
 
@@ -144,6 +145,8 @@ struct RegParts {
     partial: Tensor,
     /// The regulariser's value (λ included).
     value: Tensor,
+    /// A trace norm's plan (scratch for every unfolding and route).
+    trace: Option<TraceNormPlan>,
     /// A buffer like W for the trace-norm prox (its GEMM cannot write in
     /// place).
     scratch: Option<Tensor>,
@@ -527,14 +530,20 @@ impl Program {
         let regularisers = graph
             .regularisers
             .iter()
-            .map(|&(param, tasks, reg)| {
+            .map(|&(param, stack, reg)| {
+                let tasks = stack.tasks;
                 let d = graph.params.get(param).len() / tasks;
+                let trace = match reg.trace_norm_variant() {
+                    Some(v) => Some(TraceNormPlan::new(ctx, stack, v, reg.is_proximal())?),
+                    None => None,
+                };
                 Ok(RegParts {
                     param,
                     tasks,
                     reg,
                     partial: Tensor::empty(ctx, "regulariser partials", &[d], DType::F32)?,
                     value: Tensor::zeros(ctx, "regulariser value", &[1])?,
+                    trace,
                     scratch: match reg {
                         Regulariser::TraceNormProx { .. } => Some(Tensor::empty(
                             ctx,
@@ -719,6 +728,18 @@ impl Program {
         self.dense_plan = plan;
     }
 
+    /// Newton–Schulz steps of every trace-norm regulariser's route (b)
+    /// from the next step on (default `trace_norm::NS_STEPS`).
+    pub fn set_newton_schulz_steps(&mut self, steps: u32) {
+        for plan in self
+            .regularisers
+            .iter_mut()
+            .filter_map(|r| r.trace.as_mut())
+        {
+            plan.set_steps(steps);
+        }
+    }
+
     /// Pins every GEMM to one variant (None: the autotuner's choice).
     pub fn set_variant(&mut self, variant: Option<Variant>) {
         self.variant = variant;
@@ -813,10 +834,11 @@ impl Program {
         }
         for r in self.regularisers.iter().filter(|r| !r.reg.is_proximal()) {
             let (w, g) = (self.arena.value(r.param), self.arena.grad(r.param));
-            if let Regulariser::TraceNorm { lambda } = r.reg {
+            if let Some(plan) = &r.trace {
                 // ‖W‖_* into the partials' first element, then λ·‖W‖_*.
+                let lambda = r.reg.lambda();
                 let norm = r.partial.view(rec.ctx(), 0, &[1])?;
-                trace_norm::trace_norm_gradient(rec, w, r.tasks, lambda, g, &norm)?;
+                plan.gradient(rec, w, lambda, g, &norm)?;
                 elementwise::scale(rec, &norm, lambda, &r.value)?;
             } else {
                 soft_sharing::add_gradient(rec, &r.reg, r.tasks, w, g, &r.partial)?;
@@ -837,11 +859,11 @@ impl Program {
             for r in self.regularisers.iter().filter(|r| r.reg.is_proximal()) {
                 let eta = lr * self.arena.layout.get(r.param).lr_scale;
                 let w = self.arena.value(r.param);
-                if let Regulariser::TraceNormProx { lambda } = r.reg {
+                if let (Some(plan), Some(shrunk)) = (&r.trace, &r.scratch) {
                     // The prox's GEMM cannot write W in place: via a copy.
-                    let shrunk = r.scratch.as_ref().expect("trace-norm prox scratch");
+                    let lambda = r.reg.lambda();
                     let norm = r.partial.view(rec.ctx(), 0, &[1])?;
-                    trace_norm::trace_norm_prox(rec, w, r.tasks, eta * lambda, shrunk, &norm)?;
+                    plan.prox(rec, w, eta * lambda, shrunk, &norm)?;
                     rec.copy(shrunk, w)?;
                     elementwise::scale(rec, &norm, lambda, &r.value)?;
                 } else {

@@ -6,6 +6,8 @@ use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext};
 use crate::graph::params::{Init, ParamId, ParamLayout};
 use crate::kernels::loss::{LossKind, LossTask};
+use crate::kernels::soft_sharing::Regulariser;
+use crate::kernels::trace_norm::{TaskStack, TraceNormVariant};
 use crate::reference::activation::Activation;
 
 /// A node of the graph (its value, and its gradient when it needs one).
@@ -153,8 +155,13 @@ pub struct Graph {
     /// sharing's first head layer) and the block widths: its backward
     /// also writes each task's gradient of the layer input separately.
     pub(crate) task_split: Option<(NodeId, Vec<usize>)>,
-    /// Soft-sharing regularisers: (stacked task weights, tasks, which).
-    pub(crate) regularisers: Vec<(ParamId, usize, crate::kernels::soft_sharing::Regulariser)>,
+    /// Soft-sharing regularisers: (stacked task weights, their [T, in, out]
+    /// shape, which).
+    pub(crate) regularisers: Vec<(
+        ParamId,
+        crate::kernels::trace_norm::TaskStack,
+        crate::kernels::soft_sharing::Regulariser,
+    )>,
     /// Task balancing beyond loss weights (see `Balancing`).
     pub(crate) balancing: Balancing,
     /// Uncertainty weighting's s = log σ² ([T]), when chosen.
@@ -444,7 +451,10 @@ impl Graph {
     /// Regularises the stacked per-task weights in `param` (T equal
     /// blocks, e.g. a `task_dense` weight whose tasks share one shape):
     /// gradient terms are added to the weight gradient after backward,
-    /// proximal steps run after the optimiser with step size lr·λ.
+    /// proximal steps run after the optimiser with step size lr·λ. The
+    /// blocks' [in, out] shape (needed by the Tucker and TT trace norms) is
+    /// taken from the `task_dense` layer that owns `param`; without one,
+    /// use `regularise_stack`.
     pub fn regularise(
         &mut self,
         param: ParamId,
@@ -458,7 +468,59 @@ impl Graph {
                 self.params.get(param).name
             )));
         }
-        self.regularisers.push((param, tasks, reg));
+        let layer = self.nodes.iter().find_map(|n| match &n.op {
+            Op::TaskDense { w, blocks, .. }
+                if *w == param
+                    && blocks.len() == tasks
+                    && blocks.iter().all(|b| *b == blocks[0]) =>
+            {
+                Some(blocks[0])
+            }
+            _ => None,
+        });
+        let stack = match layer {
+            Some(b) => TaskStack {
+                tasks,
+                inputs: b.inputs,
+                outputs: b.outputs,
+            },
+            None => TaskStack::flat(tasks, len / tasks),
+        };
+        let needs_shape = matches!(
+            reg.trace_norm_variant(),
+            Some(TraceNormVariant::Tucker | TraceNormVariant::TensorTrain)
+        );
+        if layer.is_none() && needs_shape {
+            return Err(shape_err(format!(
+                "{reg:?} needs the per-task [in, out] shape of '{}', which is not a task_dense weight with {tasks} equal blocks: use regularise_stack",
+                self.params.get(param).name
+            )));
+        }
+        self.regularise_stack(param, stack, reg)
+    }
+
+    /// `regularise` with the [T, in, out] shape of the stacked weights given.
+    pub fn regularise_stack(
+        &mut self,
+        param: ParamId,
+        stack: TaskStack,
+        reg: crate::kernels::soft_sharing::Regulariser,
+    ) -> Result<()> {
+        let name = &self.params.get(param).name;
+        let len = self.params.get(param).len();
+        if stack.tasks < 2 || stack.len() != len {
+            return Err(shape_err(format!(
+                "'{name}' ({len} weights) is not {stack:?} with ≥ 2 tasks"
+            )));
+        }
+        if let Regulariser::TraceNormProx { variant, .. } = reg {
+            if variant != TraceNormVariant::LastAxis {
+                return Err(shape_err(format!(
+                    "'{name}': the {variant:?} trace norm has no proximal step (no closed form for a sum of nuclear norms of different unfoldings); use Regulariser::TraceNorm (its gradient form) or the LastAxis prox"
+                )));
+            }
+        }
+        self.regularisers.push((param, stack, reg));
         Ok(())
     }
 

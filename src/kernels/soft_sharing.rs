@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Bind, KernelSpec, Recorder, Shader, Tensor};
 use crate::kernels::check::require_f32;
 use crate::kernels::reduce;
+use crate::kernels::trace_norm::TraceNormVariant;
 
 pub const L2_DISTANCE: KernelSpec = KernelSpec::new(Shader::SoftSharing, "l2_distance");
 pub const CLUSTERING: KernelSpec = KernelSpec::new(Shader::SoftSharing, "clustering");
@@ -30,12 +31,20 @@ pub enum Regulariser {
     /// λ Σ_j ‖(W_0j … W_(T−1)j)‖₂ (ℓ1/ℓ2 over the rows of A ∈ R^{d×T}):
     /// a proximal step with step size η·λ after the optimiser.
     GroupLasso { lambda: f32 },
-    /// λ‖W‖_* of the stacked [T, d] weights (trace norm, last-axis
-    /// flattening; `kernels::trace_norm`), as a gradient term λ·U·Vᵀ.
-    TraceNorm { lambda: f32 },
+    /// λ·(trace norm of the stacked [T, in, out] weights, summed over the
+    /// `variant`'s unfoldings; `kernels::trace_norm`), as a gradient term
+    /// λ·Σ U·Vᵀ.
+    TraceNorm {
+        lambda: f32,
+        variant: TraceNormVariant,
+    },
     /// The same norm through its proximal step (singular values shrunk by
-    /// η·λ) after the optimiser.
-    TraceNormProx { lambda: f32 },
+    /// η·λ) after the optimiser. `LastAxis` only: Tucker and TT have no
+    /// closed-form prox (`Graph::regularise` returns an error).
+    TraceNormProx {
+        lambda: f32,
+        variant: TraceNormVariant,
+    },
 }
 
 impl Regulariser {
@@ -44,8 +53,18 @@ impl Regulariser {
             Regulariser::L2Distance { lambda }
             | Regulariser::Clustering { lambda }
             | Regulariser::GroupLasso { lambda }
-            | Regulariser::TraceNorm { lambda }
-            | Regulariser::TraceNormProx { lambda } => lambda,
+            | Regulariser::TraceNorm { lambda, .. }
+            | Regulariser::TraceNormProx { lambda, .. } => lambda,
+        }
+    }
+
+    /// The trace-norm variant, if it is a trace norm.
+    pub fn trace_norm_variant(&self) -> Option<TraceNormVariant> {
+        match *self {
+            Regulariser::TraceNorm { variant, .. } | Regulariser::TraceNormProx { variant, .. } => {
+                Some(variant)
+            }
+            _ => None,
         }
     }
 
