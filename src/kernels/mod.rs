@@ -8,6 +8,7 @@ pub mod check;
 pub mod cross_stitch;
 pub mod dense;
 pub mod elementwise;
+pub mod fused_mlp;
 pub mod gemm;
 pub mod loss;
 pub mod optim;
@@ -24,6 +25,7 @@ pub fn all_specs() -> Vec<KernelSpec> {
     let mut all = elementwise::specs();
     all.extend(block::specs());
     all.extend(cross_stitch::specs());
+    all.extend(fused_mlp::specs());
     all.extend(gemm::specs());
     all.extend(loss::specs());
     all.extend(optim::specs());
