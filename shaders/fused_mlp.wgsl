@@ -70,15 +70,36 @@ override ACCUMULATE: bool = false;
 // Two tiles of TILE_ROWS × MAX_WIDTH, row stride MAX_WIDTH.
 var<workgroup> tile: array<f32, 4096>;
 
-// The tile's rows times 4 columns of W (forward, W[k, j]) or of Wᵀ
-// (backward, W[j, k]), k < depth: acc[r][q] = Σ_k tile[src + r, k] ·
-// op(W)[k, 4c + q]. Columns past n read a clamped (valid) address; their
-// sums are never stored.
-fn tile_product(src: u32, depth: u32, n: u32, w_off: u32, w_ld: u32, transposed: bool, c: u32) -> array<vec4<f32>, TILE_ROWS> {
-    var acc: array<vec4<f32>, TILE_ROWS>;
-    for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
-        acc[r] = vec4<f32>(0.0);
+// Writes the lane's 4 columns (those < n) of one tile row.
+fn put_row(at: u32, n: u32, c: u32, v: vec4<f32>) {
+    for (var q = 0u; q < 4u; q = q + 1u) {
+        if (4u * c + q < n) { tile[at + 4u * c + q] = v[q]; }
     }
+}
+
+// tile[dst + r, 4c + q] = Σ_k tile[src + r, k] · op(W)[k, 4c + q] for the
+// tile's rows and the lane's 4 columns (those < n): op(W) = W [k, n]
+// (forward) or Wᵀ with W [n, k] (backward, `transposed`). Columns past n
+// read a clamped (valid) address and are not stored. The 16 row
+// accumulators are spelled out: local arrays live in memory on CPU
+// drivers.
+fn tile_product(src: u32, dst: u32, depth: u32, n: u32, w_off: u32, w_ld: u32, transposed: bool, c: u32) {
+    var c0 = vec4<f32>();
+    var c1 = vec4<f32>();
+    var c2 = vec4<f32>();
+    var c3 = vec4<f32>();
+    var c4 = vec4<f32>();
+    var c5 = vec4<f32>();
+    var c6 = vec4<f32>();
+    var c7 = vec4<f32>();
+    var c8 = vec4<f32>();
+    var c9 = vec4<f32>();
+    var c10 = vec4<f32>();
+    var c11 = vec4<f32>();
+    var c12 = vec4<f32>();
+    var c13 = vec4<f32>();
+    var c14 = vec4<f32>();
+    var c15 = vec4<f32>();
     let cols = min(vec4<u32>(4u * c) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(n - 1u));
     var idx = vec4<u32>(w_off) + cols;
     var step = w_ld;
@@ -89,11 +110,41 @@ fn tile_product(src: u32, depth: u32, n: u32, w_off: u32, w_ld: u32, transposed:
     for (var k = 0u; k < depth; k = k + 1u) {
         let w = vec4<f32>(weights[idx.x], weights[idx.y], weights[idx.z], weights[idx.w]);
         idx = idx + vec4<u32>(step);
-        for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
-            acc[r] = fma(vec4<f32>(tile[src + r * MAX_WIDTH + k]), w, acc[r]);
-        }
+        // Row r of the tile is MAX_WIDTH (128) elements further on.
+        let t = src + k;
+        c0 = fma(vec4<f32>(tile[t + 0u]), w, c0);
+        c1 = fma(vec4<f32>(tile[t + 128u]), w, c1);
+        c2 = fma(vec4<f32>(tile[t + 256u]), w, c2);
+        c3 = fma(vec4<f32>(tile[t + 384u]), w, c3);
+        c4 = fma(vec4<f32>(tile[t + 512u]), w, c4);
+        c5 = fma(vec4<f32>(tile[t + 640u]), w, c5);
+        c6 = fma(vec4<f32>(tile[t + 768u]), w, c6);
+        c7 = fma(vec4<f32>(tile[t + 896u]), w, c7);
+        c8 = fma(vec4<f32>(tile[t + 1024u]), w, c8);
+        c9 = fma(vec4<f32>(tile[t + 1152u]), w, c9);
+        c10 = fma(vec4<f32>(tile[t + 1280u]), w, c10);
+        c11 = fma(vec4<f32>(tile[t + 1408u]), w, c11);
+        c12 = fma(vec4<f32>(tile[t + 1536u]), w, c12);
+        c13 = fma(vec4<f32>(tile[t + 1664u]), w, c13);
+        c14 = fma(vec4<f32>(tile[t + 1792u]), w, c14);
+        c15 = fma(vec4<f32>(tile[t + 1920u]), w, c15);
     }
-    return acc;
+    put_row(dst + 0u, n, c, c0);
+    put_row(dst + 128u, n, c, c1);
+    put_row(dst + 256u, n, c, c2);
+    put_row(dst + 384u, n, c, c3);
+    put_row(dst + 512u, n, c, c4);
+    put_row(dst + 640u, n, c, c5);
+    put_row(dst + 768u, n, c, c6);
+    put_row(dst + 896u, n, c, c7);
+    put_row(dst + 1024u, n, c, c8);
+    put_row(dst + 1152u, n, c, c9);
+    put_row(dst + 1280u, n, c, c10);
+    put_row(dst + 1408u, n, c, c11);
+    put_row(dst + 1536u, n, c, c12);
+    put_row(dst + 1664u, n, c, c13);
+    put_row(dst + 1792u, n, c, c14);
+    put_row(dst + 1920u, n, c, c15);
 }
 
 fn tile_index(wid: vec3<u32>) -> u32 {
@@ -121,7 +172,7 @@ fn trunk_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         let dst = TILE_ELEMS - src;
         let n = layer.outputs;
         if (4u * c < n) {
-            let acc = tile_product(src, layer.inputs, n, layer.w_off, n, false, c);
+            tile_product(src, dst, layer.inputs, n, layer.w_off, n, false, c);
             var bias = vec4<f32>(0.0);
             if (layer.b_off != NONE) {
                 let cols = min(vec4<u32>(4u * c) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(n - 1u));
@@ -132,15 +183,15 @@ fn trunk_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
             let z_base = p.rows * layer.z_col;
             for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
                 let row = row0 + r;
-                let z = acc[r] + bias;
                 for (var q = 0u; q < 4u; q = q + 1u) {
                     let j = 4u * c + q;
                     if (j < n) {
-                        let y = act_of(layer.act, z[q]);
+                        let z = tile[dst + r * MAX_WIDTH + j] + bias[q];
+                        let y = act_of(layer.act, z);
                         tile[dst + r * MAX_WIDTH + j] = y;
                         if (row < p.rows) {
                             acts_out[y_base + row * n + j] = y;
-                            if (layer.z_col != NONE) { zs_out[z_base + row * n + j] = z[q]; }
+                            if (layer.z_col != NONE) { zs_out[z_base + row * n + j] = z; }
                         }
                     }
                 }
@@ -200,16 +251,16 @@ fn trunk_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         let dst = TILE_ELEMS - src;
         let k = layer.inputs;
         if ((l > 0u || WRITE_DX) && 4u * c < k) {
-            let acc = tile_product(src, n, k, layer.w_off, n, true, c);
-            for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
-                let row = row0 + r;
-                for (var q = 0u; q < 4u; q = q + 1u) {
-                    let i = 4u * c + q;
-                    if (i < k) {
-                        if (l > 0u) {
-                            tile[dst + r * MAX_WIDTH + i] = acc[r][q];
-                        } else if (row < p.rows) {
-                            var v = acc[r][q];
+            tile_product(src, dst, n, k, layer.w_off, n, true, c);
+            // Layer 0's product is dX: from the tile to global memory (the
+            // lane reads back only the columns it wrote).
+            if (l == 0u) {
+                for (var r = 0u; r < TILE_ROWS && row0 + r < p.rows; r = r + 1u) {
+                    let row = row0 + r;
+                    for (var q = 0u; q < 4u; q = q + 1u) {
+                        let i = 4u * c + q;
+                        if (i < k) {
+                            var v = tile[dst + r * MAX_WIDTH + i];
                             if (ACCUMULATE_DX) { v = v + dx[row * k + i]; }
                             dx[row * k + i] = v;
                         }
@@ -219,6 +270,32 @@ fn trunk_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         }
         workgroupBarrier();
         src = dst;
+    }
+}
+
+// Layer l's input at element `at`: X for the first layer, else the
+// activations (a uniform branch).
+fn layer_input(first: bool, at: u32) -> f32 {
+    if (first) { return x[at]; }
+    return acts[at];
+}
+
+// dW_l[i, 4c + q] (i < inputs) or db_l[4c + q] (i = inputs) (+)= v[q].
+fn put_grad(layer: Layer, i: u32, c: u32, v: vec4<f32>) {
+    var at = NONE;
+    if (i < layer.inputs) {
+        at = layer.w_off + i * layer.outputs;
+    } else if (i == layer.inputs && layer.b_off != NONE) {
+        at = layer.b_off;
+    }
+    if (at == NONE) { return; }
+    for (var q = 0u; q < 4u; q = q + 1u) {
+        let j = 4u * c + q;
+        if (j < layer.outputs) {
+            var v2 = v[q];
+            if (ACCUMULATE) { v2 = v2 + grads[at + j]; }
+            grads[at + j] = v2;
+        }
     }
 }
 
@@ -241,41 +318,62 @@ fn trunk_weight_grads(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
     // The layer's input is X for layer 0, else the previous layer's Y.
     // Feature k is the bias row (input 1); later ones read a clamped
     // address and are never stored.
+    let first = l == 0u;
     var in_base = 0u;
-    if (l > 0u) { in_base = p.rows * p.layers[l - 1u].y_col; }
-    var acc: array<vec4<f32>, FEATURES>;
-    for (var f = 0u; f < FEATURES; f = f + 1u) {
-        acc[f] = vec4<f32>(0.0);
-    }
+    if (!first) { in_base = p.rows * p.layers[l - 1u].y_col; }
+    let last = k - 1u;
+    var c0 = vec4<f32>();
+    var c1 = vec4<f32>();
+    var c2 = vec4<f32>();
+    var c3 = vec4<f32>();
+    var c4 = vec4<f32>();
+    var c5 = vec4<f32>();
+    var c6 = vec4<f32>();
+    var c7 = vec4<f32>();
+    var c8 = vec4<f32>();
+    var c9 = vec4<f32>();
+    var c10 = vec4<f32>();
+    var c11 = vec4<f32>();
+    var c12 = vec4<f32>();
+    var c13 = vec4<f32>();
+    var c14 = vec4<f32>();
+    var c15 = vec4<f32>();
     for (var row = 0u; row < p.rows; row = row + 1u) {
         let d_row = d_base + row * n;
         let d = vec4<f32>(deltas[d_row + cols.x], deltas[d_row + cols.y],
                           deltas[d_row + cols.z], deltas[d_row + cols.w]);
         let a_row = in_base + row * k;
-        for (var f = 0u; f < FEATURES; f = f + 1u) {
-            let i = min(i0 + f, k - 1u);
-            var a = 0.0;
-            if (l == 0u) { a = x[a_row + i]; } else { a = acts[a_row + i]; }
-            a = select(a, 1.0, i0 + f == k);
-            acc[f] = fma(vec4<f32>(a), d, acc[f]);
-        }
+        c0 = fma(vec4<f32>(select(layer_input(first, a_row + min(i0 + 0u, last)), 1.0, i0 + 0u == k)), d, c0);
+        c1 = fma(vec4<f32>(select(layer_input(first, a_row + min(i0 + 1u, last)), 1.0, i0 + 1u == k)), d, c1);
+        c2 = fma(vec4<f32>(select(layer_input(first, a_row + min(i0 + 2u, last)), 1.0, i0 + 2u == k)), d, c2);
+        c3 = fma(vec4<f32>(select(layer_input(first, a_row + min(i0 + 3u, last)), 1.0, i0 + 3u == k)), d, c3);
+        c4 = fma(vec4<f32>(select(layer_input(first, a_row + min(i0 + 4u, last)), 1.0, i0 + 4u == k)), d, c4);
+        c5 = fma(vec4<f32>(select(layer_input(first, a_row + min(i0 + 5u, last)), 1.0, i0 + 5u == k)), d, c5);
+        c6 = fma(vec4<f32>(select(layer_input(first, a_row + min(i0 + 6u, last)), 1.0, i0 + 6u == k)), d, c6);
+        c7 = fma(vec4<f32>(select(layer_input(first, a_row + min(i0 + 7u, last)), 1.0, i0 + 7u == k)), d, c7);
+        c8 = fma(vec4<f32>(select(layer_input(first, a_row + min(i0 + 8u, last)), 1.0, i0 + 8u == k)), d, c8);
+        c9 = fma(vec4<f32>(select(layer_input(first, a_row + min(i0 + 9u, last)), 1.0, i0 + 9u == k)), d, c9);
+        c10 = fma(vec4<f32>(select(layer_input(first, a_row + min(i0 + 10u, last)), 1.0, i0 + 10u == k)), d, c10);
+        c11 = fma(vec4<f32>(select(layer_input(first, a_row + min(i0 + 11u, last)), 1.0, i0 + 11u == k)), d, c11);
+        c12 = fma(vec4<f32>(select(layer_input(first, a_row + min(i0 + 12u, last)), 1.0, i0 + 12u == k)), d, c12);
+        c13 = fma(vec4<f32>(select(layer_input(first, a_row + min(i0 + 13u, last)), 1.0, i0 + 13u == k)), d, c13);
+        c14 = fma(vec4<f32>(select(layer_input(first, a_row + min(i0 + 14u, last)), 1.0, i0 + 14u == k)), d, c14);
+        c15 = fma(vec4<f32>(select(layer_input(first, a_row + min(i0 + 15u, last)), 1.0, i0 + 15u == k)), d, c15);
     }
-    for (var f = 0u; f < FEATURES; f = f + 1u) {
-        let i = i0 + f;
-        var at = NONE;
-        if (i < k) {
-            at = layer.w_off + i * n;
-        } else if (i == k && layer.b_off != NONE) {
-            at = layer.b_off;
-        }
-        if (at == NONE) { continue; }
-        for (var q = 0u; q < 4u; q = q + 1u) {
-            let j = 4u * c + q;
-            if (j < n) {
-                var v = acc[f][q];
-                if (ACCUMULATE) { v = v + grads[at + j]; }
-                grads[at + j] = v;
-            }
-        }
-    }
+    put_grad(layer, i0 + 0u, c, c0);
+    put_grad(layer, i0 + 1u, c, c1);
+    put_grad(layer, i0 + 2u, c, c2);
+    put_grad(layer, i0 + 3u, c, c3);
+    put_grad(layer, i0 + 4u, c, c4);
+    put_grad(layer, i0 + 5u, c, c5);
+    put_grad(layer, i0 + 6u, c, c6);
+    put_grad(layer, i0 + 7u, c, c7);
+    put_grad(layer, i0 + 8u, c, c8);
+    put_grad(layer, i0 + 9u, c, c9);
+    put_grad(layer, i0 + 10u, c, c10);
+    put_grad(layer, i0 + 11u, c, c11);
+    put_grad(layer, i0 + 12u, c, c12);
+    put_grad(layer, i0 + 13u, c, c13);
+    put_grad(layer, i0 + 14u, c, c14);
+    put_grad(layer, i0 + 15u, c, c15);
 }
