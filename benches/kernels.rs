@@ -438,7 +438,9 @@ fn fused_mlp_bench(c: &mut Criterion) {
         };
         let trunk = TrunkSpec::packed(&ctx, width, &[layer; 3]).expect("trunk");
         let shape = format!("{rows}x{width}x3");
-        group.throughput(Throughput::Elements((3.0 * trunk.forward_flops(rows)) as u64));
+        group.throughput(Throughput::Elements(
+            (3.0 * trunk.forward_flops(rows)) as u64,
+        ));
         let empty =
             |label: &str, n: usize| Tensor::empty(&ctx, label, &[n], DType::F32).expect("alloc");
         let x = tensor(&ctx, "x", rows * width)

@@ -21,8 +21,9 @@
 const MAX_DEPTH: u32 = 8u;
 const TILE_ROWS: u32 = 16u;
 const MAX_WIDTH: u32 = 128u;
-// MAX_WIDTH / 4: one lane per 4 columns.
-const LANES: u32 = 32u;
+// Invocations per workgroup: one per 4 columns of the trunk's widest
+// layer, in whole 8-lane vectors (the host sets 8, 16, 24 or 32).
+override LANES: u32 = 32u;
 // Two tiles (ping-pong between layers).
 const TILE_ELEMS: u32 = 2048u; // TILE_ROWS * MAX_WIDTH
 // Input features (rows of dW_l, plus the bias row) per weight-gradient
@@ -70,11 +71,69 @@ override ACCUMULATE: bool = false;
 // Two tiles of TILE_ROWS × MAX_WIDTH, row stride MAX_WIDTH.
 var<workgroup> tile: array<f32, 4096>;
 
-// Writes the lane's 4 columns (those < n) of one tile row.
+// The put_* helpers write the lane's 4 columns j = 4c.. (those < n) of
+// one row starting at `at`. Components are spelled out: a vector indexed
+// by a loop variable lives in memory on llvmpipe (measured: half of the
+// forward pass's time).
 fn put_row(at: u32, n: u32, c: u32, v: vec4<f32>) {
-    for (var q = 0u; q < 4u; q = q + 1u) {
-        if (4u * c + q < n) { tile[at + 4u * c + q] = v[q]; }
-    }
+    let j = at + 4u * c;
+    let m = select(0u, n - 4u * c, 4u * c < n);
+    if (m > 0u) { tile[j] = v.x; }
+    if (m > 1u) { tile[j + 1u] = v.y; }
+    if (m > 2u) { tile[j + 2u] = v.z; }
+    if (m > 3u) { tile[j + 3u] = v.w; }
+}
+
+fn put_acts(at: u32, n: u32, c: u32, v: vec4<f32>) {
+    let j = at + 4u * c;
+    let m = select(0u, n - 4u * c, 4u * c < n);
+    if (m > 0u) { acts_out[j] = v.x; }
+    if (m > 1u) { acts_out[j + 1u] = v.y; }
+    if (m > 2u) { acts_out[j + 2u] = v.z; }
+    if (m > 3u) { acts_out[j + 3u] = v.w; }
+}
+
+fn put_zs(at: u32, n: u32, c: u32, v: vec4<f32>) {
+    let j = at + 4u * c;
+    let m = select(0u, n - 4u * c, 4u * c < n);
+    if (m > 0u) { zs_out[j] = v.x; }
+    if (m > 1u) { zs_out[j + 1u] = v.y; }
+    if (m > 2u) { zs_out[j + 2u] = v.z; }
+    if (m > 3u) { zs_out[j + 3u] = v.w; }
+}
+
+fn put_deltas(at: u32, n: u32, c: u32, v: vec4<f32>) {
+    let j = at + 4u * c;
+    let m = select(0u, n - 4u * c, 4u * c < n);
+    if (m > 0u) { deltas_out[j] = v.x; }
+    if (m > 1u) { deltas_out[j + 1u] = v.y; }
+    if (m > 2u) { deltas_out[j + 2u] = v.z; }
+    if (m > 3u) { deltas_out[j + 3u] = v.w; }
+}
+
+fn put_dx(at: u32, n: u32, c: u32, v: vec4<f32>) {
+    let j = at + 4u * c;
+    let m = select(0u, n - 4u * c, 4u * c < n);
+    if (m > 0u) { dx[j] = v.x; }
+    if (m > 1u) { dx[j + 1u] = v.y; }
+    if (m > 2u) { dx[j + 2u] = v.z; }
+    if (m > 3u) { dx[j + 3u] = v.w; }
+}
+
+// The lane's 4 columns of a tile row (columns past the row's width hold
+// stale values nobody stores).
+fn tile4(at: u32, c: u32) -> vec4<f32> {
+    let j = at + 4u * c;
+    return vec4<f32>(tile[j], tile[j + 1u], tile[j + 2u], tile[j + 3u]);
+}
+
+fn act4(kind: u32, z: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(act_of(kind, z.x), act_of(kind, z.y), act_of(kind, z.z), act_of(kind, z.w));
+}
+
+// The lane's 4 columns, clamped to n - 1 (valid addresses).
+fn lane_cols(c: u32, n: u32) -> vec4<u32> {
+    return min(vec4<u32>(4u * c) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(n - 1u));
 }
 
 // tile[dst + r, 4c + q] = Σ_k tile[src + r, k] · op(W)[k, 4c + q] for the
@@ -100,7 +159,7 @@ fn tile_product(src: u32, dst: u32, depth: u32, n: u32, w_off: u32, w_ld: u32, t
     var c13 = vec4<f32>();
     var c14 = vec4<f32>();
     var c15 = vec4<f32>();
-    let cols = min(vec4<u32>(4u * c) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(n - 1u));
+    let cols = lane_cols(c, n);
     var idx = vec4<u32>(w_off) + cols;
     var step = w_ld;
     if (transposed) {
@@ -151,7 +210,7 @@ fn tile_index(wid: vec3<u32>) -> u32 {
     return wid.y * p.groups_x + wid.x;
 }
 
-@compute @workgroup_size(32)
+@compute @workgroup_size(LANES)
 fn trunk_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let row0 = tile_index(wid) * TILE_ROWS;
     if (row0 >= p.rows) { return; }
@@ -171,11 +230,15 @@ fn trunk_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         let layer = p.layers[l];
         let dst = TILE_ELEMS - src;
         let n = layer.outputs;
+        // Every lane runs the product (lanes past n on clamped columns):
+        // tile loads in uniform control flow are single scalar loads on
+        // llvmpipe, inside a lane-dependent branch they are not (measured
+        // 10× slower).
+        tile_product(src, dst, layer.inputs, n, layer.w_off, n, false, c);
         if (4u * c < n) {
-            tile_product(src, dst, layer.inputs, n, layer.w_off, n, false, c);
             var bias = vec4<f32>(0.0);
             if (layer.b_off != NONE) {
-                let cols = min(vec4<u32>(4u * c) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(n - 1u));
+                let cols = lane_cols(c, n);
                 bias = vec4<f32>(weights[layer.b_off + cols.x], weights[layer.b_off + cols.y],
                                  weights[layer.b_off + cols.z], weights[layer.b_off + cols.w]);
             }
@@ -183,17 +246,13 @@ fn trunk_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
             let z_base = p.rows * layer.z_col;
             for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
                 let row = row0 + r;
-                for (var q = 0u; q < 4u; q = q + 1u) {
-                    let j = 4u * c + q;
-                    if (j < n) {
-                        let z = tile[dst + r * MAX_WIDTH + j] + bias[q];
-                        let y = act_of(layer.act, z);
-                        tile[dst + r * MAX_WIDTH + j] = y;
-                        if (row < p.rows) {
-                            acts_out[y_base + row * n + j] = y;
-                            if (layer.z_col != NONE) { zs_out[z_base + row * n + j] = z; }
-                        }
-                    }
+                let at = dst + r * MAX_WIDTH;
+                let z = tile4(at, c) + bias;
+                let y = act4(layer.act, z);
+                put_row(at, n, c, y);
+                if (row < p.rows) {
+                    put_acts(y_base + row * n, n, c, y);
+                    if (layer.z_col != NONE) { put_zs(z_base + row * n, n, c, z); }
                 }
             }
         }
@@ -202,7 +261,7 @@ fn trunk_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     }
 }
 
-@compute @workgroup_size(32)
+@compute @workgroup_size(LANES)
 fn trunk_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let row0 = tile_index(wid) * TILE_ROWS;
     if (row0 >= p.rows) { return; }
@@ -226,45 +285,44 @@ fn trunk_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         // deltas for the weight gradients. Rows past the end get D = 0.
         if (4u * c < n) {
             let base = p.rows * layer.y_col;
+            let cols = lane_cols(c, n);
+            let a = layer.act;
             for (var r = 0u; r < TILE_ROWS; r = r + 1u) {
                 let row = row0 + r;
-                for (var q = 0u; q < 4u; q = q + 1u) {
-                    let j = 4u * c + q;
-                    if (j < n) {
-                        var d = 0.0;
-                        if (row < p.rows) {
-                            var slope = 1.0;
-                            if (layer.z_col != NONE) {
-                                slope = act_grad_of(layer.act, zs[p.rows * layer.z_col + row * n + j]);
-                            } else if (layer.act != 0u) {
-                                slope = act_grad_from_output(layer.act, acts[base + row * n + j]);
-                            }
-                            d = tile[src + r * MAX_WIDTH + j] * slope;
-                            deltas_out[base + row * n + j] = d;
-                        }
-                        tile[src + r * MAX_WIDTH + j] = d;
+                var d = vec4<f32>(0.0);
+                if (row < p.rows) {
+                    var slope = vec4<f32>(1.0);
+                    if (layer.z_col != NONE) {
+                        let at = p.rows * layer.z_col + row * n;
+                        slope = vec4<f32>(act_grad_of(a, zs[at + cols.x]), act_grad_of(a, zs[at + cols.y]),
+                                          act_grad_of(a, zs[at + cols.z]), act_grad_of(a, zs[at + cols.w]));
+                    } else if (a != 0u) {
+                        let at = base + row * n;
+                        slope = vec4<f32>(act_grad_from_output(a, acts[at + cols.x]), act_grad_from_output(a, acts[at + cols.y]),
+                                          act_grad_from_output(a, acts[at + cols.z]), act_grad_from_output(a, acts[at + cols.w]));
                     }
+                    d = tile4(src + r * MAX_WIDTH, c) * slope;
+                    put_deltas(base + row * n, n, c, d);
                 }
+                put_row(src + r * MAX_WIDTH, n, c, d);
             }
         }
         workgroupBarrier();
         let dst = TILE_ELEMS - src;
         let k = layer.inputs;
-        if ((l > 0u || WRITE_DX) && 4u * c < k) {
+        if (l > 0u || WRITE_DX) {
             tile_product(src, dst, n, k, layer.w_off, n, true, c);
             // Layer 0's product is dX: from the tile to global memory (the
             // lane reads back only the columns it wrote).
-            if (l == 0u) {
+            if (l == 0u && 4u * c < k) {
+                let cols = lane_cols(c, k);
                 for (var r = 0u; r < TILE_ROWS && row0 + r < p.rows; r = r + 1u) {
-                    let row = row0 + r;
-                    for (var q = 0u; q < 4u; q = q + 1u) {
-                        let i = 4u * c + q;
-                        if (i < k) {
-                            var v = tile[dst + r * MAX_WIDTH + i];
-                            if (ACCUMULATE_DX) { v = v + dx[row * k + i]; }
-                            dx[row * k + i] = v;
-                        }
+                    let at = (row0 + r) * k;
+                    var v = tile4(dst + r * MAX_WIDTH, c);
+                    if (ACCUMULATE_DX) {
+                        v = v + vec4<f32>(dx[at + cols.x], dx[at + cols.y], dx[at + cols.z], dx[at + cols.w]);
                     }
+                    put_dx(at, k, c, v);
                 }
             }
         }
@@ -280,7 +338,7 @@ fn layer_input(first: bool, at: u32) -> f32 {
     return acts[at];
 }
 
-// dW_l[i, 4c + q] (i < inputs) or db_l[4c + q] (i = inputs) (+)= v[q].
+// dW_l[i, 4c..] (i < inputs) or db_l[4c..] (i = inputs) (+)= v.
 fn put_grad(layer: Layer, i: u32, c: u32, v: vec4<f32>) {
     var at = NONE;
     if (i < layer.inputs) {
@@ -288,18 +346,22 @@ fn put_grad(layer: Layer, i: u32, c: u32, v: vec4<f32>) {
     } else if (i == layer.inputs && layer.b_off != NONE) {
         at = layer.b_off;
     }
-    if (at == NONE) { return; }
-    for (var q = 0u; q < 4u; q = q + 1u) {
-        let j = 4u * c + q;
-        if (j < layer.outputs) {
-            var v2 = v[q];
-            if (ACCUMULATE) { v2 = v2 + grads[at + j]; }
-            grads[at + j] = v2;
-        }
+    if (at == NONE || 4u * c >= layer.outputs) { return; }
+    let n = layer.outputs;
+    var sum = v;
+    if (ACCUMULATE) {
+        let cols = lane_cols(c, n);
+        sum = sum + vec4<f32>(grads[at + cols.x], grads[at + cols.y], grads[at + cols.z], grads[at + cols.w]);
     }
+    let j = at + 4u * c;
+    let m = select(0u, n - 4u * c, 4u * c < n);
+    if (m > 0u) { grads[j] = sum.x; }
+    if (m > 1u) { grads[j + 1u] = sum.y; }
+    if (m > 2u) { grads[j + 2u] = sum.z; }
+    if (m > 3u) { grads[j + 3u] = sum.w; }
 }
 
-@compute @workgroup_size(32)
+@compute @workgroup_size(LANES)
 fn trunk_weight_grads(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let block = tile_index(wid);
     if (block >= p.blocks) { return; }
@@ -310,10 +372,9 @@ fn trunk_weight_grads(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
     let layer = p.layers[l];
     let n = layer.outputs;
     let c = lid.x;
-    if (4u * c >= n) { return; }
     let k = layer.inputs;
     let i0 = (block - layer.first_block) * FEATURES;
-    let cols = min(vec4<u32>(4u * c) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(n - 1u));
+    let cols = lane_cols(c, n);
     let d_base = p.rows * layer.y_col;
     // The layer's input is X for layer 0, else the previous layer's Y.
     // Feature k is the bias row (input 1); later ones read a clamped

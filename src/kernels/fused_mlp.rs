@@ -36,27 +36,38 @@ const FEATURES: usize = 16;
 pub const WORKGROUP_BYTES: u64 = (2 * TILE_ROWS * MAX_WIDTH * 4) as u64;
 const NONE: u32 = u32::MAX;
 
-pub fn forward_spec() -> KernelSpec {
-    KernelSpec::new(Shader::FusedMlp, "trunk_forward")
+/// Workgroup sizes: one invocation per 4 columns of the widest layer, in
+/// whole 8-lane vectors (llvmpipe's SIMD width; a GPU wave is wider, but
+/// narrow trunks have little to spread anyway).
+pub const LANE_COUNTS: [u32; 4] = [8, 16, 24, 32];
+
+pub fn forward_spec(lanes: u32) -> KernelSpec {
+    KernelSpec::new(Shader::FusedMlp, "trunk_forward").with("LANES", lanes)
 }
 
-pub fn backward_spec(write_dx: bool, accumulate_dx: bool) -> KernelSpec {
+pub fn backward_spec(lanes: u32, write_dx: bool, accumulate_dx: bool) -> KernelSpec {
     KernelSpec::new(Shader::FusedMlp, "trunk_backward")
+        .with("LANES", lanes)
         .with_flag("WRITE_DX", write_dx)
         .with_flag("ACCUMULATE_DX", accumulate_dx)
 }
 
-pub fn weight_grads_spec(accumulate: bool) -> KernelSpec {
-    KernelSpec::new(Shader::FusedMlp, "trunk_weight_grads").with_flag("ACCUMULATE", accumulate)
+pub fn weight_grads_spec(lanes: u32, accumulate: bool) -> KernelSpec {
+    KernelSpec::new(Shader::FusedMlp, "trunk_weight_grads")
+        .with("LANES", lanes)
+        .with_flag("ACCUMULATE", accumulate)
 }
 
 /// Every pipeline this module can build (for the naga cross-compile test).
 pub fn specs() -> Vec<KernelSpec> {
-    let mut all = vec![forward_spec()];
-    for (w, a) in [(false, false), (true, false), (true, true)] {
-        all.push(backward_spec(w, a));
+    let mut all = Vec::new();
+    for lanes in LANE_COUNTS {
+        all.push(forward_spec(lanes));
+        for (w, a) in [(false, false), (true, false), (true, true)] {
+            all.push(backward_spec(lanes, w, a));
+        }
+        all.extend([false, true].map(|a| weight_grads_spec(lanes, a)));
     }
-    all.extend([false, true].map(weight_grads_spec));
     all
 }
 
@@ -179,6 +190,16 @@ impl TrunkSpec {
 
     pub fn offsets(&self) -> &[ParamOffsets] {
         &self.offsets
+    }
+
+    /// Invocations per workgroup for this trunk (`LANE_COUNTS`).
+    fn lanes(&self) -> u32 {
+        let widest = self
+            .layers
+            .iter()
+            .map(|l| l.outputs)
+            .fold(self.inputs, usize::max);
+        (widest.div_ceil(4).next_multiple_of(8)).min(MAX_WIDTH / 4) as u32
     }
 
     pub fn outputs(&self) -> usize {
@@ -438,7 +459,7 @@ pub fn trunk_forward(
     ];
     rec.dispatch(
         OP,
-        &forward_spec(),
+        &forward_spec(trunk.lanes()),
         &trunk.params(rows, groups_x, keep_z),
         &binds,
         groups,
@@ -518,14 +539,14 @@ pub fn trunk_backward(
     let (grad_groups, grad_x) = grid(rec, trunk.total_grad_blocks())?;
     rec.dispatch(
         OP,
-        &backward_spec(grads.dx.is_some(), grads.accumulate_dx),
+        &backward_spec(trunk.lanes(), grads.dx.is_some(), grads.accumulate_dx),
         &trunk.params(rows, groups_x, true),
         &walk,
         groups,
     )?;
     rec.dispatch(
         OP,
-        &weight_grads_spec(grads.accumulate),
+        &weight_grads_spec(trunk.lanes(), grads.accumulate),
         &trunk.params(rows, grad_x, true),
         &sums,
         grad_groups,
