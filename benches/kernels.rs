@@ -492,8 +492,8 @@ fn fused_mlp_bench(c: &mut Criterion) {
                 bias: Some(&bs[l]),
                 act: Activation::Relu,
             };
-            for l in 0..3 {
-                dense_forward(rec, None, &layer(l), &ys[l], None).expect("dense forward");
+            for (l, y) in ys.iter().enumerate() {
+                dense_forward(rec, None, &layer(l), y, None).expect("dense forward");
             }
             for l in (0..3).rev() {
                 let g = if l == 2 { &dy } else { &gs[l + 1] };

@@ -37,6 +37,8 @@ pub struct TaskLoss {
 ///   first in backward; accumulated by the others), dW, db (likewise per
 ///   parameter use);
 /// - `TaskDense`: the same per task block, in one dispatch per pass;
+/// - `FusedTrunk`: dX and every layer's dW, db in two dispatches
+///   (`kernels::fused_mlp`), accumulation as for `Dense`;
 /// - `Add`: dA, dB = dOut (copy, or axpy when accumulating);
 /// - `Losses`: the logits' gradient is written by the fused loss kernel
 ///   in the forward pass already, scaled by each task's weight.
