@@ -546,6 +546,122 @@ fn trace_norm_bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// The fully fused trunk against the same layers as separate
+/// `kernels::dense` dispatches: forward + backward (dX included) of
+/// B = 4096 rows through 3 ReLU layers of width 64 and 128. Throughput:
+/// 6·B·Σ in·out flops (forward, dX and dW GEMMs). Prints both dispatch
+/// counts once.
+fn fused_mlp_bench(c: &mut Criterion) {
+    use manytask::kernels::dense::{dense_backward, dense_forward, Dense, DenseGrads};
+    use manytask::kernels::fused_mlp::{trunk_backward, trunk_forward, TrunkGrads, TrunkSpec};
+    use manytask::kernels::gemm::Saved;
+    use manytask::reference::fused_mlp::TrunkLayer;
+    let ctx = context();
+    let mut group = c.benchmark_group("fused_mlp");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    let rows = 4096;
+    for width in [64usize, 128] {
+        let layer = TrunkLayer {
+            outputs: width,
+            act: Activation::Relu,
+            bias: true,
+        };
+        let trunk = TrunkSpec::packed(&ctx, width, &[layer; 3]).expect("trunk");
+        let shape = format!("{rows}x{width}x3");
+        group.throughput(Throughput::Elements(
+            (3.0 * trunk.forward_flops(rows)) as u64,
+        ));
+        let empty =
+            |label: &str, n: usize| Tensor::empty(&ctx, label, &[n], DType::F32).expect("alloc");
+        let x = tensor(&ctx, "x", rows * width)
+            .reshape(&[rows, width])
+            .expect("x");
+        let dy = tensor(&ctx, "dy", rows * width)
+            .reshape(&[rows, width])
+            .expect("dy");
+        let params = tensor(&ctx, "params", trunk.param_len());
+        let grads = empty("grads", trunk.param_len());
+        let acts = empty("acts", trunk.acts_len(rows));
+        let deltas = empty("deltas", trunk.acts_len(rows));
+        let dx = empty("dx", rows * width)
+            .reshape(&[rows, width])
+            .expect("dx");
+        let fused = |rec: &mut manytask::Recorder| {
+            trunk_forward(rec, &trunk, &x, &params, &acts, None).expect("forward");
+            let out = TrunkGrads {
+                dx: Some(&dx),
+                grads: &grads,
+                deltas: &deltas,
+                accumulate: false,
+                accumulate_dx: false,
+            };
+            trunk_backward(rec, &trunk, &x, &params, &acts, None, &dy, &out).expect("backward");
+        };
+        // The same layers as dense layers: per layer W, b, Y, and the
+        // gradients of each layer's input.
+        let mat = |label: &str, r: usize, c: usize| {
+            Tensor::empty(&ctx, label, &[r, c], DType::F32).expect("alloc")
+        };
+        let ws: Vec<Tensor> = (0..3)
+            .map(|_| {
+                tensor(&ctx, "w", width * width)
+                    .reshape(&[width, width])
+                    .expect("w")
+            })
+            .collect();
+        let bs: Vec<Tensor> = (0..3).map(|_| tensor(&ctx, "b", width)).collect();
+        let ys: Vec<Tensor> = (0..3).map(|_| mat("y", rows, width)).collect();
+        let gs: Vec<Tensor> = (0..3).map(|_| mat("g", rows, width)).collect();
+        let dws: Vec<Tensor> = (0..3).map(|_| mat("dw", width, width)).collect();
+        let dbs: Vec<Tensor> = (0..3).map(|_| empty("db", width)).collect();
+        let separate = |rec: &mut manytask::Recorder| {
+            let input = |l: usize| if l == 0 { &x } else { &ys[l - 1] };
+            let layer = |l: usize| Dense {
+                x: input(l),
+                w: &ws[l],
+                bias: Some(&bs[l]),
+                act: Activation::Relu,
+            };
+            for (l, y) in ys.iter().enumerate() {
+                dense_forward(rec, None, &layer(l), y, None).expect("dense forward");
+            }
+            for l in (0..3).rev() {
+                let g = if l == 2 { &dy } else { &gs[l + 1] };
+                let dx_l = if l == 0 { &dx } else { &gs[l] };
+                let out = DenseGrads {
+                    dx: Some(dx_l),
+                    dw: &dws[l],
+                    db: Some(&dbs[l]),
+                    accumulate: false,
+                    accumulate_dx: false,
+                    delta_scratch: None,
+                };
+                dense_backward(rec, None, None, &layer(l), Saved::Output(&ys[l]), g, &out)
+                    .expect("dense backward");
+            }
+        };
+        let count = |f: &dyn Fn(&mut manytask::Recorder)| {
+            let mut rec = ctx.recorder("count");
+            f(&mut rec);
+            rec.dispatch_count()
+        };
+        eprintln!(
+            "fused_mlp {shape}: fused {} dispatches, separate dense {} dispatches",
+            count(&fused),
+            count(&separate)
+        );
+        group.bench_function(BenchmarkId::new("fused", &shape), |bench| {
+            bench.iter_custom(|iters| time_submits(&ctx, iters, |rec| fused(rec)))
+        });
+        group.bench_function(BenchmarkId::new("separate_dense", &shape), |bench| {
+            bench.iter_custom(|iters| time_submits(&ctx, iters, |rec| separate(rec)))
+        });
+    }
+    group.finish();
+}
+
 /// The element-wise soft-sharing regularisers on T=8 blocks of 512·1024.
 fn soft_sharing_bench(c: &mut Criterion) {
     use manytask::kernels::soft_sharing::{add_gradient, group_lasso_prox, Regulariser};
@@ -587,6 +703,6 @@ fn soft_sharing_bench(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = elementwise_bench, reduce_bench, optim_bench, dispatch_bench, transfer_bench, gemm_bench, dense_bench, heads_bench, cross_stitch_bench, sluice_bench, trace_norm_bench, soft_sharing_bench
+    targets = elementwise_bench, reduce_bench, optim_bench, dispatch_bench, transfer_bench, gemm_bench, dense_bench, heads_bench, cross_stitch_bench, sluice_bench, trace_norm_bench, soft_sharing_bench, fused_mlp_bench
 }
 criterion_main!(benches);

@@ -12,6 +12,7 @@ mod cross_stitch;
 mod dense;
 mod elementwise;
 mod f16;
+mod fused_mlp;
 mod gemm;
 mod graph;
 mod loss;

@@ -11,6 +11,7 @@ pub mod cross_stitch;
 pub mod dense;
 pub mod elementwise;
 pub mod f16;
+pub mod fused_mlp;
 pub mod gemm;
 pub mod layer_stitch;
 pub mod loss;
@@ -134,6 +135,7 @@ pub fn all_cases() -> Vec<Case> {
     all.extend(cross_stitch::cases());
     all.extend(dense::cases());
     all.extend(f16::cases());
+    all.extend(fused_mlp::cases());
     all.extend(gemm::cases());
     all.extend(layer_stitch::cases());
     all.extend(loss::cases());

@@ -13,6 +13,7 @@ pub use context::{describe_adapter, BackendChoice, GpuContext, GrantedFeatures, 
 pub use counters::CounterSnapshot;
 pub use pipelines::{KernelSpec, Shader};
 pub use readback::Readback;
+pub(crate) use recorder::check_aliasing;
 pub use recorder::{fold_grid, Access, Bind, Recorder, Submitted};
 pub use tensor::{DType, Tensor};
 

@@ -12,6 +12,7 @@ use crate::gpu::context::GpuContext;
 const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
 const BLOCK: &str = include_str!("../../shaders/block.wgsl");
 const CROSS_STITCH: &str = include_str!("../../shaders/cross_stitch.wgsl");
+const FUSED_MLP: &str = include_str!("../../shaders/fused_mlp.wgsl");
 const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
 const GEMM_F32: &str = include_str!("../../shaders/gemm_f32.wgsl");
 const GEMM_F16: &str = include_str!("../../shaders/gemm_f16.wgsl");
@@ -33,6 +34,8 @@ pub enum Shader {
     Block,
     CrossStitch,
     Elementwise,
+    /// The fully fused narrow trunk.
+    FusedMlp,
     Gemm,
     /// The GEMM variant that needs SUBGROUP: its own module, so adapters
     /// without subgroups never compile it.
@@ -55,6 +58,7 @@ impl Shader {
         Shader::Block,
         Shader::CrossStitch,
         Shader::Elementwise,
+        Shader::FusedMlp,
         Shader::Gemm,
         Shader::GemmSubgroup,
         Shader::GemmF16,
@@ -75,6 +79,7 @@ impl Shader {
             Shader::Block => "block",
             Shader::CrossStitch => "cross_stitch",
             Shader::Elementwise => "elementwise",
+            Shader::FusedMlp => "fused_mlp",
             Shader::Gemm => "gemm",
             Shader::GemmSubgroup => "gemm_subgroup",
             Shader::GemmF16 => "gemm_f16",
@@ -102,6 +107,7 @@ impl Shader {
             Shader::Block => &[BLOCK],
             Shader::CrossStitch => &[CROSS_STITCH],
             Shader::Elementwise => &[ACTIVATION, ELEMENTWISE],
+            Shader::FusedMlp => &[ACTIVATION, FUSED_MLP],
             Shader::Gemm => &[GEMM_F32, ACTIVATION, GEMM_COMMON, GEMM],
             Shader::GemmSubgroup => &[GEMM_F32, ACTIVATION, GEMM_COMMON, GEMM_SUBGROUP],
             Shader::GemmF16 => &[GEMM_F16, ACTIVATION, GEMM_COMMON, GEMM],

@@ -328,7 +328,7 @@ impl<'a> Recorder<'a> {
 
 /// WebGPU forbids one buffer bound writable together with any other binding
 /// in the same dispatch.
-fn check_aliasing(op: &'static str, binds: &[Bind<'_>]) -> Result<()> {
+pub(crate) fn check_aliasing(op: &'static str, binds: &[Bind<'_>]) -> Result<()> {
     for (i, a) in binds.iter().enumerate() {
         for b in &binds[i + 1..] {
             let written = a.access == Access::ReadWrite || b.access == Access::ReadWrite;

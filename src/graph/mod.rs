@@ -19,4 +19,6 @@ pub use params::{Init, ParamArena, ParamId, ParamLayout};
 pub use program::{
     LossReport, MemoryReport, Optimizer, PendingLosses, Program, StepOptions, StepReport,
 };
-pub use tape::{reversal_lambda, Balancing, GramSpace, Graph, NodeId, Op, TaskBlock, TaskLoss};
+pub use tape::{
+    reversal_lambda, Balancing, Graph, GramSpace, NodeId, Op, TaskBlock, TaskLoss, TrunkLayer,
+};

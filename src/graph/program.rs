@@ -11,6 +11,7 @@ use crate::graph::plan::{self, Interval};
 use crate::graph::tape::{Balancing, GramSpace};
 use crate::graph::tape::{Graph, NodeId, Op};
 use crate::kernels::dense::{dense_backward, dense_forward, BackwardPlan, Dense, DenseGrads};
+use crate::kernels::fused_mlp::{self, ParamOffsets, TrunkGrads, TrunkSpec};
 use crate::kernels::gemm::{Epilogue, Fusion, Layout, Operand, Prologue, Saved, Variant};
 use crate::kernels::loss::{masked_losses, LossInputs, LossOutputs, LossTable, STATS_PER_TASK};
 use crate::kernels::soft_sharing::{self, Regulariser};
@@ -202,6 +203,10 @@ pub struct Program {
     grads: Vec<Option<Tensor>>,
     zs: Vec<Option<Tensor>>,
     deltas: Vec<Option<Tensor>>,
+    /// Fused trunks: their shape and arena offsets, and every layer's Y
+    /// (the node's value is the view of the last layer's, at the start).
+    trunks: Vec<Option<TrunkSpec>>,
+    trunk_acts: Vec<Option<Tensor>>,
     /// Per node and input slot: the gradient contribution accumulates
     /// (another consumer wrote first).
     accumulate_input: Vec<Vec<bool>>,
@@ -226,7 +231,7 @@ pub struct Program {
 fn op_inputs(op: &Op) -> Vec<NodeId> {
     match op {
         Op::Input { .. } => vec![],
-        Op::Dense { x, .. } | Op::TaskDense { x, .. } => vec![*x],
+        Op::Dense { x, .. } | Op::TaskDense { x, .. } | Op::FusedTrunk { x, .. } => vec![*x],
         Op::Add { a, b } => vec![*a, *b],
         Op::Scale { x, .. }
         | Op::GradReverse { x }
@@ -245,6 +250,10 @@ fn op_params(op: &Op) -> Vec<ParamId> {
         }
         Op::CrossStitch { alpha, .. } => vec![*alpha],
         Op::LayerStitch { beta, .. } => vec![*beta],
+        Op::FusedTrunk { params, .. } => params
+            .iter()
+            .flat_map(|&(w, b)| std::iter::once(w).chain(b))
+            .collect(),
         _ => vec![],
     }
 }
@@ -297,9 +306,22 @@ impl Program {
         has_grad[loss_node.0] = false;
         let fwd = |i: usize| i;
         let bwd = |i: usize| 2 * n - 1 - i;
-        let keeps_z = |op: &Op| match op {
-            Op::Dense { act, .. } | Op::TaskDense { act, .. } => !act.grad_from_output(),
-            _ => false,
+        // Shapes of the fused trunks (offsets come with the arena below).
+        let trunk_shape = |op: &Op| -> Result<Option<TrunkSpec>> {
+            let Op::FusedTrunk { x, layers, .. } = op else {
+                return Ok(None);
+            };
+            let inputs = graph.nodes[x.0].shape[1];
+            TrunkSpec::packed(ctx, inputs, layers).map(Some)
+        };
+        // Elements of the Z a node keeps for backward (GELU layers).
+        let z_len = |node: &crate::graph::tape::Node| -> Result<usize> {
+            Ok(match &node.op {
+                Op::Dense { act, .. } | Op::TaskDense { act, .. } if !act.grad_from_output() => {
+                    node.shape.iter().product()
+                }
+                op => trunk_shape(op)?.map_or(0, |t| t.zs_len(node.shape[0])),
+            })
         };
         // Gradient contributions: (position, consumer, slot) per node.
         let mut writes: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); n];
@@ -347,7 +369,13 @@ impl Program {
         // Lifetimes of every intermediate.
         let mut tensors: Vec<(Kind, usize, Interval)> = Vec::new();
         for (i, node) in graph.nodes.iter().enumerate() {
-            let len: usize = node.shape.iter().product();
+            let trunk = trunk_shape(&node.op)?;
+            // A fused trunk's value holds every layer's Y (backward reads
+            // them all); its output is the first block.
+            let len: usize = match &trunk {
+                Some(t) => t.acts_len(node.shape[0]),
+                None => node.shape.iter().product(),
+            };
             if matches!(node.op, Op::Input { .. }) || i == loss_node.0 {
                 continue;
             }
@@ -365,6 +393,7 @@ impl Program {
                             | Op::TaskDense { .. }
                             | Op::CrossStitch { .. }
                             | Op::LayerStitch { .. }
+                            | Op::FusedTrunk { .. }
                     )
                 {
                     last = last.max(bwd(c));
@@ -375,6 +404,7 @@ impl Program {
                     Op::Dense { act, .. } | Op::TaskDense { act, .. } => {
                         *act != Activation::Identity && act.grad_from_output()
                     }
+                    Op::FusedTrunk { .. } => true,
                     _ => false,
                 };
             if saved_y {
@@ -397,22 +427,26 @@ impl Program {
                     Interval {
                         def,
                         last_use: bwd(i),
-                        len,
+                        len: node.shape.iter().product(),
                     },
                 ));
-                if keeps_z(&node.op) {
+                let z_len = z_len(node)?;
+                if z_len > 0 {
                     tensors.push((
                         Kind::Z,
                         i,
                         Interval {
                             def: fwd(i),
                             last_use: bwd(i),
-                            len,
+                            len: z_len,
                         },
                     ));
                 }
-                let delta = matches!(node.op, Op::Dense { act, .. } if act != Activation::Identity)
-                    && dense_plan == BackwardPlan::StoreDelta;
+                // Fused trunks always store every D_l between their two
+                // backward dispatches.
+                let delta = trunk.is_some()
+                    || matches!(node.op, Op::Dense { act, .. } if act != Activation::Identity)
+                        && dense_plan == BackwardPlan::StoreDelta;
                 if delta {
                     tensors.push((
                         Kind::Delta,
@@ -448,8 +482,19 @@ impl Program {
             .collect::<Result<Vec<_>>>()?;
         let (mut values, mut grads, mut zs, mut deltas) =
             (vec![None; n], vec![None; n], vec![None; n], vec![None; n]);
-        for (t, (kind, i, _)) in tensors.iter().enumerate() {
-            let shape = &graph.nodes[*i].shape;
+        let mut trunk_acts = vec![None; n];
+        for (t, (kind, i, iv)) in tensors.iter().enumerate() {
+            let is_trunk = matches!(graph.nodes[*i].op, Op::FusedTrunk { .. });
+            // A trunk's buffers are flat; its value is the first block.
+            if is_trunk && *kind == Kind::Value {
+                trunk_acts[*i] = Some(slots[plan.slot_of[t]].view(ctx, 0, &[iv.len])?);
+            }
+            let flat = [iv.len];
+            let shape = if is_trunk && matches!(kind, Kind::Z | Kind::Delta) {
+                &flat[..]
+            } else {
+                &graph.nodes[*i].shape[..]
+            };
             let view = if *kind == Kind::Grad && graph.retained.contains(&NodeId(*i)) {
                 Tensor::empty(
                     ctx,
@@ -641,6 +686,26 @@ impl Program {
         let align = (ctx.limits().min_storage_buffer_offset_alignment as usize / 4).max(1);
         let (layout, group_ranges) = graph.params.grouped(align);
         let arena = ParamArena::new(ctx, layout, seed, states)?;
+        // Fused trunks bind the whole arena, their parameters at their
+        // arena offsets.
+        let trunks = graph
+            .nodes
+            .iter()
+            .map(|node| {
+                let Op::FusedTrunk { x, layers, params } = &node.op else {
+                    return Ok(None);
+                };
+                let offsets: Vec<ParamOffsets> = params
+                    .iter()
+                    .map(|&(w, b)| ParamOffsets {
+                        w: arena.layout.get(w).offset,
+                        b: b.map(|b| arena.layout.get(b).offset),
+                    })
+                    .collect();
+                let inputs = graph.nodes[x.0].shape[1];
+                TrunkSpec::with_offsets(ctx, inputs, layers, &offsets).map(Some)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let view = |t: &Tensor, start: usize, len: usize| t.view(ctx, start, &[len]);
         let groups = group_ranges
             .into_iter()
@@ -678,6 +743,8 @@ impl Program {
             grads,
             zs,
             deltas,
+            trunks,
+            trunk_acts,
             accumulate_input,
             reversal_lambda: 1.0,
             accumulate_params,
@@ -913,6 +980,13 @@ impl Program {
                         &Fusion::default(),
                     )?;
                 }
+                Op::FusedTrunk { x, .. } => {
+                    let trunk = self.trunks[i].as_ref().expect("trunk spec");
+                    let acts = self.trunk_acts[i].as_ref().expect("trunk activations");
+                    let params = &self.arena.values;
+                    let zs = self.zs[i].as_ref();
+                    fused_mlp::trunk_forward(rec, trunk, self.val(*x), params, acts, zs)?;
+                }
                 Op::Add { a, b } => {
                     elementwise::add(
                         rec,
@@ -1077,6 +1151,20 @@ impl Program {
                         &epi,
                         &fusion,
                     )?;
+                }
+                Op::FusedTrunk { x, .. } => {
+                    let trunk = self.trunks[i].as_ref().expect("trunk spec");
+                    let acts = self.trunk_acts[i].as_ref().expect("trunk activations");
+                    let grads = TrunkGrads {
+                        dx: self.grad(*x),
+                        grads: &self.arena.grads,
+                        deltas: self.deltas[i].as_ref().expect("trunk deltas"),
+                        accumulate: self.accumulate_params[i],
+                        accumulate_dx: acc[0],
+                    };
+                    let (params, zs) = (&self.arena.values, self.zs[i].as_ref());
+                    let x = self.val(*x);
+                    fused_mlp::trunk_backward(rec, trunk, x, params, acts, zs, g, &grads)?;
                 }
                 Op::Add { a, b } => {
                     for (slot, x) in [*a, *b].into_iter().enumerate() {

@@ -5,9 +5,12 @@
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext};
 use crate::graph::params::{Init, ParamId, ParamLayout};
+use crate::kernels::fused_mlp::{MAX_DEPTH, MAX_WIDTH};
 use crate::kernels::loss::{LossKind, LossTask};
 use crate::kernels::soft_sharing::Regulariser;
 use crate::kernels::trace_norm::{TaskStack, TraceNormVariant};
+
+pub use crate::kernels::fused_mlp::TrunkLayer;
 use crate::reference::activation::Activation;
 
 /// A node of the graph (its value, and its gradient when it needs one).
@@ -69,6 +72,8 @@ pub enum GramSpace {
 ///   first in backward; accumulated by the others), dW, db (likewise per
 ///   parameter use);
 /// - `TaskDense`: the same per task block, in one dispatch per pass;
+/// - `FusedTrunk`: dX and every layer's dW, db in two dispatches
+///   (`kernels::fused_mlp`), accumulation as for `Dense`;
 /// - `Add`: dA, dB = dOut (copy, or axpy when accumulating);
 /// - `Losses`: the logits' gradient is written by the fused loss kernel
 ///   in the forward pass already, scaled by each task's weight.
@@ -96,6 +101,14 @@ pub enum Op {
         /// Every task reads all of x ([rows, in], each block's `inputs` =
         /// in) instead of its own block: the first layer of task columns.
         shared_input: bool,
+    },
+    /// A narrow trunk of dense layers run whole per row tile
+    /// (`kernels::fused_mlp`): one dispatch forward, two backward.
+    /// `params[l]` are layer l's W [in, out] and b.
+    FusedTrunk {
+        x: NodeId,
+        layers: Vec<TrunkLayer>,
+        params: Vec<(ParamId, Option<ParamId>)>,
     },
     /// Elementwise sum (an input used twice, residual paths).
     Add { a: NodeId, b: NodeId },
@@ -283,6 +296,53 @@ impl Graph {
             }
         }
         Ok(self.push(name, Op::Dense { x, w, b, act }, vec![rows, ws[1]]))
+    }
+
+    /// The dense layers `layers` as ONE fused node (every width ≤
+    /// `fused_mlp::MAX_WIDTH`), with parameters `{name}.{i}.weight`
+    /// [in, out] (Glorot) and `{name}.{i}.bias` (zeros): the names and
+    /// initial values of the chain `dense("{name}.{i}", …)`, so the two
+    /// are interchangeable in checkpoints. Forward is one dispatch,
+    /// backward two, instead of one and about three per layer.
+    pub fn fused_trunk(&mut self, name: &str, x: NodeId, layers: &[TrunkLayer]) -> Result<NodeId> {
+        let (rows, inputs) = self.matrix(x, "fused trunk input")?;
+        let widths: Vec<usize> = std::iter::once(inputs)
+            .chain(layers.iter().map(|l| l.outputs))
+            .collect();
+        if layers.is_empty()
+            || layers.len() > MAX_DEPTH
+            || widths.iter().any(|&w| w == 0 || w > MAX_WIDTH)
+        {
+            return Err(shape_err(format!(
+                "{name}: widths {widths:?}: a fused trunk has 1 to {MAX_DEPTH} layers of widths 1..={MAX_WIDTH}; \
+                 use Graph::dense layers for wider or deeper trunks"
+            )));
+        }
+        let mut params = Vec::with_capacity(layers.len());
+        for (i, l) in layers.iter().enumerate() {
+            let (fan_in, fan_out) = (widths[i], l.outputs);
+            let w = self.param(
+                &format!("{name}.{i}.weight"),
+                &[fan_in, fan_out],
+                Init::Glorot { fan_in, fan_out },
+            )?;
+            let b = if l.bias {
+                Some(self.param(&format!("{name}.{i}.bias"), &[fan_out], Init::Zeros)?)
+            } else {
+                None
+            };
+            params.push((w, b));
+        }
+        let out = widths[layers.len()];
+        Ok(self.push(
+            name,
+            Op::FusedTrunk {
+                x,
+                layers: layers.to_vec(),
+                params,
+            },
+            vec![rows, out],
+        ))
     }
 
     /// A block-diagonal per-task layer with new parameters

@@ -8,6 +8,7 @@ pub mod check;
 pub mod cross_stitch;
 pub mod dense;
 pub mod elementwise;
+pub mod fused_mlp;
 pub mod gemm;
 pub mod layer_stitch;
 pub mod loss;
@@ -27,6 +28,7 @@ pub fn all_specs() -> Vec<KernelSpec> {
     let mut all = elementwise::specs();
     all.extend(block::specs());
     all.extend(cross_stitch::specs());
+    all.extend(fused_mlp::specs());
     all.extend(gemm::specs());
     all.extend(layer_stitch::specs());
     all.extend(loss::specs());

@@ -6,6 +6,7 @@ pub mod block;
 pub mod cross_stitch;
 pub mod dense;
 pub mod elementwise;
+pub mod fused_mlp;
 pub mod gemm;
 pub mod layer_stitch;
 pub mod loss;
