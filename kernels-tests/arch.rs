@@ -205,6 +205,7 @@ fn feed(ctx: &GpuContext, p: &Program, m: &ModelNodes, seed: u64) {
 fn small_models() -> Vec<(&'static str, Sharing)> {
     vec![
         ("hard", Sharing::Hard { trunk: vec![8, 6] }),
+        ("hard_fused", Sharing::HardFused { trunk: vec![8, 6] }),
         (
             "cross_stitch",
             Sharing::CrossStitch {
@@ -519,6 +520,7 @@ fn train_synthetic(ctx: &GpuContext, sharing: Sharing, steps: usize) -> (Vec<f32
 fn every_architecture_lowers_every_task_loss_on_the_synthetic_benchmark() {
     let architectures = vec![
         ("hard", Sharing::Hard { trunk: vec![64] }),
+        ("hard_fused", Sharing::HardFused { trunk: vec![64] }),
         (
             "cross_stitch",
             Sharing::CrossStitch {

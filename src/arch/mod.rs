@@ -28,7 +28,7 @@ pub use pieces::Piece;
 
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext};
-use crate::graph::{Balancing, Graph, NodeId, TaskLoss};
+use crate::graph::{Balancing, Graph, NodeId, TaskLoss, TrunkLayer};
 use crate::kernels::loss::LossKind;
 use crate::kernels::soft_sharing::Regulariser;
 use crate::reference::activation::Activation;
@@ -89,6 +89,11 @@ impl TaskSpec {
 pub enum Sharing {
     /// A shared trunk of dense layers of these widths.
     Hard { trunk: Vec<usize> },
+    /// Hard sharing whose whole trunk runs as ONE fully fused op per pass
+    /// (`Graph::fused_trunk`: widths ≤ 128, ≤ 8 layers; wider trunks are
+    /// an error saying to use `Hard`). Same parameters and checkpoint
+    /// names as `Hard`.
+    HardFused { trunk: Vec<usize> },
     /// One column per task with these layer widths; a cross-stitch unit
     /// after each layer index in `stitch_after`.
     CrossStitch {
@@ -236,7 +241,7 @@ impl ModelSpec {
             }
         }
         let layers = match &self.sharing {
-            Sharing::Hard { trunk } => trunk,
+            Sharing::Hard { trunk } | Sharing::HardFused { trunk } => trunk,
             Sharing::CrossStitch { columns, .. }
             | Sharing::Sluice { columns, .. }
             | Sharing::Soft { columns, .. } => {
@@ -268,6 +273,24 @@ impl ModelSpec {
                 for (i, &w) in trunk.iter().enumerate() {
                     let name = format!("trunk.{i}");
                     h = g.dense(&name, h, w, act)?;
+                    pieces::layer(&mut pieces, &name, &name, 0, fan_in, w, w, 0);
+                    fan_in = w;
+                }
+                (heads::HeadInput::Shared(h), Vec::new())
+            }
+            Sharing::HardFused { trunk } => {
+                let layers: Vec<TrunkLayer> = trunk
+                    .iter()
+                    .map(|&outputs| TrunkLayer {
+                        outputs,
+                        act,
+                        bias: true,
+                    })
+                    .collect();
+                let h = g.fused_trunk("trunk", x, &layers)?;
+                let mut fan_in = self.inputs;
+                for (i, &w) in trunk.iter().enumerate() {
+                    let name = format!("trunk.{i}");
                     pieces::layer(&mut pieces, &name, &name, 0, fan_in, w, w, 0);
                     fan_in = w;
                 }
