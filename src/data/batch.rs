@@ -148,7 +148,12 @@ impl<'d> Batcher<'d> {
     pub fn columns(&self) -> Vec<(usize, usize)> {
         self.slots
             .iter()
-            .map(|s| (s.column, self.data.tasks()[s.data_task].targets.kind().width()))
+            .map(|s| {
+                (
+                    s.column,
+                    self.data.tasks()[s.data_task].targets.kind().width(),
+                )
+            })
             .collect()
     }
 
@@ -224,7 +229,8 @@ impl<'d> Batcher<'d> {
                         let label_row = slot.label_row.expect("class tasks have a label row");
                         labels[label_row * rows + r] = ids[s];
                     }
-                    Targets::Real { outputs: k, values } | Targets::Binary { labels: k, values } => {
+                    Targets::Real { outputs: k, values }
+                    | Targets::Binary { labels: k, values } => {
                         row[slot.column..slot.column + k]
                             .copy_from_slice(&values[s * k..(s + 1) * k]);
                     }
@@ -243,6 +249,7 @@ impl<'d> Batcher<'d> {
 }
 
 /// The batches of one epoch, in order.
+#[derive(Debug)]
 pub struct Batches<'b, 'd> {
     batcher: &'b Batcher<'d>,
     samples: Vec<usize>,

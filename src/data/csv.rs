@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::arch::TaskKind;
-use crate::data::dataset::{Dataset, TaskData, Targets};
+use crate::data::dataset::{Dataset, Targets, TaskData};
 use crate::error::{Error, Result};
 
 /// One task's target columns.
@@ -88,10 +88,12 @@ pub fn read(path: &Path, columns: &CsvColumns) -> Result<Dataset> {
         .collect();
     let index = column_index(path, &header)?;
     let find = |name: &str| {
-        index
-            .get(name)
-            .copied()
-            .ok_or_else(|| err(format!("no column '{name}' in the header ({})", header.join(", "))))
+        index.get(name).copied().ok_or_else(|| {
+            err(format!(
+                "no column '{name}' in the header ({})",
+                header.join(", ")
+            ))
+        })
     };
 
     let mut task_cols = Vec::with_capacity(columns.tasks.len());
@@ -108,7 +110,11 @@ pub fn read(path: &Path, columns: &CsvColumns) -> Result<Dataset> {
                 task.kind
             )));
         }
-        let cols = task.columns.iter().map(|c| find(c)).collect::<Result<Vec<_>>>()?;
+        let cols = task
+            .columns
+            .iter()
+            .map(|c| find(c))
+            .collect::<Result<Vec<_>>>()?;
         task_cols.push(cols);
     }
     let feature_cols: Vec<usize> = match &columns.features {

@@ -289,14 +289,20 @@ impl Dataset {
     /// The samples `rows`, in that order (indices may repeat). Panics on
     /// an index ≥ N, like slice indexing: callers pass indices they made.
     pub fn subset(&self, rows: &[usize]) -> Dataset {
-        let x = rows.iter().flat_map(|&r| self.sample(r).iter().copied()).collect();
+        let x = rows
+            .iter()
+            .flat_map(|&r| self.sample(r).iter().copied())
+            .collect();
         let tasks = self
             .tasks
             .iter()
             .map(|t| TaskData {
                 name: t.name.clone(),
                 targets: t.targets.select(rows),
-                mask: t.mask.as_ref().map(|m| rows.iter().map(|&r| m[r]).collect()),
+                mask: t
+                    .mask
+                    .as_ref()
+                    .map(|m| rows.iter().map(|&r| m[r]).collect()),
             })
             .collect();
         Dataset {

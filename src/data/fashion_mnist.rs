@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::dataset::{Dataset, TaskData, Targets};
+use crate::data::dataset::{Dataset, Targets, TaskData};
 use crate::data::idx;
 use crate::error::{Error, Result};
 
@@ -63,7 +63,10 @@ pub fn load_part(dir: &Path, part: &str) -> Result<Dataset> {
     let labels = idx::read_labels(&labels_path)?;
     idx::check_labels(&labels_path, &labels, images.count, CLASS_NAMES.len())?;
     let classes: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
-    let groups = classes.iter().map(|&c| GROUP_OF_CLASS[c as usize]).collect();
+    let groups = classes
+        .iter()
+        .map(|&c| GROUP_OF_CLASS[c as usize])
+        .collect();
     Dataset::new(
         &images_path.display().to_string(),
         images.count,

@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::data::dataset::{Dataset, TaskData, Targets};
+use crate::data::dataset::{Dataset, Targets, TaskData};
 use crate::error::{Error, Result};
 
 /// Magic of an unsigned-byte tensor of rank 3 (images).
@@ -68,7 +68,12 @@ fn parse(path: &Path, bytes: &[u8], magic: u32, what: &str) -> Result<(Vec<usize
         let b = bytes.get(4 * i..4 * i + 4)?;
         Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     };
-    let found = word(0).ok_or_else(|| err(format!("{} bytes: too short for an IDX header", bytes.len())))?;
+    let found = word(0).ok_or_else(|| {
+        err(format!(
+            "{} bytes: too short for an IDX header",
+            bytes.len()
+        ))
+    })?;
     if found != magic {
         return Err(err(format!(
             "magic 0x{found:08x}, expected 0x{magic:08x} (IDX {what})"
@@ -78,7 +83,13 @@ fn parse(path: &Path, bytes: &[u8], magic: u32, what: &str) -> Result<(Vec<usize
     let dims: Vec<usize> = (1..=rank)
         .map(|i| word(i).map(|d| d as usize))
         .collect::<Option<_>>()
-        .ok_or_else(|| err(format!("truncated header: {} bytes, expected {}", bytes.len(), 4 * (rank + 1))))?;
+        .ok_or_else(|| {
+            err(format!(
+                "truncated header: {} bytes, expected {}",
+                bytes.len(),
+                4 * (rank + 1)
+            ))
+        })?;
     let header = 4 * (rank + 1);
     let payload = dims
         .iter()
@@ -86,7 +97,11 @@ fn parse(path: &Path, bytes: &[u8], magic: u32, what: &str) -> Result<(Vec<usize
         .ok_or_else(|| err(format!("dimensions {dims:?} overflow")))?;
     let found = bytes.len() - header;
     if found != payload {
-        let kind = if found < payload { "truncated" } else { "too long" };
+        let kind = if found < payload {
+            "truncated"
+        } else {
+            "too long"
+        };
         return Err(err(format!(
             "{kind}: dimensions {dims:?} need {payload} data bytes after the header, found {found}"
         )));
@@ -152,7 +167,12 @@ pub fn read_classification(
 }
 
 /// Labels must match the image count and lie in [0, classes).
-pub(crate) fn check_labels(path: &Path, labels: &[u8], images: usize, classes: usize) -> Result<()> {
+pub(crate) fn check_labels(
+    path: &Path,
+    labels: &[u8],
+    images: usize,
+    classes: usize,
+) -> Result<()> {
     if labels.len() != images {
         return Err(data_err(
             path,

@@ -26,5 +26,5 @@ pub mod synthetic;
 
 pub use batch::{Batch, Batcher, Batches, LastBatch};
 pub use dataset::{
-    Dataset, Order, Split, SplitFractions, SplitIndices, TaskData, TaskSchema, Targets,
+    Dataset, Order, Split, SplitFractions, SplitIndices, Targets, TaskData, TaskSchema,
 };

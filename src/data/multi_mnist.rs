@@ -11,7 +11,7 @@
 //! a 36×36 canvas and resize to 28×28; overlaying on the original canvas
 //! keeps the code free of resampling and gives the same kind of task.
 
-use crate::data::dataset::{Dataset, TaskData, Targets};
+use crate::data::dataset::{Dataset, Targets, TaskData};
 use crate::data::idx::IdxImages;
 use crate::error::{Error, Result};
 use crate::util::rng::Rng;
@@ -46,7 +46,10 @@ pub fn build(
         )));
     }
     if let Some(i) = labels.iter().position(|&l| l as usize >= classes) {
-        return Err(err(format!("label {} of image {i} is outside [0, {classes})", labels[i])));
+        return Err(err(format!(
+            "label {} of image {i} is outside [0, {classes})",
+            labels[i]
+        )));
     }
     let (h, w) = (images.height, images.width);
     let mut rng = Rng::new(spec.seed);

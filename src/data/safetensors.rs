@@ -16,7 +16,7 @@ use std::path::Path;
 use ::safetensors::tensor::{Dtype, SafeTensors, TensorView, View};
 
 use crate::arch::TaskKind;
-use crate::data::dataset::{Dataset, TaskData, TaskSchema, Targets};
+use crate::data::dataset::{Dataset, Targets, TaskData, TaskSchema};
 use crate::error::{Error, Result};
 
 /// Element type of `x` in a written file.
@@ -50,14 +50,21 @@ pub fn read(path: &Path, tasks: Option<&[TaskSchema]>) -> Result<Dataset> {
     let err = |detail: String| data_err(path, detail);
     let get = |name: &str| {
         file.tensor(name).map_err(|_| {
-            err(format!("tensor '{name}' is missing (tensors present: {})", names(&file)))
+            err(format!(
+                "tensor '{name}' is missing (tensors present: {})",
+                names(&file)
+            ))
         })
     };
 
     let x_view = get("x")?;
     let (rows, features) = match x_view.shape() {
         [n, rest @ ..] if !rest.is_empty() => (*n, rest.iter().product::<usize>()),
-        shape => return Err(err(format!("tensor 'x' has shape {shape:?}, expected [N, D]"))),
+        shape => {
+            return Err(err(format!(
+                "tensor 'x' has shape {shape:?}, expected [N, D]"
+            )))
+        }
     };
     let x = match x_view.dtype() {
         Dtype::F32 => f32s(x_view.data()),
@@ -177,7 +184,9 @@ fn read_mask(view: &TensorView, name: &str, rows: usize) -> std::result::Result<
         .map(|(row, &m)| match m {
             0 => Ok(false),
             1 => Ok(true),
-            _ => Err(format!("tensor '{name}' holds {m} at sample {row}, expected 0 or 1")),
+            _ => Err(format!(
+                "tensor '{name}' holds {m} at sample {row}, expected 0 or 1"
+            )),
         })
         .collect()
 }
