@@ -8,8 +8,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use manytask::arch::{ModelSpec, Sharing, TaskKind, TaskSpec};
-use manytask::data::batch::{Batcher, LastBatch};
+use manytask::arch::{ModelNodes, ModelSpec, Sharing, TaskKind, TaskSpec};
+use manytask::data::batch::{Batch, Batcher, LastBatch};
 use manytask::data::csv::{CsvColumns, CsvTask};
 use manytask::data::dataset::{Dataset, Order, SplitFractions, Targets, TaskData, TaskSchema};
 use manytask::data::fashion_mnist::{self, FashionMnist, GROUP_OF_CLASS};
@@ -17,7 +17,10 @@ use manytask::data::idx::{self, IdxImages};
 use manytask::data::multi_mnist::{self, MultiMnistSpec};
 use manytask::data::safetensors::{self as st, Precision};
 use manytask::data::synthetic::{Synthetic, SyntheticSpec};
+use manytask::gpu::GpuContext;
+use manytask::graph::{Optimizer, Program, StepOptions};
 use manytask::reference::activation::Activation;
+use manytask::reference::optim::Sgd;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::common::contexts;
@@ -545,6 +548,65 @@ fn batch_layout_matches_the_model_inputs() {
         &err_text(Batcher::for_model(&data, &wrong)),
         &["4 inputs", "3 features"],
     );
+}
+
+/// Writes a batch into a program's inputs, as `manytask train` will.
+fn feed(ctx: &GpuContext, p: &Program, nodes: &ModelNodes, batch: &Batch) {
+    p.input(nodes.x).unwrap().write_f32(ctx, &batch.x).unwrap();
+    if let (Some(n), Some(v)) = (nodes.labels, &batch.labels) {
+        p.input(n).unwrap().write_u32(ctx, v).unwrap();
+    }
+    if let (Some(n), Some(v)) = (nodes.targets, &batch.targets) {
+        p.input(n).unwrap().write_f32(ctx, v).unwrap();
+    }
+    if let (Some(n), Some(v)) = (nodes.masks, &batch.masks) {
+        p.input(n).unwrap().write_f32(ctx, v).unwrap();
+    }
+}
+
+#[test]
+fn padded_batch_gives_the_losses_of_its_real_rows() {
+    // The same 4 samples as a full batch of a 4-row model and padded into
+    // a 6-row one (same seed, so the same parameters): the padding rows
+    // must not change any task's loss or labelled count.
+    let data = small();
+    let samples = [9, 0, 2, 5];
+    for ctx in contexts() {
+        let mut reports = Vec::new();
+        for rows in [4, 6] {
+            let model = ModelSpec {
+                rows,
+                inputs: 3,
+                activation: Activation::Tanh,
+                sharing: Sharing::Hard { trunk: vec![8] },
+                tasks: small_specs(),
+            };
+            let built = model.build(ctx).unwrap();
+            let batch = Batcher::for_model(&data, &model)
+                .unwrap()
+                .batch(&samples)
+                .unwrap();
+            let sgd = Optimizer::Sgd(Sgd {
+                lr: 0.1,
+                momentum: 0.0,
+                weight_decay: 0.0,
+            });
+            let mut p = Program::build(ctx, built.graph, sgd, 11).unwrap();
+            feed(ctx, &p, &built.nodes, &batch);
+            let step = p.step(ctx, StepOptions::EVALUATE).unwrap();
+            reports.push(step.losses.unwrap().wait(ctx).unwrap());
+        }
+        let (full, padded) = (&reports[0], &reports[1]);
+        assert_eq!(full.labelled, vec![3, 4, 4], "{}", ctx.describe());
+        assert_eq!(padded.labelled, full.labelled, "{}", ctx.describe());
+        for (t, (a, b)) in full.losses.iter().zip(&padded.losses).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 + 1e-5 * a.abs(),
+                "{}: task {t}: {a} vs {b}",
+                ctx.describe()
+            );
+        }
+    }
 }
 
 #[test]
