@@ -117,6 +117,26 @@ fn safetensors_f16_features_widen_exactly() {
     let back = st::read(&path, None).unwrap();
     assert_eq!(back.x(), data.x());
     std::fs::remove_file(&path).unwrap();
+    // Beyond ±65504 f16 would store Inf: refused when writing.
+    let task = TaskData::new(
+        "r",
+        Targets::Real {
+            outputs: 1,
+            values: vec![0.0],
+        },
+        None,
+    );
+    let big = Dataset::new("big", 1, 2, vec![1.0, 7e4], vec![task]).unwrap();
+    let e = err_text(st::write(&path, &big, Precision::F16));
+    assert_mentions(
+        &e,
+        &[
+            "half.safetensors",
+            "70000",
+            "sample 0, feature 1",
+            "f16 range",
+        ],
+    );
 }
 
 /// Writes tensors given as (name, dtype, shape, little-endian bytes).

@@ -248,7 +248,8 @@ impl View for &Owned {
 }
 
 /// Writes `data` in the layout [`read`] takes, `x` as `precision`
-/// (F16 rounds to nearest), with the task list in the metadata.
+/// (F16 rounds to nearest; a value beyond its range is an error), with
+/// the task list in the metadata.
 pub fn write(path: &Path, data: &Dataset, precision: Precision) -> Result<()> {
     let (n, d) = (data.rows(), data.features());
     let x = match precision {
@@ -257,15 +258,26 @@ pub fn write(path: &Path, data: &Dataset, precision: Precision) -> Result<()> {
             shape: vec![n, d],
             bytes: data.x().iter().flat_map(|v| v.to_le_bytes()).collect(),
         },
-        Precision::F16 => Owned {
-            dtype: Dtype::F16,
-            shape: vec![n, d],
-            bytes: data
-                .x()
-                .iter()
-                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-                .collect(),
-        },
+        Precision::F16 => {
+            let halves: Vec<half::f16> = data.x().iter().map(|&v| half::f16::from_f32(v)).collect();
+            // |x| > 65504 would become ±Inf, which `read` then refuses.
+            if let Some(i) = halves.iter().position(|h| !h.is_finite()) {
+                return Err(data_err(
+                    path,
+                    format!(
+                        "x is {} at sample {}, feature {}: beyond the f16 range (±65504); write F32",
+                        data.x()[i],
+                        i / d,
+                        i % d
+                    ),
+                ));
+            }
+            Owned {
+                dtype: Dtype::F16,
+                shape: vec![n, d],
+                bytes: halves.iter().flat_map(|h| h.to_le_bytes()).collect(),
+            }
+        }
     };
     let mut tensors = vec![("x".to_string(), x)];
     let mut meta = HashMap::new();
