@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod context;
 mod cross_stitch;
+mod data;
 mod dense;
 mod elementwise;
 mod f16;

@@ -80,6 +80,12 @@ pub enum Error {
     /// Mapping a staging buffer for readback failed, or the device was lost.
     #[error("reading back '{label}' failed: {message}")]
     Readback { label: String, message: String },
+
+    /// A data file (or an in-memory dataset, named by its source) that
+    /// cannot be read or does not fit: `detail` names the tensor, line,
+    /// column or key.
+    #[error("{file}: {detail}")]
+    Data { file: String, detail: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -20,5 +20,5 @@ pub use program::{
     LossReport, MemoryReport, Optimizer, PendingLosses, Program, StepOptions, StepReport,
 };
 pub use tape::{
-    reversal_lambda, Balancing, Graph, GramSpace, NodeId, Op, TaskBlock, TaskLoss, TrunkLayer,
+    reversal_lambda, Balancing, GramSpace, Graph, NodeId, Op, TaskBlock, TaskLoss, TrunkLayer,
 };

@@ -1,0 +1,264 @@
+//! Datasets in CSV files with a header row. A [`CsvColumns`] mapping picks
+//! the feature columns and each task's target columns by header name.
+//!
+//! Cells are trimmed. An empty target cell is a missing label (the task's
+//! mask is 0 for that sample; a task of several columns must have all or
+//! none of them empty); an empty feature cell is an error. Class targets
+//! are integer cells in [0, classes), binary targets 0 or 1. Errors name
+//! the line (1-based, as an editor shows it), the column (1-based) and
+//! its header.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::arch::TaskKind;
+use crate::data::dataset::{Dataset, Targets, TaskData};
+use crate::error::{Error, Result};
+
+/// One task's target columns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CsvTask {
+    pub name: String,
+    pub kind: TaskKind,
+    /// Header names: one for classification, else one per output/label.
+    pub columns: Vec<String>,
+}
+
+impl CsvTask {
+    pub fn new(name: &str, kind: TaskKind, columns: &[&str]) -> Self {
+        CsvTask {
+            name: name.to_string(),
+            kind,
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+}
+
+/// Which columns are features and which are targets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CsvColumns {
+    /// Feature columns by header name, in this order; `None`: every column
+    /// no task uses, in file order.
+    pub features: Option<Vec<String>>,
+    pub tasks: Vec<CsvTask>,
+}
+
+/// A cell's place, for error messages.
+struct Cell<'a> {
+    line: u64,
+    column: usize,
+    header: &'a str,
+}
+
+impl Cell<'_> {
+    fn error(&self, path: &Path, what: String) -> Error {
+        data_err(
+            path,
+            format!(
+                "line {}, column {} ('{}'): {what}",
+                self.line,
+                self.column + 1,
+                self.header
+            ),
+        )
+    }
+}
+
+fn data_err(path: &Path, detail: String) -> Error {
+    Error::Data {
+        file: path.display().to_string(),
+        detail,
+    }
+}
+
+/// Reads the file at `path` with the column mapping `columns`.
+pub fn read(path: &Path, columns: &CsvColumns) -> Result<Dataset> {
+    let err = |detail: String| data_err(path, detail);
+    let mut reader = ::csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true) // ragged rows are reported below, with their line
+        .trim(::csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| err(format!("cannot read: {e}")))?;
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| err(format!("cannot read the header row: {e}")))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let index = column_index(path, &header)?;
+    let find = |name: &str| {
+        index.get(name).copied().ok_or_else(|| {
+            err(format!(
+                "no column '{name}' in the header ({})",
+                header.join(", ")
+            ))
+        })
+    };
+
+    let mut task_cols = Vec::with_capacity(columns.tasks.len());
+    for task in &columns.tasks {
+        let want = match task.kind {
+            TaskKind::Classification { .. } => 1,
+            kind => kind.width(),
+        };
+        if task.columns.len() != want {
+            return Err(err(format!(
+                "task '{}' maps {} columns, its kind {:?} needs {want}",
+                task.name,
+                task.columns.len(),
+                task.kind
+            )));
+        }
+        let cols = task
+            .columns
+            .iter()
+            .map(|c| find(c))
+            .collect::<Result<Vec<_>>>()?;
+        task_cols.push(cols);
+    }
+    let feature_cols: Vec<usize> = match &columns.features {
+        Some(names) => names.iter().map(|c| find(c)).collect::<Result<_>>()?,
+        None => (0..header.len())
+            .filter(|c| !task_cols.iter().flatten().any(|t| t == c))
+            .collect(),
+    };
+    if feature_cols.is_empty() {
+        return Err(err("no feature columns".into()));
+    }
+
+    let mut x = Vec::new();
+    let mut targets: Vec<Vec<f32>> = vec![Vec::new(); columns.tasks.len()];
+    let mut ids: Vec<Vec<u32>> = vec![Vec::new(); columns.tasks.len()];
+    let mut masks: Vec<Vec<bool>> = vec![Vec::new(); columns.tasks.len()];
+    let mut rows = 0;
+    for record in reader.records() {
+        let record = record.map_err(|e| err(format!("cannot read: {e}")))?;
+        let line = record.position().map_or(0, |p| p.line());
+        if record.len() != header.len() {
+            return Err(err(format!(
+                "line {line}: {} fields, but the header has {}",
+                record.len(),
+                header.len()
+            )));
+        }
+        let cell = |column: usize| {
+            (
+                &record[column],
+                Cell {
+                    line,
+                    column,
+                    header: &header[column],
+                },
+            )
+        };
+        for &c in &feature_cols {
+            let (text, at) = cell(c);
+            if text.is_empty() {
+                return Err(at.error(path, "empty feature cell".into()));
+            }
+            x.push(parse_real(text).map_err(|e| at.error(path, e))?);
+        }
+        for (t, (task, cols)) in columns.tasks.iter().zip(&task_cols).enumerate() {
+            let empty = cols.iter().filter(|&&c| record[c].is_empty()).count();
+            if empty > 0 && empty < cols.len() {
+                return Err(err(format!(
+                    "line {line}: task '{}' has {empty} of {} cells empty; a label is all \
+                     present or all missing",
+                    task.name,
+                    cols.len()
+                )));
+            }
+            let labelled = empty == 0;
+            masks[t].push(labelled);
+            for &c in cols {
+                let (text, at) = cell(c);
+                match task.kind {
+                    TaskKind::Classification { classes } => {
+                        let id = if labelled {
+                            parse_class(text, classes).map_err(|e| at.error(path, e))?
+                        } else {
+                            0
+                        };
+                        ids[t].push(id);
+                    }
+                    TaskKind::Regression { .. } => targets[t].push(if labelled {
+                        parse_real(text).map_err(|e| at.error(path, e))?
+                    } else {
+                        0.0
+                    }),
+                    TaskKind::Binary { .. } => targets[t].push(if labelled {
+                        parse_binary(text).map_err(|e| at.error(path, e))?
+                    } else {
+                        0.0
+                    }),
+                }
+            }
+        }
+        rows += 1;
+    }
+
+    let tasks = columns
+        .tasks
+        .iter()
+        .zip(targets.into_iter().zip(ids).zip(masks))
+        .map(|(task, ((values, ids), mask))| {
+            let targets = match task.kind {
+                TaskKind::Classification { classes } => Targets::Classes { classes, ids },
+                TaskKind::Regression { outputs } => Targets::Real { outputs, values },
+                TaskKind::Binary { labels } => Targets::Binary { labels, values },
+            };
+            // A task with every label present needs no mask.
+            let mask = mask.contains(&false).then_some(mask);
+            TaskData::new(&task.name, targets, mask)
+        })
+        .collect();
+    let path_name = path.display().to_string();
+    Dataset::new(&path_name, rows, feature_cols.len(), x, tasks)
+}
+
+/// Header name → column index; duplicate or empty names are errors since a
+/// mapping could not tell them apart.
+fn column_index(path: &Path, header: &[String]) -> Result<HashMap<String, usize>> {
+    let mut index = HashMap::with_capacity(header.len());
+    for (c, name) in header.iter().enumerate() {
+        if name.is_empty() {
+            return Err(data_err(
+                path,
+                format!("line 1, column {}: empty header name", c + 1),
+            ));
+        }
+        if index.insert(name.clone(), c).is_some() {
+            return Err(data_err(
+                path,
+                format!("line 1, column {}: header '{name}' appears twice", c + 1),
+            ));
+        }
+    }
+    Ok(index)
+}
+
+fn parse_real(text: &str) -> std::result::Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(v) => Err(format!("'{text}' is {v}, expected a finite number")),
+        Err(_) => Err(format!("'{text}' is not a number")),
+    }
+}
+
+fn parse_class(text: &str, classes: usize) -> std::result::Result<u32, String> {
+    let id: i64 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not an integer class id"))?;
+    if id < 0 || id as u64 >= classes as u64 {
+        return Err(format!("class id {id} is outside [0, {classes})"));
+    }
+    Ok(id as u32)
+}
+
+fn parse_binary(text: &str) -> std::result::Result<f32, String> {
+    match parse_real(text)? {
+        v if v == 0.0 || v == 1.0 => Ok(v),
+        v => Err(format!("binary label {v}, expected 0 or 1")),
+    }
+}

@@ -1,0 +1,420 @@
+//! The in-memory dataset every reader produces: N samples of D f32
+//! features and, per task, one set of targets (class ids, real values or
+//! 0/1 labels) with an optional mask of missing labels. Construction
+//! validates everything once, so splitting and batching cannot fail on
+//! the values.
+
+use crate::arch::{TaskKind, TaskSpec};
+use crate::data::synthetic::Synthetic;
+use crate::error::{Error, Result};
+use crate::util::rng::Rng;
+
+/// A task as the data sees it: its name and kind (the part of a
+/// [`TaskSpec`] that readers and batches need).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskSchema {
+    pub name: String,
+    pub kind: TaskKind,
+}
+
+impl TaskSchema {
+    pub fn new(name: &str, kind: TaskKind) -> Self {
+        TaskSchema {
+            name: name.to_string(),
+            kind,
+        }
+    }
+}
+
+impl From<&TaskSpec> for TaskSchema {
+    fn from(spec: &TaskSpec) -> Self {
+        TaskSchema::new(&spec.name, spec.kind)
+    }
+}
+
+/// One task's targets for all N samples.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Targets {
+    /// One class id in [0, classes) per sample: ids [N].
+    Classes { classes: usize, ids: Vec<u32> },
+    /// `outputs` real values per sample: values [N, outputs].
+    Real { outputs: usize, values: Vec<f32> },
+    /// `labels` independent 0/1 labels per sample: values [N, labels].
+    Binary { labels: usize, values: Vec<f32> },
+}
+
+impl Targets {
+    /// The task kind these targets train (and so the logit width).
+    pub fn kind(&self) -> TaskKind {
+        match *self {
+            Targets::Classes { classes, .. } => TaskKind::Classification { classes },
+            Targets::Real { outputs, .. } => TaskKind::Regression { outputs },
+            Targets::Binary { labels, .. } => TaskKind::Binary { labels },
+        }
+    }
+
+    /// Values per sample in storage (1 for class ids).
+    fn stride(&self) -> usize {
+        match self {
+            Targets::Classes { .. } => 1,
+            Targets::Real { outputs, .. } => *outputs,
+            Targets::Binary { labels, .. } => *labels,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Targets::Classes { ids, .. } => ids.len(),
+            Targets::Real { values, .. } | Targets::Binary { values, .. } => values.len(),
+        }
+    }
+
+    /// The same targets for the samples `rows`, in that order.
+    fn select(&self, rows: &[usize]) -> Targets {
+        let gather = |values: &[f32], k: usize| -> Vec<f32> {
+            rows.iter()
+                .flat_map(|&r| values[r * k..(r + 1) * k].iter().copied())
+                .collect()
+        };
+        match self {
+            Targets::Classes { classes, ids } => Targets::Classes {
+                classes: *classes,
+                ids: rows.iter().map(|&r| ids[r]).collect(),
+            },
+            Targets::Real { outputs, values } => Targets::Real {
+                outputs: *outputs,
+                values: gather(values, *outputs),
+            },
+            Targets::Binary { labels, values } => Targets::Binary {
+                labels: *labels,
+                values: gather(values, *labels),
+            },
+        }
+    }
+}
+
+/// One task of a dataset: its name, targets and which samples have them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskData {
+    pub name: String,
+    pub targets: Targets,
+    /// [N], true = labelled; `None` when every sample is labelled. The
+    /// targets of an unlabelled sample are ignored (readers store 0).
+    pub mask: Option<Vec<bool>>,
+}
+
+impl TaskData {
+    pub fn new(name: &str, targets: Targets, mask: Option<Vec<bool>>) -> Self {
+        TaskData {
+            name: name.to_string(),
+            targets,
+            mask,
+        }
+    }
+
+    pub fn schema(&self) -> TaskSchema {
+        TaskSchema::new(&self.name, self.targets.kind())
+    }
+
+    /// Whether sample `row` has a label for this task.
+    pub fn is_labelled(&self, row: usize) -> bool {
+        self.mask.as_ref().is_none_or(|m| m[row])
+    }
+}
+
+/// N samples: features x [N, D] (f32) and the tasks' targets. Fields are
+/// private so the checks made by [`Dataset::new`] always hold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    source: String,
+    rows: usize,
+    features: usize,
+    x: Vec<f32>,
+    tasks: Vec<TaskData>,
+}
+
+/// Fractions of a dataset held out for validation and test; training gets
+/// the rest.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SplitFractions {
+    pub validation: f64,
+    pub test: f64,
+}
+
+/// Sample indices of the three parts of a split, each ascending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitIndices {
+    pub train: Vec<usize>,
+    pub validation: Vec<usize>,
+    pub test: Vec<usize>,
+}
+
+/// A dataset split three ways.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Split {
+    pub train: Dataset,
+    pub validation: Dataset,
+    pub test: Dataset,
+}
+
+impl Dataset {
+    /// Checks shapes (x is rows × features, every task has `rows` samples,
+    /// masks have `rows` entries), names (non-empty, unique), class ids
+    /// (< classes), binary labels (0 or 1) and finiteness of x and real
+    /// targets. `source` names the data in errors (a path, or e.g.
+    /// "synthetic").
+    pub fn new(
+        source: &str,
+        rows: usize,
+        features: usize,
+        x: Vec<f32>,
+        tasks: Vec<TaskData>,
+    ) -> Result<Self> {
+        let data = Dataset {
+            source: source.to_string(),
+            rows,
+            features,
+            x,
+            tasks,
+        };
+        data.check().map_err(|detail| data.error(detail))?;
+        Ok(data)
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.features == 0 {
+            return Err("a dataset needs ≥ 1 feature".into());
+        }
+        if self.x.len() != self.rows * self.features {
+            return Err(format!(
+                "x holds {} values, expected {} samples × {} features",
+                self.x.len(),
+                self.rows,
+                self.features
+            ));
+        }
+        if let Some(i) = self.x.iter().position(|v| !v.is_finite()) {
+            return Err(format!(
+                "x is {} at sample {}, feature {}",
+                self.x[i],
+                i / self.features,
+                i % self.features
+            ));
+        }
+        if self.tasks.is_empty() {
+            return Err("a dataset needs ≥ 1 task".into());
+        }
+        for (i, task) in self.tasks.iter().enumerate() {
+            if task.name.is_empty() {
+                return Err(format!("task {i} has an empty name"));
+            }
+            if self.tasks[..i].iter().any(|t| t.name == task.name) {
+                return Err(format!("task '{}' appears twice", task.name));
+            }
+            check_task(task, self.rows).map_err(|e| format!("task '{}': {e}", task.name))?;
+        }
+        Ok(())
+    }
+
+    /// An error about this dataset, naming its source.
+    pub(crate) fn error(&self, detail: String) -> Error {
+        Error::Data {
+            file: self.source.clone(),
+            detail,
+        }
+    }
+
+    /// GradNorm's synthetic benchmark as a dataset: tasks "task0",
+    /// "task1", … each regressing `outputs` values, every sample labelled.
+    pub fn from_synthetic(s: &Synthetic) -> Result<Self> {
+        let (t, k) = (s.spec.tasks, s.spec.outputs);
+        let width = t * k;
+        let tasks = (0..t)
+            .map(|task| {
+                let values = (0..s.rows)
+                    .flat_map(|r| {
+                        let start = r * width + task * k;
+                        s.targets[start..start + k].iter().copied()
+                    })
+                    .collect();
+                TaskData::new(
+                    &format!("task{task}"),
+                    Targets::Real { outputs: k, values },
+                    None,
+                )
+            })
+            .collect();
+        Dataset::new("synthetic", s.rows, s.spec.inputs, s.x.clone(), tasks)
+    }
+
+    /// Where the data came from (a path, or e.g. "synthetic").
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// N, the number of samples.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// D, the features per sample.
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
+    /// x [N, D].
+    pub fn x(&self) -> &[f32] {
+        &self.x
+    }
+
+    /// Sample `row`'s features [D].
+    pub fn sample(&self, row: usize) -> &[f32] {
+        &self.x[row * self.features..(row + 1) * self.features]
+    }
+
+    pub fn tasks(&self) -> &[TaskData] {
+        &self.tasks
+    }
+
+    /// The task named `name`, if any.
+    pub fn task(&self, name: &str) -> Option<&TaskData> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+
+    /// Every task's name and kind, in dataset order.
+    pub fn schema(&self) -> Vec<TaskSchema> {
+        self.tasks.iter().map(TaskData::schema).collect()
+    }
+
+    /// The samples `rows`, in that order (indices may repeat). Panics on
+    /// an index ≥ N, like slice indexing: callers pass indices they made.
+    pub fn subset(&self, rows: &[usize]) -> Dataset {
+        let x = rows
+            .iter()
+            .flat_map(|&r| self.sample(r).iter().copied())
+            .collect();
+        let tasks = self
+            .tasks
+            .iter()
+            .map(|t| TaskData {
+                name: t.name.clone(),
+                targets: t.targets.select(rows),
+                mask: t
+                    .mask
+                    .as_ref()
+                    .map(|m| rows.iter().map(|&r| m[r]).collect()),
+            })
+            .collect();
+        Dataset {
+            source: self.source.clone(),
+            rows: rows.len(),
+            features: self.features,
+            x,
+            tasks,
+        }
+    }
+
+    /// Which samples go to train / validation / test: one permutation from
+    /// `seed`, validation takes the first round(N·validation) of it, test
+    /// the next round(N·test), train the rest. Each part is then sorted, so
+    /// it keeps the file's order. The same (N, fractions, seed) always
+    /// gives the same split.
+    pub fn split_indices(&self, fractions: SplitFractions, seed: u64) -> Result<SplitIndices> {
+        let SplitFractions { validation, test } = fractions;
+        let valid = |f: f64| (0.0..=1.0).contains(&f);
+        if !valid(validation) || !valid(test) || validation + test > 1.0 {
+            return Err(self.error(format!(
+                "split fractions validation {validation} and test {test} must be in [0, 1] and sum to ≤ 1"
+            )));
+        }
+        let n = self.rows;
+        let n_valid = (n as f64 * validation).round() as usize;
+        let n_test = ((n as f64 * test).round() as usize).min(n - n_valid);
+        let order = Order::Shuffled { seed }.indices(n, 0);
+        let part = |range: std::ops::Range<usize>| {
+            let mut rows = order[range].to_vec();
+            rows.sort_unstable();
+            rows
+        };
+        Ok(SplitIndices {
+            validation: part(0..n_valid),
+            test: part(n_valid..n_valid + n_test),
+            train: part(n_valid + n_test..n),
+        })
+    }
+
+    /// The split of [`Dataset::split_indices`] as three datasets.
+    pub fn split(&self, fractions: SplitFractions, seed: u64) -> Result<Split> {
+        let idx = self.split_indices(fractions, seed)?;
+        Ok(Split {
+            train: self.subset(&idx.train),
+            validation: self.subset(&idx.validation),
+            test: self.subset(&idx.test),
+        })
+    }
+}
+
+fn check_task(task: &TaskData, rows: usize) -> std::result::Result<(), String> {
+    let t = &task.targets;
+    if t.stride() == 0 {
+        return Err("targets need a width ≥ 1".into());
+    }
+    if t.len() != rows * t.stride() {
+        return Err(format!(
+            "{} target values, expected {rows} samples × {}",
+            t.len(),
+            t.stride()
+        ));
+    }
+    if let Some(mask) = &task.mask {
+        if mask.len() != rows {
+            return Err(format!("mask has {} entries, expected {rows}", mask.len()));
+        }
+    }
+    let bad = |i: usize, what: String| Err(format!("{what} at sample {}", i / t.stride()));
+    match t {
+        Targets::Classes { classes, ids } => {
+            if let Some(i) = ids.iter().position(|&c| c as usize >= *classes) {
+                return bad(i, format!("class id {} is outside [0, {classes})", ids[i]));
+            }
+        }
+        Targets::Real { values, .. } => {
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return bad(i, format!("target is {}", values[i]));
+            }
+        }
+        Targets::Binary { values, .. } => {
+            if let Some(i) = values.iter().position(|&v| v != 0.0 && v != 1.0) {
+                return bad(i, format!("binary label is {}, expected 0 or 1", values[i]));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The order samples are visited in an epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// 0, 1, …, N−1 every epoch (`--no-shuffle`).
+    Sequential,
+    /// A fresh permutation each epoch, fixed by (seed, epoch).
+    Shuffled { seed: u64 },
+}
+
+impl Order {
+    /// The sample indices of epoch `epoch` over `rows` samples.
+    pub fn indices(&self, rows: usize, epoch: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..rows).collect();
+        if let Order::Shuffled { seed } = *self {
+            // Mix the epoch in with an odd constant so (seed, epoch) and
+            // (seed + 1, epoch − 1) do not give the same stream.
+            let mut rng = Rng::new(seed ^ epoch.wrapping_mul(0xD1B5_4A32_D192_ED03));
+            // Fisher–Yates; the modulo bias of 64-bit draws is negligible.
+            for i in (1..rows).rev() {
+                let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+                order.swap(i, j);
+            }
+        }
+        order
+    }
+}
