@@ -24,3 +24,4 @@ mod task_gemm;
 mod tensor;
 mod trace_norm;
 mod validate;
+mod weighting;
