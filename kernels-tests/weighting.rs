@@ -182,14 +182,10 @@ fn mgda_meets_optimality_conditions_for_64_tasks() {
         let f = m.bilinear(&sol.w, &sol.w);
         let mw = m.mul(&sol.w);
         let tol = 1e-7 * m.max_diagonal();
-        for t in 0..64 {
-            assert!(
-                mw[t] >= f - tol,
-                "dim {dim}: (Mα)_{t} = {} < αᵀMα = {f}",
-                mw[t]
-            );
-            if sol.w[t] > 1e-6 {
-                assert!(mw[t] <= f + tol, "dim {dim}: support {t}: {} vs {f}", mw[t]);
+        for (t, (&mwt, &wt)) in mw.iter().zip(&sol.w).enumerate() {
+            assert!(mwt >= f - tol, "dim {dim}: (Mα)_{t} = {mwt} < αᵀMα = {f}");
+            if wt > 1e-6 {
+                assert!(mwt <= f + tol, "dim {dim}: support {t}: {mwt} vs {f}");
             }
         }
     }

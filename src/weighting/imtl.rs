@@ -56,7 +56,8 @@ pub(crate) fn solve_linear(mut a: Vec<f64>, mut b: Vec<f64>) -> Option<Vec<f64>>
     for col in 0..n {
         let pivot =
             (col..n).max_by(|&i, &j| a[i * n + col].abs().total_cmp(&a[j * n + col].abs()))?;
-        if !(a[pivot * n + col].abs() > 1e-12 * scale) {
+        let big_enough = a[pivot * n + col].abs() > 1e-12 * scale; // false for NaN too
+        if !big_enough {
             return None;
         }
         if pivot != col {
