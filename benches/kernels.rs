@@ -479,14 +479,12 @@ fn sluice_bench(c: &mut Criterion) {
     let value = Tensor::empty(&ctx, "value", &[1], DType::F32).expect("alloc");
     // Off-diagonal Gram blocks (T·G(G−1) of s×s×in) + W·S (T of in×out×out).
     let s = shape.outputs / shape.subspaces;
-    let macs =
-        tasks * 2 * s * s * shape.inputs + tasks * shape.inputs * shape.outputs * shape.outputs;
+    let macs = tasks * 2 * s * s * shape.inputs + tasks * shape.inputs * shape.outputs * shape.outputs;
     group.throughput(Throughput::Elements(2 * macs as u64));
     group.bench_function("orthogonality", |bench| {
         bench.iter_custom(|iters| {
             time_submits(&ctx, iters, |rec| {
-                orth.record(rec, &weights, &grad, 1e-3, &value)
-                    .expect("orthogonality")
+                orth.record(rec, &weights, &grad, 1e-3, &value).expect("orthogonality")
             })
         })
     });

@@ -90,10 +90,7 @@ fn subspace_orthogonality_matches_reference() {
                 .collect();
             let top = want_g.iter().fold(1f32, |m, v| m.max(v.abs()));
             let err = max_err(&got_g, &want_g) / top;
-            assert!(
-                err < 1e-4,
-                "{shape:?}: gradient off by {err} (relative to max)"
-            );
+            assert!(err < 1e-4, "{shape:?}: gradient off by {err} (relative to max)");
             let got_v = value.to_f32_vec(ctx).unwrap()[0] as f64;
             assert!(
                 (got_v - want_v).abs() <= 1e-4 * want_v.abs().max(1.0),
@@ -136,11 +133,16 @@ fn subspace_orthogonality_rejects_bad_shapes() {
         outputs: 5,
         subspaces: 2,
     };
-    let e = Orthogonality::new(ctx, bad)
-        .err()
-        .expect("5 outputs in 2 subspaces");
+    let e = Orthogonality::new(ctx, bad).err().expect("5 outputs in 2 subspaces");
     assert!(e.to_string().contains("subspaces"), "{e}");
-    let ok = Orthogonality::new(ctx, Subspaces { outputs: 4, ..bad }).unwrap();
+    let ok = Orthogonality::new(
+        ctx,
+        Subspaces {
+            outputs: 4,
+            ..bad
+        },
+    )
+    .unwrap();
     let w = Tensor::zeros(ctx, "w", &[23]).unwrap();
     let v = Tensor::zeros(ctx, "v", &[1]).unwrap();
     let mut rec = ctx.recorder("bad");
@@ -179,10 +181,7 @@ fn feed(ctx: &GpuContext, p: &Program, m: &ModelNodes, seed: u64) {
     let rows = p.graph().shape(m.x)[0];
     p.input(m.x)
         .unwrap()
-        .write_f32(
-            ctx,
-            &rng.uniform_vec(p.graph().shape(m.x).iter().product(), -1.0, 1.0),
-        )
+        .write_f32(ctx, &rng.uniform_vec(p.graph().shape(m.x).iter().product(), -1.0, 1.0))
         .unwrap();
     if let Some(l) = m.labels {
         let n: usize = p.graph().shape(l).iter().product();
@@ -371,16 +370,10 @@ fn orthogonality_penalty_adds_its_gradient_in_the_graph() {
     let (want_v, want_g) = reference::orthogonality(&w, 3, 6, 6, 2, 0.25);
     let diff: Vec<f32> = g1.iter().zip(&g0).map(|(a, b)| a - b).collect();
     let top = want_g.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    assert!(
-        max_err(&diff, &want_g) / top < 1e-3,
-        "{diff:?} vs {want_g:?}"
-    );
+    assert!(max_err(&diff, &want_g) / top < 1e-3, "{diff:?} vs {want_g:?}");
     assert_eq!(v1.len(), 2);
     // v1[1] is layer 1's penalty.
-    assert!(
-        ((v1[1] as f64) - want_v).abs() <= 1e-4 * want_v.max(1e-3),
-        "{v1:?} vs {want_v}"
-    );
+    assert!(((v1[1] as f64) - want_v).abs() <= 1e-4 * want_v.max(1e-3), "{v1:?} vs {want_v}");
 }
 
 #[test]
@@ -423,10 +416,7 @@ fn bad_model_specs_are_clear_errors() {
         ),
     ];
     for (sharing, want) in cases {
-        let e = small_spec(sharing.clone())
-            .build(ctx)
-            .err()
-            .expect("bad spec");
+        let e = small_spec(sharing.clone()).build(ctx).err().expect("bad spec");
         assert!(e.to_string().contains(want), "{sharing:?}: {e}");
     }
 }

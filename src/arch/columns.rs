@@ -111,9 +111,7 @@ pub fn sluice(
             ),
         });
     }
-    if !(orthogonality >= 0.0 && orthogonality.is_finite())
-        || (orthogonality > 0.0 && subspaces < 2)
-    {
+    if !(orthogonality >= 0.0 && orthogonality.is_finite()) || (orthogonality > 0.0 && subspaces < 2) {
         return Err(Error::Shape {
             op: "model",
             detail: format!("orthogonality λ = {orthogonality} must be finite, ≥ 0, and needs ≥ 2 subspaces when > 0"),

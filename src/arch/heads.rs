@@ -53,12 +53,7 @@ pub fn gather(g: &mut Graph, name: &str, parts: &[Feat]) -> Result<NodeId> {
 
 /// The heads of `tasks` on `input`; returns the logits [rows, Σ widths]
 /// in task order.
-pub fn build(
-    g: &mut Graph,
-    input: HeadInput,
-    tasks: &[TaskSpec],
-    act: Activation,
-) -> Result<NodeId> {
+pub fn build(g: &mut Graph, input: HeadInput, tasks: &[TaskSpec], act: Activation) -> Result<NodeId> {
     let depth = |t: &TaskSpec| t.hidden.len() + 1;
     let width = |t: &TaskSpec, j: usize| t.hidden.get(j).copied().unwrap_or(t.kind.width());
     let max_depth = tasks.iter().map(depth).max().unwrap_or(1);
@@ -68,12 +63,8 @@ pub fn build(
     };
     let mut out: Vec<Option<Feat>> = vec![None; tasks.len()];
     for j in 0..max_depth {
-        let hidden: Vec<usize> = (0..tasks.len())
-            .filter(|&t| j + 1 < depth(&tasks[t]))
-            .collect();
-        let last: Vec<usize> = (0..tasks.len())
-            .filter(|&t| j + 1 == depth(&tasks[t]))
-            .collect();
+        let hidden: Vec<usize> = (0..tasks.len()).filter(|&t| j + 1 < depth(&tasks[t])).collect();
+        let last: Vec<usize> = (0..tasks.len()).filter(|&t| j + 1 == depth(&tasks[t])).collect();
         let both = !hidden.is_empty() && !last.is_empty();
         for (group, is_last) in [(hidden, false), (last, true)] {
             if group.is_empty() {
@@ -88,8 +79,7 @@ pub fn build(
             let node = match (&input, cur[group[0]]) {
                 (HeadInput::Shared(h), None) => g.dense(&name, *h, outs.iter().sum(), layer_act)?,
                 _ => {
-                    let feats: Vec<Feat> =
-                        group.iter().map(|&t| cur[t].expect("features")).collect();
+                    let feats: Vec<Feat> = group.iter().map(|&t| cur[t].expect("features")).collect();
                     let x = gather(g, &format!("{name}.input"), &feats)?;
                     let blocks: Vec<TaskBlock> = feats
                         .iter()
@@ -104,11 +94,7 @@ pub fn build(
             };
             let mut start = 0;
             for (&t, &w) in group.iter().zip(&outs) {
-                let f = Feat {
-                    node,
-                    start,
-                    width: w,
-                };
+                let f = Feat { node, start, width: w };
                 if is_last {
                     out[t] = Some(f);
                 } else {
@@ -118,9 +104,6 @@ pub fn build(
             }
         }
     }
-    let finals: Vec<Feat> = out
-        .into_iter()
-        .map(|f| f.expect("every task has an output layer"))
-        .collect();
+    let finals: Vec<Feat> = out.into_iter().map(|f| f.expect("every task has an output layer")).collect();
     gather(g, "heads.logits", &finals)
 }

@@ -243,16 +243,7 @@ impl ModelSpec {
                 subspaces,
                 orthogonality,
                 stitch,
-            } => columns::sluice(
-                &mut g,
-                x,
-                t,
-                columns,
-                *subspaces,
-                *orthogonality,
-                stitch,
-                act,
-            )?,
+            } => columns::sluice(&mut g, x, t, columns, *subspaces, *orthogonality, stitch, act)?,
             Sharing::Soft {
                 columns,
                 regularisers,

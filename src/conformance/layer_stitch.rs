@@ -32,10 +32,7 @@ fn case(kind: Kind, (rows, tasks, layers, channels): (usize, usize, usize, usize
     let inputs = move || {
         let mut rng = Rng::new((rows * 97 + tasks * 13 + layers * 7 + channels) as u64);
         vec![
-            HostTensor::new(
-                &[rows, layers * w],
-                rng.uniform_vec(rows * layers * w, -1.0, 1.0),
-            ),
+            HostTensor::new(&[rows, layers * w], rng.uniform_vec(rows * layers * w, -1.0, 1.0)),
             HostTensor::new(&[tasks, layers], rng.uniform_vec(tasks * layers, -1.0, 1.0)),
             HostTensor::new(&[rows, w], rng.uniform_vec(rows * w, -1.0, 1.0)),
         ]

@@ -13,10 +13,10 @@ use crate::kernels::dense::{dense_backward, dense_forward, BackwardPlan, Dense, 
 use crate::kernels::gemm::{Epilogue, Fusion, Layout, Operand, Prologue, Saved, Variant};
 use crate::kernels::loss::{masked_losses, LossInputs, LossOutputs, LossTable, STATS_PER_TASK};
 use crate::kernels::soft_sharing::{self, Regulariser};
-use crate::kernels::subspace::Orthogonality;
 use crate::kernels::task_gemm::{
     block_diagonal, shared_input as shared_input_problems, task_gemm, TaskProblem, TaskTable,
 };
+use crate::kernels::subspace::Orthogonality;
 use crate::kernels::{block, cross_stitch, elementwise, layer_stitch, optim, reduce, trace_norm};
 use crate::reference::activation::Activation;
 use crate::reference::optim::{AdamW, Sgd};
@@ -540,19 +540,9 @@ impl Program {
                 };
                 let dx_per_task = if *shared_input && has_grad[x.0] {
                     let t = blocks.len();
-                    let per_task = Tensor::empty(
-                        ctx,
-                        "shared-input dX per task",
-                        &[t, rows * inputs],
-                        DType::F32,
-                    )?;
+                    let per_task = Tensor::empty(ctx, "shared-input dX per task", &[t, rows * inputs], DType::F32)?;
                     let sum = match accumulate_input[i][0] {
-                        true => Some(Tensor::empty(
-                            ctx,
-                            "shared-input dX sum",
-                            &[rows * inputs],
-                            DType::F32,
-                        )?),
+                        true => Some(Tensor::empty(ctx, "shared-input dX sum", &[rows * inputs], DType::F32)?),
                         false => None,
                     };
                     Some((per_task, sum))

@@ -479,10 +479,7 @@ impl Graph {
     ) -> Result<()> {
         let node = &self.nodes[layer.0];
         let Op::TaskDense { w, blocks, .. } = &node.op else {
-            return Err(shape_err(format!(
-                "'{}' is not a task_dense layer",
-                node.name
-            )));
+            return Err(shape_err(format!("'{}' is not a task_dense layer", node.name)));
         };
         let b0 = blocks[0];
         if blocks.iter().any(|b| *b != b0) {

@@ -14,7 +14,8 @@ pub fn mix_spec(accumulate: bool) -> KernelSpec {
 }
 
 pub fn spread_spec(accumulate: bool) -> KernelSpec {
-    KernelSpec::new(Shader::LayerStitch, "layer_stitch_spread").with_flag("ACCUMULATE", accumulate)
+    KernelSpec::new(Shader::LayerStitch, "layer_stitch_spread")
+        .with_flag("ACCUMULATE", accumulate)
 }
 
 pub fn beta_grad_spec(accumulate: bool) -> KernelSpec {
@@ -52,13 +53,7 @@ pub struct LayerStitch {
 
 impl LayerStitch {
     /// (rows, channels), checked.
-    fn check(
-        &self,
-        op: &'static str,
-        h: &Tensor,
-        beta: &Tensor,
-        z: &Tensor,
-    ) -> Result<(usize, usize)> {
+    fn check(&self, op: &'static str, h: &Tensor, beta: &Tensor, z: &Tensor) -> Result<(usize, usize)> {
         for t in [h, beta, z] {
             require_f32(op, t)?;
         }
@@ -165,11 +160,5 @@ pub fn layer_stitch_beta_grad(
     }
     let binds = [Bind::read(1, h), Bind::write(3, dbeta), Bind::read(4, dz)];
     let params = unit.params(rows, channels, gx);
-    rec.dispatch(
-        OP,
-        &beta_grad_spec(accumulate),
-        &params,
-        &binds,
-        [gx, gy, gz],
-    )
+    rec.dispatch(OP, &beta_grad_spec(accumulate), &params, &binds, [gx, gy, gz])
 }

@@ -149,16 +149,7 @@ impl Orthogonality {
             });
         }
         let none = Fusion::default();
-        task_gemm(
-            rec,
-            None,
-            &self.gram,
-            w,
-            w,
-            &self.s,
-            &Epilogue::default(),
-            &none,
-        )?;
+        task_gemm(rec, None, &self.gram, w, w, &self.s, &Epilogue::default(), &none)?;
         let epi = Epilogue {
             alpha: 2.0 * lambda,
             beta: Some(1.0),

@@ -85,12 +85,7 @@ pub fn block_diagonal(rows: usize, blocks: &[(usize, usize)], layout: Layout) ->
 /// [inputs, out_t]. `layout` picks the pass as in `block_diagonal`, except
 /// NT: dX_t = D_t · W_tᵀ goes to block t of a [T, rows, inputs] scratch
 /// (C windows must be disjoint), which the caller sums over t.
-pub fn shared_input(
-    rows: usize,
-    inputs: usize,
-    outputs: &[usize],
-    layout: Layout,
-) -> Vec<TaskProblem> {
+pub fn shared_input(rows: usize, inputs: usize, outputs: &[usize], layout: Layout) -> Vec<TaskProblem> {
     let sum_out: usize = outputs.iter().sum();
     let (mut o0, mut w0) = (0, 0);
     let mut out = Vec::with_capacity(outputs.len());

@@ -3,14 +3,7 @@
 //! W = T·C; z [rows, W]; β [T, K].
 
 /// z[b, t·C + c] = Σ_k β[t, k] h[b, k·W + t·C + c].
-pub fn mix(
-    h: &[f32],
-    beta: &[f32],
-    rows: usize,
-    tasks: usize,
-    layers: usize,
-    channels: usize,
-) -> Vec<f32> {
+pub fn mix(h: &[f32], beta: &[f32], rows: usize, tasks: usize, layers: usize, channels: usize) -> Vec<f32> {
     let w = tasks * channels;
     let mut z = vec![0f32; rows * w];
     for b in 0..rows {
@@ -26,14 +19,7 @@ pub fn mix(
 }
 
 /// dH[b, k·W + j] = β[t, k] dz[b, j].
-pub fn spread(
-    dz: &[f32],
-    beta: &[f32],
-    rows: usize,
-    tasks: usize,
-    layers: usize,
-    channels: usize,
-) -> Vec<f32> {
+pub fn spread(dz: &[f32], beta: &[f32], rows: usize, tasks: usize, layers: usize, channels: usize) -> Vec<f32> {
     let w = tasks * channels;
     let mut dh = vec![0f32; rows * layers * w];
     for b in 0..rows {
@@ -48,14 +34,7 @@ pub fn spread(
 }
 
 /// dβ[t, k] = Σ_b Σ_c dz[b, t·C + c] h[b, k·W + t·C + c].
-pub fn beta_grad(
-    h: &[f32],
-    dz: &[f32],
-    rows: usize,
-    tasks: usize,
-    layers: usize,
-    channels: usize,
-) -> Vec<f32> {
+pub fn beta_grad(h: &[f32], dz: &[f32], rows: usize, tasks: usize, layers: usize, channels: usize) -> Vec<f32> {
     let w = tasks * channels;
     let mut out = vec![0f64; tasks * layers];
     for b in 0..rows {
@@ -63,8 +42,7 @@ pub fn beta_grad(
             for k in 0..layers {
                 for c in 0..channels {
                     let j = t * channels + c;
-                    out[t * layers + k] +=
-                        dz[b * w + j] as f64 * h[b * layers * w + k * w + j] as f64;
+                    out[t * layers + k] += dz[b * w + j] as f64 * h[b * layers * w + k * w + j] as f64;
                 }
             }
         }

@@ -31,16 +31,10 @@ pub fn orthogonality(
                 // dA_i = 2λ A_j Mᵀ, dA_j = 2λ A_i M.
                 for r in 0..inputs {
                     for a in 0..width {
-                        let gi: f64 = (0..width)
-                            .map(|b| at(t, r, j * width + b) * m[a * width + b])
-                            .sum();
-                        let gj: f64 = (0..width)
-                            .map(|b| at(t, r, i * width + b) * m[b * width + a])
-                            .sum();
-                        grad[t * inputs * outputs + r * outputs + i * width + a] +=
-                            2.0 * lambda * gi;
-                        grad[t * inputs * outputs + r * outputs + j * width + a] +=
-                            2.0 * lambda * gj;
+                        let gi: f64 = (0..width).map(|b| at(t, r, j * width + b) * m[a * width + b]).sum();
+                        let gj: f64 = (0..width).map(|b| at(t, r, i * width + b) * m[b * width + a]).sum();
+                        grad[t * inputs * outputs + r * outputs + i * width + a] += 2.0 * lambda * gi;
+                        grad[t * inputs * outputs + r * outputs + j * width + a] += 2.0 * lambda * gj;
                     }
                 }
             }
