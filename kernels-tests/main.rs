@@ -27,4 +27,5 @@ mod task_gemm;
 mod tensor;
 mod trace_norm;
 mod validate;
+mod weighting;
 mod weighting_gpu;

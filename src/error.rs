@@ -77,6 +77,11 @@ pub enum Error {
     #[error("checkpoint {file}: {detail}")]
     Checkpoint { file: String, detail: String },
 
+    /// A host-side argument out of its domain (a non-finite Gram entry, a
+    /// negative loss, an unknown method name); `detail` says what to pass.
+    #[error("{op}: invalid input: {detail}")]
+    InvalidInput { op: &'static str, detail: String },
+
     /// Mapping a staging buffer for readback failed, or the device was lost.
     #[error("reading back '{label}' failed: {message}")]
     Readback { label: String, message: String },

@@ -6,9 +6,10 @@
 //! - [`kernels`]: one launcher module per shader family;
 //! - [`gpu`]: context, tensors and their pool, pipeline cache, recorder.
 //!
-//! Beside them, with no GPU code: [`reference`] (CPU oracles) and
-//! [`util`]. [`conformance`] pairs kernels with references for the tests
-//! and `manytask validate`; [`bench`] measures kernels against the
+//! Beside them, with no GPU code: [`reference`] (CPU oracles),
+//! [`weighting`] (the host T×T task-balancing solvers) and [`util`].
+//! [`conformance`] pairs kernels with references for the tests and
+//! `manytask validate`; [`bench`] measures kernels against the
 //! adapter's roofline; [`cli`] is the binary's verbs.
 
 pub mod arch;
@@ -23,6 +24,7 @@ pub mod graph;
 pub mod kernels;
 pub mod reference;
 pub mod util;
+pub mod weighting;
 
 pub use error::{Error, Result};
 pub use gpu::{BackendChoice, DType, GpuContext, Recorder, Tensor};

@@ -1,0 +1,635 @@
+//! Host task-balancing solvers (no GPU): known answers written out by hand,
+//! brute-force grids over the simplex, and the defining property of each
+//! method checked on explicit gradient vectors rebuilt from the coefficients.
+
+use manytask::util::rng::Rng;
+use manytask::weighting::{
+    self, cagrad, cagrad_objective, imtl_g, mgda, min_norm, min_norm_two, pcgrad, rlw_weights,
+    uncertainty_grad, uncertainty_loss, uncertainty_loss_weights, CaGradRescale, DwaState,
+    GradNormMode, GradNormState, Gram, MgdaNormalisation, MgdaSpace, SolverOptions, Weighting,
+};
+use manytask::Error;
+
+/// `T` random gradient vectors of length `dim`, entries in [-1, 1).
+fn random_grads(seed: u64, t: usize, dim: usize) -> Vec<Vec<f64>> {
+    let mut rng = Rng::new(seed);
+    (0..t)
+        .map(|_| (0..dim).map(|_| rng.uniform(-1.0, 1.0) as f64).collect())
+        .collect()
+}
+
+/// `Σ_t c_t g_t` as an explicit vector.
+fn combine(c: &[f64], grads: &[Vec<f64>]) -> Vec<f64> {
+    let mut out = vec![0.0; grads[0].len()];
+    for (ct, g) in c.iter().zip(grads) {
+        for (o, x) in out.iter_mut().zip(g) {
+            *o += ct * x;
+        }
+    }
+    out
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn gram(grads: &[Vec<f64>]) -> Gram {
+    Gram::from_gradients(grads).unwrap()
+}
+
+fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "{what}[{i}]: got {g}, want {w} (all: {got:?})"
+        );
+    }
+}
+
+fn assert_on_simplex(what: &str, w: &[f64]) {
+    assert!(
+        w.iter().all(|&x| x >= 0.0),
+        "{what} has a negative entry: {w:?}"
+    );
+    let sum: f64 = w.iter().sum();
+    assert!((sum - 1.0).abs() < 1e-12, "{what} sums to {sum}: {w:?}");
+}
+
+/// Points of the simplex for T = 2 or 3 on a grid of step 1/steps.
+fn simplex_grid(t: usize, steps: usize) -> Vec<Vec<f64>> {
+    let h = 1.0 / steps as f64;
+    match t {
+        2 => (0..=steps)
+            .map(|i| vec![i as f64 * h, 1.0 - i as f64 * h])
+            .collect(),
+        3 => (0..=steps)
+            .flat_map(|i| (0..=steps - i).map(move |j| (i, j)))
+            .map(|(i, j)| {
+                let (a, b) = (i as f64 * h, j as f64 * h);
+                vec![a, b, (1.0 - a - b).max(0.0)]
+            })
+            .collect(),
+        _ => unreachable!("grids for T = 2, 3 only"),
+    }
+}
+
+// ---------------------------------------------------------------- Gram
+
+#[test]
+fn gram_rejects_bad_input_with_errors() {
+    assert!(matches!(
+        Gram::from_f64(2, vec![1.0; 3]),
+        Err(Error::Shape { .. })
+    ));
+    assert!(matches!(
+        Gram::from_f64(0, vec![]),
+        Err(Error::InvalidInput { .. })
+    ));
+    let nan = Gram::from_f64(2, vec![1.0, f64::NAN, f64::NAN, 1.0]);
+    assert!(matches!(nan, Err(Error::InvalidInput { .. })), "{nan:?}");
+    let negative = Gram::from_f64(2, vec![-1.0, 0.0, 0.0, 1.0]).unwrap_err();
+    assert!(negative.to_string().contains("negative"), "{negative}");
+    let asymmetric = Gram::from_f64(2, vec![1.0, 0.5, -0.5, 1.0]).unwrap_err();
+    assert!(asymmetric.to_string().contains("symmetric"), "{asymmetric}");
+    let ragged = Gram::from_gradients(&[vec![1.0, 2.0], vec![1.0]]);
+    assert!(matches!(ragged, Err(Error::Shape { .. })));
+    assert!(Gram::from_gradients(&[]).is_err());
+}
+
+#[test]
+fn gram_symmetrises_f32_rounding_differences() {
+    let m = Gram::from_f32(2, &[4.0, 1.0, 1.000_01, 9.0]).unwrap();
+    assert_eq!(m.get(0, 1), m.get(1, 0));
+    assert!((m.get(0, 1) - 1.000_005).abs() < 1e-6);
+    assert_eq!(m.norms(), vec![2.0, 3.0]);
+}
+
+// ---------------------------------------------------------------- MGDA
+
+#[test]
+fn mgda_two_task_known_answers() {
+    let opts = SolverOptions::default();
+    let none = MgdaNormalisation::None;
+    // Orthogonal, equal norms: the midpoint.
+    let m = gram(&[vec![1.0, 0.0], vec![0.0, 1.0]]);
+    assert_close(
+        "orthogonal",
+        &mgda(&m, &[1.0; 2], none, &opts).unwrap().alpha,
+        &[0.5, 0.5],
+        1e-15,
+    );
+    // g₁ = (1,0), g₂ = (0,2): α₁ = 4/5 (the min-norm point (0.8, 0.4)).
+    let m = gram(&[vec![1.0, 0.0], vec![0.0, 2.0]]);
+    assert_close("(1,0),(0,2)", &min_norm(&m, &opts).w, &[0.8, 0.2], 1e-15);
+    // Collinear, g₁ shorter and same direction: all weight on g₁ (clipped).
+    assert_eq!(min_norm_two(1.0, 2.0, 4.0), 1.0);
+    assert_eq!(min_norm_two(4.0, 2.0, 1.0), 0.0);
+    // Identical gradients: every α is optimal; we return ½.
+    assert_eq!(min_norm_two(1.0, 1.0, 1.0), 0.5);
+    // One task: α = (1).
+    let one = gram(&[vec![3.0, 4.0]]);
+    assert_eq!(
+        mgda(&one, &[1.0], none, &opts).unwrap().coefficients,
+        vec![1.0]
+    );
+}
+
+#[test]
+fn mgda_matches_brute_force_grid_for_three_tasks() {
+    let grid = simplex_grid(3, 300);
+    // dim 2: the hull often holds 0 or the optimum is on an edge; dim 6: interior.
+    for (seed, dim) in [(1, 2), (2, 6), (3, 6), (4, 3), (5, 1)] {
+        let grads = random_grads(seed, 3, dim);
+        let m = gram(&grads);
+        let sol = min_norm(&m, &SolverOptions::default());
+        assert!(sol.converged, "seed {seed}: {sol:?}");
+        assert_on_simplex("α", &sol.w);
+        let ours = m.bilinear(&sol.w, &sol.w);
+        let best = grid
+            .iter()
+            .map(|w| m.bilinear(w, w))
+            .fold(f64::INFINITY, f64::min);
+        // Never worse than the grid, and the grid (step 1/300) gets close.
+        assert!(
+            ours <= best + 1e-12,
+            "seed {seed}: ours {ours} > grid {best}"
+        );
+        assert!(
+            best - ours < 1e-3 * m.max_diagonal(),
+            "seed {seed}: {ours} vs {best}"
+        );
+    }
+}
+
+/// The KKT conditions of min αᵀMα on Δ: `(Mα)_t ≥ αᵀMα` for all t, with
+/// equality where `α_t > 0`.
+#[test]
+fn mgda_meets_optimality_conditions_for_64_tasks() {
+    for (seed, dim) in [(10, 16), (11, 200), (12, 1000), (13, 64)] {
+        let mut grads = random_grads(seed, 64, dim);
+        // Repeated gradients (affinely dependent vertices) must not upset it.
+        grads[5] = grads[3].clone();
+        grads[40] = grads[3].clone();
+        let m = gram(&grads);
+        let sol = min_norm(&m, &SolverOptions::default());
+        assert!(
+            sol.converged,
+            "dim {dim}: {} iterations, gap {}",
+            sol.iterations, sol.gap
+        );
+        assert_on_simplex("α", &sol.w);
+        let f = m.bilinear(&sol.w, &sol.w);
+        let mw = m.mul(&sol.w);
+        let tol = 1e-7 * m.max_diagonal();
+        for (t, (&mwt, &wt)) in mw.iter().zip(&sol.w).enumerate() {
+            assert!(mwt >= f - tol, "dim {dim}: (Mα)_{t} = {mwt} < αᵀMα = {f}");
+            if wt > 1e-6 {
+                assert!(mwt <= f + tol, "dim {dim}: support {t}: {mwt} vs {f}");
+            }
+        }
+    }
+}
+
+#[test]
+fn mgda_normalisation_divides_coefficients() {
+    let grads = random_grads(20, 4, 5);
+    let m = gram(&grads);
+    let losses = [0.5, 2.0, 1.5, 3.0];
+    let opts = SolverOptions::default();
+    let norms = m.norms();
+    for (norm, n) in [
+        (MgdaNormalisation::L2, norms.clone()),
+        (MgdaNormalisation::Loss, losses.to_vec()),
+        (
+            MgdaNormalisation::LossPlus,
+            losses.iter().zip(&norms).map(|(l, n)| l * n).collect(),
+        ),
+    ] {
+        let sol = mgda(&m, &losses, norm, &opts).unwrap();
+        // Solve again on explicitly normalised vectors.
+        let scaled: Vec<Vec<f64>> = grads
+            .iter()
+            .zip(&n)
+            .map(|(g, n)| g.iter().map(|x| x / n).collect())
+            .collect();
+        let direct = min_norm(&gram(&scaled), &opts);
+        assert_close(&format!("{norm:?} α"), &sol.alpha, &direct.w, 1e-6);
+        let want: Vec<f64> = sol.alpha.iter().zip(&n).map(|(a, n)| a / n).collect();
+        assert_close(&format!("{norm:?} c"), &sol.coefficients, &want, 1e-15);
+        // The update is the min-norm element of the normalised hull.
+        assert_close(
+            &format!("{norm:?} update"),
+            &combine(&sol.coefficients, &grads),
+            &combine(&direct.w, &scaled),
+            1e-6,
+        );
+    }
+}
+
+#[test]
+fn mgda_zero_gradient_and_bad_losses() {
+    let grads = vec![vec![1.0, 0.0], vec![0.0, 0.0], vec![-1.0, 1.0]];
+    let m = gram(&grads);
+    let opts = SolverOptions::default();
+    // 0 is in the hull: the update vanishes, and l2 must not divide by 0.
+    for norm in [MgdaNormalisation::None, MgdaNormalisation::L2] {
+        let sol = mgda(&m, &[1.0; 3], norm, &opts).unwrap();
+        assert!(sol.coefficients.iter().all(|c| c.is_finite()), "{sol:?}");
+        let update = combine(&sol.coefficients, &grads);
+        assert!(dot(&update, &update) < 1e-20, "{norm:?}: {update:?}");
+    }
+    let err = mgda(&m, &[1.0, 0.0, 1.0], MgdaNormalisation::Loss, &opts).unwrap_err();
+    assert!(err.to_string().contains("task 1"), "{err}");
+    assert!(matches!(
+        mgda(&m, &[1.0; 2], MgdaNormalisation::None, &opts),
+        Err(Error::Shape { .. })
+    ));
+    assert!(MgdaNormalisation::parse("loss+").unwrap() == MgdaNormalisation::LossPlus);
+    assert!(MgdaNormalisation::parse("l1").is_err());
+}
+
+// ---------------------------------------------------------------- PCGrad
+
+#[test]
+fn pcgrad_two_task_known_answer() {
+    // g₁ = (1,0), g₂ = (−1,1): g₁' = (0.5,0.5), g₂' = (0,1), sum (0.5,1.5).
+    let grads = vec![vec![1.0, 0.0], vec![-1.0, 1.0]];
+    let c = pcgrad(&gram(&grads), &mut Rng::new(0));
+    assert_close("c", &c, &[2.0, 1.5], 1e-15);
+    assert_close("Σ g'", &combine(&c, &grads), &[0.5, 1.5], 1e-15);
+}
+
+/// The same surgery on explicit vectors, with the documented order
+/// (Fisher–Yates over the other tasks, `next_u64 % (k+1)`, one shuffle
+/// per i).
+fn pcgrad_explicit(grads: &[Vec<f64>], rng: &mut Rng) -> Vec<f64> {
+    let t = grads.len();
+    let mut sum = vec![0.0; grads[0].len()];
+    for i in 0..t {
+        let mut g = grads[i].clone();
+        let mut order: Vec<usize> = (0..t).filter(|&j| j != i).collect();
+        for k in (1..order.len()).rev() {
+            order.swap(k, (rng.next_u64() % (k as u64 + 1)) as usize);
+        }
+        for j in order {
+            let (d, n) = (dot(&g, &grads[j]), dot(&grads[j], &grads[j]));
+            if d < 0.0 && n > 0.0 {
+                g.iter_mut()
+                    .zip(&grads[j])
+                    .for_each(|(x, y)| *x -= d / n * y);
+            }
+        }
+        sum.iter_mut().zip(&g).for_each(|(s, x)| *s += x);
+    }
+    sum
+}
+
+#[test]
+fn pcgrad_matches_explicit_vector_surgery() {
+    for (seed, t) in [(30, 3), (31, 5), (32, 8), (33, 16)] {
+        let grads = random_grads(seed, t, 4);
+        let c = pcgrad(&gram(&grads), &mut Rng::new(seed));
+        let want = pcgrad_explicit(&grads, &mut Rng::new(seed));
+        assert_close(&format!("T={t}"), &combine(&c, &grads), &want, 1e-12);
+        // Same seed, same answer; the order matters for T ≥ 3.
+        assert_eq!(c, pcgrad(&gram(&grads), &mut Rng::new(seed)));
+    }
+}
+
+#[test]
+fn pcgrad_leaves_agreeing_and_zero_gradients_alone() {
+    let grads = vec![vec![1.0, 0.0], vec![0.0, 0.0], vec![1.0, 1.0]];
+    let c = pcgrad(&gram(&grads), &mut Rng::new(1));
+    assert_eq!(c, vec![1.0, 1.0, 1.0]);
+    let conflicting_with_zero = vec![vec![1.0, 0.0], vec![0.0, 0.0], vec![-1.0, 0.5]];
+    let c = pcgrad(&gram(&conflicting_with_zero), &mut Rng::new(1));
+    assert!(c.iter().all(|x| x.is_finite()), "{c:?}");
+}
+
+// ---------------------------------------------------------------- CAGrad
+
+#[test]
+fn cagrad_objective_at_solution_beats_fine_grid() {
+    let opts = SolverOptions::default();
+    for (seed, t, dim) in [(40, 2, 3), (41, 2, 1), (42, 3, 2), (43, 3, 5), (44, 3, 1)] {
+        let m = gram(&random_grads(seed, t, dim));
+        for c in [0.2, 0.5, 2.0] {
+            let sol = cagrad(&m, c, CaGradRescale::OnePlusCSquared, &opts).unwrap();
+            assert_on_simplex("w", &sol.solve.w);
+            let ours = cagrad_objective(&m, c, &sol.solve.w);
+            let grid = simplex_grid(t, if t == 2 { 20_000 } else { 400 });
+            let best = grid
+                .iter()
+                .map(|w| cagrad_objective(&m, c, w))
+                .fold(f64::INFINITY, f64::min);
+            let scale = m.max_diagonal();
+            assert!(
+                ours <= best + 1e-9 * scale,
+                "seed {seed} c {c}: ours {ours} > grid {best}"
+            );
+            assert!(
+                best - ours < 1e-3 * scale,
+                "seed {seed} c {c}: {ours} vs grid {best}"
+            );
+        }
+    }
+}
+
+#[test]
+fn cagrad_orthogonal_equal_gradients_known_answer() {
+    // w = (½,½) by symmetry; ‖g0‖ = √½, ‖gw‖ = √½ so λ = c (up to 1e-8s),
+    // c_t = (½ + c/2)/(1 + c²) = 0.6 at c = 0.5.
+    let m = gram(&[vec![1.0, 0.0], vec![0.0, 1.0]]);
+    let sol = cagrad(
+        &m,
+        0.5,
+        CaGradRescale::OnePlusCSquared,
+        &SolverOptions::default(),
+    )
+    .unwrap();
+    assert_close("w", &sol.solve.w, &[0.5, 0.5], 1e-9);
+    assert!((sol.lambda - 0.5).abs() < 1e-7, "λ = {}", sol.lambda);
+    assert_close("c", &sol.coefficients, &[0.6, 0.6], 1e-7);
+    let two = cagrad(&m, 0.5, CaGradRescale::OnePlusC, &SolverOptions::default()).unwrap();
+    assert_close("rescale 2", &two.coefficients, &[0.5, 0.5], 1e-7);
+}
+
+#[test]
+fn cagrad_coefficients_rebuild_the_cagrad_direction() {
+    let grads = random_grads(45, 5, 7);
+    let m = gram(&grads);
+    let c = 0.4;
+    let sol = cagrad(&m, c, CaGradRescale::None, &SolverOptions::default()).unwrap();
+    assert!(sol.solve.converged, "{:?}", sol.solve);
+    // g0 + λ gw with λ = c‖g0‖/‖gw‖ (epsilons aside), from explicit vectors.
+    let g0 = combine(&[0.2; 5], &grads);
+    let gw = combine(&sol.solve.w, &grads);
+    let lambda = c * dot(&g0, &g0).sqrt() / dot(&gw, &gw).sqrt();
+    let want: Vec<f64> = g0.iter().zip(&gw).map(|(a, b)| a + lambda * b).collect();
+    assert_close("g", &combine(&sol.coefficients, &grads), &want, 1e-6);
+}
+
+#[test]
+fn cagrad_converges_for_64_tasks() {
+    for (seed, dim) in [(47, 16), (48, 200), (49, 1000)] {
+        let m = gram(&random_grads(seed, 64, dim));
+        let sol = cagrad(
+            &m,
+            0.5,
+            CaGradRescale::OnePlusCSquared,
+            &SolverOptions::default(),
+        )
+        .unwrap();
+        assert!(
+            sol.solve.converged,
+            "dim {dim}: {} iterations, gap {}",
+            sol.solve.iterations, sol.solve.gap
+        );
+        assert_on_simplex("w", &sol.solve.w);
+    }
+}
+
+#[test]
+fn cagrad_with_c_zero_is_the_plain_mean() {
+    let m = gram(&random_grads(46, 4, 3));
+    for (rescale, code) in [
+        (CaGradRescale::None, 0),
+        (CaGradRescale::OnePlusCSquared, 1),
+        (CaGradRescale::OnePlusC, 2),
+    ] {
+        assert_eq!(CaGradRescale::from_code(code).unwrap(), rescale);
+        let sol = cagrad(&m, 0.0, rescale, &SolverOptions::default()).unwrap();
+        assert_eq!(sol.coefficients, vec![0.25; 4]);
+    }
+    assert!(CaGradRescale::from_code(3).is_err());
+    assert!(cagrad(&m, -0.5, CaGradRescale::None, &SolverOptions::default()).is_err());
+    assert!(cagrad(&m, f64::NAN, CaGradRescale::None, &SolverOptions::default()).is_err());
+}
+
+// ---------------------------------------------------------------- IMTL-G
+
+#[test]
+fn imtl_g_two_task_known_answer() {
+    // g = α₁(1,0) + α₂(0,2): g·u₁ = α₁, g·u₂ = 2α₂, equal ⇒ α = (2/3, 1/3).
+    let alpha = imtl_g(&gram(&[vec![1.0, 0.0], vec![0.0, 2.0]])).unwrap();
+    assert_close("α", &alpha, &[2.0 / 3.0, 1.0 / 3.0], 1e-14);
+    assert_eq!(imtl_g(&gram(&[vec![0.3, -2.0]])).unwrap(), vec![1.0]);
+}
+
+#[test]
+fn imtl_g_projections_on_unit_gradients_are_equal() {
+    for (seed, t) in [(50, 2), (51, 3), (52, 5), (53, 8)] {
+        let grads = random_grads(seed, t, 10);
+        let alpha = imtl_g(&gram(&grads)).unwrap();
+        assert!((alpha.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{alpha:?}");
+        let g = combine(&alpha, &grads);
+        let proj: Vec<f64> = grads
+            .iter()
+            .map(|gt| dot(&g, gt) / dot(gt, gt).sqrt())
+            .collect();
+        assert_close(
+            &format!("T={t} projections"),
+            &proj,
+            &vec![proj[0]; t],
+            1e-10,
+        );
+    }
+}
+
+#[test]
+fn imtl_g_rejects_zero_and_parallel_gradients() {
+    let zero = imtl_g(&gram(&[vec![1.0, 0.0], vec![0.0, 0.0]])).unwrap_err();
+    assert!(zero.to_string().contains("task 1"), "{zero}");
+    let parallel = imtl_g(&gram(&[vec![1.0, 1.0], vec![2.0, 2.0]])).unwrap_err();
+    assert!(parallel.to_string().contains("singular"), "{parallel}");
+}
+
+// ---------------------------------------------------------------- GradNorm
+
+#[test]
+fn gradnorm_step_hand_computed() {
+    // n = (2, 1), w = (1, 1) ⇒ G = (2, 1), Ḡ = 1.5. L/L(0) = (0.5, 0.8),
+    // mean 0.65 ⇒ r = (10/13, 16/13); targets 1.5 r^1.5 ≈ (1.0120, 2.0481).
+    // G₁ > target₁, G₂ < target₂ ⇒ ∂/∂w = (+2, −1); w = (1 − 0.2, 1 + 0.1)
+    // = (0.8, 1.1), Σ = 1.9, rescaled to Σ = 2: (16/19, 22/19).
+    let mut state = GradNormState::new(&[1.0, 1.0]).unwrap();
+    let loss_grad = state.step(&[2.0, 1.0], &[0.5, 0.8], 1.5, 0.1).unwrap();
+    assert_close("w", state.weights(), &[16.0 / 19.0, 22.0 / 19.0], 1e-12);
+    let targets = [
+        1.5 * (10.0f64 / 13.0).powf(1.5),
+        1.5 * (16.0f64 / 13.0).powf(1.5),
+    ];
+    assert!((targets[0] - 1.011_990_022_277_341_3).abs() < 1e-12);
+    let want = (2.0 - targets[0]) + (targets[1] - 1.0);
+    assert!(
+        (loss_grad - want).abs() < 1e-12,
+        "L_grad {loss_grad} vs {want}"
+    );
+    assert!((loss_grad - 2.036_133_779_169_658_5).abs() < 1e-12);
+}
+
+#[test]
+fn gradnorm_clamps_at_the_floor_and_checks_input() {
+    // A huge step drives w₁ below zero: clamped, then rescaled to Σ = 2.
+    let mut state = GradNormState::new(&[1.0, 1.0]).unwrap();
+    state.step(&[2.0, 1.0], &[0.5, 0.8], 1.5, 10.0).unwrap();
+    let w = state.weights();
+    assert!(w[0] > 0.0 && w[0] < 1e-3, "{w:?}");
+    assert!((w[0] + w[1] - 2.0).abs() < 1e-12, "{w:?}");
+    assert!(GradNormState::new(&[1.0, 0.0]).is_err());
+    assert!(GradNormState::new(&[]).is_err());
+    assert!(state.step(&[1.0], &[1.0, 1.0], 1.5, 0.1).is_err());
+    assert!(state.step(&[1.0, f64::NAN], &[1.0, 1.0], 1.5, 0.1).is_err());
+    assert!(state.step(&[1.0, 1.0], &[1.0, -1.0], 1.5, 0.1).is_err());
+    assert!(state.step(&[1.0, 1.0], &[1.0, 1.0], 1.5, -0.1).is_err());
+}
+
+// ---------------------------------------------------------------- DWA
+
+#[test]
+fn dwa_hand_computed() {
+    let mut dwa = DwaState::new(2, 2.0).unwrap();
+    assert_eq!(dwa.weights(), vec![1.0, 1.0]);
+    dwa.end_epoch(&[1.0, 2.0]).unwrap();
+    assert_eq!(dwa.weights(), vec![1.0, 1.0]);
+    // r = (0.5/1, 2/2) = (0.5, 1); r/τ = (0.25, 0.5);
+    // λ = 2·(e^0.25, e^0.5)/(e^0.25 + e^0.5).
+    dwa.end_epoch(&[0.5, 2.0]).unwrap();
+    assert_close(
+        "λ",
+        &dwa.weights(),
+        &[0.875_646_998_228_403_8, 1.124_353_001_771_596_4],
+        1e-14,
+    );
+    // The window slides: r = (0.5/0.5, 1/2) = (1, 0.5): the mirror image.
+    dwa.end_epoch(&[0.5, 1.0]).unwrap();
+    assert_close(
+        "λ",
+        &dwa.weights(),
+        &[1.124_353_001_771_596_4, 0.875_646_998_228_403_8],
+        1e-14,
+    );
+    assert!(dwa.end_epoch(&[1.0]).is_err());
+    assert!(dwa.end_epoch(&[1.0, 0.0]).is_err());
+    assert!(DwaState::new(2, 0.0).is_err());
+}
+
+// ---------------------------------------------------------------- Uncertainty
+
+#[test]
+fn uncertainty_gradient_vanishes_at_log_loss_and_matches_finite_differences() {
+    let losses = [0.3, 1.0, 4.5];
+    let s: Vec<f64> = losses.iter().map(|l: &f64| l.ln()).collect();
+    let g = uncertainty_grad(&s, &losses).unwrap();
+    assert!(g.iter().all(|x| x.abs() < 1e-15), "{g:?}");
+    // Away from it: central differences of the loss.
+    let s = [-0.5, 0.2, 1.0];
+    let g = uncertainty_grad(&s, &losses).unwrap();
+    let h = 1e-6;
+    for t in 0..3 {
+        let (mut up, mut down) = (s, s);
+        up[t] += h;
+        down[t] -= h;
+        let fd = (uncertainty_loss(&up, &losses).unwrap()
+            - uncertainty_loss(&down, &losses).unwrap())
+            / (2.0 * h);
+        assert!((fd - g[t]).abs() < 1e-8, "task {t}: fd {fd} vs {}", g[t]);
+    }
+    // L at s = 0: Σ ½L_t; the weights are ½e^{−s}.
+    assert!((uncertainty_loss(&[0.0; 3], &losses).unwrap() - 2.9).abs() < 1e-15);
+    assert_close(
+        "weights",
+        &uncertainty_loss_weights(&[0.0, 2.0f64.ln()]),
+        &[0.5, 0.25],
+        1e-15,
+    );
+    assert!(uncertainty_grad(&[0.0], &losses).is_err());
+}
+
+// ---------------------------------------------------------------- RLW
+
+#[test]
+fn rlw_weights_are_a_seeded_softmax() {
+    let w = rlw_weights(5, &mut Rng::new(7));
+    assert_on_simplex("rlw", &w);
+    assert!(w.iter().all(|&x| x > 0.0));
+    assert_eq!(w, rlw_weights(5, &mut Rng::new(7)));
+    assert_ne!(w, rlw_weights(5, &mut Rng::new(8)));
+    // softmax(z) with the same z, spelt out.
+    let mut rng = Rng::new(7);
+    let z: Vec<f64> = (0..5).map(|_| rng.normal() as f64).collect();
+    let e: Vec<f64> = z.iter().map(|v| v.exp()).collect();
+    let want: Vec<f64> = e.iter().map(|v| v / e.iter().sum::<f64>()).collect();
+    assert_close("softmax", &w, &want, 1e-14);
+}
+
+// ---------------------------------------------------------------- Weighting
+
+#[test]
+fn weighting_parses_every_name_with_defaults() {
+    for name in weighting::WEIGHTING_NAMES {
+        let w = weighting::parse(name).unwrap();
+        assert_eq!(w.name(), *name);
+        assert_eq!(w.to_string(), *name);
+    }
+    assert_eq!(weighting::parse("EW").unwrap(), Weighting::Equal);
+    assert_eq!("UW".parse::<Weighting>().unwrap(), Weighting::Uncertainty);
+    assert_eq!(
+        weighting::parse("MGDA-UB").unwrap(),
+        Weighting::Mgda {
+            normalisation: MgdaNormalisation::None,
+            space: MgdaSpace::Representation
+        }
+    );
+    assert_eq!(
+        weighting::parse("gradnorm").unwrap(),
+        Weighting::GradNorm {
+            alpha: 1.5,
+            lr: 0.025,
+            mode: GradNormMode::LastSharedLayer
+        }
+    );
+    assert_eq!(
+        weighting::parse("cagrad").unwrap(),
+        Weighting::CaGrad {
+            c: 0.5,
+            rescale: CaGradRescale::OnePlusCSquared
+        }
+    );
+    assert_eq!(
+        weighting::parse("dwa").unwrap(),
+        Weighting::Dwa { temperature: 2.0 }
+    );
+    assert_eq!(
+        weighting::parse("static:1, 0.5,2").unwrap(),
+        Weighting::Static(vec![1.0, 0.5, 2.0])
+    );
+    let err = weighting::parse("static:1,x").unwrap_err();
+    assert!(err.to_string().contains("static:1,0.5,2"), "{err}");
+    let err = weighting::parse("nash_mtl").unwrap_err().to_string();
+    for name in weighting::WEIGHTING_NAMES {
+        assert!(err.contains(name), "'{err}' does not list {name}");
+    }
+}
+
+#[test]
+fn weighting_needs_gram_and_checks_hyper_parameters() {
+    let gram_users = ["gradnorm", "pcgrad", "mgda", "mgda_ub", "cagrad", "imtl_g"];
+    for name in weighting::WEIGHTING_NAMES {
+        let w = weighting::parse(name).unwrap();
+        assert_eq!(w.needs_gram(), gram_users.contains(name), "{name}");
+    }
+    assert!(weighting::parse("static").unwrap().check(2).is_err());
+    assert!(Weighting::Static(vec![1.0, 2.0]).check(2).is_ok());
+    assert!(Weighting::Static(vec![1.0, f32::NAN]).check(2).is_err());
+    assert!(Weighting::CaGrad {
+        c: -1.0,
+        rescale: CaGradRescale::None
+    }
+    .check(2)
+    .is_err());
+    assert!(Weighting::Dwa { temperature: 0.0 }.check(2).is_err());
+    assert!(Weighting::Equal.check(0).is_err());
+    assert!(weighting::parse("pcgrad").unwrap().check(3).is_ok());
+}

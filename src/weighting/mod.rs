@@ -1,0 +1,276 @@
+//! Task balancing on the host: the tiny T×T solvers that turn per-task
+//! losses and the Gram matrix `M = G Gᵀ` of per-task gradients (computed
+//! on the GPU, `T ≤ 64`) into per-task coefficients `c_t`. The model is
+//! then updated with the gradient of `Σ_t c_t L_t`: every method here
+//! reduces to a combination `Σ_t c_t g_t` of the original task gradients,
+//! derived from `M` alone. All arithmetic is f64; nothing panics on bad
+//! input, it returns an [`Error`](crate::Error).
+//!
+//! - [`Weighting`]: the user's choice, with LibMTL's names and defaults.
+//! - [`Gram`]: the checked T×T input.
+//! - Gradient-combining solvers: [`mgda`], [`pcgrad`], [`cagrad`], [`imtl_g`].
+//! - Loss-weighting rules: [`GradNormState`], [`DwaState`],
+//!   [`uncertainty_loss`] and its gradient, [`rlw_weights`].
+
+mod cagrad;
+mod gradnorm;
+mod gram;
+mod imtl;
+mod loss_weighting;
+mod mgda;
+mod pcgrad;
+mod simplex;
+
+pub use cagrad::{cagrad, cagrad_objective, CaGradRescale, CaGradSolution};
+pub use gradnorm::{GradNormState, GRADNORM_WEIGHT_FLOOR};
+pub use gram::{Gram, SYMMETRY_TOLERANCE};
+pub use imtl::imtl_g;
+pub use loss_weighting::{
+    rlw_weights, uncertainty_grad, uncertainty_loss, uncertainty_loss_weights, DwaState,
+};
+pub use mgda::{mgda, min_norm, min_norm_two, MgdaNormalisation, MgdaSolution};
+pub use pcgrad::pcgrad;
+pub use simplex::{SimplexSolution, SolverOptions};
+
+use crate::Result;
+use gram::invalid;
+
+/// Which gradients GradNorm measures `‖∇_W L_t‖` on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum GradNormMode {
+    /// The last shared layer's weights (the paper's choice, and cheap).
+    #[default]
+    LastSharedLayer,
+    /// All shared parameters (LibMTL with `rep_grad = False`, its default).
+    AllShared,
+}
+
+/// Where MGDA's task gradients live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MgdaSpace {
+    /// Gradients w.r.t. the shared representation Z: MGDA-UB, one backward
+    /// through the heads only (LibMTL `rep_grad = True`).
+    Representation,
+    /// Gradients w.r.t. all shared parameters (LibMTL `rep_grad = False`).
+    #[default]
+    SharedParameters,
+}
+
+/// A task-balancing method and its hyper-parameters (defaults are
+/// LibMTL's unless said otherwise). Each yields per-task coefficients
+/// `c_t` for the update `∇ Σ_t c_t L_t`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Weighting {
+    /// `c_t = 1`. LibMTL `EW` (the same).
+    Equal,
+    /// `c_t = w_t`, fixed by the user. Not in LibMTL. [`parse`] accepts
+    /// `static:1,0.5,2`; bare `static` leaves the list empty for the
+    /// caller to fill, and [`Weighting::check`] rejects it until then.
+    Static(Vec<f32>),
+    /// Kendall et al. 2018: learned `s_t = log σ_t²`,
+    /// `L = Σ ½e^{−s_t}L_t + ½s_t` ([`uncertainty_loss`]). LibMTL `UW`, the
+    /// same loss; LibMTL starts at `s_t = −0.5`.
+    Uncertainty,
+    /// Chen et al. 2018: weights learned so weighted gradient norms follow
+    /// each task's relative training rate ([`GradNormState`]). LibMTL
+    /// `GradNorm` (alpha 1.5). Differences: LibMTL parameterises
+    /// `w = T·softmax(θ)` and steps θ with the model's optimiser; we take a
+    /// plain SGD step of `lr` on `w`, clamp at [`GRADNORM_WEIGHT_FLOOR`] and
+    /// rescale to `Σ w = T`, as the paper does. `lr` 0.025 is our default
+    /// (the step is `lr·‖∇L_t‖`, so scale it with your gradient norms).
+    GradNorm {
+        alpha: f64,
+        lr: f64,
+        mode: GradNormMode,
+    },
+    /// Liu et al. 2019: `λ_k = K·softmax(r/τ)_k`, `r_k = L̄_k(e−1)/L̄_k(e−2)`
+    /// from per-epoch mean losses ([`DwaState`]). LibMTL `DWA` (T = 2), the
+    /// same.
+    Dwa { temperature: f64 },
+    /// Yu et al. 2020: project each gradient off the others it conflicts
+    /// with, in a random order ([`pcgrad`]). LibMTL `PCGrad`; it shuffles
+    /// all tasks including i itself (a no-op unless `g_i'·g_i < 0`), we
+    /// skip j = i as the paper does; our order comes from the crate's
+    /// seeded [`Rng`](crate::util::rng::Rng), not Python's `random`.
+    PcGrad,
+    /// Sener & Koltun 2018: the min-norm point of the gradients' convex
+    /// hull ([`mgda`]); `space: Representation` is MGDA-UB. LibMTL `MGDA`
+    /// (`mgda_gn = none`). Differences: we solve with Wolfe's exact
+    /// min-norm-point algorithm from LibMTL's best-pair start, to a duality
+    /// gap of 1e-10 (LibMTL: projected steps, 250 iterations,
+    /// ‖Δα‖₁ < 1e-5, and it returns None if they run out); the two-task closed form is clipped to
+    /// [0, 1] (LibMTL: [0.001, 0.999]); coefficients are always
+    /// `α_t/n_t`, while LibMTL with `rep_grad = True` applies α to the
+    /// unnormalised representation gradients.
+    Mgda {
+        normalisation: MgdaNormalisation,
+        space: MgdaSpace,
+    },
+    /// Liu et al. 2021: the mean gradient plus the worst-case improvement
+    /// within radius `c·‖g0‖` ([`cagrad`]). LibMTL `CAGrad` (`calpha` 0.5,
+    /// `rescale` 1): the same objective and epsilons; we minimise it with
+    /// away-step Frank–Wolfe instead of scipy's SLSQP, and `c = 0` returns
+    /// the mean exactly. LibMTL refuses `rep_grad = True`; so should the
+    /// caller (the Gram must be over shared parameters).
+    CaGrad { c: f64, rescale: CaGradRescale },
+    /// Liu et al. 2021 (IMTL-G): `Σ α_t g_t` with equal projections on every
+    /// unit gradient ([`imtl_g`]). LibMTL `IMTL` is the hybrid IMTL-L +
+    /// IMTL-G: it also learns loss scales `e^{s_t}L_t − s_t` and applies α
+    /// to the scaled losses' gradients; here only the gradient part.
+    ImtlG,
+    /// Lin et al. 2021: fresh `softmax(z)`, `z ~ N(0, I)`, every step
+    /// ([`rlw_weights`]). LibMTL `RLW` with `dist = Normal` (its default);
+    /// the other distributions are not offered.
+    Rlw,
+}
+
+/// Every name [`parse`] accepts (besides the aliases `ew`, `uw` and the
+/// `static:w1,w2,…` form), for error messages and `--help`.
+pub const WEIGHTING_NAMES: &[&str] = &[
+    "equal",
+    "static",
+    "uncertainty",
+    "gradnorm",
+    "dwa",
+    "pcgrad",
+    "mgda",
+    "mgda_ub",
+    "cagrad",
+    "imtl_g",
+    "rlw",
+];
+
+/// A method from its config / CLI name (case-insensitive, `-` = `_`), with
+/// default hyper-parameters. LibMTL's `EW` and `UW` are accepted too.
+pub fn parse(name: &str) -> Result<Weighting> {
+    let lower = name.trim().to_ascii_lowercase().replace('-', "_");
+    if let Some(list) = lower.strip_prefix("static:") {
+        return parse_static(list);
+    }
+    Ok(match lower.as_str() {
+        "equal" | "ew" => Weighting::Equal,
+        "static" => Weighting::Static(Vec::new()),
+        "uncertainty" | "uw" => Weighting::Uncertainty,
+        "gradnorm" => Weighting::GradNorm {
+            alpha: 1.5,
+            lr: 0.025,
+            mode: GradNormMode::default(),
+        },
+        "dwa" => Weighting::Dwa { temperature: 2.0 },
+        "pcgrad" => Weighting::PcGrad,
+        "mgda" => Weighting::Mgda {
+            normalisation: MgdaNormalisation::None,
+            space: MgdaSpace::SharedParameters,
+        },
+        "mgda_ub" => Weighting::Mgda {
+            normalisation: MgdaNormalisation::None,
+            space: MgdaSpace::Representation,
+        },
+        "cagrad" => Weighting::CaGrad {
+            c: 0.5,
+            rescale: CaGradRescale::OnePlusCSquared,
+        },
+        "imtl_g" => Weighting::ImtlG,
+        "rlw" => Weighting::Rlw,
+        _ => {
+            let detail = format!(
+                "unknown task weighting '{name}': expected one of {} (or static:w1,w2,…)",
+                WEIGHTING_NAMES.join(", ")
+            );
+            return Err(invalid("weighting::parse", detail));
+        }
+    })
+}
+
+fn parse_static(list: &str) -> Result<Weighting> {
+    let weights: std::result::Result<Vec<f32>, _> =
+        list.split(',').map(|w| w.trim().parse::<f32>()).collect();
+    weights.map(Weighting::Static).map_err(|e| {
+        let detail = format!("static weights '{list}': {e}; write them as static:1,0.5,2");
+        invalid("weighting::parse", detail)
+    })
+}
+
+impl std::str::FromStr for Weighting {
+    type Err = crate::Error;
+
+    fn from_str(name: &str) -> Result<Weighting> {
+        parse(name)
+    }
+}
+
+impl Weighting {
+    /// The config name ([`parse`] of it gives back the default variant).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Weighting::Equal => "equal",
+            Weighting::Static(_) => "static",
+            Weighting::Uncertainty => "uncertainty",
+            Weighting::GradNorm { .. } => "gradnorm",
+            Weighting::Dwa { .. } => "dwa",
+            Weighting::PcGrad => "pcgrad",
+            Weighting::Mgda {
+                space: MgdaSpace::Representation,
+                ..
+            } => "mgda_ub",
+            Weighting::Mgda { .. } => "mgda",
+            Weighting::CaGrad { .. } => "cagrad",
+            Weighting::ImtlG => "imtl_g",
+            Weighting::Rlw => "rlw",
+        }
+    }
+
+    /// Whether each step needs the Gram matrix of per-task gradients from
+    /// the GPU. GradNorm reads only its diagonal (the gradient norms).
+    pub fn needs_gram(&self) -> bool {
+        matches!(
+            self,
+            Weighting::GradNorm { .. }
+                | Weighting::PcGrad
+                | Weighting::Mgda { .. }
+                | Weighting::CaGrad { .. }
+                | Weighting::ImtlG
+        )
+    }
+
+    /// Errors unless the hyper-parameters are in their domain for
+    /// `tasks` tasks (static weights: one finite value per task).
+    pub fn check(&self, tasks: usize) -> Result<()> {
+        let bad = |detail: String| Err(invalid("Weighting::check", detail));
+        match self {
+            Weighting::Static(w) if w.len() != tasks => {
+                bad(format!("{} static weights for {tasks} tasks", w.len()))
+            }
+            Weighting::Static(w) if w.iter().any(|v| !v.is_finite()) => {
+                bad(format!("static weights {w:?} must be finite"))
+            }
+            Weighting::GradNorm { alpha, lr, .. }
+                if !(non_negative(*alpha) && non_negative(*lr)) =>
+            {
+                bad(format!(
+                    "gradnorm alpha {alpha}, lr {lr}: both must be finite and ≥ 0"
+                ))
+            }
+            Weighting::Dwa { temperature } if !(temperature.is_finite() && *temperature > 0.0) => {
+                bad(format!(
+                    "dwa temperature {temperature} must be finite and > 0"
+                ))
+            }
+            Weighting::CaGrad { c, .. } if !non_negative(*c) => {
+                bad(format!("cagrad c {c} must be finite and ≥ 0"))
+            }
+            _ if tasks == 0 => bad("no tasks".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn non_negative(v: f64) -> bool {
+    v.is_finite() && v >= 0.0
+}
+
+impl std::fmt::Display for Weighting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
