@@ -5,6 +5,7 @@
 mod arch;
 mod balancing;
 mod block;
+mod checkpoint;
 mod cli;
 mod common;
 mod context;

@@ -162,7 +162,7 @@ pub struct Model {
 }
 
 /// The input nodes a caller writes before each step, and the outputs.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct ModelNodes {
     /// x [rows, inputs] (f32).
     pub x: NodeId,

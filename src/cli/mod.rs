@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod info;
+pub mod train;
 pub mod validate;
 
 use std::process::ExitCode;
@@ -17,7 +18,7 @@ use crate::gpu::{BackendChoice, GpuContext, BACKEND_ENV};
     version,
     about = "GPU compute engine for multi-task learning (WGSL kernels through wgpu)",
     long_about = "GPU compute engine for multi-task learning (WGSL kernels through wgpu).\n\n\
-                  With no verb, runs `validate`: every kernel conformance case on the best adapter."
+                  With no verb, runs `train`: the embedded synthetic multi-task benchmark with hard sharing."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -26,6 +27,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Train an MTL model (default: the embedded synthetic benchmark, hard sharing) and report per-task metrics.
+    Train(train::TrainArgs),
     /// List every adapter: name, backend, device type, driver, granted features, key limits.
     Info(info::InfoArgs),
     /// Run the kernel conformance cases against their CPU references; exits 1 on any failure.
@@ -40,7 +43,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Info(args)) => info::run(&args),
         Some(Command::Validate(args)) => validate::run(&args),
         Some(Command::Bench(args)) => bench::run(&args),
-        None => validate::run(&validate::ValidateArgs::default()),
+        Some(Command::Train(args)) => train::run(&args),
+        None => train::run(&train::TrainArgs::default()),
     }
 }
 

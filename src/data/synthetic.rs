@@ -5,8 +5,10 @@
 //!
 //! Choices the paper leaves open, made here and fixed by the seed:
 //! - B ~ N(0, 10) and ε_i ~ N(0, 3.5) read as variances (std √10, √3.5);
-//! - x ~ N(0, 1/D), so each pre-activation has variance ≈ 13.5 and tanh
-//!   is used across its range rather than saturated everywhere;
+//! - x ~ N(0, 1/(13.5·D)), so each pre-activation (B + ε_i)x has variance
+//!   ≈ 1 and tanh is used across its range: with larger inputs it
+//!   saturates, the targets become ±σ_i·sign(·) and no task is learnable
+//!   in a few hundred steps;
 //! - σ_i geometric from 1 to `max_scale` (100 by default) over the tasks.
 
 use crate::error::{Error, Result};
@@ -87,7 +89,7 @@ impl Synthetic {
         let mats: Vec<Vec<f32>> = (0..tasks)
             .map(|_| b.iter().map(|v| v + rng.normal() * 3.5f32.sqrt()).collect())
             .collect();
-        let sx = 1.0 / (inputs as f32).sqrt();
+        let sx = 1.0 / (13.5 * inputs as f32).sqrt();
         let x: Vec<f32> = (0..rows * inputs).map(|_| rng.normal() * sx).collect();
         let width = tasks * outputs;
         let mut targets = vec![0f32; rows * width];

@@ -1390,6 +1390,24 @@ impl Program {
         Ok(means)
     }
 
+    /// Inference: the forward pass only (the loss kernel included, so the
+    /// per-task losses come too), then the logits [rows, Σ widths] and the
+    /// losses are read back. Nothing is updated.
+    pub fn predict(&self, ctx: &GpuContext) -> Result<(Vec<f32>, LossReport)> {
+        let mut rec = ctx.recorder("predict");
+        self.record_forward(&mut rec)?;
+        let Op::Losses { logits, .. } = &self.graph.nodes[self.loss_node.0].op else {
+            unreachable!("the loss node holds the losses op")
+        };
+        let out = rec.read(self.val(*logits));
+        let pending = PendingLosses {
+            losses: rec.read(&self.loss.losses),
+            stats: rec.read(&self.loss.stats),
+        };
+        rec.submit()?;
+        Ok((out.wait_f32(ctx)?, pending.wait(ctx)?))
+    }
+
     /// Uncertainty weighting's s_t = log σ_t², as of the last step.
     pub fn log_variances(&self, ctx: &GpuContext) -> Result<Option<Vec<f32>>> {
         self.graph

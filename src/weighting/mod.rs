@@ -7,11 +7,14 @@
 //! input, it returns an [`Error`](crate::Error).
 //!
 //! - [`Weighting`]: the user's choice, with LibMTL's names and defaults.
+//! - [`Balancer`]: runs a `Weighting` on a `graph::Program` (the GPU side:
+//!   task-weight buffer, uncertainty terms, Gram phase + finish step).
 //! - [`Gram`]: the checked T×T input.
 //! - Gradient-combining solvers: [`mgda`], [`pcgrad`], [`cagrad`], [`imtl_g`].
 //! - Loss-weighting rules: [`GradNormState`], [`DwaState`],
 //!   [`uncertainty_loss`] and its gradient, [`rlw_weights`].
 
+mod balancer;
 mod cagrad;
 mod gradnorm;
 mod gram;
@@ -21,6 +24,7 @@ mod mgda;
 mod pcgrad;
 mod simplex;
 
+pub use balancer::{BalancedStep, Balancer};
 pub use cagrad::{cagrad, cagrad_objective, CaGradRescale, CaGradSolution};
 pub use gradnorm::{GradNormState, GRADNORM_WEIGHT_FLOOR};
 pub use gram::{Gram, SYMMETRY_TOLERANCE};

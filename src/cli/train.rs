@@ -1,0 +1,439 @@
+//! `manytask train`: trains an MTL model and reports per-task metrics.
+//! With no data file it runs the embedded default: GradNorm's synthetic
+//! multi-task regression benchmark (../shared/MATH.md §7), generated from
+//! the seed, with hard sharing.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Args;
+
+use crate::arch::{ModelSpec, Sharing, StitchOptions, TaskKind, TaskSpec};
+use crate::checkpoint::{self, Restore};
+use crate::cli::{backend_from, open_contexts, BackendArg};
+use crate::data::batch::{Batcher, LastBatch};
+use crate::data::dataset::{Dataset, Order, SplitFractions, Targets};
+use crate::data::synthetic::{Synthetic, SyntheticSpec};
+use crate::error::{Error, Result};
+use crate::graph::{Optimizer, Program, StepOptions, StepReport};
+use crate::kernels::soft_sharing::Regulariser;
+use crate::reference::activation::Activation;
+use crate::reference::optim::{AdamW, Sgd};
+use crate::weighting::{Balancer, Weighting};
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// A safetensors dataset (`x` [N, D], `y.<task>`, optional `mask.<task>`); default: the embedded synthetic benchmark.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Tasks of the embedded synthetic benchmark.
+    #[arg(long, default_value_t = 4)]
+    pub tasks: usize,
+    /// Optimiser steps (default 400, or --epochs).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Epochs over the training split (instead of --steps).
+    #[arg(long, conflicts_with = "steps")]
+    pub epochs: Option<usize>,
+    /// Rows per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Seed of data generation, splits, shuffling and initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Adapter: auto, vulkan, metal, dx12 or gl.
+    #[arg(long)]
+    pub backend: Option<BackendArg>,
+    /// Sharing: hard, hard_fused, cross_stitch, sluice, soft (soft = columns + trace norm).
+    #[arg(long, default_value = "hard")]
+    pub model: String,
+    /// Trunk (or per-task column) layer widths.
+    #[arg(long, value_delimiter = ',', default_value = "256,256")]
+    pub widths: Vec<usize>,
+    /// Optimiser: sgd or adamw.
+    #[arg(long, default_value = "adamw")]
+    pub optimizer: String,
+    /// Learning rate (default: 1e-3 for adamw, 1e-2 for sgd).
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Task weighting: equal, static:w1,w2,…, uncertainty, gradnorm, dwa, pcgrad, mgda, mgda_ub, cagrad, imtl_g, rlw.
+    #[arg(long, default_value = "equal")]
+    pub weighting: String,
+    /// Visit the training samples in file order every epoch.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Train one task alone (a single-task baseline).
+    #[arg(long)]
+    pub single_task: Option<String>,
+    /// Load parameters (PyTorch-layout safetensors) before training.
+    #[arg(long, conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
+    /// Resume: parameters, optimiser state and step count.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Save a checkpoint here at the end (atomically).
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// Write per-step losses and task weights as JSON lines.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Steps between progress lines and log records.
+    #[arg(long, default_value_t = 50)]
+    pub every: usize,
+}
+
+impl Default for TrainArgs {
+    fn default() -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            args: TrainArgs,
+        }
+        Wrap::parse_from(["train"]).args
+    }
+}
+
+fn bad(detail: String) -> Error {
+    Error::Shape {
+        op: "train",
+        detail,
+    }
+}
+
+fn dataset(args: &TrainArgs) -> Result<Dataset> {
+    let data = match &args.data {
+        Some(path) => crate::data::safetensors::read(path, None)?,
+        None => {
+            let spec = SyntheticSpec::gradnorm(args.tasks, args.seed);
+            Dataset::from_synthetic(&Synthetic::generate(&spec, 2000)?)?
+        }
+    };
+    match &args.single_task {
+        None => Ok(data),
+        Some(name) => {
+            let task = data.task(name).ok_or_else(|| {
+                let names: Vec<&str> = data.tasks().iter().map(|t| t.name.as_str()).collect();
+                bad(format!(
+                    "--single-task '{name}': the data has tasks {names:?}"
+                ))
+            })?;
+            Dataset::new(
+                data.source(),
+                data.rows(),
+                data.features(),
+                data.x().to_vec(),
+                vec![task.clone()],
+            )
+        }
+    }
+}
+
+fn sharing(args: &TrainArgs) -> Result<Sharing> {
+    let columns = args.widths.clone();
+    Ok(match args.model.as_str() {
+        "hard" => Sharing::Hard { trunk: columns },
+        "hard_fused" => Sharing::HardFused { trunk: columns },
+        "cross_stitch" => Sharing::CrossStitch {
+            stitch_after: (0..columns.len()).collect(),
+            columns,
+            stitch: StitchOptions::default(),
+        },
+        "sluice" => Sharing::Sluice {
+            columns,
+            subspaces: 2,
+            orthogonality: 1e-3,
+            stitch: StitchOptions::default(),
+        },
+        "soft" => Sharing::Soft {
+            columns,
+            regularisers: vec![Regulariser::TraceNorm {
+                lambda: 1e-3,
+                variant: crate::kernels::trace_norm::TraceNormVariant::LastAxis,
+            }],
+        },
+        other => {
+            return Err(bad(format!(
+                "--model '{other}': expected hard, hard_fused, cross_stitch, sluice or soft"
+            )))
+        }
+    })
+}
+
+/// Per-task metrics over a split: (name, [(metric, value)]).
+type Metrics = Vec<(String, Vec<(&'static str, f64)>)>;
+
+fn evaluate(
+    ctx: &crate::gpu::GpuContext,
+    program: &Program,
+    nodes: &crate::arch::ModelNodes,
+    spec: &ModelSpec,
+    data: &Dataset,
+) -> Result<Metrics> {
+    let batcher = Batcher::for_model(data, spec)?;
+    let width: usize = nodes.columns.iter().map(|c| c.1).sum();
+    // Σ per task and metric, and the labelled count.
+    let mut sums = vec![[0f64; 3]; spec.tasks.len()];
+    let mut counts = vec![0f64; spec.tasks.len()];
+    for batch in batcher.epoch(Order::Sequential, 0, LastBatch::Pad)? {
+        write_batch(ctx, program, nodes, &batch)?;
+        let (logits, _) = program.predict(ctx)?;
+        let mut ce = 0;
+        for (t, task) in spec.tasks.iter().enumerate() {
+            let (col, w) = nodes.columns[t];
+            for r in 0..batch.real_rows {
+                let labelled = batch
+                    .masks
+                    .as_ref()
+                    .is_none_or(|m| m[t * batch.rows + r] > 0.5);
+                if !labelled {
+                    continue;
+                }
+                let out = &logits[r * width + col..r * width + col + w];
+                match task.kind {
+                    TaskKind::Classification { .. } => {
+                        let label = batch.labels.as_ref().expect("labels")[ce * batch.rows + r];
+                        let best = (0..w)
+                            .max_by(|&a, &b| out[a].total_cmp(&out[b]))
+                            .unwrap_or(0);
+                        sums[t][0] += (best as u32 == label) as u8 as f64;
+                    }
+                    _ => {
+                        let y = &batch.targets.as_ref().expect("targets")
+                            [r * width + col..r * width + col + w];
+                        for (o, v) in out.iter().zip(y) {
+                            let e = (o - v) as f64;
+                            if let TaskKind::Binary { .. } = task.kind {
+                                sums[t][0] += ((*o > 0.0) == (*v > 0.5)) as u8 as f64 / w as f64;
+                            } else {
+                                sums[t][0] += e * e / w as f64;
+                                sums[t][1] += e.abs() / w as f64;
+                            }
+                        }
+                    }
+                }
+                counts[t] += 1.0;
+            }
+            if let TaskKind::Classification { .. } = task.kind {
+                ce += 1;
+            }
+        }
+    }
+    Ok(spec
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(t, task)| {
+            let n = counts[t].max(1.0);
+            let m = match task.kind {
+                TaskKind::Regression { .. } => vec![
+                    ("mse", sums[t][0] / n),
+                    ("rmse", (sums[t][0] / n).sqrt()),
+                    ("mae", sums[t][1] / n),
+                ],
+                _ => vec![("accuracy", sums[t][0] / n)],
+            };
+            (task.name.clone(), m)
+        })
+        .collect())
+}
+
+fn write_batch(
+    ctx: &crate::gpu::GpuContext,
+    program: &Program,
+    nodes: &crate::arch::ModelNodes,
+    batch: &crate::data::batch::Batch,
+) -> Result<()> {
+    program.input(nodes.x)?.write_f32(ctx, &batch.x)?;
+    if let (Some(n), Some(v)) = (nodes.labels, &batch.labels) {
+        program.input(n)?.write_u32(ctx, v)?;
+    }
+    if let (Some(n), Some(v)) = (nodes.targets, &batch.targets) {
+        program.input(n)?.write_f32(ctx, v)?;
+    }
+    if let (Some(n), Some(v)) = (nodes.masks, &batch.masks) {
+        program.input(n)?.write_f32(ctx, v)?;
+    }
+    Ok(())
+}
+
+fn json_list(v: &[f32]) -> String {
+    let items: Vec<String> = v.iter().map(|x| format!("{x}")).collect();
+    format!("[{}]", items.join(","))
+}
+
+pub fn run(args: &TrainArgs) -> Result<ExitCode> {
+    let ctx = open_contexts(backend_from(args.backend)?)?
+        .into_iter()
+        .next()
+        .expect("open_contexts returns at least one adapter");
+    println!("manytask train on {}", ctx.describe());
+    let weighting: Weighting = args.weighting.parse()?;
+    let data = dataset(args)?;
+    let split = data.split(
+        SplitFractions {
+            validation: 0.1,
+            test: 0.1,
+        },
+        args.seed,
+    )?;
+    let tasks: Vec<TaskSpec> = data
+        .tasks()
+        .iter()
+        .map(|t| {
+            let kind = match &t.targets {
+                Targets::Classes { classes, .. } => TaskKind::Classification { classes: *classes },
+                other => other.kind(),
+            };
+            // Masked: the last partial batch of evaluation is padded.
+            let mut s = TaskSpec::new(&t.name, kind, &[]);
+            s.masked = true;
+            s
+        })
+        .collect();
+    let spec = ModelSpec {
+        rows: args.batch,
+        inputs: data.features(),
+        activation: Activation::Relu,
+        sharing: sharing(args)?,
+        tasks,
+    };
+    println!(
+        "data: {} ({} samples: {} train / {} validation / {} test), {} task(s): {}",
+        data.source(),
+        data.rows(),
+        split.train.rows(),
+        split.validation.rows(),
+        split.test.rows(),
+        spec.tasks.len(),
+        spec.tasks
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut balancer = Balancer::new(weighting, spec.tasks.len(), args.seed)?;
+    let mut model = spec.build(&ctx)?;
+    model.set_balancing(balancer.balancing())?;
+    let optimizer = match args.optimizer.as_str() {
+        "adamw" => Optimizer::AdamW(AdamW {
+            lr: args.lr.unwrap_or(1e-3),
+            ..AdamW::default()
+        }),
+        "sgd" => Optimizer::Sgd(Sgd {
+            lr: args.lr.unwrap_or(1e-2),
+            momentum: 0.9,
+            weight_decay: 0.0,
+        }),
+        other => return Err(bad(format!("--optimizer '{other}': expected sgd or adamw"))),
+    };
+    let nodes = model.nodes.clone();
+    let mut program = Program::build(&ctx, model.graph, optimizer, args.seed)?;
+    if let Some(path) = &args.init {
+        checkpoint::load(&ctx, &mut program, &nodes.pieces, path, Restore::Parameters)?;
+    }
+    if let Some(path) = &args.resume {
+        checkpoint::load(&ctx, &mut program, &nodes.pieces, path, Restore::Everything)?;
+    }
+    let batcher = Batcher::for_model(&split.train, &spec)?;
+    let per_epoch = batcher
+        .batch_count(split.train.rows(), LastBatch::Drop)
+        .max(1);
+    let steps = match (args.steps, args.epochs) {
+        (Some(s), _) => s,
+        (None, Some(e)) => e * per_epoch,
+        (None, None) => 400,
+    };
+    println!(
+        "model: {} sharing, widths {:?}; weighting {}; {} steps of {} rows",
+        args.model,
+        args.widths,
+        balancer.weighting().name(),
+        steps,
+        args.batch
+    );
+    let mut log = match &args.log {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| bad(format!("--log {}: {e}", p.display())))?,
+        )),
+        None => None,
+    };
+    let order = if args.no_shuffle {
+        Order::Sequential
+    } else {
+        Order::Shuffled { seed: args.seed }
+    };
+    let start = Instant::now();
+    let mut last: Option<StepReport> = None;
+    let (mut step, mut epoch) = (0usize, 0u64);
+    while step < steps {
+        for batch in batcher.epoch(order, epoch, LastBatch::Drop)? {
+            if step >= steps {
+                break;
+            }
+            write_batch(&ctx, &program, &nodes, &batch)?;
+            let read = (step + 1) % args.every.max(1) == 0 || step + 1 == steps;
+            let opts = if read {
+                StepOptions::TRAIN_AND_READ
+            } else {
+                StepOptions::TRAIN
+            };
+            let mut done = balancer.step(&ctx, &mut program, opts)?;
+            if let Some(pending) = done.report.losses.take() {
+                let losses = pending.wait(&ctx)?.losses;
+                if let Some(t) = losses.iter().position(|l| !l.is_finite()) {
+                    return Err(bad(format!(
+                        "step {}: task '{}' loss is {} — stopping (no checkpoint written; a previous one is intact)",
+                        step + 1,
+                        spec.tasks[t].name,
+                        losses[t]
+                    )));
+                }
+                let rate = (step + 1) as f64 / start.elapsed().as_secs_f64();
+                println!(
+                    "step {:>6}/{steps}  losses {}  weights {}  {rate:.1} steps/s",
+                    step + 1,
+                    json_list(&losses),
+                    json_list(&done.weights)
+                );
+                if let Some(f) = &mut log {
+                    writeln!(
+                        f,
+                        "{{\"step\":{},\"losses\":{},\"weights\":{}}}",
+                        step + 1,
+                        json_list(&losses),
+                        json_list(&done.weights)
+                    )
+                    .map_err(|e| bad(format!("--log: {e}")))?;
+                }
+            }
+            last = Some(done.report);
+            step += 1;
+        }
+        balancer.end_epoch(&ctx, &mut program)?;
+        epoch += 1;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let metrics = evaluate(&ctx, &program, &nodes, &spec, &split.test)?;
+    println!("\ntest split ({} samples):", split.test.rows());
+    for (name, m) in &metrics {
+        let cells: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v:>10.4}")).collect();
+        println!("  {name:<12} {}", cells.join("   "));
+    }
+    if let Some(r) = &last {
+        println!(
+            "{steps} steps in {seconds:.1} s ({:.1} steps/s); last step: {} dispatches, {} submit(s)",
+            steps as f64 / seconds,
+            r.dispatches,
+            r.submits
+        );
+    }
+    if let Some(path) = &args.save {
+        let meta = vec![("config".to_string(), format!("{args:?}"))];
+        checkpoint::save(&ctx, &program, &nodes.pieces, &meta, path)?;
+        println!("saved {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

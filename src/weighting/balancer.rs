@@ -1,0 +1,168 @@
+//! The `Balancer` runs a `Weighting` on a `Program`: the loss-weighting
+//! methods set the task-weight buffer (equal, static, RLW, DWA) or let the
+//! GPU do it (uncertainty); the gradient methods run the program's Gram
+//! phase, solve the T×T problem on the host and finish the step with the
+//! coefficients (two submits per step, one T×T readback).
+//!
+//! Use: `model.set_balancing(balancer.balancing())` before building the
+//! program, then `balancer.step(ctx, &mut program, opts)` instead of
+//! `program.step`, and `balancer.end_epoch` at epoch ends (DWA).
+
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::graph::{Balancing, GramSpace, Program, StepOptions, StepReport};
+use crate::util::rng::Rng;
+
+use super::{
+    cagrad, imtl_g, mgda, pcgrad, rlw_weights, DwaState, GradNormMode, GradNormState, Gram,
+    MgdaSpace, SolverOptions, Weighting,
+};
+
+/// One balanced step: the program's report, and the coefficients c_t the
+/// update used (dObjective/dL_t).
+pub struct BalancedStep {
+    pub report: StepReport,
+    pub weights: Vec<f32>,
+}
+
+pub struct Balancer {
+    weighting: Weighting,
+    tasks: usize,
+    rng: Rng,
+    gradnorm: Option<GradNormState>,
+    dwa: Option<DwaState>,
+    /// Weights last written to the program (None: not yet).
+    written: Option<Vec<f32>>,
+}
+
+fn to_f32(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+impl Balancer {
+    pub fn new(weighting: Weighting, tasks: usize, seed: u64) -> Result<Balancer> {
+        weighting.check(tasks)?;
+        let dwa = match weighting {
+            Weighting::Dwa { temperature } => Some(DwaState::new(tasks, temperature)?),
+            _ => None,
+        };
+        Ok(Balancer {
+            weighting,
+            tasks,
+            rng: Rng::new(seed ^ 0x5eed_ba1a),
+            gradnorm: None,
+            dwa,
+            written: None,
+        })
+    }
+
+    pub fn weighting(&self) -> &Weighting {
+        &self.weighting
+    }
+
+    /// What the graph must provide (`Model::set_balancing`).
+    pub fn balancing(&self) -> Balancing {
+        match &self.weighting {
+            Weighting::Equal | Weighting::Static(_) | Weighting::Rlw => Balancing::Weights,
+            Weighting::Dwa { .. } => Balancing::EpochLosses,
+            Weighting::Uncertainty => Balancing::Uncertainty,
+            Weighting::GradNorm { mode, .. } => Balancing::Gram(match mode {
+                GradNormMode::LastSharedLayer => GramSpace::LastSharedLayer,
+                GradNormMode::AllShared => GramSpace::SharedParameters,
+            }),
+            Weighting::Mgda {
+                space: MgdaSpace::Representation,
+                ..
+            } => Balancing::Gram(GramSpace::Representation),
+            Weighting::Mgda { .. }
+            | Weighting::PcGrad
+            | Weighting::CaGrad { .. }
+            | Weighting::ImtlG => Balancing::Gram(GramSpace::SharedParameters),
+        }
+    }
+
+    fn write(&mut self, ctx: &GpuContext, program: &Program, w: Vec<f32>) -> Result<Vec<f32>> {
+        if self.written.as_ref() != Some(&w) {
+            program.set_task_weights(ctx, &w)?;
+            self.written = Some(w.clone());
+        }
+        Ok(w)
+    }
+
+    /// One training (or, with `opts.update` false, gradient) step.
+    pub fn step(
+        &mut self,
+        ctx: &GpuContext,
+        program: &mut Program,
+        opts: StepOptions,
+    ) -> Result<BalancedStep> {
+        let t = self.tasks;
+        let loss_weights = match &self.weighting {
+            Weighting::Equal => Some(vec![1.0; t]),
+            Weighting::Static(w) => Some(w.clone()),
+            Weighting::Rlw => Some(to_f32(&rlw_weights(t, &mut self.rng))),
+            Weighting::Dwa { .. } => Some(to_f32(&self.dwa.as_ref().expect("dwa state").weights())),
+            _ => None,
+        };
+        if let Some(w) = loss_weights {
+            let weights = self.write(ctx, program, w)?;
+            let report = program.step(ctx, opts)?;
+            return Ok(BalancedStep { report, weights });
+        }
+        if self.weighting == Weighting::Uncertainty {
+            let report = program.step(ctx, opts)?;
+            let weights = program.task_weights().to_f32_vec(ctx)?;
+            return Ok(BalancedStep { report, weights });
+        }
+        // Gradient methods: Gram phase, host solve, finish.
+        self.written = None;
+        let phase = program.gram_phase(ctx)?;
+        if let Some(i) = phase.losses.iter().position(|l| !l.is_finite()) {
+            return Err(Error::Shape {
+                op: "balancer",
+                detail: format!("task {i}'s loss is {} (NaN/Inf): stopping", phase.losses[i]),
+            });
+        }
+        let losses: Vec<f64> = phase.losses.iter().map(|&l| l as f64).collect();
+        let gram = Gram::from_f32(t, &phase.gram)?;
+        let opts_solver = SolverOptions::default();
+        let c: Vec<f64> = match &self.weighting {
+            Weighting::GradNorm { alpha, lr, .. } => {
+                let state = match &mut self.gradnorm {
+                    Some(s) => s,
+                    None => self.gradnorm.insert(GradNormState::new(&losses)?),
+                };
+                // The model steps with the current w; then w moves.
+                let w = state.weights().to_vec();
+                state.step(&gram.norms(), &losses, *alpha, *lr)?;
+                w
+            }
+            Weighting::Mgda { normalisation, .. } => {
+                mgda(&gram, &losses, *normalisation, &opts_solver)?.coefficients
+            }
+            Weighting::PcGrad => pcgrad(&gram, &mut self.rng),
+            Weighting::CaGrad { c, rescale } => {
+                cagrad(&gram, *c, *rescale, &opts_solver)?.coefficients
+            }
+            Weighting::ImtlG => imtl_g(&gram)?,
+            _ => unreachable!("loss-weighting methods returned above"),
+        };
+        let weights = to_f32(&c);
+        let report = program.finish_step(ctx, &weights, opts)?;
+        Ok(BalancedStep { report, weights })
+    }
+
+    /// Ends an epoch: DWA reads the epoch's mean losses from the GPU and
+    /// sets the next epoch's weights; the other methods do nothing.
+    pub fn end_epoch(&mut self, ctx: &GpuContext, program: &mut Program) -> Result<()> {
+        if let Some(dwa) = &mut self.dwa {
+            let means: Vec<f64> = program
+                .take_epoch_losses(ctx)?
+                .into_iter()
+                .map(|l| l as f64)
+                .collect();
+            dwa.end_epoch(&means)?;
+        }
+        Ok(())
+    }
+}
