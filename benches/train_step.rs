@@ -9,13 +9,16 @@
 //!                  sharing, cross-stitch, sluice, soft + trace norm;
 //!                  see `ArchWorkload`)
 //!
+//!   balancing/*    every task-weighting method at T = 2, 8, 32 (overhead
+//!                  over `equal`; see `balancing_bench`)
+//!
 //!   cargo bench --bench train_step
 //! Each measured step waits for the GPU before the clock stops. On
 //! lavapipe these are CPU times, not GPU times.
 
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use manytask::bench::workloads::{ArchWorkload, MtlMlpWorkload};
 use manytask::gpu::GpuContext;
 use manytask::graph::StepOptions;
@@ -107,5 +110,113 @@ fn architecture_bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, train_step_bench, architecture_bench);
+/// Step time of each task-weighting method on hard sharing at the
+/// MTL-MLP-small shapes (B = 64×128, trunk 128→256→256 ReLU, T heads
+/// 256→64→10, softmax CE, AdamW) for T = 2, 8, 32: the overhead over
+/// `equal` is the method's cost (gradient methods add the Gram phase: a
+/// second submit, a T×T readback, and T trunk backward passes unless they
+/// work on the representation).
+fn balancing_bench(c: &mut Criterion) {
+    use manytask::arch::{ModelSpec, Sharing, TaskKind, TaskSpec};
+    use manytask::graph::{Optimizer, Program};
+    use manytask::reference::activation::Activation;
+    use manytask::reference::optim::AdamW;
+    use manytask::weighting::Balancer;
+    let ctx = GpuContext::from_env().expect("an adapter");
+    let mut group = c.benchmark_group("balancing");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3));
+    let methods = [
+        "equal",
+        "uncertainty",
+        "dwa",
+        "rlw",
+        "gradnorm",
+        "mgda_ub",
+        "mgda",
+        "pcgrad",
+        "cagrad",
+        "imtl_g",
+    ];
+    for tasks in [2usize, 8, 32] {
+        for method in methods {
+            let spec = ModelSpec {
+                rows: 64,
+                inputs: 128,
+                activation: Activation::Relu,
+                sharing: Sharing::Hard {
+                    trunk: vec![256, 256],
+                },
+                tasks: (0..tasks)
+                    .map(|t| {
+                        TaskSpec::new(
+                            &format!("t{t}"),
+                            TaskKind::Classification { classes: 10 },
+                            &[64],
+                        )
+                    })
+                    .collect(),
+            };
+            let mut balancer =
+                Balancer::new(method.parse().expect("method"), tasks, 0).expect("balancer");
+            let mut model = spec.build(&ctx).expect("model");
+            model
+                .set_balancing(balancer.balancing())
+                .expect("balancing");
+            let labels = model.nodes.labels.expect("labels");
+            let mut p = Program::build(&ctx, model.graph, Optimizer::AdamW(AdamW::default()), 1)
+                .expect("program");
+            let ids: Vec<u32> = (0..tasks * 64).map(|i| (i % 10) as u32).collect();
+            p.input(labels)
+                .expect("labels")
+                .write_u32(&ctx, &ids)
+                .expect("write");
+            let x: Vec<f32> = (0..64 * 128)
+                .map(|i| ((i % 17) as f32 - 8.0) / 8.0)
+                .collect();
+            p.input(model.nodes.x)
+                .expect("x")
+                .write_f32(&ctx, &x)
+                .expect("write");
+            for _ in 0..2 {
+                balancer
+                    .step(&ctx, &mut p, StepOptions::TRAIN)
+                    .expect("step");
+            }
+            ctx.wait_idle().expect("wait");
+            let r = balancer
+                .step(&ctx, &mut p, StepOptions::TRAIN)
+                .expect("step")
+                .report;
+            ctx.wait_idle().expect("wait");
+            eprintln!(
+                "T={tasks} {method}: {} dispatches, {} submit(s) per step",
+                r.dispatches, r.submits
+            );
+            group.bench_function(BenchmarkId::new(method, format!("T{tasks}")), |bench| {
+                bench.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let start = Instant::now();
+                        balancer
+                            .step(&ctx, &mut p, StepOptions::TRAIN)
+                            .expect("step");
+                        ctx.wait_idle().expect("wait");
+                        total += start.elapsed();
+                    }
+                    total
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    train_step_bench,
+    architecture_bench,
+    balancing_bench
+);
 criterion_main!(benches);

@@ -349,12 +349,6 @@ fn relative_losses(ctx: &GpuContext, weighting: &str, steps: usize) -> Vec<f32> 
         .collect()
 }
 
-fn spread(r: &[f32]) -> f32 {
-    let max = r.iter().cloned().fold(f32::MIN, f32::max);
-    let min = r.iter().cloned().fold(f32::MAX, f32::min);
-    max / min
-}
-
 #[test]
 fn every_weighting_method_trains() {
     let ctx = &contexts()[0];

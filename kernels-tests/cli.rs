@@ -166,8 +166,7 @@ fn train_runs_the_embedded_benchmark_saves_and_reloads() {
     let ckpt = dir.join("model.safetensors");
     let log = dir.join("log.jsonl");
     let base = [
-        "train", "--steps", "6", "--every", "3", "--batch", "16", "--tasks", "2", "--widths",
-        "32",
+        "train", "--steps", "6", "--every", "3", "--batch", "16", "--tasks", "2", "--widths", "32",
     ];
     let out = manytask()
         .args(base)
@@ -178,18 +177,42 @@ fn train_runs_the_embedded_benchmark_saves_and_reloads() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    for want in ["manytask train on", "task0", "task1", "mse", "dispatches", "saved"] {
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "manytask train on",
+        "task0",
+        "task1",
+        "mse",
+        "dispatches",
+        "saved",
+    ] {
         assert!(text.contains(want), "missing {want}: {text}");
     }
     let lines = std::fs::read_to_string(&log).unwrap();
     assert_eq!(lines.lines().count(), 2, "{lines}");
-    assert!(lines.lines().all(|l| l.starts_with("{\"step\":") && l.contains("\"weights\":[")));
+    assert!(lines
+        .lines()
+        .all(|l| l.starts_with("{\"step\":") && l.contains("\"weights\":[")));
     // --init loads it; a checkpoint of another shape is refused.
-    let ok = manytask().args(base).arg("--init").arg(&ckpt).output().unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let ok = manytask()
+        .args(base)
+        .arg("--init")
+        .arg(&ckpt)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let wrong = manytask()
-        .args(["train", "--steps", "1", "--batch", "16", "--tasks", "2", "--widths", "8", "--init"])
+        .args([
+            "train", "--steps", "1", "--batch", "16", "--tasks", "2", "--widths", "8", "--init",
+        ])
         .arg(&ckpt)
         .output()
         .unwrap();
@@ -200,11 +223,20 @@ fn train_runs_the_embedded_benchmark_saves_and_reloads() {
 #[test]
 fn train_rejects_bad_options_with_clear_errors() {
     for (args, want) in [
-        (vec!["train", "--weighting", "nope"], "unknown task weighting 'nope'"),
+        (
+            vec!["train", "--weighting", "nope"],
+            "unknown task weighting 'nope'",
+        ),
         (vec!["train", "--model", "tower"], "--model 'tower'"),
         (vec!["train", "--optimizer", "lbfgs"], "--optimizer 'lbfgs'"),
-        (vec!["train", "--single-task", "zzz", "--tasks", "2"], "--single-task 'zzz'"),
-        (vec!["train", "--data", "/nonexistent.safetensors"], "nonexistent"),
+        (
+            vec!["train", "--single-task", "zzz", "--tasks", "2"],
+            "--single-task 'zzz'",
+        ),
+        (
+            vec!["train", "--data", "/nonexistent.safetensors"],
+            "nonexistent",
+        ),
     ] {
         let out = manytask().args(&args).output().unwrap();
         assert!(!out.status.success(), "{args:?}");

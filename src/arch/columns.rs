@@ -117,7 +117,7 @@ pub fn sluice(
     act: Activation,
 ) -> Result<(HeadInput, Vec<NodeId>)> {
     let c = widths[0];
-    if widths.iter().any(|&w| w != c) || subspaces == 0 || c % subspaces != 0 {
+    if widths.iter().any(|&w| w != c) || subspaces == 0 || !c.is_multiple_of(subspaces) {
         return Err(Error::Shape {
             op: "model",
             detail: format!(

@@ -52,6 +52,10 @@ pub fn gather(g: &mut Graph, name: &str, parts: &[Feat]) -> Result<NodeId> {
     }
 }
 
+/// The first head layer when it is one dense op for every task, and the
+/// tasks' widths in it.
+pub type FirstHeadLayer = (NodeId, Vec<usize>);
+
 /// The heads of `tasks` on `input`; returns the logits [rows, Σ widths]
 /// in task order, and — when the first head layer of every task is one
 /// dense op on a shared input — that layer and its per-task widths (for
@@ -62,7 +66,7 @@ pub fn build(
     tasks: &[TaskSpec],
     act: Activation,
     pieces: &mut Vec<Piece>,
-) -> Result<(NodeId, Option<(NodeId, Vec<usize>)>)> {
+) -> Result<(NodeId, Option<FirstHeadLayer>)> {
     let mut first_layer = None;
     let depth = |t: &TaskSpec| t.hidden.len() + 1;
     let width = |t: &TaskSpec, j: usize| t.hidden.get(j).copied().unwrap_or(t.kind.width());

@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train an MTL model (default: the embedded synthetic benchmark, hard sharing) and report per-task metrics.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// List every adapter: name, backend, device type, driver, granted features, key limits.
     Info(info::InfoArgs),
     /// Run the kernel conformance cases against their CPU references; exits 1 on any failure.

@@ -116,6 +116,7 @@ impl Balancer {
         }
         // Gradient methods: Gram phase, host solve, finish.
         self.written = None;
+        let before = ctx.counters();
         let phase = program.gram_phase(ctx)?;
         if let Some(i) = phase.losses.iter().position(|l| !l.is_finite()) {
             return Err(Error::Shape {
@@ -148,7 +149,13 @@ impl Balancer {
             _ => unreachable!("loss-weighting methods returned above"),
         };
         let weights = to_f32(&c);
-        let report = program.finish_step(ctx, &weights, opts)?;
+        let mut report = program.finish_step(ctx, &weights, opts)?;
+        // Count both phases.
+        let d = ctx.counters().since(&before);
+        report.dispatches = d.dispatches;
+        report.submits = d.submits;
+        report.bytes_uploaded = d.bytes_uploaded;
+        report.bytes_downloaded = d.bytes_downloaded;
         Ok(BalancedStep { report, weights })
     }
 
