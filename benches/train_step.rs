@@ -23,6 +23,18 @@ use manytask::bench::workloads::{ArchWorkload, MtlMlpWorkload};
 use manytask::gpu::GpuContext;
 use manytask::graph::StepOptions;
 
+/// `iters` steps, each waited for before its clock stops.
+fn timed_steps(ctx: &GpuContext, iters: u64, mut step: impl FnMut()) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        step();
+        ctx.wait_idle().expect("wait");
+        total += start.elapsed();
+    }
+    total
+}
+
 fn train_step_bench(c: &mut Criterion) {
     let ctx = GpuContext::from_env().expect("an adapter");
     eprintln!("benchmarking on {}", ctx.describe());
@@ -57,14 +69,9 @@ fn train_step_bench(c: &mut Criterion) {
         group.throughput(Throughput::Elements(w.flops as u64));
         group.bench_function(name, |bench| {
             bench.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let start = Instant::now();
+                timed_steps(&ctx, iters, || {
                     w.program.step(&ctx, StepOptions::default()).expect("step");
-                    ctx.wait_idle().expect("wait");
-                    total += start.elapsed();
-                }
-                total
+                })
             })
         });
     }
@@ -96,14 +103,9 @@ fn architecture_bench(c: &mut Criterion) {
         group.throughput(Throughput::Elements(w.flops as u64));
         group.bench_function(name, |bench| {
             bench.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let start = Instant::now();
+                timed_steps(&ctx, iters, || {
                     w.program.step(&ctx, StepOptions::default()).expect("step");
-                    ctx.wait_idle().expect("wait");
-                    total += start.elapsed();
-                }
-                total
+                })
             })
         });
     }
@@ -196,16 +198,11 @@ fn balancing_bench(c: &mut Criterion) {
             );
             group.bench_function(BenchmarkId::new(method, format!("T{tasks}")), |bench| {
                 bench.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let start = Instant::now();
+                    timed_steps(&ctx, iters, || {
                         balancer
                             .step(&ctx, &mut p, StepOptions::TRAIN)
                             .expect("step");
-                        ctx.wait_idle().expect("wait");
-                        total += start.elapsed();
-                    }
-                    total
+                    })
                 })
             });
         }

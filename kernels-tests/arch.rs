@@ -197,7 +197,9 @@ fn feed(ctx: &GpuContext, p: &Program, m: &ModelNodes, seed: u64) {
     }
     if let Some(k) = m.masks {
         let n: usize = p.graph().shape(k).iter().product();
-        let mask: Vec<f32> = (0..n).map(|i| (!(i % rows).is_multiple_of(3)) as u8 as f32).collect();
+        let mask: Vec<f32> = (0..n)
+            .map(|i| (!(i % rows).is_multiple_of(3)) as u8 as f32)
+            .collect();
         p.input(k).unwrap().write_f32(ctx, &mask).unwrap();
     }
 }
