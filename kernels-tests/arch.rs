@@ -7,28 +7,19 @@
 use manytask::arch::{ModelNodes, ModelSpec, Sharing, StitchOptions, TaskKind, TaskSpec};
 use manytask::data::synthetic::{Synthetic, SyntheticSpec};
 use manytask::gpu::{DType, GpuContext, Tensor};
-use manytask::graph::{Graph, Optimizer, Program, StepOptions, TaskLoss};
+use manytask::graph::{Graph, Optimizer, Program, StepOptions};
 use manytask::kernels::layer_stitch::{layer_stitch_mix, LayerStitch};
-use manytask::kernels::loss::LossKind;
 use manytask::kernels::soft_sharing::Regulariser;
 use manytask::kernels::subspace::{Orthogonality, Subspaces};
 use manytask::reference::activation::Activation;
-use manytask::reference::optim::{AdamW, Sgd};
+use manytask::reference::optim::AdamW;
 use manytask::reference::subspace as reference;
 use manytask::util::rng::Rng;
 
 use crate::common::{
     assert_gradients_match, check_cases, contexts, data, max_err, private_contexts,
-    randomize_inputs, sample_indices,
+    randomize_inputs, sample_indices, sgd,
 };
-
-fn sgd(lr: f32) -> Optimizer {
-    Optimizer::Sgd(Sgd {
-        lr,
-        momentum: 0.0,
-        weight_decay: 0.0,
-    })
-}
 
 #[test]
 fn layer_stitch_matches_reference() {
@@ -272,27 +263,7 @@ fn shared_input_columns_pass_gradients_to_their_input() {
             .unwrap();
         let pre_again = g.concat("pre x3", &[h, h, h]).unwrap();
         let both = g.add("sum", cols, pre_again).unwrap();
-        let blocks = vec![
-            manytask::graph::TaskBlock {
-                inputs: 6,
-                outputs: 2
-            };
-            tasks
-        ];
-        let logits = g
-            .task_dense("out", both, &blocks, Activation::Identity)
-            .unwrap();
-        let targets = g.input("targets", &[rows, 2 * tasks], DType::F32);
-        let losses = vec![
-            TaskLoss {
-                kind: LossKind::MeanSquaredError,
-                width: 2,
-                masked: false
-            };
-            tasks
-        ];
-        g.losses("losses", logits, &losses, None, Some(targets), None)
-            .unwrap();
+        let targets = crate::common::mse_heads(&mut g, "out", both, tasks, 6);
         let mut p = Program::build(ctx, g, sgd(0.1), 4).unwrap();
         randomize_inputs(ctx, &p, &[x, targets], 8);
         let pre_w = p

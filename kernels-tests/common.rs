@@ -185,3 +185,41 @@ pub fn max_err(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// Plain SGD (no momentum, no weight decay).
+pub fn sgd(lr: f32) -> manytask::graph::Optimizer {
+    manytask::graph::Optimizer::Sgd(manytask::reference::optim::Sgd {
+        lr,
+        momentum: 0.0,
+        weight_decay: 0.0,
+    })
+}
+
+/// A linear per-task output layer `name` (2 outputs per task) on the
+/// `tasks` blocks of `h` (each `inputs` wide), MSE losses, and the targets
+/// input it adds.
+pub fn mse_heads(
+    g: &mut manytask::graph::Graph,
+    name: &str,
+    h: manytask::graph::NodeId,
+    tasks: usize,
+    inputs: usize,
+) -> manytask::graph::NodeId {
+    use manytask::graph::{TaskBlock, TaskLoss};
+    let rows = g.shape(h)[0];
+    let blocks = vec![TaskBlock { inputs, outputs: 2 }; tasks];
+    let act = manytask::reference::activation::Activation::Identity;
+    let logits = g.task_dense(name, h, &blocks, act).unwrap();
+    let targets = g.input("targets", &[rows, 2 * tasks], manytask::gpu::DType::F32);
+    let losses = vec![
+        TaskLoss {
+            kind: manytask::kernels::loss::LossKind::MeanSquaredError,
+            width: 2,
+            masked: false
+        };
+        tasks
+    ];
+    g.losses("losses", logits, &losses, None, Some(targets), None)
+        .unwrap();
+    targets
+}

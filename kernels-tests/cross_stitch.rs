@@ -3,14 +3,12 @@
 //! learning-rate multiplier.
 
 use manytask::gpu::{DType, GpuContext, Tensor};
-use manytask::graph::{Graph, NodeId, Optimizer, Program, StepOptions, TaskBlock, TaskLoss};
+use manytask::graph::{Graph, NodeId, Program, StepOptions, TaskBlock};
 use manytask::kernels::cross_stitch::{stitch_mix, Stitch};
-use manytask::kernels::loss::LossKind;
 use manytask::reference::activation::Activation;
-use manytask::reference::optim::Sgd;
 use manytask::util::rng::Rng;
 
-use crate::common::{assert_gradients_match, check_cases, contexts};
+use crate::common::{assert_gradients_match, check_cases, contexts, sgd};
 
 #[test]
 fn cross_stitch_matches_reference() {
@@ -69,40 +67,12 @@ fn columns(ctx: &GpuContext, stitch: Option<(bool, f32, f32)>) -> (Graph, NodeId
             .cross_stitch("stitch.0", h, tasks, per_channel, Some(diagonal), lr_scale)
             .unwrap();
     }
-    let out_blocks = vec![
-        TaskBlock {
-            inputs: width,
-            outputs: 2
-        };
-        tasks
-    ];
-    let logits = g
-        .task_dense("columns.1", h, &out_blocks, Activation::Identity)
-        .unwrap();
-    let targets = g.input("targets", &[rows, 2 * tasks], DType::F32);
-    let losses = vec![
-        TaskLoss {
-            kind: LossKind::MeanSquaredError,
-            width: 2,
-            masked: false
-        };
-        tasks
-    ];
-    g.losses("losses", logits, &losses, None, Some(targets), None)
-        .unwrap();
+    let targets = crate::common::mse_heads(&mut g, "columns.1", h, tasks, width);
     (g, x, targets)
 }
 
 fn feed(ctx: &GpuContext, p: &Program, x: NodeId, targets: NodeId) {
     crate::common::randomize_inputs(ctx, p, &[x, targets], 12);
-}
-
-fn sgd(lr: f32) -> Optimizer {
-    Optimizer::Sgd(Sgd {
-        lr,
-        momentum: 0.0,
-        weight_decay: 0.0,
-    })
 }
 
 #[test]

@@ -3,15 +3,14 @@
 //! task count, bit-identical reruns, memory planning, training progress.
 
 use manytask::gpu::{DType, GpuContext};
-use manytask::graph::{Graph, NodeId, Optimizer, Program, StepOptions, TaskBlock, TaskLoss};
+use manytask::graph::{Graph, NodeId, Program, StepOptions, TaskBlock, TaskLoss};
 use manytask::kernels::dense::BackwardPlan;
 use manytask::kernels::gemm::Variant;
 use manytask::kernels::loss::LossKind;
 use manytask::reference::activation::Activation;
-use manytask::reference::optim::Sgd;
 use manytask::util::rng::Rng;
 
-use crate::common::{assert_gradients_match, contexts, private_contexts, sample_indices};
+use crate::common::{assert_gradients_match, contexts, private_contexts, sample_indices, sgd};
 
 /// A hard-sharing MTL model and its input nodes.
 struct Mtl {
@@ -128,14 +127,6 @@ fn feed(ctx: &GpuContext, p: &Program, m: &Mtl, seed: u64) {
         .map(|i| if i % 7 == 3 { 0.0 } else { 1.0 })
         .collect();
     p.input(m.masks).unwrap().write_f32(ctx, &masks).unwrap();
-}
-
-fn sgd(lr: f32) -> Optimizer {
-    Optimizer::Sgd(Sgd {
-        lr,
-        momentum: 0.0,
-        weight_decay: 0.0,
-    })
 }
 
 #[test]
