@@ -14,7 +14,7 @@ use crate::arch::{ModelSpec, Sharing, StitchOptions, TaskKind, TaskSpec};
 use crate::checkpoint::{self, Restore};
 use crate::cli::{backend_from, open_contexts, BackendArg};
 use crate::data::batch::{Batcher, LastBatch};
-use crate::data::dataset::{Dataset, Order, SplitFractions, Targets};
+use crate::data::dataset::{Dataset, Order, SplitFractions};
 use crate::data::synthetic::{Synthetic, SyntheticSpec};
 use crate::error::{Error, Result};
 use crate::graph::{Optimizer, Program, StepOptions, StepReport};
@@ -175,7 +175,7 @@ fn evaluate(
     let batcher = Batcher::for_model(data, spec)?;
     let width: usize = nodes.columns.iter().map(|c| c.1).sum();
     // Σ per task and metric, and the labelled count.
-    let mut sums = vec![[0f64; 3]; spec.tasks.len()];
+    let mut sums = vec![[0f64; 2]; spec.tasks.len()];
     let mut counts = vec![0f64; spec.tasks.len()];
     for batch in batcher.epoch(Order::Sequential, 0, LastBatch::Pad)? {
         write_batch(ctx, program, nodes, &batch)?;
@@ -283,12 +283,8 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         .tasks()
         .iter()
         .map(|t| {
-            let kind = match &t.targets {
-                Targets::Classes { classes, .. } => TaskKind::Classification { classes: *classes },
-                other => other.kind(),
-            };
             // Masked: the last partial batch of evaluation is padded.
-            let mut s = TaskSpec::new(&t.name, kind, &[]);
+            let mut s = TaskSpec::new(&t.name, t.targets.kind(), &[]);
             s.masked = true;
             s
         })

@@ -81,6 +81,24 @@ pub struct StepReport {
     pub losses: Option<PendingLosses>,
 }
 
+impl StepReport {
+    /// The counters since `before`, with the losses in flight.
+    pub fn since(
+        ctx: &GpuContext,
+        before: &CounterSnapshot,
+        losses: Option<PendingLosses>,
+    ) -> Self {
+        let d = ctx.counters().since(before);
+        StepReport {
+            dispatches: d.dispatches,
+            submits: d.submits,
+            bytes_uploaded: d.bytes_uploaded,
+            bytes_downloaded: d.bytes_downloaded,
+            losses,
+        }
+    }
+}
+
 /// A loss readback in flight.
 pub struct PendingLosses {
     losses: Readback,
@@ -860,14 +878,7 @@ impl Program {
         let mut rec = ctx.recorder("train step");
         let pending = self.record_step(&mut rec, opts)?;
         rec.submit()?;
-        let d: CounterSnapshot = ctx.counters().since(&before);
-        Ok(StepReport {
-            dispatches: d.dispatches,
-            submits: d.submits,
-            bytes_uploaded: d.bytes_uploaded,
-            bytes_downloaded: d.bytes_downloaded,
-            losses: pending,
-        })
+        Ok(StepReport::since(ctx, &before, pending))
     }
 
     /// Records one step into the caller's recorder (to batch it with other
@@ -1364,14 +1375,7 @@ impl Program {
         self.record_backward(&mut rec, 0..self.graph.nodes.len())?;
         let pending = self.record_after_backward(&mut rec, opts)?;
         rec.submit()?;
-        let d: CounterSnapshot = ctx.counters().since(&before);
-        Ok(StepReport {
-            dispatches: d.dispatches,
-            submits: d.submits,
-            bytes_uploaded: d.bytes_uploaded,
-            bytes_downloaded: d.bytes_downloaded,
-            losses: pending,
-        })
+        Ok(StepReport::since(ctx, &before, pending))
     }
 
     /// The mean loss of every task over the steps since the last call

@@ -149,13 +149,9 @@ impl Balancer {
             _ => unreachable!("loss-weighting methods returned above"),
         };
         let weights = to_f32(&c);
-        let mut report = program.finish_step(ctx, &weights, opts)?;
+        let losses = program.finish_step(ctx, &weights, opts)?.losses;
         // Count both phases.
-        let d = ctx.counters().since(&before);
-        report.dispatches = d.dispatches;
-        report.submits = d.submits;
-        report.bytes_uploaded = d.bytes_uploaded;
-        report.bytes_downloaded = d.bytes_downloaded;
+        let report = StepReport::since(ctx, &before, losses);
         Ok(BalancedStep { report, weights })
     }
 
