@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod info;
+pub mod metrics;
 pub mod train;
 pub mod validate;
 
