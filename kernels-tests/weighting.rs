@@ -6,7 +6,7 @@ use manytask::util::rng::Rng;
 use manytask::weighting::{
     self, cagrad, cagrad_objective, imtl_g, mgda, min_norm, min_norm_two, pcgrad, rlw_weights,
     uncertainty_grad, uncertainty_loss, uncertainty_loss_weights, CaGradRescale, DwaState,
-    GradNormMode, GradNormState, Gram, MgdaNormalisation, MgdaSpace, SolverOptions, Weighting,
+    GradNormMode, GradNormState, GradNormUpdate, Gram, UncertaintyInit, MgdaNormalisation, MgdaSpace, SolverOptions, Weighting,
 };
 use manytask::Error;
 
@@ -453,7 +453,9 @@ fn gradnorm_step_hand_computed() {
     // mean 0.65 ⇒ r = (10/13, 16/13); targets 1.5 r^1.5 ≈ (1.0120, 2.0481).
     // G₁ > target₁, G₂ < target₂ ⇒ ∂/∂w = (+2, −1); w = (1 − 0.2, 1 + 0.1)
     // = (0.8, 1.1), Σ = 1.9, rescaled to Σ = 2: (16/19, 22/19).
-    let mut state = GradNormState::new(&[1.0, 1.0]).unwrap();
+    let mut state = GradNormState::new(&[1.0, 1.0])
+        .unwrap()
+        .with_update(GradNormUpdate::Gradient);
     let loss_grad = state.step(&[2.0, 1.0], &[0.5, 0.8], 1.5, 0.1).unwrap();
     assert_close("w", state.weights(), &[16.0 / 19.0, 22.0 / 19.0], 1e-12);
     let targets = [
@@ -470,9 +472,30 @@ fn gradnorm_step_hand_computed() {
 }
 
 #[test]
+fn gradnorm_adam_update_moves_each_weight_by_about_lr_whatever_its_norm() {
+    // Same state as above but norms 10⁴ apart: d = (+2e4, −1). Adam's first
+    // step is m̂/√v̂ = sign(d) exactly: w = (1 − 0.1, 1 + 0.1) = (0.9, 1.1),
+    // Σ = 2 already. Plain gradient descent would floor w₁ at once.
+    let mut state = GradNormState::new(&[1.0, 1.0]).unwrap();
+    state.step(&[2e4, 1.0], &[0.5, 0.8], 1.5, 0.1).unwrap();
+    assert_close("w", state.weights(), &[0.9, 1.1], 1e-9);
+    // Second step, same gradient signs: m̂/√v̂ is still ±1 (d unchanged up
+    // to G's dependence on w; signs are what matter): w = (0.8, 1.2).
+    state.step(&[2e4, 1.0], &[0.5, 0.8], 1.5, 0.1).unwrap();
+    assert_close("w", state.weights(), &[0.8, 1.2], 1e-9);
+    let mut plain = GradNormState::new(&[1.0, 1.0])
+        .unwrap()
+        .with_update(GradNormUpdate::Gradient);
+    plain.step(&[2e4, 1.0], &[0.5, 0.8], 1.5, 0.1).unwrap();
+    assert!(plain.weights()[0] < 1e-3, "{:?}", plain.weights());
+}
+
+#[test]
 fn gradnorm_clamps_at_the_floor_and_checks_input() {
     // A huge step drives w₁ below zero: clamped, then rescaled to Σ = 2.
-    let mut state = GradNormState::new(&[1.0, 1.0]).unwrap();
+    let mut state = GradNormState::new(&[1.0, 1.0])
+        .unwrap()
+        .with_update(GradNormUpdate::Gradient);
     state.step(&[2.0, 1.0], &[0.5, 0.8], 1.5, 10.0).unwrap();
     let w = state.weights();
     assert!(w[0] > 0.0 && w[0] < 1e-3, "{w:?}");
@@ -574,7 +597,18 @@ fn weighting_parses_every_name_with_defaults() {
         assert_eq!(w.to_string(), *name);
     }
     assert_eq!(weighting::parse("EW").unwrap(), Weighting::Equal);
-    assert_eq!("UW".parse::<Weighting>().unwrap(), Weighting::Uncertainty);
+    assert_eq!(
+        "UW".parse::<Weighting>().unwrap(),
+        Weighting::Uncertainty {
+            init: UncertaintyInit::Zero
+        }
+    );
+    assert_eq!(
+        weighting::parse("uncertainty_warm").unwrap(),
+        Weighting::Uncertainty {
+            init: UncertaintyInit::FirstLosses
+        }
+    );
     assert_eq!(
         weighting::parse("MGDA-UB").unwrap(),
         Weighting::Mgda {
@@ -587,7 +621,8 @@ fn weighting_parses_every_name_with_defaults() {
         Weighting::GradNorm {
             alpha: 1.5,
             lr: 0.025,
-            mode: GradNormMode::LastSharedLayer
+            mode: GradNormMode::LastSharedLayer,
+            update: GradNormUpdate::Adam
         }
     );
     assert_eq!(

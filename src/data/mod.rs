@@ -12,6 +12,9 @@
 //!   tasks), [`fashion_mnist`] (class + coarse group, from the Debian
 //!   package `dataset-fashion-mnist`).
 //!
+//! - [`standardize`]: per-feature mean/std from the training split,
+//!   applied to every split.
+//!
 //! Every reader validates its input and returns `Error::Data` naming the
 //! file and the tensor, line, column or key at fault.
 
@@ -22,9 +25,11 @@ pub mod fashion_mnist;
 pub mod idx;
 pub mod multi_mnist;
 pub mod safetensors;
+pub mod standardize;
 pub mod synthetic;
 
 pub use batch::{Batch, Batcher, Batches, LastBatch};
+pub use standardize::FeatureStats;
 pub use dataset::{
     Dataset, Order, Split, SplitFractions, SplitIndices, Targets, TaskData, TaskSchema,
 };

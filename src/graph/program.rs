@@ -1420,6 +1420,25 @@ impl Program {
             .transpose()
     }
 
+    /// Overwrites uncertainty weighting's s_t (one value per task).
+    pub fn set_log_variances(&self, ctx: &GpuContext, s: &[f32]) -> Result<()> {
+        let Some(id) = self.graph.log_var else {
+            return Err(Error::Shape {
+                op: "set_log_variances",
+                detail: "the program has no uncertainty weighting (set_balancing(Uncertainty))"
+                    .into(),
+            });
+        };
+        let value = self.arena.value(id);
+        if value.len() != s.len() {
+            return Err(Error::Shape {
+                op: "set_log_variances",
+                detail: format!("{} values for {} tasks", s.len(), value.len()),
+            });
+        }
+        value.write_f32(ctx, s)
+    }
+
     /// Each subspace orthogonality penalty's value (in
     /// `Graph::subspace_orthogonality` order) as of the last step.
     pub fn orthogonality_values(&self, ctx: &GpuContext) -> Result<Vec<f32>> {

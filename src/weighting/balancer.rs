@@ -15,7 +15,7 @@ use crate::util::rng::Rng;
 
 use super::{
     cagrad, imtl_g, mgda, pcgrad, rlw_weights, DwaState, GradNormMode, GradNormState, Gram,
-    MgdaSpace, SolverOptions, Weighting,
+    MgdaSpace, SolverOptions, UncertaintyInit, Weighting,
 };
 
 /// One balanced step: the program's report, and the coefficients c_t the
@@ -33,6 +33,8 @@ pub struct Balancer {
     dwa: Option<DwaState>,
     /// Weights last written to the program (None: not yet).
     written: Option<Vec<f32>>,
+    /// Uncertainty weighting's warm start has been written.
+    log_var_set: bool,
 }
 
 fn to_f32(v: &[f64]) -> Vec<f32> {
@@ -53,6 +55,7 @@ impl Balancer {
             gradnorm: None,
             dwa,
             written: None,
+            log_var_set: false,
         })
     }
 
@@ -65,7 +68,7 @@ impl Balancer {
         match &self.weighting {
             Weighting::Equal | Weighting::Static(_) | Weighting::Rlw => Balancing::Weights,
             Weighting::Dwa { .. } => Balancing::EpochLosses,
-            Weighting::Uncertainty => Balancing::Uncertainty,
+            Weighting::Uncertainty { .. } => Balancing::Uncertainty,
             Weighting::GradNorm { mode, .. } => Balancing::Gram(match mode {
                 GradNormMode::LastSharedLayer => GramSpace::LastSharedLayer,
                 GradNormMode::AllShared => GramSpace::SharedParameters,
@@ -79,6 +82,32 @@ impl Balancer {
             | Weighting::CaGrad { .. }
             | Weighting::ImtlG => Balancing::Gram(GramSpace::SharedParameters),
         }
+    }
+
+    /// `s_t = log L_t` of the batch in the program's inputs (a forward
+    /// pass, no update).
+    fn start_log_variances(&mut self, ctx: &GpuContext, program: &Program) -> Result<()> {
+        let (_, report) = program.predict(ctx)?;
+        let s = report
+            .losses
+            .iter()
+            .enumerate()
+            .map(|(t, &l)| {
+                if l.is_finite() && l > 0.0 {
+                    Ok(l.ln())
+                } else {
+                    Err(Error::Shape {
+                        op: "balancer",
+                        detail: format!(
+                            "uncertainty_warm starts s_t at log L_t, but task {t}'s first loss is {l}"
+                        ),
+                    })
+                }
+            })
+            .collect::<Result<Vec<f32>>>()?;
+        program.set_log_variances(ctx, &s)?;
+        self.log_var_set = true;
+        Ok(())
     }
 
     fn write(&mut self, ctx: &GpuContext, program: &Program, w: Vec<f32>) -> Result<Vec<f32>> {
@@ -109,7 +138,10 @@ impl Balancer {
             let report = program.step(ctx, opts)?;
             return Ok(BalancedStep { report, weights });
         }
-        if self.weighting == Weighting::Uncertainty {
+        if let Weighting::Uncertainty { init } = self.weighting {
+            if init == UncertaintyInit::FirstLosses && !self.log_var_set {
+                self.start_log_variances(ctx, program)?;
+            }
             let report = program.step(ctx, opts)?;
             let weights = program.task_weights().to_f32_vec(ctx)?;
             return Ok(BalancedStep { report, weights });
@@ -128,10 +160,14 @@ impl Balancer {
         let gram = Gram::from_f32(t, &phase.gram)?;
         let opts_solver = SolverOptions::default();
         let c: Vec<f64> = match &self.weighting {
-            Weighting::GradNorm { alpha, lr, .. } => {
+            Weighting::GradNorm {
+                alpha, lr, update, ..
+            } => {
                 let state = match &mut self.gradnorm {
                     Some(s) => s,
-                    None => self.gradnorm.insert(GradNormState::new(&losses)?),
+                    None => self
+                        .gradnorm
+                        .insert(GradNormState::new(&losses)?.with_update(*update)),
                 };
                 // The model steps with the current w; then w moves.
                 let w = state.weights().to_vec();

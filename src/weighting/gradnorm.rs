@@ -10,12 +10,41 @@ use crate::{Error, Result};
 /// (`G_t = 0` gives it no gradient to come back).
 pub const GRADNORM_WEIGHT_FLOOR: f64 = 1e-4;
 
+/// How `w` follows `∂L_grad/∂w_t = sign(G_t − target_t)·‖∇_W L_t‖`.
+///
+/// Plain gradient descent moves each weight by `lr·‖∇_W L_t‖`: when task
+/// gradient norms span orders of magnitude (the situation GradNorm is
+/// for, e.g. its synthetic benchmark with σ from 1 to 100, norms 10⁴
+/// apart) one `lr` is either far too large for the big task (its weight
+/// hits the floor in one step) or far too small for the small one (its
+/// weight never moves). Adam's per-weight normalisation moves every weight
+/// by about `lr` per step in the direction of its sign. LibMTL gets the
+/// same behaviour by putting the weights into the model's optimiser
+/// (usually Adam).
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum GradNormUpdate {
+    /// Adam on `w` (β₁ = 0.9, β₂ = 0.999, ε = 1e-12), its own `lr`.
+    #[default]
+    Adam,
+    /// `w ← w − lr·∂L_grad/∂w` (the paper's description, taken literally).
+    Gradient,
+}
+
+const ADAM_BETA1: f64 = 0.9;
+const ADAM_BETA2: f64 = 0.999;
+const ADAM_EPS: f64 = 1e-12;
+
 /// GradNorm's state: the loss weights `w` (`Σ w = T`, starting at 1) and
 /// the initial losses `L(0)` that progress is measured against.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GradNormState {
     weights: Vec<f64>,
     initial_losses: Vec<f64>,
+    update: GradNormUpdate,
+    /// Adam's moments of `∂L_grad/∂w` and the steps taken.
+    m: Vec<f64>,
+    v: Vec<f64>,
+    steps: u32,
 }
 
 impl GradNormState {
@@ -27,10 +56,21 @@ impl GradNormState {
             return Err(invalid("GradNormState::new", "no tasks".into()));
         }
         check_positive("GradNormState::new", "initial loss", initial_losses)?;
+        let t = initial_losses.len();
         Ok(GradNormState {
-            weights: vec![1.0; initial_losses.len()],
+            weights: vec![1.0; t],
             initial_losses: initial_losses.to_vec(),
+            update: GradNormUpdate::default(),
+            m: vec![0.0; t],
+            v: vec![0.0; t],
+            steps: 0,
         })
+    }
+
+    /// The same state, updating `w` by `update`.
+    pub fn with_update(mut self, update: GradNormUpdate) -> Self {
+        self.update = update;
+        self
     }
 
     /// The current loss weights `w` (`Σ w = T`).
@@ -48,8 +88,9 @@ impl GradNormState {
     /// `grad_norms[t] = ‖∇_W L_t‖` of the UNweighted loss (`sqrt(M_tt)` of
     /// the Gram on the chosen shared parameters), `losses` the current `L_t`.
     /// `G_t = w_t n_t`, `r_t = (L_t/L_t(0)) / mean_j(L_j/L_j(0))`, target
-    /// `Ḡ r_t^α` held constant; `∂L_grad/∂w_t = sign(G_t − target_t)·n_t`;
-    /// `w ← max(w − lr·∂L_grad/∂w, floor)`, then rescaled to `Σ w = T`.
+    /// `Ḡ r_t^α` held constant; `d_t = ∂L_grad/∂w_t = sign(G_t − target_t)·n_t`;
+    /// `w ← max(w − lr·step(d), floor)`, then rescaled to `Σ w = T`, where
+    /// `step(d)` is `d` itself or Adam's `m̂/(√v̂ + ε)` ([`GradNormUpdate`]).
     pub fn step(&mut self, grad_norms: &[f64], losses: &[f64], alpha: f64, lr: f64) -> Result<f64> {
         const OP: &str = "GradNormState::step";
         let t = self.weights.len();
@@ -85,21 +126,29 @@ impl GradNormState {
             .collect();
         let targets = self.targets(&g, losses, alpha);
         let loss_grad = g.iter().zip(&targets).map(|(g, r)| (g - r).abs()).sum();
-        for ((w, n), (g, target)) in self
-            .weights
-            .iter_mut()
-            .zip(grad_norms)
-            .zip(g.iter().zip(&targets))
-        {
+        self.steps += 1;
+        let k = self.steps as i32;
+        for t in 0..self.weights.len() {
             // d|G − target|/dw = sign(G − target)·n; 0 at the kink, as autograd does.
-            let sign = if g > target {
+            let sign = if g[t] > targets[t] {
                 1.0
-            } else if g < target {
+            } else if g[t] < targets[t] {
                 -1.0
             } else {
                 0.0
             };
-            *w = (*w - lr * sign * n).max(GRADNORM_WEIGHT_FLOOR);
+            let d = sign * grad_norms[t];
+            let delta = match self.update {
+                GradNormUpdate::Gradient => d,
+                GradNormUpdate::Adam => {
+                    self.m[t] = ADAM_BETA1 * self.m[t] + (1.0 - ADAM_BETA1) * d;
+                    self.v[t] = ADAM_BETA2 * self.v[t] + (1.0 - ADAM_BETA2) * d * d;
+                    let m_hat = self.m[t] / (1.0 - ADAM_BETA1.powi(k));
+                    let v_hat = self.v[t] / (1.0 - ADAM_BETA2.powi(k));
+                    m_hat / (v_hat.sqrt() + ADAM_EPS)
+                }
+            };
+            self.weights[t] = (self.weights[t] - lr * delta).max(GRADNORM_WEIGHT_FLOOR);
         }
         let sum: f64 = self.weights.iter().sum();
         for w in &mut self.weights {
