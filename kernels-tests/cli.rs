@@ -244,3 +244,43 @@ fn train_rejects_bad_options_with_clear_errors() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_diverging_run_stops_naming_step_and_task_and_keeps_the_checkpoint() {
+    let dir = std::env::temp_dir().join(format!("manytask-cli-nan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ckpt = dir.join("good.safetensors");
+    let base = [
+        "train", "--steps", "4", "--every", "1", "--batch", "16", "--tasks", "2", "--widths",
+        "16", "--optimizer", "sgd",
+    ];
+    let good = manytask()
+        .args(base)
+        .arg("--save")
+        .arg(&ckpt)
+        .output()
+        .unwrap();
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let before = std::fs::read(&ckpt).unwrap();
+    // lr 1e30 overflows the parameters to ±inf within a step or two.
+    let bad = manytask()
+        .args(base)
+        .args(["--lr", "1e30", "--save"])
+        .arg(&ckpt)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success(), "a diverging run must fail: {err}");
+    assert!(err.contains("step ") && err.contains("task '"), "{err}");
+    assert!(err.contains("NaN") || err.contains("inf"), "{err}");
+    assert_eq!(
+        std::fs::read(&ckpt).unwrap(),
+        before,
+        "the last good checkpoint must stay as it was"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
