@@ -91,6 +91,12 @@ pub enum Error {
     /// column or key.
     #[error("{file}: {detail}")]
     Data { file: String, detail: String },
+
+    /// A task's loss became NaN or ±inf: training stopped at optimiser
+    /// step `step` (1-based) before anything was saved. `task` names the
+    /// task ("task 'depth'", or "task 2" where only the index is known).
+    #[error("training diverged at step {step}: {task} loss is {value}; stopped")]
+    Diverged { step: u64, task: String, value: f32 },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

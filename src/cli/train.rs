@@ -284,12 +284,12 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
             if let Some(pending) = done.report.losses.take() {
                 let losses = pending.wait(&ctx)?.losses;
                 if let Some(t) = losses.iter().position(|l| !l.is_finite()) {
-                    return Err(bad(format!(
-                        "step {}: task '{}' loss is {} — stopping (no checkpoint written; a previous one is intact)",
-                        step + 1,
-                        spec.tasks[t].name,
-                        losses[t]
-                    )));
+                    // Nothing is saved after this: a previous checkpoint stays intact.
+                    return Err(Error::Diverged {
+                        step: step as u64 + 1,
+                        task: format!("task '{}'", spec.tasks[t].name),
+                        value: losses[t],
+                    });
                 }
                 let rate = (step + 1) as f64 / start.elapsed().as_secs_f64();
                 println!(

@@ -151,9 +151,10 @@ impl Balancer {
         let before = ctx.counters();
         let phase = program.gram_phase(ctx)?;
         if let Some(i) = phase.losses.iter().position(|l| !l.is_finite()) {
-            return Err(Error::Shape {
-                op: "balancer",
-                detail: format!("task {i}'s loss is {} (NaN/Inf): stopping", phase.losses[i]),
+            return Err(Error::Diverged {
+                step: program.steps() as u64 + 1,
+                task: format!("task {i}"),
+                value: phase.losses[i],
             });
         }
         let losses: Vec<f64> = phase.losses.iter().map(|&l| l as f64).collect();
