@@ -356,14 +356,30 @@ impl GpuContext {
 
     /// Blocks until the GPU has finished everything submitted so far.
     pub fn wait_idle(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map(|_| ())
-            .map_err(|e| Error::Wgpu {
-                op: "wait for the GPU".into(),
-                kind: "poll",
-                message: e.to_string(),
-            })
+        // On GL, wgpu-hal holds the adapter's single context lock for the
+        // whole fence wait, and any other thread that waits more than 6 s
+        // for that lock panics ("Could not lock adapter context"): a long
+        // job on a loaded machine kills a neighbour. Short bounded waits
+        // release the lock between tries.
+        let timeout = (self.info.backend == wgpu::Backend::Gl)
+            .then_some(std::time::Duration::from_millis(20));
+        loop {
+            let wait = wgpu::PollType::Wait {
+                submission_index: None,
+                timeout,
+            };
+            match self.device.poll(wait) {
+                Ok(_) => return Ok(()),
+                Err(wgpu::PollError::Timeout) if timeout.is_some() => continue,
+                Err(e) => {
+                    return Err(Error::Wgpu {
+                        op: "wait for the GPU".into(),
+                        kind: "poll",
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
     }
 
     /// Runs `f` inside validation + out-of-memory error scopes and turns
