@@ -12,9 +12,13 @@
 //! `manytask validate`; [`bench`] measures kernels against the
 //! adapter's roofline; [`cli`] is the binary's verbs.
 
+#![warn(missing_docs)]
+
 pub mod arch;
 pub mod bench;
 pub mod checkpoint;
+// Being rewritten on other branches; its docs are finished there.
+#[allow(missing_docs)]
 pub mod cli;
 pub mod conformance;
 pub mod data;

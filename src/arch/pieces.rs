@@ -10,12 +10,20 @@
 /// [cols, rows]) or as is (a bias: [cols]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Piece {
+    /// Checkpoint tensor name, e.g. `heads.task0.1.weight`.
     pub name: String,
+    /// Name of the graph parameter it is cut from, e.g. `heads.1.weight`.
     pub param: String,
+    /// First element inside that parameter.
     pub offset: usize,
+    /// Rows of the block in the parameter (a weight's inputs; 1 for a
+    /// bias).
     pub rows: usize,
+    /// Columns of the block (a weight's or bias's outputs).
     pub cols: usize,
+    /// Row stride of the block in the parameter, in elements.
     pub ld: usize,
+    /// Stored transposed ([cols, rows], PyTorch's [out, in]): weights.
     pub transpose: bool,
 }
 

@@ -17,9 +17,13 @@ pub const LABELS_MAGIC: u32 = 0x0000_0801;
 /// Grey images as stored: pixels [count, height, width], 0..=255.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdxImages {
+    /// Number of images.
     pub count: usize,
+    /// Rows of pixels per image.
     pub height: usize,
+    /// Columns of pixels per image.
     pub width: usize,
+    /// [count, height, width], row-major.
     pub pixels: Vec<u8>,
 }
 

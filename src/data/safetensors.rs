@@ -22,7 +22,9 @@ use crate::error::{Error, Result};
 /// Element type of `x` in a written file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
+    /// x stored as F32 (exact).
     F32,
+    /// x stored as F16 (half the bytes; read back as f32).
     F16,
 }
 

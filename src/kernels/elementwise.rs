@@ -32,10 +32,15 @@ const fn spec(entry: &'static str) -> KernelSpec {
     KernelSpec::new(Shader::Elementwise, entry)
 }
 
+/// `fill`: y = value.
 pub const FILL: KernelSpec = spec("fill");
+/// `copy`: y = x.
 pub const COPY: KernelSpec = spec("copy");
+/// `add`: y = a + b.
 pub const ADD: KernelSpec = spec("add");
+/// `scale`: y = alpha · x.
 pub const SCALE: KernelSpec = spec("scale");
+/// `axpy`: y += alpha · x.
 pub const AXPY: KernelSpec = spec("axpy");
 
 /// `act_forward` specialised for `act` (override ACT, shaders/activation.wgsl).

@@ -30,9 +30,12 @@ struct Params {
     groups: u32,
 }
 
+/// `sum_partials`: one tree level of a sum.
 pub const SUM: KernelSpec = KernelSpec::new(Shader::Reduce, "sum_partials");
+/// `sum_partials` with SQUARE: the first level of a sum of squares.
 pub const SUM_SQUARES: KernelSpec =
     KernelSpec::new(Shader::Reduce, "sum_partials").with_flag("SQUARE", true);
+/// `colsum_partials`: per-column partial sums over row chunks.
 pub const COLSUM: KernelSpec = KernelSpec::new(Shader::Reduce, "colsum_partials");
 
 /// Every pipeline this module can build (for the naga cross-compile test).
