@@ -215,7 +215,7 @@ pub struct ModelNodes {
     pub masks: Option<NodeId>,
     /// Logits [rows, Σ widths], task t at `columns[t]`.
     pub logits: NodeId,
-    /// The per-task losses [T] (mean over labelled rows).
+    /// The per-task losses \[T\] (mean over labelled rows).
     pub losses: NodeId,
     /// Task t's logit columns: (offset, width).
     pub columns: Vec<(usize, usize)>,

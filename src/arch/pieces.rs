@@ -1,13 +1,13 @@
 //! How the checkpoint's PyTorch-layout tensors are cut from the graph's
 //! parameters: a dense layer's W [in, out] (or a task layer's blocks, or a
 //! column block of the heads' concatenated first layer) becomes one
-//! `weight` [out, in] and one `bias` [out] per layer and task, named
+//! `weight` [out, in] and one `bias` \[out\] per layer and task, named
 //! `trunk.{i}`, `heads.{task}.{j}`, `columns.{task}.{i}`. Parameters no
 //! piece covers (α, β, log σ²) are saved whole under their own names.
 
 /// One checkpoint tensor: rows × cols elements of graph parameter `param`
 /// starting at `offset` with row stride `ld`, stored transposed (a weight:
-/// [cols, rows]) or as is (a bias: [cols]).
+/// [cols, rows]) or as is (a bias: \[cols\]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Piece {
     /// Checkpoint tensor name, e.g. `heads.task0.1.weight`.
@@ -28,7 +28,7 @@ pub struct Piece {
 }
 
 impl Piece {
-    /// The checkpoint shape: [cols, rows] for weights, [cols] for biases.
+    /// The checkpoint shape: [cols, rows] for weights, \[cols\] for biases.
     pub fn shape(&self) -> Vec<usize> {
         if self.transpose {
             vec![self.cols, self.rows]

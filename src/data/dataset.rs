@@ -38,11 +38,11 @@ impl From<&TaskSpec> for TaskSchema {
 /// One task's targets for all N samples.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Targets {
-    /// One class id in [0, classes) per sample: ids [N].
+    /// One class id in [0, classes) per sample: ids \[N\].
     Classes {
         /// Number of classes.
         classes: usize,
-        /// Class id of each sample [N].
+        /// Class id of each sample \[N\].
         ids: Vec<u32>,
     },
     /// `outputs` real values per sample: values [N, outputs].
@@ -118,7 +118,7 @@ pub struct TaskData {
     pub name: String,
     /// Its targets for every sample.
     pub targets: Targets,
-    /// [N], true = labelled; `None` when every sample is labelled. The
+    /// \[N\], true = labelled; `None` when every sample is labelled. The
     /// targets of an unlabelled sample are ignored (readers store 0).
     pub mask: Option<Vec<bool>>,
 }
@@ -299,7 +299,7 @@ impl Dataset {
         &self.x
     }
 
-    /// Sample `row`'s features [D].
+    /// Sample `row`'s features \[D\].
     pub fn sample(&self, row: usize) -> &[f32] {
         &self.x[row * self.features..(row + 1) * self.features]
     }

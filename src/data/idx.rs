@@ -1,5 +1,5 @@
 //! IDX files (the MNIST family): big-endian magic (0x00000803 for u8
-//! images [count, rows, cols], 0x00000801 for u8 labels [count]), the
+//! images [count, rows, cols], 0x00000801 for u8 labels \[count\]), the
 //! dimensions as big-endian u32, then the bytes. Files may be gzipped;
 //! the gzip header (1f 8b) is detected, not the file name.
 

@@ -94,7 +94,7 @@ pub enum Op {
         x: NodeId,
         /// Weight [in, out].
         w: ParamId,
-        /// Bias [out], if any.
+        /// Bias \[out\], if any.
         b: Option<ParamId>,
         /// Activation applied to x·W + b.
         act: Activation,
@@ -102,13 +102,13 @@ pub enum Op {
     /// Block-diagonal per-task layer: x holds the tasks' input blocks side
     /// by side ([rows, Σ in_t]), the output their output blocks ([rows,
     /// Σ out_t]); W is every task's [in_t, out_t] one after another, b
-    /// every task's [out_t]. One dispatch for all tasks.
+    /// every task's \[out_t\]. One dispatch for all tasks.
     TaskDense {
         /// Input [rows, Σ in_t] (or [rows, in] with `shared_input`).
         x: NodeId,
         /// Every task's [in_t, out_t] weight block, one after another.
         w: ParamId,
-        /// Every task's [out_t] bias, one after another, if any.
+        /// Every task's \[out_t\] bias, one after another, if any.
         b: Option<ParamId>,
         /// Activation of every block.
         act: Activation,
@@ -184,7 +184,7 @@ pub enum Op {
         /// Columns taken.
         cols: usize,
     },
-    /// Per-task masked losses of `logits` ([T]); the terminal node.
+    /// Per-task masked losses of `logits` (\[T\]); the terminal node.
     Losses {
         /// Logits [rows, Σ widths], tasks side by side.
         logits: NodeId,
@@ -432,7 +432,7 @@ impl Graph {
 
     /// A per-task layer whose T tasks all read the whole of `x` (the first
     /// layer of soft-sharing / cross-stitch columns): task t has weights
-    /// [in, outputs[t]] and writes output block t; one dispatch per pass,
+    /// [in, outputs\[t\]] and writes output block t; one dispatch per pass,
     /// and dX = Σ_t D_t·W_tᵀ by a per-task GEMM and a fixed-order sum.
     pub fn task_dense_shared(
         &mut self,
@@ -734,7 +734,7 @@ impl Graph {
 
     /// Chooses the task balancing (after `losses`). Gram methods need the
     /// per-task gradients of the heads' input (`split_task_grads`);
-    /// uncertainty weighting adds the parameter `weighting.log_var` [T]
+    /// uncertainty weighting adds the parameter `weighting.log_var` \[T\]
     /// (initialised to 0: σ² = 1).
     pub fn set_balancing(&mut self, balancing: Balancing) -> Result<()> {
         let tasks = match self.nodes.iter().find_map(|n| match &n.op {

@@ -50,14 +50,14 @@ impl BackwardPlan {
 }
 
 /// One dense layer's operands: X [rows, inputs], W [inputs, outputs],
-/// optional b [outputs].
+/// optional b \[outputs\].
 #[derive(Clone, Copy, Debug)]
 pub struct Dense<'t> {
     /// Input [rows, inputs].
     pub x: &'t Tensor,
     /// Weight [inputs, outputs].
     pub w: &'t Tensor,
-    /// Bias [outputs], if any.
+    /// Bias \[outputs\], if any.
     pub bias: Option<&'t Tensor>,
     /// Activation of the output.
     pub act: Activation,
@@ -73,7 +73,7 @@ pub struct DenseGrads<'t> {
     pub dx: Option<&'t Tensor>,
     /// dW [inputs, outputs].
     pub dw: &'t Tensor,
-    /// db [outputs] (required when the layer has a bias).
+    /// db \[outputs\] (required when the layer has a bias).
     pub db: Option<&'t Tensor>,
     /// Add into dW and db instead of overwriting them.
     pub accumulate: bool,

@@ -80,7 +80,7 @@ pub fn specs() -> Vec<KernelSpec> {
 pub struct ParamOffsets {
     /// First element of W [in, out].
     pub w: usize,
-    /// First element of b [out], if the layer has one.
+    /// First element of b \[out\], if the layer has one.
     pub b: Option<usize>,
 }
 

@@ -136,7 +136,7 @@ pub struct Epilogue<'t> {
     pub alpha: f32,
     /// Accumulate into C (gradient accumulation): `Some(beta)`.
     pub beta: Option<f32>,
-    /// One value per output column: shape [N] (shared by every batch) or
+    /// One value per output column: shape \[N\] (shared by every batch) or
     /// [batch, N].
     pub bias: Option<&'t Tensor>,
     /// Activation applied last (identity by default).
@@ -209,7 +209,7 @@ pub struct Fusion<'t> {
     /// Scale an operand by act' as it loads.
     pub prologue: Option<Prologue<'t>>,
     /// Column sums of op(B) (after the prologue): with B = D in
-    /// `dW = Xᵀ·D`, the bias gradient. Shape [N] or [batch, N]; alpha and
+    /// `dW = Xᵀ·D`, the bias gradient. Shape \[N\] or [batch, N]; alpha and
     /// beta of the epilogue apply to it as to C.
     pub bias_grad: Option<&'t Tensor>,
 }

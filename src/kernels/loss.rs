@@ -150,7 +150,7 @@ impl LossTable {
 
 /// What the kernel reads. `targets` (f32) is needed when a task is MSE or
 /// BCE, `labels` (u32) when one is cross-entropy, `masks` (f32) when one
-/// has a mask; `upstream` [T] holds dObjective/dL_t.
+/// has a mask; `upstream` \[T\] holds dObjective/dL_t.
 #[derive(Clone, Copy, Debug)]
 pub struct LossInputs<'t> {
     /// Every task's logits (f32), at the table's offsets.
@@ -161,18 +161,18 @@ pub struct LossInputs<'t> {
     pub labels: Option<&'t Tensor>,
     /// 1 = labelled, 0 = missing (f32).
     pub masks: Option<&'t Tensor>,
-    /// dObjective/dL_t [T] (f32): each task's gradient scale.
+    /// dObjective/dL_t \[T\] (f32): each task's gradient scale.
     pub upstream: &'t Tensor,
 }
 
-/// What the kernel writes: `grads` (the logits' shape), `losses` [T], and
+/// What the kernel writes: `grads` (the logits' shape), `losses` \[T\], and
 /// `stats` (u32 [T, 4]: labelled rows, out-of-range labels, non-finite
 /// rows, 0).
 #[derive(Clone, Copy, Debug)]
 pub struct LossOutputs<'t> {
     /// dObjective/dlogits, the logits' shape.
     pub grads: &'t Tensor,
-    /// L_t [T].
+    /// L_t \[T\].
     pub losses: &'t Tensor,
     /// u32 [T, 4] statistics.
     pub stats: &'t Tensor,

@@ -43,12 +43,12 @@ pub fn specs() -> Vec<KernelSpec> {
     vec![SUM, SUM_SQUARES, COLSUM]
 }
 
-/// out[0] = Σ x (any shape; `out` has shape [1]).
+/// `out[0] = Σ x` (any shape; `out` has shape `[1]`).
 pub fn sum(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> Result<()> {
     sum_tree(rec, "reduce::sum", &SUM, x, out)
 }
 
-/// out[0] = Σ x² (any shape; `out` has shape [1]).
+/// `out[0] = Σ x²` (any shape; `out` has shape `[1]`).
 pub fn sum_squares(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> Result<()> {
     sum_tree(rec, "reduce::sum_squares", &SUM_SQUARES, x, out)
 }
@@ -104,7 +104,7 @@ fn sum_tree(
     }
 }
 
-/// out[c] = Σ_r x[r, c] for x of shape (rows, cols) and out of shape (cols).
+/// `out[c] = Σ_r x[r, c]` for x of shape (rows, cols) and out of shape (cols).
 pub fn column_sums(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> Result<()> {
     const OP: &str = "reduce::column_sums";
     require_f32(OP, x)?;

@@ -229,7 +229,7 @@ pub fn group_lasso_prox(
     )
 }
 
-/// out[0] = Σ partials: the regulariser's value.
+/// `out[0] = Σ partials`: the regulariser's value.
 pub fn value(rec: &mut Recorder, partial: &Tensor, out: &Tensor) -> Result<()> {
     reduce::sum(rec, partial, out)
 }

@@ -19,7 +19,7 @@ pub struct DenseProblem<'a> {
     pub x: &'a [f32],
     /// W [inputs, outputs].
     pub w: &'a [f32],
-    /// b [outputs], if any.
+    /// b \[outputs\], if any.
     pub bias: Option<&'a [f32]>,
     /// The layer's activation.
     pub act: Activation,
@@ -70,7 +70,7 @@ pub struct DenseGrads {
     pub dx: Vec<f32>,
     /// dW [inputs, outputs].
     pub dw: Vec<f32>,
-    /// db [outputs].
+    /// db \[outputs\].
     pub db: Vec<f32>,
 }
 

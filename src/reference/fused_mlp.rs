@@ -19,12 +19,12 @@ pub struct TrunkLayer {
     pub bias: bool,
 }
 
-/// One layer's parameters: W [inputs, outputs] row-major, b [outputs].
+/// One layer's parameters: W [inputs, outputs] row-major, b \[outputs\].
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerParams {
     /// W [inputs, outputs].
     pub w: Vec<f32>,
-    /// b [outputs], when the layer has a bias.
+    /// b \[outputs\], when the layer has a bias.
     pub b: Option<Vec<f32>>,
 }
 
@@ -44,7 +44,7 @@ pub struct TrunkGrads {
     pub dx: Vec<f32>,
     /// dW_l [in_l, out_l] of each layer.
     pub dw: Vec<Vec<f32>>,
-    /// db_l [out_l] of each layer (computed with or without a bias).
+    /// db_l \[out_l\] of each layer (computed with or without a bias).
     pub db: Vec<Vec<f32>>,
 }
 

@@ -34,7 +34,7 @@ impl LossKind {
 }
 
 /// One task's rows as dense host arrays: logits rows×width, targets
-/// rows×width (MSE/BCE) or labels [rows] (CE), mask [rows] or none.
+/// rows×width (MSE/BCE) or labels \[rows\] (CE), mask \[rows\] or none.
 #[derive(Clone, Copy, Debug)]
 pub struct TaskLossInput<'a> {
     /// The task's loss.
@@ -47,9 +47,9 @@ pub struct TaskLossInput<'a> {
     pub logits: &'a [f32],
     /// [rows, width] (MSE, BCE; unused for CE).
     pub targets: &'a [f32],
-    /// [rows] class ids (CE; unused otherwise).
+    /// \[rows\] class ids (CE; unused otherwise).
     pub labels: &'a [u32],
-    /// [rows], 1 = labelled; None: every row labelled.
+    /// \[rows\], 1 = labelled; None: every row labelled.
     pub mask: Option<&'a [f32]>,
     /// dObjective / dL_t.
     pub upstream: f32,
