@@ -134,10 +134,10 @@ fn quickstart_example_prints_finite_regression_metrics_per_task() {
 fn fashion_multitask_example_reports_accuracy_of_both_models_above_chance() {
     let text = run(
         "fashion_multitask",
-        &["--steps", "40", "--test-rows", "1000"],
+        &["--steps", "30", "--test-rows", "500"],
     );
     for model in ["hard", "cross_stitch"] {
-        // 40 steps of 128 images: well above chance (10 classes; the
+        // 30 steps of 128 images: well above chance (10 classes; the
         // largest of the 4 groups holds 40% of the images).
         let class = value(&text, &format!("test {model} class "), "accuracy");
         let group = value(&text, &format!("test {model} group "), "accuracy");
@@ -201,7 +201,7 @@ fn cross_stitch_example_prints_metrics_and_the_learned_alphas() {
 
 #[test]
 fn trace_norm_example_lowers_the_regulariser_in_both_modes() {
-    let text = run("trace_norm", &["--steps", "60"]);
+    let text = run("trace_norm", &["--steps", "40"]);
     for mode in ["gradient", "proximal"] {
         let lines: Vec<&str> = text
             .lines()
