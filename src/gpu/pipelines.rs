@@ -35,7 +35,8 @@ pub enum Shader {
     Block,
     /// `cross_stitch.wgsl`: cross-stitch mixes and dα.
     CrossStitch,
-    /// `elementwise.wgsl`: activations, scale, axpy, casts.
+    /// `elementwise.wgsl`: fill, copy, add, scale, axpy, activations and
+    /// their derivatives.
     Elementwise,
     /// The fully fused narrow trunk.
     FusedMlp,

@@ -143,7 +143,7 @@ impl ParamLayout {
         &self.entries
     }
 
-    /// One parameter's entry (panics on an id from another layout).
+    /// One parameter's entry (panics if `id` is past the last entry).
     pub fn get(&self, id: ParamId) -> &ParamInfo {
         &self.entries[id.0]
     }
