@@ -104,13 +104,14 @@ impl fmt::Display for BackendChoice {
 /// Kernels read this to pick variants; nothing else requests features.
 #[derive(Clone, Debug)]
 pub struct GrantedFeatures {
-    /// `SHADER_F16`: f16 arithmetic in shaders (f16 storage kernels).
+    /// `SHADER_F16`: f16 in shaders (the f16-storage GEMM and dense
+    /// kernels).
     pub shader_f16: bool,
-    /// `SUBGROUP`: subgroup operations (subgroup reduction variants).
+    /// `SUBGROUP`: subgroup operations (the subgroup GEMM variant).
     pub subgroup: bool,
     /// `SUBGROUP_BARRIER`: subgroup barriers.
     pub subgroup_barrier: bool,
-    /// `TIMESTAMP_QUERY`: GPU timestamps (kernel timing).
+    /// `TIMESTAMP_QUERY`: GPU timestamps (reported by `manytask info`).
     pub timestamp_query: bool,
     /// Subgroup sizes the adapter reports (0 when subgroups are absent).
     pub subgroup_min_size: u32,
