@@ -74,6 +74,11 @@ fn run_raw(name: &str, args: &[&str]) -> Output {
         .args(args)
         .env_remove("MANYTASK_BACKEND")
         .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        // One worker thread for Mesa's CPU drivers: an example then takes
+        // one core, not all, next to the GPU tests running in this
+        // binary (wgpu's GL backend panics when a thread waits more than
+        // 1 s for the GL context, which a starved test can cause).
+        .env("LP_NUM_THREADS", "1")
         .output()
         .unwrap_or_else(|e| panic!("running example {name}: {e}"))
 }
