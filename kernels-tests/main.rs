@@ -13,6 +13,7 @@ mod cross_stitch;
 mod data;
 mod dense;
 mod elementwise;
+mod examples;
 mod f16;
 mod fused_mlp;
 mod gemm;

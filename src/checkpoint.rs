@@ -1,5 +1,5 @@
 //! Checkpoints: one safetensors file holding the parameters in PyTorch
-//! layout (`arch::Piece`: `trunk.{i}.weight` [out, in], `…bias` [out],
+//! layout (`arch::Piece`: `trunk.{i}.weight` [out, in], `…bias` \[out\],
 //! `heads.{task}.{j}.…`, `columns.{task}.{i}.…`; α, β and log σ² whole
 //! under their graph names), the optimiser state (`optimizer.state.{k}`,
 //! the flat arena, and `optimizer.step`), and metadata: the manytask

@@ -3,13 +3,18 @@
 
 use crate::gpu::DType;
 
+/// Everything that can go wrong in manytask; `Display` gives the whole
+/// message (what failed, the shapes, what to do instead).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No adapter matched the request (or none exists at all).
     #[error("no GPU adapter found for backend '{requested}' (adapters seen: {found}). {hint}")]
     NoAdapter {
+        /// The backend asked for.
         requested: String,
+        /// The adapters that do exist (name, backend, type).
         found: String,
+        /// How to get an adapter of that backend.
         hint: String,
     },
 
@@ -19,26 +24,43 @@ pub enum Error {
 
     /// The adapter exists but refused to open a device.
     #[error("could not open a device on '{adapter}': {message}")]
-    RequestDevice { adapter: String, message: String },
+    RequestDevice {
+        /// The adapter's description.
+        adapter: String,
+        /// wgpu's reason.
+        message: String,
+    },
 
     /// Shapes (or host slice lengths) do not fit the op.
     #[error("{op}: shape mismatch: {detail}")]
-    Shape { op: &'static str, detail: String },
+    Shape {
+        /// The op or entry point that refused.
+        op: &'static str,
+        /// The shapes involved and what was expected.
+        detail: String,
+    },
 
     /// The op has no kernel for this element type.
     #[error("{op}: unsupported dtype {got} (this op takes {supported})")]
     DType {
+        /// The op that refused.
         op: &'static str,
+        /// The element type passed.
         got: DType,
+        /// The element types the op takes, e.g. "f32".
         supported: &'static str,
     },
 
     /// The op needs a device feature this adapter did not grant.
     #[error("{op}: needs {feature}, which '{adapter}' does not offer; {hint}")]
     MissingFeature {
+        /// The op that needs it.
         op: &'static str,
+        /// The wgpu feature, e.g. "SHADER_F16".
         feature: &'static str,
+        /// The adapter's description.
         adapter: String,
+        /// What to use instead.
         hint: &'static str,
     },
 
@@ -48,57 +70,101 @@ pub enum Error {
          per storage buffer (max_storage_buffer_binding_size); split the tensor or use a smaller batch"
     )]
     BufferTooLarge {
+        /// The op that would bind it.
         op: &'static str,
+        /// The tensor's label.
         label: String,
+        /// Bytes the tensor needs.
         bytes: u64,
+        /// The adapter's `max_storage_buffer_binding_size`.
         limit: u64,
     },
 
     /// A launch would need more workgroups than the grid can express.
     #[error("{op}: {detail}")]
-    GridTooLarge { op: &'static str, detail: String },
+    GridTooLarge {
+        /// The launcher.
+        op: &'static str,
+        /// The grid needed and the adapter's limit.
+        detail: String,
+    },
 
     /// One buffer bound both for writing and for another use in a single
     /// dispatch; WebGPU forbids it, so we refuse before wgpu does.
     #[error("{op}: tensor '{label}' is bound twice and written; use a separate output tensor")]
-    Aliasing { op: &'static str, label: String },
+    Aliasing {
+        /// The launcher.
+        op: &'static str,
+        /// The tensor bound twice.
+        label: String,
+    },
 
     /// A wgpu validation / out-of-memory / internal error, captured by an
     /// error scope instead of panicking.
     #[error("wgpu {kind} error during {op}: {message}")]
     Wgpu {
+        /// What we were doing (a recorder label, a pipeline).
         op: String,
+        /// "validation", "out-of-memory" or "internal".
         kind: &'static str,
+        /// wgpu's message.
         message: String,
     },
 
     /// A checkpoint that cannot be written, read, or does not fit the
     /// model; `detail` names the tensor and what was expected.
     #[error("checkpoint {file}: {detail}")]
-    Checkpoint { file: String, detail: String },
+    Checkpoint {
+        /// The checkpoint's path.
+        file: String,
+        /// The tensor at fault and what was expected.
+        detail: String,
+    },
 
     /// A host-side argument out of its domain (a non-finite Gram entry, a
     /// negative loss, an unknown method name); `detail` says what to pass.
     #[error("{op}: invalid input: {detail}")]
-    InvalidInput { op: &'static str, detail: String },
+    InvalidInput {
+        /// The function that refused.
+        op: &'static str,
+        /// What was wrong and what to pass.
+        detail: String,
+    },
 
     /// Mapping a staging buffer for readback failed, or the device was lost.
     #[error("reading back '{label}' failed: {message}")]
-    Readback { label: String, message: String },
+    Readback {
+        /// The tensor being read.
+        label: String,
+        /// wgpu's reason.
+        message: String,
+    },
 
     /// A data file (or an in-memory dataset, named by its source) that
     /// cannot be read or does not fit: `detail` names the tensor, line,
     /// column or key.
     #[error("{file}: {detail}")]
-    Data { file: String, detail: String },
+    Data {
+        /// The file, or the dataset's source.
+        file: String,
+        /// What is wrong and where.
+        detail: String,
+    },
 
     /// A task's loss became NaN or ±inf: training stopped at optimiser
-    /// step `step` (1-based) before anything was saved. `task` names the
-    /// task ("task 'depth'", or "task 2" where only the index is known).
+    /// step `step` before anything was saved.
     #[error("training diverged at step {step}: {task} loss is {value}; stopped")]
-    Diverged { step: u64, task: String, value: f32 },
+    Diverged {
+        /// The optimiser step (1-based) whose loss was not finite.
+        step: u64,
+        /// The task: "task 'depth'", or "task 2" where only the index is known.
+        task: String,
+        /// The loss read back (NaN or ±inf).
+        value: f32,
+    },
 }
 
+/// `std::result::Result` with manytask's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {

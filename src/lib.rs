@@ -6,15 +6,19 @@
 //! - [`kernels`]: one launcher module per shader family;
 //! - [`gpu`]: context, tensors and their pool, pipeline cache, recorder.
 //!
-//! Beside them, with no GPU code: [`reference`] (CPU oracles),
+//! Beside them, with no GPU code: [`reference`](mod@reference) (CPU oracles),
 //! [`weighting`] (the host T×T task-balancing solvers) and [`util`].
 //! [`conformance`] pairs kernels with references for the tests and
-//! `manytask validate`; [`bench`] measures kernels against the
+//! `manytask validate`; [`bench`](mod@bench) measures kernels against the
 //! adapter's roofline; [`cli`] is the binary's verbs.
+
+#![warn(missing_docs)]
 
 pub mod arch;
 pub mod bench;
 pub mod checkpoint;
+// Being rewritten on other branches; its docs are finished there.
+#[allow(missing_docs)]
 pub mod cli;
 pub mod conformance;
 pub mod data;

@@ -37,14 +37,24 @@ use crate::reference::activation::Activation;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskKind {
     /// One of `classes` (softmax cross-entropy; u32 labels).
-    Classification { classes: usize },
+    Classification {
+        /// Number of classes: the task's logit width.
+        classes: usize,
+    },
     /// `outputs` real targets (mean squared error).
-    Regression { outputs: usize },
+    Regression {
+        /// Number of real outputs: the task's logit width.
+        outputs: usize,
+    },
     /// `labels` independent yes/no labels (BCE with logits; 0/1 targets).
-    Binary { labels: usize },
+    Binary {
+        /// Number of labels: the task's logit width.
+        labels: usize,
+    },
 }
 
 impl TaskKind {
+    /// The task's logit columns: classes, outputs or labels.
     pub fn width(&self) -> usize {
         match *self {
             TaskKind::Classification { classes } => classes,
@@ -53,6 +63,7 @@ impl TaskKind {
         }
     }
 
+    /// The loss the task trains with (softmax CE, MSE or BCE).
     pub fn loss(&self) -> LossKind {
         match self {
             TaskKind::Classification { .. } => LossKind::SoftmaxCrossEntropy,
@@ -65,7 +76,10 @@ impl TaskKind {
 /// One task: its head (hidden widths, then the output layer) and loss.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskSpec {
+    /// Unique, non-empty, no dots or spaces: it names the head's
+    /// checkpoint tensors (`heads.{name}.{j}`) and matches the data's task.
     pub name: String,
+    /// What the task predicts (and so its loss and output width).
     pub kind: TaskKind,
     /// Hidden layer widths of the head (empty: one output layer).
     pub hidden: Vec<usize>,
@@ -74,6 +88,8 @@ pub struct TaskSpec {
 }
 
 impl TaskSpec {
+    /// A task with these head hidden widths, labels never missing
+    /// (`masked: false`).
     pub fn new(name: &str, kind: TaskKind, hidden: &[usize]) -> Self {
         TaskSpec {
             name: name.to_string(),
@@ -88,31 +104,48 @@ impl TaskSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Sharing {
     /// A shared trunk of dense layers of these widths.
-    Hard { trunk: Vec<usize> },
+    Hard {
+        /// Output width of each trunk layer, input side first.
+        trunk: Vec<usize>,
+    },
     /// Hard sharing whose whole trunk runs as ONE fully fused op per pass
     /// (`Graph::fused_trunk`: widths ≤ 128, ≤ 8 layers; wider trunks are
     /// an error saying to use `Hard`). Same parameters and checkpoint
     /// names as `Hard`.
-    HardFused { trunk: Vec<usize> },
+    HardFused {
+        /// Output width of each trunk layer (each ≤ 128, ≤ 8 layers).
+        trunk: Vec<usize>,
+    },
     /// One column per task with these layer widths; a cross-stitch unit
     /// after each layer index in `stitch_after`.
     CrossStitch {
+        /// Output width of each column layer (the same for every task).
         columns: Vec<usize>,
+        /// 0-based layer indices followed by a cross-stitch unit.
         stitch_after: Vec<usize>,
+        /// α's shape, initialisation and learning-rate multiplier.
         stitch: StitchOptions,
     },
     /// Columns of one width split into `subspaces` blocks, a (T·G)² stitch
     /// after every layer, the orthogonality penalty λ (0: off), and a layer
     /// stitch over all layers' outputs into the heads.
     Sluice {
+        /// Column layer widths; all equal, divisible by `subspaces`.
         columns: Vec<usize>,
+        /// Subspaces G per column layer.
         subspaces: usize,
+        /// λ of the subspace orthogonality penalty (0: off; > 0 needs
+        /// G ≥ 2).
         orthogonality: f32,
+        /// α and β's initialisation and learning-rate multiplier.
         stitch: StitchOptions,
     },
     /// Columns regularised on every layer's stacked task weights.
     Soft {
+        /// Output width of each column layer.
         columns: Vec<usize>,
+        /// Applied to every column layer's stacked [T, in, out] weights
+        /// (none with a single task).
         regularisers: Vec<Regulariser>,
     },
 }
@@ -145,19 +178,26 @@ impl Default for StitchOptions {
 /// A whole model: batch rows, input width, sharing, tasks.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelSpec {
+    /// Rows of every batch (the program's buffers are planned for it).
     pub rows: usize,
+    /// Features per row: x is [rows, inputs].
     pub inputs: usize,
     /// Activation of every hidden layer (trunk, columns, hidden head
     /// layers); output layers are linear (the loss applies softmax or
     /// sigmoid).
     pub activation: Activation,
+    /// How the tasks share parameters.
     pub sharing: Sharing,
+    /// The tasks, in logit-column and loss order (≥ 1).
     pub tasks: Vec<TaskSpec>,
 }
 
 /// A built model: its graph and the nodes a caller uses.
 pub struct Model {
+    /// The graph to pass to `Program::build`.
     pub graph: Graph,
+    /// Its input, output and loss nodes, task columns and checkpoint
+    /// pieces.
     pub nodes: ModelNodes,
 }
 
@@ -173,7 +213,9 @@ pub struct ModelNodes {
     pub targets: Option<NodeId>,
     /// Masks [tasks, rows] (f32, 1 = labelled), if any task is masked.
     pub masks: Option<NodeId>,
+    /// Logits [rows, Σ widths], task t at `columns[t]`.
     pub logits: NodeId,
+    /// The per-task losses \[T\] (mean over labelled rows).
     pub losses: NodeId,
     /// Task t's logit columns: (offset, width).
     pub columns: Vec<(usize, usize)>,

@@ -1,26 +1,34 @@
 //! How the checkpoint's PyTorch-layout tensors are cut from the graph's
 //! parameters: a dense layer's W [in, out] (or a task layer's blocks, or a
 //! column block of the heads' concatenated first layer) becomes one
-//! `weight` [out, in] and one `bias` [out] per layer and task, named
+//! `weight` [out, in] and one `bias` \[out\] per layer and task, named
 //! `trunk.{i}`, `heads.{task}.{j}`, `columns.{task}.{i}`. Parameters no
 //! piece covers (α, β, log σ²) are saved whole under their own names.
 
 /// One checkpoint tensor: rows × cols elements of graph parameter `param`
 /// starting at `offset` with row stride `ld`, stored transposed (a weight:
-/// [cols, rows]) or as is (a bias: [cols]).
+/// [cols, rows]) or as is (a bias: \[cols\]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Piece {
+    /// Checkpoint tensor name, e.g. `heads.task0.1.weight`.
     pub name: String,
+    /// Name of the graph parameter it is cut from, e.g. `heads.1.weight`.
     pub param: String,
+    /// First element inside that parameter.
     pub offset: usize,
+    /// Rows of the block in the parameter (a weight's inputs; 1 for a
+    /// bias).
     pub rows: usize,
+    /// Columns of the block (a weight's or bias's outputs).
     pub cols: usize,
+    /// Row stride of the block in the parameter, in elements.
     pub ld: usize,
+    /// Stored transposed ([cols, rows], PyTorch's [out, in]): weights.
     pub transpose: bool,
 }
 
 impl Piece {
-    /// The checkpoint shape: [cols, rows] for weights, [cols] for biases.
+    /// The checkpoint shape: [cols, rows] for weights, \[cols\] for biases.
     pub fn shape(&self) -> Vec<usize> {
         if self.transpose {
             vec![self.cols, self.rows]

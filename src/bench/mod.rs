@@ -25,15 +25,25 @@ use workloads::{ArchWorkload, DenseWorkload, HeadsWorkload, LossWorkload, MtlMlp
 /// One measurement; fields that do not apply are None (null in JSON).
 #[derive(Clone, Debug, PartialEq)]
 pub struct BenchRow {
+    /// Kernel or workload, e.g. "gemm", "dense_fused".
     pub kernel: String,
+    /// GEMM variant (naive, rb, subgroup, tiled).
     pub variant: Option<String>,
+    /// GEMM layout (NN, NT, TN, TT).
     pub layout: Option<String>,
+    /// Rows of the output (or batch rows).
     pub m: Option<usize>,
+    /// Columns of the output.
     pub n: Option<usize>,
+    /// The reduced dimension.
     pub k: Option<usize>,
+    /// Storage type, "f32" or "f16".
     pub dtype: Option<&'static str>,
+    /// Median wall time of one run, submit to completion, in ms.
     pub median_ms: f64,
+    /// GFLOP/s at the median (compute rows).
     pub gflops: Option<f64>,
+    /// GB/s at the median (memory rows).
     pub gbps: Option<f64>,
     /// Share of the adapter's measured ceiling: FLOP/s for compute rows,
     /// bytes/s for memory rows.
@@ -81,7 +91,9 @@ impl BenchRow {
 /// The adapter's measured ceilings.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Roofline {
+    /// Measured FMA peak, GFLOP/s.
     pub peak_gflops: f64,
+    /// Measured copy bandwidth, GB/s (bytes read + written).
     pub peak_gbps: f64,
 }
 

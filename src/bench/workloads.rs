@@ -21,9 +21,13 @@ fn random(ctx: &GpuContext, label: &str, shape: &[usize], seed: u64) -> Result<T
 /// separate kernels it replaces (GEMM + bias, activation, activation
 /// backward, dX GEMM, dW GEMM, bias column sums: 6+ dispatches).
 pub struct DenseWorkload {
+    /// Batch rows.
     pub rows: usize,
+    /// Input features.
     pub inputs: usize,
+    /// Output features.
     pub outputs: usize,
+    /// The layer's activation.
     pub act: Activation,
     x: Tensor,
     w: Tensor,
@@ -38,6 +42,7 @@ pub struct DenseWorkload {
 }
 
 impl DenseWorkload {
+    /// Random x, W, b and upstream gradient (fixed seeds), empty outputs.
     pub fn new(
         ctx: &GpuContext,
         rows: usize,
@@ -151,8 +156,11 @@ impl DenseWorkload {
 /// what hard sharing's first head layer does; this measures the deeper,
 /// block-diagonal layers, where each head has its own input block).
 pub struct HeadsWorkload {
+    /// Batch rows.
     pub rows: usize,
+    /// Input features of each head.
     pub inputs: usize,
+    /// Output width of each head.
     pub widths: Vec<usize>,
     h: Tensor,
     w: Tensor,
@@ -164,6 +172,7 @@ pub struct HeadsWorkload {
 }
 
 impl HeadsWorkload {
+    /// Random H [rows, T·inputs], weights and biases (fixed seeds).
     pub fn new(ctx: &GpuContext, rows: usize, inputs: usize, widths: &[usize]) -> Result<Self> {
         let t = widths.len();
         let total_w: usize = widths.iter().sum();
@@ -210,6 +219,7 @@ impl HeadsWorkload {
         })
     }
 
+    /// FLOPs of one pass over all heads (2 × multiply-adds).
     pub fn flops(&self) -> f64 {
         self.table.flops()
     }
@@ -250,8 +260,11 @@ impl HeadsWorkload {
 /// Softmax cross-entropy for T tasks of `classes` classes on `rows` rows,
 /// one dispatch.
 pub struct LossWorkload {
+    /// Batch rows.
     pub rows: usize,
+    /// Tasks T.
     pub tasks: usize,
+    /// Classes per task.
     pub classes: usize,
     table: LossTable,
     logits: Tensor,
@@ -263,6 +276,7 @@ pub struct LossWorkload {
 }
 
 impl LossWorkload {
+    /// Random logits and labels (fixed seeds), equal task weights.
     pub fn new(ctx: &GpuContext, rows: usize, tasks: usize, classes: usize) -> Result<Self> {
         let w = tasks * classes;
         let specs: Vec<LossTask> = (0..tasks)
@@ -300,6 +314,7 @@ impl LossWorkload {
         (8 * self.rows * self.tasks * self.classes + 4 * self.rows * self.tasks) as f64
     }
 
+    /// The loss dispatch.
     pub fn record(&self, rec: &mut Recorder) -> Result<()> {
         let inp = LossInputs {
             logits: &self.logits,
@@ -321,10 +336,15 @@ impl LossWorkload {
 /// features] → trunk (ReLU) → T heads (hidden ReLU → classes), softmax CE
 /// per task, mean of the task losses, SGD.
 pub struct MtlMlpWorkload {
+    /// The built training program.
     pub program: crate::graph::Program,
+    /// Batch rows.
     pub rows: usize,
+    /// Input features.
     pub features: usize,
+    /// Tasks T.
     pub tasks: usize,
+    /// Classes per task.
     pub classes: usize,
     x: crate::graph::NodeId,
     labels: crate::graph::NodeId,
@@ -343,6 +363,8 @@ impl MtlMlpWorkload {
         Self::new(ctx, 64, 128, &[256, 256], 4, 64, 10)
     }
 
+    /// Any shapes: trunk widths `trunk`, `tasks` heads of `hidden` ReLU
+    /// units and `classes` outputs.
     pub fn new(
         ctx: &GpuContext,
         rows: usize,
@@ -445,7 +467,9 @@ pub fn step_flops(graph: &crate::graph::Graph) -> f64 {
 /// trunk 1024→1024; the column architectures give each task columns of
 /// 1024/8 = 128 (the same total width per layer as the trunk).
 pub struct ArchWorkload {
+    /// The built training program.
     pub program: crate::graph::Program,
+    /// 2 × the multiply-adds of one step's forward + backward.
     pub flops: f64,
 }
 
@@ -492,6 +516,7 @@ impl ArchWorkload {
         ]
     }
 
+    /// The MTL-MLP shapes with this sharing.
     pub fn mtl_mlp(ctx: &GpuContext, sharing: crate::arch::Sharing) -> Result<Self> {
         use crate::arch::{ModelSpec, TaskKind, TaskSpec};
         use crate::graph::{Optimizer, Program};

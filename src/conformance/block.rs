@@ -16,6 +16,8 @@ pub const SHAPES: &[(usize, usize, usize, usize, usize, usize)] = &[
     (1 << 17, 130, 131, 129, 1, 2),
 ];
 
+/// The conformance cases of `kernels::block`, each against its CPU
+/// reference.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for &(rows, src_ld, dst_ld, cols, src_col, dst_col) in SHAPES {

@@ -3,7 +3,9 @@
 /// Passes when `|got - want| <= abs + rel * |want|` for every element.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tolerance {
+    /// Absolute slack.
     pub abs: f64,
+    /// Slack relative to |want|.
     pub rel: f64,
 }
 
@@ -11,6 +13,7 @@ impl Tolerance {
     /// Bit-for-bit (up to the sign of zero).
     pub const EXACT: Tolerance = Tolerance { abs: 0.0, rel: 0.0 };
 
+    /// `abs + rel·|want|`.
     pub const fn new(abs: f64, rel: f64) -> Self {
         Tolerance { abs, rel }
     }
@@ -19,20 +22,27 @@ impl Tolerance {
 /// The worst element, for the failure message.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Mismatch {
+    /// Flat index of the element.
     pub index: usize,
+    /// The GPU's value.
     pub got: f32,
+    /// The reference's value.
     pub want: f32,
 }
 
+/// The result of one comparison.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outcome {
+    /// max |got − want| over all elements.
     pub max_abs_err: f64,
     /// max |got - want| / |want| over elements with want != 0.
     pub max_rel_err: f64,
+    /// Every element within tolerance, lengths equal, no stray NaN.
     pub pass: bool,
     /// The element furthest outside its tolerance (or the largest error
     /// when all pass); None for empty outputs.
     pub worst: Option<Mismatch>,
+    /// Elements compared.
     pub elements: usize,
 }
 

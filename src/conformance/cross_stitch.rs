@@ -127,6 +127,8 @@ fn case(kind: Kind, (rows, tasks, channels): (usize, usize, usize), per_channel:
     }
 }
 
+/// The conformance cases of `kernels::cross_stitch`, each against its CPU
+/// reference.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for per_channel in [false, true] {

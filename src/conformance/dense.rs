@@ -273,6 +273,8 @@ impl DenseCase {
     }
 }
 
+/// The conformance cases of `kernels::dense`, each against its CPU
+/// reference.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     let mut push = |c: DenseCase| {

@@ -56,6 +56,8 @@ fn expect(values: Vec<f32>, tolerance: Tolerance) -> Expected {
     Expected { values, tolerance }
 }
 
+/// The conformance cases of `kernels::elementwise`, each against its CPU
+/// reference.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for &n in SIZES {

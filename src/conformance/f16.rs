@@ -217,6 +217,8 @@ fn dense_case(variant: Variant, (rows, ni, no): (usize, usize, usize), which: us
     }
 }
 
+/// The f16-storage conformance cases (GEMM, dense layer), each against
+/// its CPU reference.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for variant in Variant::ALL {

@@ -25,8 +25,11 @@ use Activation::{Gelu, Identity, Relu, Sigmoid, Tanh};
 
 /// One trunk: rows, inputs, then (outputs, activation) per layer.
 pub struct Config {
+    /// Batch rows.
     pub rows: usize,
+    /// Input width.
     pub inputs: usize,
+    /// (outputs, activation) of each layer.
     pub layers: &'static [(usize, Activation)],
 }
 
@@ -293,6 +296,8 @@ fn pad(mut v: Vec<f32>) -> Vec<f32> {
     v
 }
 
+/// The conformance cases of `kernels::fused_mlp`, each against its CPU
+/// reference.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for (config, c) in CONFIGS.iter().enumerate() {

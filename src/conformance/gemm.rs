@@ -233,6 +233,8 @@ impl GemmCase {
     }
 }
 
+/// The conformance cases of `kernels::gemm`, each against its CPU
+/// reference.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for variant in Variant::ALL {

@@ -96,6 +96,8 @@ fn case(kind: Kind, (rows, tasks, layers, channels): (usize, usize, usize, usize
     }
 }
 
+/// The conformance cases of `kernels::layer_stitch`, each against its CPU
+/// reference.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for kind in [Kind::Mix, Kind::Spread, Kind::BetaGrad] {

@@ -20,6 +20,7 @@ const KINDS: [LossKind; 3] = [
     LossKind::MeanSquaredError,
     LossKind::BinaryCrossEntropy,
 ];
+/// Batch rows every loss kind is checked at.
 pub const ROWS: &[usize] = &[1, 7, 257, 1000];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,6 +223,8 @@ impl LossCase {
     }
 }
 
+/// The conformance cases of `kernels::loss`, each against its CPU
+/// reference.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for output in [Output::Losses, Output::Grads, Output::Stats] {

@@ -42,11 +42,14 @@ pub const LARGE: usize = (1 << 24) + 1;
 /// A host array with its shape.
 #[derive(Clone, Debug)]
 pub struct HostTensor {
+    /// Dimensions, outermost first.
     pub shape: Vec<usize>,
+    /// Row-major values.
     pub data: Vec<f32>,
 }
 
 impl HostTensor {
+    /// A tensor of this shape over `data`.
     pub fn new(shape: &[usize], data: Vec<f32>) -> Self {
         HostTensor {
             shape: shape.to_vec(),
@@ -58,18 +61,24 @@ impl HostTensor {
 /// What the reference says the output must be, and how close is close
 /// enough.
 pub struct Expected {
+    /// The reference output, flat.
     pub values: Vec<f32>,
+    /// Allowed |got − want| ≤ abs + rel·|want|.
     pub tolerance: Tolerance,
 }
 
+/// Makes a case's inputs (deterministically: same inputs every call).
 pub type InputsFn = dyn Fn() -> Vec<HostTensor> + Send + Sync;
+/// Records the kernel on the uploaded inputs; returns the output tensor.
 pub type GpuFn = dyn Fn(&mut Recorder, &[Tensor]) -> Result<Tensor> + Send + Sync;
+/// The CPU reference's answer for the inputs.
 pub type ReferenceFn = dyn Fn(&[HostTensor]) -> Expected + Send + Sync;
 
 /// An optional feature a case's kernel needs; on adapters without it the
 /// case is reported as skipped (never as passed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Requirement {
+    /// Runs on every adapter.
     None,
     /// SUBGROUP with one fixed subgroup size (`gemm::subgroup_size`).
     FixedSubgroup,
@@ -112,10 +121,13 @@ pub struct Case {
     pub kernel: String,
     /// "n=257", "rows=7 cols=3", …
     pub case: String,
+    /// Its inputs, uploaded as f32 tensors in this order.
     pub inputs: Arc<InputsFn>,
     /// Records the kernel on the uploaded inputs and returns its output.
     pub gpu: Arc<GpuFn>,
+    /// The expected output and tolerance.
     pub reference: Arc<ReferenceFn>,
+    /// The optional feature it needs.
     pub requires: Requirement,
 }
 

@@ -43,6 +43,8 @@ fn inputs(n: usize, states: usize) -> Arc<dyn Fn() -> Vec<HostTensor> + Send + S
     })
 }
 
+/// The conformance cases of `kernels::optim`, each against its CPU
+/// reference.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for &n in SIZES {

@@ -92,6 +92,8 @@ fn scalar_case(
     }
 }
 
+/// The conformance cases of `kernels::reduce`, each against its CPU
+/// reference.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     let integers: DataMaker = ("integers", integer_data);

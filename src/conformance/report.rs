@@ -5,13 +5,16 @@ use std::fmt::Write as _;
 
 use crate::conformance::Outcome;
 
+/// One case run on one adapter.
 #[derive(Clone, Debug)]
 pub struct CaseResult {
     /// Adapter name, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)".
     pub adapter: String,
     /// "Vulkan", "Gl", …
     pub backend: String,
+    /// The case's kernel, e.g. "elementwise::add".
     pub kernel: String,
+    /// The case's shape, e.g. "n=257".
     pub case: String,
     /// The comparison, or why the case could not run.
     pub outcome: Result<Outcome, String>,
@@ -25,6 +28,7 @@ pub struct CaseResult {
 }
 
 impl CaseResult {
+    /// Ran and passed.
     pub fn passed(&self) -> bool {
         matches!(&self.outcome, Ok(o) if o.pass)
     }

@@ -127,6 +127,8 @@ fn case(what: What, (tasks, d): (usize, usize)) -> Case {
     }
 }
 
+/// The conformance cases of `kernels::soft_sharing`, each against its CPU
+/// reference.
 pub fn cases() -> Vec<Case> {
     let regs = [
         Regulariser::L2Distance { lambda: 0.3 },

@@ -51,15 +51,20 @@ impl Pass {
 /// The head block: offsets of each task's blocks and arena entries.
 #[derive(Clone, Debug)]
 pub struct Heads {
+    /// Batch rows.
     pub rows: usize,
+    /// Each task's input width h_t.
     pub hs: Vec<usize>,
+    /// Each task's output width k_t.
     pub ks: Vec<usize>,
 }
 
 impl Heads {
+    /// Σ h_t: the input row length.
     pub fn sum_h(&self) -> usize {
         self.hs.iter().sum()
     }
+    /// Σ k_t: the output row length.
     pub fn sum_k(&self) -> usize {
         self.ks.iter().sum()
     }
@@ -314,6 +319,8 @@ impl TaskCase {
     }
 }
 
+/// The conformance cases of `kernels::task_gemm`, each against its CPU
+/// reference.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for variant in Variant::ALL {

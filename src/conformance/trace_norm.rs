@@ -110,6 +110,8 @@ fn case(
     }
 }
 
+/// The conformance cases of `kernels::trace_norm`, each against its CPU
+/// reference.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for &stack in STACKS {

@@ -94,6 +94,8 @@ fn uncertainty_case(tasks: usize, grad: bool) -> Case {
     }
 }
 
+/// The conformance cases of `kernels::weighting`, each against its CPU
+/// reference.
 pub fn cases() -> Vec<Case> {
     let mut cases: Vec<Case> = GRAM_SHAPES.iter().map(|&(t, n)| gram_case(t, n)).collect();
     for tasks in [1, 7, 64, 65] {

@@ -200,6 +200,35 @@ impl<'d> Batcher<'d> {
         })
     }
 
+    /// The batches of a fixed-step training run: `steps` full batches,
+    /// epoch 0, 1, … in turn (each `epoch(order, e, LastBatch::Drop)`).
+    /// Fails when the data holds fewer samples than one batch (no epoch
+    /// has a full batch).
+    pub fn steps(
+        &self,
+        order: Order,
+        steps: usize,
+    ) -> Result<impl Iterator<Item = Batch> + use<'_, 'd>> {
+        if self.batch_count(self.data.rows(), LastBatch::Drop) == 0 {
+            return Err(self.data.error(format!(
+                "{} samples do not fill one batch of {} rows",
+                self.data.rows(),
+                self.rows
+            )));
+        }
+        let epochs = (0u64..).map(move |e| {
+            let samples = order.indices(self.data.rows(), e);
+            let count = self.batch_count(samples.len(), LastBatch::Drop);
+            Batches {
+                batcher: self,
+                samples,
+                next: 0,
+                count,
+            }
+        });
+        Ok(epochs.flatten().take(steps))
+    }
+
     fn check_padding(&self, padding: usize) -> Result<()> {
         if padding > 0 && !self.every_masked {
             return Err(self.data.error(format!(

@@ -18,13 +18,16 @@ use crate::error::{Error, Result};
 /// One task's target columns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CsvTask {
+    /// The task's name in the dataset.
     pub name: String,
+    /// What it predicts (its width must match `columns`).
     pub kind: TaskKind,
     /// Header names: one for classification, else one per output/label.
     pub columns: Vec<String>,
 }
 
 impl CsvTask {
+    /// A task read from the header columns `columns`.
     pub fn new(name: &str, kind: TaskKind, columns: &[&str]) -> Self {
         CsvTask {
             name: name.to_string(),
@@ -40,6 +43,7 @@ pub struct CsvColumns {
     /// Feature columns by header name, in this order; `None`: every column
     /// no task uses, in file order.
     pub features: Option<Vec<String>>,
+    /// The tasks and their target columns.
     pub tasks: Vec<CsvTask>,
 }
 

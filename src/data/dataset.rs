@@ -13,11 +13,14 @@ use crate::util::rng::Rng;
 /// [`TaskSpec`] that readers and batches need).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskSchema {
+    /// The task's name (matches `TaskSpec::name`).
     pub name: String,
+    /// What it predicts.
     pub kind: TaskKind,
 }
 
 impl TaskSchema {
+    /// A schema of this name and kind.
     pub fn new(name: &str, kind: TaskKind) -> Self {
         TaskSchema {
             name: name.to_string(),
@@ -35,12 +38,27 @@ impl From<&TaskSpec> for TaskSchema {
 /// One task's targets for all N samples.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Targets {
-    /// One class id in [0, classes) per sample: ids [N].
-    Classes { classes: usize, ids: Vec<u32> },
+    /// One class id in [0, classes) per sample: ids \[N\].
+    Classes {
+        /// Number of classes.
+        classes: usize,
+        /// Class id of each sample \[N\].
+        ids: Vec<u32>,
+    },
     /// `outputs` real values per sample: values [N, outputs].
-    Real { outputs: usize, values: Vec<f32> },
+    Real {
+        /// Values per sample.
+        outputs: usize,
+        /// [N, outputs], row-major.
+        values: Vec<f32>,
+    },
     /// `labels` independent 0/1 labels per sample: values [N, labels].
-    Binary { labels: usize, values: Vec<f32> },
+    Binary {
+        /// Labels per sample.
+        labels: usize,
+        /// [N, labels], each 0 or 1.
+        values: Vec<f32>,
+    },
 }
 
 impl Targets {
@@ -96,14 +114,18 @@ impl Targets {
 /// One task of a dataset: its name, targets and which samples have them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskData {
+    /// The task's name (unique in its dataset).
     pub name: String,
+    /// Its targets for every sample.
     pub targets: Targets,
-    /// [N], true = labelled; `None` when every sample is labelled. The
+    /// \[N\], true = labelled; `None` when every sample is labelled. The
     /// targets of an unlabelled sample are ignored (readers store 0).
     pub mask: Option<Vec<bool>>,
 }
 
 impl TaskData {
+    /// A task of these targets and mask (not checked against a dataset
+    /// until `Dataset::new`).
     pub fn new(name: &str, targets: Targets, mask: Option<Vec<bool>>) -> Self {
         TaskData {
             name: name.to_string(),
@@ -112,6 +134,7 @@ impl TaskData {
         }
     }
 
+    /// Its name and kind.
     pub fn schema(&self) -> TaskSchema {
         TaskSchema::new(&self.name, self.targets.kind())
     }
@@ -137,23 +160,32 @@ pub struct Dataset {
 /// the rest.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SplitFractions {
+    /// Fraction of the samples for validation, in [0, 1] (with `test`,
+    /// ≤ 1 in all).
     pub validation: f64,
+    /// Fraction of the samples for test, in [0, 1].
     pub test: f64,
 }
 
 /// Sample indices of the three parts of a split, each ascending.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SplitIndices {
+    /// Training samples.
     pub train: Vec<usize>,
+    /// Validation samples.
     pub validation: Vec<usize>,
+    /// Test samples.
     pub test: Vec<usize>,
 }
 
 /// A dataset split three ways.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Split {
+    /// The training part.
     pub train: Dataset,
+    /// The validation part.
     pub validation: Dataset,
+    /// The test part.
     pub test: Dataset,
 }
 
@@ -267,11 +299,12 @@ impl Dataset {
         &self.x
     }
 
-    /// Sample `row`'s features [D].
+    /// Sample `row`'s features \[D\].
     pub fn sample(&self, row: usize) -> &[f32] {
         &self.x[row * self.features..(row + 1) * self.features]
     }
 
+    /// Every task, in the order given to `Dataset::new`.
     pub fn tasks(&self) -> &[TaskData] {
         &self.tasks
     }
@@ -398,7 +431,10 @@ pub enum Order {
     /// 0, 1, …, N−1 every epoch (`--no-shuffle`).
     Sequential,
     /// A fresh permutation each epoch, fixed by (seed, epoch).
-    Shuffled { seed: u64 },
+    Shuffled {
+        /// Seed of every epoch's permutation.
+        seed: u64,
+    },
 }
 
 impl Order {

@@ -42,7 +42,9 @@ pub const GROUP_OF_CLASS: [u32; 10] = [0, 1, 0, 1, 0, 2, 0, 2, 3, 2];
 /// Both parts, each with tasks "class" (10 classes) and "group" (4).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FashionMnist {
+    /// The 60 000 training images.
     pub train: Dataset,
+    /// The 10 000 test images.
     pub test: Dataset,
 }
 

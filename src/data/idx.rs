@@ -1,5 +1,5 @@
 //! IDX files (the MNIST family): big-endian magic (0x00000803 for u8
-//! images [count, rows, cols], 0x00000801 for u8 labels [count]), the
+//! images [count, rows, cols], 0x00000801 for u8 labels \[count\]), the
 //! dimensions as big-endian u32, then the bytes. Files may be gzipped;
 //! the gzip header (1f 8b) is detected, not the file name.
 
@@ -17,9 +17,13 @@ pub const LABELS_MAGIC: u32 = 0x0000_0801;
 /// Grey images as stored: pixels [count, height, width], 0..=255.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdxImages {
+    /// Number of images.
     pub count: usize,
+    /// Rows of pixels per image.
     pub height: usize,
+    /// Columns of pixels per image.
     pub width: usize,
+    /// [count, height, width], row-major.
     pub pixels: Vec<u8>,
 }
 

@@ -19,10 +19,12 @@ use crate::util::rng::Rng;
 /// How to build the data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MultiMnistSpec {
+    /// Overlaid images to build.
     pub samples: usize,
     /// Largest shift per axis, in pixels (4 suits 28×28 digits, whose
     /// border is about 4 pixels).
     pub max_shift: usize,
+    /// Seed of the image pairs and shifts.
     pub seed: u64,
 }
 

@@ -1,12 +1,12 @@
 //! Datasets in safetensors files:
 //! - `x`: [N, D] features, F32 or F16 (F16 widened to f32 exactly); a
 //!   rank > 2 tensor (e.g. [N, 28, 28] images) is flattened to [N, D];
-//! - `y.<task>`: I64 class ids [N], or F32 targets [N] or [N, k] (real
+//! - `y.<task>`: I64 class ids \[N\], or F32 targets \[N\] or [N, k] (real
 //!   values, or 0/1 binary labels);
-//! - `mask.<task>` (optional): U8 [N], 1 = labelled, 0 = missing.
+//! - `mask.<task>` (optional): U8 \[N\], 1 = labelled, 0 = missing.
 //!
-//! Other tensors are ignored. [`write`] also stores each task's kind in
-//! the header metadata (`task.<i>` = "<kind> <width> <name>"), so such a
+//! Other tensors are ignored. [`write()`] also stores each task's kind in
+//! the header metadata (`task.<i>` = `"<kind> <width> <name>"`), so such a
 //! file can be read without naming its tasks.
 
 use std::borrow::Cow;
@@ -22,7 +22,9 @@ use crate::error::{Error, Result};
 /// Element type of `x` in a written file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
+    /// x stored as F32 (exact).
     F32,
+    /// x stored as F16 (half the bytes; read back as f32).
     F16,
 }
 
@@ -34,7 +36,7 @@ fn data_err(path: &Path, detail: String) -> Error {
 }
 
 /// Reads `tasks` (name and kind each) from the file at `path`, or, with
-/// `None`, the tasks its metadata lists (files made by [`write`]).
+/// `None`, the tasks its metadata lists (files made by [`write()`]).
 pub fn read(path: &Path, tasks: Option<&[TaskSchema]>) -> Result<Dataset> {
     let bytes = std::fs::read(path).map_err(|e| data_err(path, format!("cannot read: {e}")))?;
     let file = SafeTensors::deserialize(&bytes)

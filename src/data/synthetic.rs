@@ -17,6 +17,7 @@ use crate::util::rng::Rng;
 /// The benchmark's definition (not its samples).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SyntheticSpec {
+    /// Number of tasks T.
     pub tasks: usize,
     /// Input width D (250 in the paper).
     pub inputs: usize,
@@ -24,6 +25,7 @@ pub struct SyntheticSpec {
     pub outputs: usize,
     /// σ_i per task.
     pub scales: Vec<f32>,
+    /// Seed of B, the ε_i and the inputs.
     pub seed: u64,
 }
 
@@ -33,6 +35,8 @@ impl SyntheticSpec {
         Self::new(tasks, 250, 100, 100.0, seed)
     }
 
+    /// Any shapes, σ geometric in [1, `max_scale`] over the tasks (σ = 1
+    /// for a single task).
     pub fn new(tasks: usize, inputs: usize, outputs: usize, max_scale: f32, seed: u64) -> Self {
         let scales = (0..tasks)
             .map(|i| {
@@ -57,9 +61,13 @@ impl SyntheticSpec {
 /// A generated dataset: x [rows, D] and targets [rows, T·outputs] (task t
 /// at columns t·outputs .., the layout of the graph's losses).
 pub struct Synthetic {
+    /// The definition it was generated from.
     pub spec: SyntheticSpec,
+    /// Samples N.
     pub rows: usize,
+    /// Inputs [N, D].
     pub x: Vec<f32>,
+    /// Targets [N, T·outputs].
     pub targets: Vec<f32>,
 }
 

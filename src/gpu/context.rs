@@ -21,9 +21,13 @@ pub enum BackendChoice {
     /// The best adapter found: discrete GPU, then integrated, then CPU
     /// devices; Vulkan/Metal/DX12 before GL.
     Auto,
+    /// Vulkan (Linux, Windows, Android; lavapipe on the CPU).
     Vulkan,
+    /// Metal (macOS, iOS).
     Metal,
+    /// Direct3D 12 (Windows).
     Dx12,
+    /// OpenGL / GLES through EGL (llvmpipe on the CPU): the fallback.
     Gl,
 }
 
@@ -100,12 +104,18 @@ impl fmt::Display for BackendChoice {
 /// Kernels read this to pick variants; nothing else requests features.
 #[derive(Clone, Debug)]
 pub struct GrantedFeatures {
+    /// `SHADER_F16`: f16 in shaders (the f16-storage GEMM and dense
+    /// kernels).
     pub shader_f16: bool,
+    /// `SUBGROUP`: subgroup operations (the subgroup GEMM variant).
     pub subgroup: bool,
+    /// `SUBGROUP_BARRIER`: subgroup barriers.
     pub subgroup_barrier: bool,
+    /// `TIMESTAMP_QUERY`: GPU timestamps (reported by `manytask info`).
     pub timestamp_query: bool,
     /// Subgroup sizes the adapter reports (0 when subgroups are absent).
     pub subgroup_min_size: u32,
+    /// Largest subgroup size (0 when subgroups are absent).
     pub subgroup_max_size: u32,
     /// Exactly what the device was opened with.
     pub features: wgpu::Features,
@@ -298,18 +308,23 @@ impl GpuContext {
         })
     }
 
+    /// The wgpu device (opened with the adapter's full limits).
     pub fn device(&self) -> &wgpu::Device {
         &self.device
     }
+    /// The device's queue.
     pub fn queue(&self) -> &wgpu::Queue {
         &self.queue
     }
+    /// The adapter the device was opened on.
     pub fn adapter(&self) -> &wgpu::Adapter {
         &self.adapter
     }
+    /// The adapter's name, backend, device type and driver.
     pub fn info(&self) -> &wgpu::AdapterInfo {
         &self.info
     }
+    /// The adapter's API (Vulkan, Metal, DX12, GL).
     pub fn backend(&self) -> wgpu::Backend {
         self.info.backend
     }
@@ -327,14 +342,15 @@ impl GpuContext {
     pub fn describe(&self) -> String {
         describe_adapter(&self.info)
     }
+    /// The optional features the device was opened with.
     pub fn granted(&self) -> &GrantedFeatures {
         &self.granted
     }
+    /// The device's limits (the adapter's own).
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
     }
 
-    /// Dispatches, submits and bytes moved since the context was made.
     /// The context's stand-in buffer `name` of `dtype` with at least `len`
     /// elements, made on first use: bound where a kernel's layout declares
     /// a binding the call leaves unused, so hot paths allocate nothing.
@@ -350,6 +366,8 @@ impl GpuContext {
         Ok(t)
     }
 
+    /// Dispatches, submits and bytes moved since the context was made
+    /// (subtract two snapshots with `since`), with the pool's statistics.
     pub fn counters(&self) -> CounterSnapshot {
         self.counters.snapshot(&self.pool)
     }

@@ -31,29 +31,47 @@ const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 /// One shader file = one kernel family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
+    /// `block.wgsl`: column blocks of matrices (concat, slice).
     Block,
+    /// `cross_stitch.wgsl`: cross-stitch mixes and dα.
     CrossStitch,
+    /// `elementwise.wgsl`: fill, copy, add, scale, axpy, activations and
+    /// their derivatives.
     Elementwise,
     /// The fully fused narrow trunk.
     FusedMlp,
+    /// `gemm.wgsl` (+ `gemm_common.wgsl`): the GEMM variants that need no
+    /// optional feature.
     Gemm,
     /// The GEMM variant that needs SUBGROUP: its own module, so adapters
     /// without subgroups never compile it.
     GemmSubgroup,
     /// The GEMM family with f16 storage (needs SHADER_F16).
     GemmF16,
+    /// The subgroup GEMM with f16 storage (needs SUBGROUP and SHADER_F16).
     GemmSubgroupF16,
+    /// `layer_stitch.wgsl`: sluice layer-stitch mixes and dβ.
     LayerStitch,
+    /// `loss.wgsl`: masked per-task losses, forward and backward fused.
     Loss,
+    /// `optim.wgsl`: fused SGD / AdamW over a parameter arena.
     Optim,
+    /// `reduce.wgsl`: deterministic sums and column sums.
     Reduce,
+    /// `roofline.wgsl`: the FMA-peak and copy-bandwidth probes.
     Roofline,
+    /// `soft_sharing.wgsl`: L2 distance, clustering, group lasso.
     SoftSharing,
+    /// `trace_norm.wgsl`: the trace norms' Gram, Jacobi and
+    /// Newton–Schulz kernels.
     TraceNorm,
+    /// `weighting.wgsl`: Gram of per-task gradients, uncertainty
+    /// weights, DWA loss sums.
     Weighting,
 }
 
 impl Shader {
+    /// Every shader, for the cross-compile test and `validate`.
     pub const ALL: &'static [Shader] = &[
         Shader::Block,
         Shader::CrossStitch,
@@ -133,13 +151,16 @@ pub const MAX_CONSTANTS: usize = 16;
 /// naga cross-compile test sees every combination the code uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct KernelSpec {
+    /// The shader module.
     pub shader: Shader,
+    /// The entry point's name in it.
     pub entry: &'static str,
     constants: [(&'static str, u32); MAX_CONSTANTS],
     count: u8,
 }
 
 impl KernelSpec {
+    /// An entry point with no override constants set.
     pub const fn new(shader: Shader, entry: &'static str) -> Self {
         KernelSpec {
             shader,
@@ -162,6 +183,7 @@ impl KernelSpec {
         self.with(name, value as u32)
     }
 
+    /// The override constants set, as (name, value).
     pub fn constants(&self) -> &[(&'static str, u32)] {
         &self.constants[..self.count as usize]
     }
@@ -183,10 +205,14 @@ impl KernelSpec {
 
 /// A built pipeline and its bind group layout (group 0).
 pub struct CachedPipeline {
+    /// The compute pipeline.
     pub pipeline: wgpu::ComputePipeline,
+    /// Its bind group 0 layout (from the shader's reflection).
     pub layout: wgpu::BindGroupLayout,
 }
 
+/// Shader modules and pipelines built so far, keyed by shader and by
+/// `KernelSpec`; one per `GpuContext`.
 #[derive(Default)]
 pub struct PipelineCache {
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,

@@ -23,14 +23,19 @@ pub fn size_class(bytes: u64) -> u64 {
     bytes.div_ceil(step) * step
 }
 
+/// What the buffer pool has done since it was made.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolStats {
+    /// Buffers allocated from the device (no free one of the size class).
     pub buffers_created: u64,
+    /// Requests served from a free list.
     pub buffers_reused: u64,
     /// Bytes sitting in free lists, ready for reuse.
     pub free_bytes: u64,
 }
 
+/// Free storage buffers by (usage, size class), handed out again when a
+/// tensor of the same class is made; one per `GpuContext`.
 #[derive(Debug)]
 pub struct BufferPool {
     inner: Mutex<PoolInner>,
@@ -119,10 +124,13 @@ impl BufferPool {
         inner.stats.free_bytes = 0;
     }
 
+    /// Caps the bytes kept in free lists; buffers freed beyond it are
+    /// dropped.
     pub fn set_max_free_bytes(&self, bytes: u64) {
         self.lock().max_free_bytes = bytes;
     }
 
+    /// Buffers created and reused, and the bytes in free lists.
     pub fn stats(&self) -> PoolStats {
         self.lock().stats
     }

@@ -18,19 +18,26 @@ use crate::gpu::tensor::{Storage, Tensor};
 /// How a dispatch uses a bound tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
+    /// `var<storage, read>`.
     Read,
+    /// `var<storage, read_write>`: no other binding of the dispatch may
+    /// overlap it.
     ReadWrite,
 }
 
 /// A tensor bound at `@group(0) @binding(binding)`.
 #[derive(Clone, Copy, Debug)]
 pub struct Bind<'t> {
+    /// The `@binding` index (0 is the parameter block).
     pub binding: u32,
+    /// The tensor (or view) bound.
     pub tensor: &'t Tensor,
+    /// Read-only or read-write.
     pub access: Access,
 }
 
 impl<'t> Bind<'t> {
+    /// `tensor` bound read-only at `binding`.
     pub fn read(binding: u32, tensor: &'t Tensor) -> Self {
         Bind {
             binding,
@@ -38,6 +45,7 @@ impl<'t> Bind<'t> {
             access: Access::Read,
         }
     }
+    /// `tensor` bound read-write at `binding`.
     pub fn write(binding: u32, tensor: &'t Tensor) -> Self {
         Bind {
             binding,
@@ -78,6 +86,10 @@ pub fn fold_grid(total: u64, max_dim: u32) -> Option<[u32; 3]> {
     (y <= max).then_some([max_dim, y as u32, 1])
 }
 
+/// Records dispatches, copies and readbacks into one command encoder
+/// (consecutive dispatches in one compute pass), kernel parameters into a
+/// uniform arena; `submit` sends it all in ONE `queue.submit`. Tensors it
+/// binds stay alive until then.
 pub struct Recorder<'a> {
     ctx: &'a GpuContext,
     label: String,
@@ -91,10 +103,13 @@ pub struct Recorder<'a> {
 /// What `Recorder::submit` sent.
 #[derive(Debug, Clone, Copy)]
 pub struct Submitted {
+    /// Dispatches in the submit.
     pub dispatches: u64,
 }
 
 impl<'a> Recorder<'a> {
+    /// An empty recording; `label` names its encoder (wgpu errors quote
+    /// it). `GpuContext::recorder` is the usual way in.
     pub fn new(ctx: &'a GpuContext, label: &str) -> Self {
         let encoder = ctx
             .device()
@@ -110,6 +125,7 @@ impl<'a> Recorder<'a> {
         }
     }
 
+    /// The context it records for.
     pub fn ctx(&self) -> &'a GpuContext {
         self.ctx
     }

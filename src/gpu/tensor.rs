@@ -14,6 +14,7 @@ use crate::gpu::readback::Readback;
 /// Element types a tensor can hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// IEEE single precision.
     F32,
     /// IEEE half; host I/O through the `half` crate. Kernels that take f16
     /// say so; the others reject it with `Error::DType`.
@@ -24,6 +25,7 @@ pub enum DType {
 }
 
 impl DType {
+    /// Bytes per element.
     pub fn size_bytes(self) -> u64 {
         match self {
             DType::F32 => 4,
@@ -34,6 +36,7 @@ impl DType {
 }
 
 impl DType {
+    /// "f32", "f16" or "u32" (the WGSL name), for messages.
     pub const fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",
@@ -208,6 +211,7 @@ impl Tensor {
         Ok(())
     }
 
+    /// `write_f32` for an f16 tensor.
     pub fn write_f16(&self, ctx: &GpuContext, data: &[f16]) -> Result<()> {
         self.expect_host_write("Tensor::write_f16", DType::F16, data.len())?;
         let mut bytes: Vec<u8> = bytemuck::cast_slice(data).to_vec();
@@ -216,6 +220,7 @@ impl Tensor {
         Ok(())
     }
 
+    /// `write_f32` for a u32 tensor (labels, tables).
     pub fn write_u32(&self, ctx: &GpuContext, data: &[u32]) -> Result<()> {
         self.expect_host_write("Tensor::write_u32", DType::U32, data.len())?;
         self.write_bytes(ctx, bytemuck::cast_slice(data));
@@ -352,9 +357,11 @@ impl Tensor {
         self.same_storage(other) && self.offset < end(other) && other.offset < end(self)
     }
 
+    /// Dimensions, outermost first.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
+    /// Element type.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
@@ -362,6 +369,7 @@ impl Tensor {
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
+    /// Whether it has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -373,9 +381,11 @@ impl Tensor {
     pub(crate) fn padded_size_bytes(&self) -> u64 {
         padded_bytes(self.len(), self.dtype)
     }
+    /// The label of its buffer (wgpu errors name buffers by it).
     pub fn label(&self) -> &str {
         &self.storage.label
     }
+    /// The whole underlying buffer (a view starts at `offset_bytes`).
     pub fn buffer(&self) -> &wgpu::Buffer {
         &self.storage.buffer
     }

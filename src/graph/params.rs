@@ -16,19 +16,25 @@ pub struct ParamId(pub usize);
 /// How a parameter starts.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
+    /// All zeros (biases).
     Zeros,
     /// Uniform in ±sqrt(6 / (fan_in + fan_out)) (Glorot), seeded.
     Glorot {
+        /// Inputs of the layer.
         fan_in: usize,
+        /// Outputs of the layer.
         fan_out: usize,
     },
     /// Uniform in ±bound, seeded.
     Uniform(f32),
+    /// Every element the same value.
     Constant(f32),
     /// Cross-stitch α: every trailing T×T block gets `diagonal` on the
     /// diagonal and (1 − diagonal)/(T − 1) off it (Misra et al.'s init).
     CrossStitch {
+        /// T: the side of each block.
         tasks: usize,
+        /// The diagonal value p.
         diagonal: f32,
     },
 }
@@ -36,10 +42,13 @@ pub enum Init {
 /// One entry of the arena.
 #[derive(Clone, Debug)]
 pub struct ParamInfo {
+    /// Unique name, e.g. `trunk.0.weight`, `stitch.1.alpha`.
     pub name: String,
+    /// Shape in elements (a dense weight is [in, out]).
     pub shape: Vec<usize>,
     /// First element in the arena.
     pub offset: usize,
+    /// How its values start.
     pub init: Init,
     /// Multiplies the optimiser's learning rate for this parameter
     /// (cross-stitch α often learns faster).
@@ -47,10 +56,12 @@ pub struct ParamInfo {
 }
 
 impl ParamInfo {
+    /// Elements: the product of the shape.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
 
+    /// Whether it holds no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -127,10 +138,12 @@ impl ParamLayout {
         (out, groups)
     }
 
+    /// Every parameter, in the order added (ids index it).
     pub fn entries(&self) -> &[ParamInfo] {
         &self.entries
     }
 
+    /// One parameter's entry (panics if `id` is past the last entry).
     pub fn get(&self, id: ParamId) -> &ParamInfo {
         &self.entries[id.0]
     }
@@ -184,15 +197,21 @@ impl ParamLayout {
 /// One parameter read back.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NamedValues {
+    /// The parameter's name in the arena.
     pub name: String,
+    /// Its shape.
     pub shape: Vec<usize>,
+    /// Its values, row-major.
     pub values: Vec<f32>,
 }
 
 /// The GPU arenas of one model.
 pub struct ParamArena {
+    /// Names, shapes and offsets of the parameters in every arena.
     pub layout: ParamLayout,
+    /// Every parameter's values, flat [layout.total()] (f32).
     pub values: Tensor,
+    /// Every parameter's gradient, laid out like `values`.
     pub grads: Tensor,
     /// Optimiser state arenas (SGD: velocity; AdamW: m, v).
     pub states: Vec<Tensor>,
@@ -201,6 +220,8 @@ pub struct ParamArena {
 }
 
 impl ParamArena {
+    /// Allocates the arenas: values initialised from `seed`, gradients
+    /// and `states` optimiser-state arenas zeroed.
     pub fn new(ctx: &GpuContext, layout: ParamLayout, seed: u64, states: usize) -> Result<Self> {
         let n = layout.total();
         let values = Tensor::from_f32(ctx, "params", &[n], &layout.initial_values(seed))?;
@@ -225,10 +246,12 @@ impl ParamArena {
         })
     }
 
+    /// A view of one parameter's values, with its shape.
     pub fn value(&self, id: ParamId) -> &Tensor {
         &self.value_views[id.0]
     }
 
+    /// A view of one parameter's gradient, with its shape.
     pub fn grad(&self, id: ParamId) -> &Tensor {
         &self.grad_views[id.0]
     }
@@ -258,6 +281,7 @@ impl ParamArena {
         self.values.write_f32(ctx, values)
     }
 
+    /// The element type of every arena (f32).
     pub fn dtype(&self) -> DType {
         DType::F32
     }

@@ -8,15 +8,20 @@
 /// One tensor's lifetime, in schedule positions, and its size in elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Interval {
+    /// Position where it is written first.
     pub def: usize,
+    /// Position of its last read (≥ def).
     pub last_use: usize,
+    /// Elements.
     pub len: usize,
 }
 
 /// Which buffer (slot) each tensor lives in, and each slot's size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
+    /// Slot of each tensor, in `intervals` order.
     pub slot_of: Vec<usize>,
+    /// Elements of each slot: the largest tensor it holds.
     pub slot_len: Vec<usize>,
 }
 
@@ -32,6 +37,7 @@ pub fn no_reuse_elems(intervals: &[Interval]) -> usize {
     intervals.iter().map(|i| i.len).sum()
 }
 
+/// Assigns every interval a slot, greedy best fit in definition order.
 pub fn plan(intervals: &[Interval]) -> Plan {
     let mut order: Vec<usize> = (0..intervals.len()).collect();
     order.sort_by_key(|&i| (intervals[i].def, i));

@@ -28,7 +28,9 @@ use crate::reference::optim::{AdamW, Sgd};
 /// The optimiser a program applies after backward (one dispatch).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Optimizer {
+    /// SGD with momentum and weight decay.
     Sgd(Sgd),
+    /// AdamW (decoupled weight decay), bias-corrected by the step count.
     AdamW(AdamW),
 }
 
@@ -73,9 +75,14 @@ impl Default for StepOptions {
 
 /// Counters of one step (deltas of `GpuContext::counters` around it).
 pub struct StepReport {
+    /// Compute dispatches recorded.
     pub dispatches: u64,
+    /// Queue submits (1 for `Program::step`).
     pub submits: u64,
+    /// Tensor bytes written from the host (kernel parameters not
+    /// counted).
     pub bytes_uploaded: u64,
+    /// Tensor bytes read back to the host.
     pub bytes_downloaded: u64,
     /// With `read_losses`: wait on it whenever convenient.
     pub losses: Option<PendingLosses>,
@@ -108,13 +115,19 @@ pub struct PendingLosses {
 /// Per-task losses and the loss kernel's statistics.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LossReport {
+    /// Each task's loss: the mean over its labelled rows (unweighted).
     pub losses: Vec<f32>,
+    /// Each task's labelled rows in the batch.
     pub labelled: Vec<u32>,
+    /// Each task's rows whose class id is ≥ its classes (they count as
+    /// unlabelled).
     pub out_of_range_labels: Vec<u32>,
+    /// Each task's rows whose loss is not finite.
     pub non_finite_rows: Vec<u32>,
 }
 
 impl PendingLosses {
+    /// Blocks until the step's copies are done, then reads them.
     pub fn wait(self, ctx: &GpuContext) -> Result<LossReport> {
         let losses = self.losses.wait_f32(ctx)?;
         let stats = self.stats.wait_u32(ctx)?;
@@ -135,7 +148,9 @@ pub struct MemoryReport {
     pub planned_bytes: u64,
     /// Bytes if every intermediate had its own buffer.
     pub no_reuse_bytes: u64,
+    /// Planned buffers the intermediates share.
     pub buffers: usize,
+    /// Intermediates planned (values, gradients, Z and D tensors).
     pub intermediates: usize,
 }
 
@@ -196,7 +211,9 @@ struct GramParts {
 /// and the T×T Gram matrix of the per-task gradients, row-major.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GramPhase {
+    /// Each task's loss, unweighted.
     pub losses: Vec<f32>,
+    /// G[s·T + t] = ⟨g_s, g_t⟩, [T, T] row-major.
     pub gram: Vec<f32>,
 }
 
@@ -778,14 +795,18 @@ impl Program {
         })
     }
 
+    /// The graph the program was built from.
     pub fn graph(&self) -> &Graph {
         &self.graph
     }
 
+    /// The parameter, gradient and optimiser-state arenas (read
+    /// parameters by name with `read_all`).
     pub fn params(&self) -> &ParamArena {
         &self.arena
     }
 
+    /// Planned bytes of the intermediates against the no-reuse sum.
     pub fn memory(&self) -> MemoryReport {
         self.memory
     }

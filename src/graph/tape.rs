@@ -20,7 +20,9 @@ pub struct NodeId(pub usize);
 /// One task's block of a block-diagonal `task_dense` layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TaskBlock {
+    /// The task's input columns (its block of x).
     pub inputs: usize,
+    /// The task's output columns (its block of the layer's output).
     pub outputs: usize,
 }
 
@@ -28,7 +30,9 @@ pub struct TaskBlock {
 /// [offset, offset + width) of the logits node (tasks side by side).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TaskLoss {
+    /// The task's loss (softmax CE, MSE or BCE).
     pub kind: LossKind,
+    /// The task's logit columns.
     pub width: usize,
     /// Whether the task has a mask row in the masks input ([T, rows]).
     pub masked: bool,
@@ -80,23 +84,35 @@ pub enum GramSpace {
 #[derive(Clone, Debug)]
 pub enum Op {
     /// Data the caller writes before each step (f32, or u32 labels).
-    Input { dtype: DType },
+    Input {
+        /// Element type of the input buffer.
+        dtype: DType,
+    },
     /// `act(x·W + b)`, W [in, out].
     Dense {
+        /// Input [rows, in].
         x: NodeId,
+        /// Weight [in, out].
         w: ParamId,
+        /// Bias \[out\], if any.
         b: Option<ParamId>,
+        /// Activation applied to x·W + b.
         act: Activation,
     },
     /// Block-diagonal per-task layer: x holds the tasks' input blocks side
     /// by side ([rows, Σ in_t]), the output their output blocks ([rows,
     /// Σ out_t]); W is every task's [in_t, out_t] one after another, b
-    /// every task's [out_t]. One dispatch for all tasks.
+    /// every task's \[out_t\]. One dispatch for all tasks.
     TaskDense {
+        /// Input [rows, Σ in_t] (or [rows, in] with `shared_input`).
         x: NodeId,
+        /// Every task's [in_t, out_t] weight block, one after another.
         w: ParamId,
+        /// Every task's \[out_t\] bias, one after another, if any.
         b: Option<ParamId>,
+        /// Activation of every block.
         act: Activation,
+        /// Each task's block shape, in task order.
         blocks: Vec<TaskBlock>,
         /// Every task reads all of x ([rows, in], each block's `inputs` =
         /// in) instead of its own block: the first layer of task columns.
@@ -106,54 +122,92 @@ pub enum Op {
     /// (`kernels::fused_mlp`): one dispatch forward, two backward.
     /// `params[l]` are layer l's W [in, out] and b.
     FusedTrunk {
+        /// Input [rows, in].
         x: NodeId,
+        /// Each layer's width, activation and bias flag.
         layers: Vec<TrunkLayer>,
+        /// Each layer's (W, b).
         params: Vec<(ParamId, Option<ParamId>)>,
     },
     /// Elementwise sum (an input used twice, residual paths).
-    Add { a: NodeId, b: NodeId },
+    Add {
+        /// First summand.
+        a: NodeId,
+        /// Second summand, the same shape.
+        b: NodeId,
+    },
     /// Cross-stitch unit over the T task blocks of x ([rows, T·C]):
     /// `x̃_t = Σ_s α_ts x_s`, α [T, T] or per channel [C, T, T].
     CrossStitch {
+        /// Input [rows, T·C], task s at columns s·C..
         x: NodeId,
+        /// α [T, T] or [C, T, T].
         alpha: ParamId,
+        /// Tasks, channels and α's layout.
         unit: crate::kernels::cross_stitch::Stitch,
     },
     /// Layer-stitch unit of a sluice network over K layer outputs placed
     /// side by side in h ([rows, K·T·C]): `z_t = Σ_k β_tk h_tk`, β [T, K].
     LayerStitch {
+        /// The K layer outputs side by side [rows, K·T·C].
         h: NodeId,
+        /// β [T, K].
         beta: ParamId,
+        /// Layers, tasks and channels.
         unit: crate::kernels::layer_stitch::LayerStitch,
     },
     /// `alpha · x`.
-    Scale { x: NodeId, alpha: f32 },
+    Scale {
+        /// Input.
+        x: NodeId,
+        /// The constant factor.
+        alpha: f32,
+    },
     /// Identity forward; backward multiplies the gradient by −λ (Ganin &
     /// Lempitsky 2015), λ set per step with `Program::set_reversal_lambda`
     /// (see `reversal_lambda` for the standard schedule).
-    GradReverse { x: NodeId },
+    GradReverse {
+        /// Input.
+        x: NodeId,
+    },
     /// Columns of the parts side by side (same row count).
-    Concat { parts: Vec<NodeId> },
+    Concat {
+        /// The matrices to join, left to right.
+        parts: Vec<NodeId>,
+    },
     /// Columns [start, start + cols) of x.
     Slice {
+        /// Input [rows, width].
         x: NodeId,
+        /// First column taken.
         start: usize,
+        /// Columns taken.
         cols: usize,
     },
-    /// Per-task masked losses of `logits` ([T]); the terminal node.
+    /// Per-task masked losses of `logits` (\[T\]); the terminal node.
     Losses {
+        /// Logits [rows, Σ widths], tasks side by side.
         logits: NodeId,
+        /// Each task's loss, width and mask flag, in column order.
         tasks: Vec<TaskLoss>,
+        /// Labels [cross-entropy tasks, rows] (u32), if any.
         labels: Option<NodeId>,
+        /// Targets [rows, Σ widths] (f32), if any task is not CE.
         targets: Option<NodeId>,
+        /// Masks [T, rows] (f32, 1 = labelled), if any task is masked.
         masks: Option<NodeId>,
     },
 }
 
+/// One node of the graph: an op and the shape of its value.
 #[derive(Clone, Debug)]
 pub struct Node {
+    /// The name given when it was added (labels its buffers; layers also
+    /// name their parameters after it).
     pub name: String,
+    /// What it computes from which nodes and parameters.
     pub op: Op,
+    /// Shape of its value ([rows, cols] for matrices).
     pub shape: Vec<usize>,
 }
 
@@ -194,6 +248,8 @@ fn shape_err(detail: String) -> Error {
 }
 
 impl Graph {
+    /// An empty graph; parameters are aligned to `ctx`'s adapter's
+    /// storage-buffer offset alignment.
     pub fn new(ctx: &GpuContext) -> Self {
         let align = (ctx.limits().min_storage_buffer_offset_alignment as usize / 4).max(1);
         Graph {
@@ -209,14 +265,17 @@ impl Graph {
         }
     }
 
+    /// Every node, in the order added (`NodeId` indexes it).
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
     }
 
+    /// The parameters the ops added so far.
     pub fn params(&self) -> &ParamLayout {
         &self.params
     }
 
+    /// Shape of node `n`'s value.
     pub fn shape(&self, n: NodeId) -> &[usize] {
         &self.nodes[n.0].shape
     }
@@ -240,10 +299,14 @@ impl Graph {
         }
     }
 
+    /// An input node the caller fills before each step
+    /// (`Program::input`).
     pub fn input(&mut self, name: &str, shape: &[usize], dtype: DType) -> NodeId {
         self.push(name, Op::Input { dtype }, shape.to_vec())
     }
 
+    /// A new parameter (for `dense_with` and the like); an error if the
+    /// name is taken.
     pub fn param(&mut self, name: &str, shape: &[usize], init: Init) -> Result<ParamId> {
         self.params.add(name, shape, init, self.align)
     }
@@ -369,7 +432,7 @@ impl Graph {
 
     /// A per-task layer whose T tasks all read the whole of `x` (the first
     /// layer of soft-sharing / cross-stitch columns): task t has weights
-    /// [in, outputs[t]] and writes output block t; one dispatch per pass,
+    /// [in, outputs\[t\]] and writes output block t; one dispatch per pass,
     /// and dX = Σ_t D_t·W_tᵀ by a per-task GEMM and a fixed-order sum.
     pub fn task_dense_shared(
         &mut self,
@@ -431,6 +494,7 @@ impl Graph {
         ))
     }
 
+    /// `a + b`, elementwise; an error unless the shapes are equal.
     pub fn add(&mut self, name: &str, a: NodeId, b: NodeId) -> Result<NodeId> {
         if self.shape(a) != self.shape(b) {
             return Err(shape_err(format!(
@@ -670,7 +734,7 @@ impl Graph {
 
     /// Chooses the task balancing (after `losses`). Gram methods need the
     /// per-task gradients of the heads' input (`split_task_grads`);
-    /// uncertainty weighting adds the parameter `weighting.log_var` [T]
+    /// uncertainty weighting adds the parameter `weighting.log_var` \[T\]
     /// (initialised to 0: σ² = 1).
     pub fn set_balancing(&mut self, balancing: Balancing) -> Result<()> {
         let tasks = match self.nodes.iter().find_map(|n| match &n.op {
@@ -694,16 +758,21 @@ impl Graph {
         Ok(())
     }
 
+    /// `alpha · x`.
     pub fn scale(&mut self, name: &str, x: NodeId, alpha: f32) -> NodeId {
         let shape = self.shape(x).to_vec();
         self.push(name, Op::Scale { x, alpha }, shape)
     }
 
+    /// A gradient-reversal node (`Op::GradReverse`): identity forward,
+    /// gradient × −λ backward.
     pub fn grad_reverse(&mut self, name: &str, x: NodeId) -> NodeId {
         let shape = self.shape(x).to_vec();
         self.push(name, Op::GradReverse { x }, shape)
     }
 
+    /// The matrices `parts` side by side; an error if their row counts
+    /// differ or there are none.
     pub fn concat(&mut self, name: &str, parts: &[NodeId]) -> Result<NodeId> {
         let mut rows = None;
         let mut cols = 0;
@@ -727,6 +796,8 @@ impl Graph {
         ))
     }
 
+    /// Columns [start, start + cols) of x; an error if they are empty or
+    /// out of range.
     pub fn slice(&mut self, name: &str, x: NodeId, start: usize, cols: usize) -> Result<NodeId> {
         let (rows, width) = self.matrix(x, "slice input")?;
         if cols == 0 || start + cols > width {

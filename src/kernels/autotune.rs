@@ -27,7 +27,9 @@ use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Tensor};
 use crate::kernels::gemm::{self, available_variants, Epilogue, GemmShape, Layout, Variant};
 
+/// Environment variable that switches the autotuner (see the module doc).
 pub const AUTOTUNE_ENV: &str = "MANYTASK_AUTOTUNE";
+/// Environment variable naming the directory of the autotune table.
 pub const CACHE_DIR_ENV: &str = "MANYTASK_CACHE_DIR";
 const CACHE_FILE: &str = "gemm-autotune-v1.tsv";
 const CACHE_HEADER: &str =
@@ -37,13 +39,18 @@ const CACHE_HEADER: &str =
 /// power of two (so 1000 and 1024 share a class).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ShapeClass {
+    /// Batch, rounded up to a power of two.
     pub batch: u32,
+    /// Rows of C, rounded up to a power of two.
     pub m: u32,
+    /// Columns of C, rounded up to a power of two.
     pub n: u32,
+    /// The reduced dimension, rounded up to a power of two.
     pub k: u32,
 }
 
 impl ShapeClass {
+    /// The class of `shape`.
     pub fn of(shape: GemmShape) -> Self {
         let up = |v: usize| (v.max(1) as u64).next_power_of_two() as u32;
         ShapeClass {

@@ -8,7 +8,9 @@ use crate::kernels::check::require_f32;
 
 pub use crate::reference::block::Block;
 
+/// `copy_block`: dst block = scale · src block.
 pub const COPY_BLOCK: KernelSpec = KernelSpec::new(Shader::Block, "copy_block");
+/// `copy_block` with ACCUMULATE: dst block += scale · src block.
 pub const ADD_BLOCK: KernelSpec =
     KernelSpec::new(Shader::Block, "copy_block").with_flag("ACCUMULATE", true);
 

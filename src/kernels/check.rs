@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Tensor};
 
+/// `Error::DType` unless `t` holds f32.
 pub fn require_f32(op: &'static str, t: &Tensor) -> Result<()> {
     if t.dtype() != DType::F32 {
         return Err(Error::DType {
@@ -15,6 +16,7 @@ pub fn require_f32(op: &'static str, t: &Tensor) -> Result<()> {
     Ok(())
 }
 
+/// `Error::Shape` unless `a` and `b` have the same shape.
 pub fn require_same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.shape() != b.shape() {
         return Err(Error::Shape {
@@ -31,6 +33,7 @@ pub fn require_same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()
     Ok(())
 }
 
+/// `Error::Shape` unless `t` has shape `expected`.
 pub fn require_shape(op: &'static str, t: &Tensor, expected: &[usize]) -> Result<()> {
     if t.shape() != expected {
         return Err(Error::Shape {

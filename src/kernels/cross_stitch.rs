@@ -55,7 +55,9 @@ struct Params {
 /// The shape of one unit: X is [rows, tasks·channels].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stitch {
+    /// T: task blocks mixed.
     pub tasks: usize,
+    /// One α per channel ([C, T, T]) instead of one [T, T].
     pub per_channel: bool,
 }
 
@@ -91,6 +93,7 @@ impl Stitch {
         Ok((rows, channels))
     }
 
+    /// α's shape for `channels` columns per task: [T, T] or [C, T, T].
     pub fn alpha_shape(&self, channels: usize) -> Vec<usize> {
         if self.per_channel {
             vec![channels, self.tasks, self.tasks]

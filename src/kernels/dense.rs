@@ -50,12 +50,16 @@ impl BackwardPlan {
 }
 
 /// One dense layer's operands: X [rows, inputs], W [inputs, outputs],
-/// optional b [outputs].
+/// optional b \[outputs\].
 #[derive(Clone, Copy, Debug)]
 pub struct Dense<'t> {
+    /// Input [rows, inputs].
     pub x: &'t Tensor,
+    /// Weight [inputs, outputs].
     pub w: &'t Tensor,
+    /// Bias \[outputs\], if any.
     pub bias: Option<&'t Tensor>,
+    /// Activation of the output.
     pub act: Activation,
 }
 
@@ -65,10 +69,15 @@ pub struct Dense<'t> {
 /// otherwise they are overwritten.
 #[derive(Clone, Copy, Debug)]
 pub struct DenseGrads<'t> {
+    /// dX [rows, inputs], or None to skip it.
     pub dx: Option<&'t Tensor>,
+    /// dW [inputs, outputs].
     pub dw: &'t Tensor,
+    /// db \[outputs\] (required when the layer has a bias).
     pub db: Option<&'t Tensor>,
+    /// Add into dW and db instead of overwriting them.
     pub accumulate: bool,
+    /// Add into dX instead of overwriting it.
     pub accumulate_dx: bool,
     /// Where the `StoreDelta` plan keeps D ([rows, outputs]); None takes a
     /// pool buffer (the autograd graph passes a planned one).

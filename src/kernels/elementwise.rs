@@ -32,10 +32,15 @@ const fn spec(entry: &'static str) -> KernelSpec {
     KernelSpec::new(Shader::Elementwise, entry)
 }
 
+/// `fill`: y = value.
 pub const FILL: KernelSpec = spec("fill");
+/// `copy`: y = x.
 pub const COPY: KernelSpec = spec("copy");
+/// `add`: y = a + b.
 pub const ADD: KernelSpec = spec("add");
+/// `scale`: y = alpha · x.
 pub const SCALE: KernelSpec = spec("scale");
+/// `axpy`: y += alpha · x.
 pub const AXPY: KernelSpec = spec("axpy");
 
 /// `act_forward` specialised for `act` (override ACT, shaders/activation.wgsl).
@@ -67,7 +72,7 @@ pub fn specs() -> Vec<KernelSpec> {
     all
 }
 
-/// out[i] = value
+/// `out[i] = value`
 pub fn fill(rec: &mut Recorder, out: &Tensor, value: f32) -> Result<()> {
     const OP: &str = "elementwise::fill";
     require_f32(OP, out)?;
@@ -82,7 +87,7 @@ pub fn fill(rec: &mut Recorder, out: &Tensor, value: f32) -> Result<()> {
     )
 }
 
-/// out[i] = src[i]
+/// `out[i] = src[i]`
 pub fn copy(rec: &mut Recorder, src: &Tensor, out: &Tensor) -> Result<()> {
     const OP: &str = "elementwise::copy";
     require_f32(OP, src)?;
@@ -93,7 +98,7 @@ pub fn copy(rec: &mut Recorder, src: &Tensor, out: &Tensor) -> Result<()> {
     rec.dispatch_1d(OP, &COPY, &Params::new(n, 0.0), &binds, n as u64, WG)
 }
 
-/// out[i] = a[i] + b[i]
+/// `out[i] = a[i] + b[i]`
 pub fn add(rec: &mut Recorder, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<()> {
     const OP: &str = "elementwise::add";
     for t in [a, b, out] {
@@ -106,7 +111,7 @@ pub fn add(rec: &mut Recorder, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<(
     rec.dispatch_1d(OP, &ADD, &Params::new(n, 0.0), &binds, n as u64, WG)
 }
 
-/// out[i] = alpha * a[i]
+/// `out[i] = alpha * a[i]`
 pub fn scale(rec: &mut Recorder, a: &Tensor, alpha: f32, out: &Tensor) -> Result<()> {
     const OP: &str = "elementwise::scale";
     require_f32(OP, a)?;
@@ -117,7 +122,7 @@ pub fn scale(rec: &mut Recorder, a: &Tensor, alpha: f32, out: &Tensor) -> Result
     rec.dispatch_1d(OP, &SCALE, &Params::new(n, alpha), &binds, n as u64, WG)
 }
 
-/// y[i] += alpha * x[i], in place on `y`.
+/// `y[i] += alpha * x[i]`, in place on `y`.
 pub fn axpy(rec: &mut Recorder, alpha: f32, x: &Tensor, y: &Tensor) -> Result<()> {
     const OP: &str = "elementwise::axpy";
     require_f32(OP, x)?;
@@ -128,7 +133,7 @@ pub fn axpy(rec: &mut Recorder, alpha: f32, x: &Tensor, y: &Tensor) -> Result<()
     rec.dispatch_1d(OP, &AXPY, &Params::new(n, alpha), &binds, n as u64, WG)
 }
 
-/// out[i] = act(z[i])
+/// `out[i] = act(z[i])`
 pub fn act_forward(rec: &mut Recorder, act: Activation, z: &Tensor, out: &Tensor) -> Result<()> {
     const OP: &str = "elementwise::act_forward";
     require_f32(OP, z)?;
@@ -140,7 +145,7 @@ pub fn act_forward(rec: &mut Recorder, act: Activation, z: &Tensor, out: &Tensor
     rec.dispatch_1d(OP, kernel, &Params::new(n, 0.0), &binds, n as u64, WG)
 }
 
-/// grad_z[i] = grad_y[i] * act'(z[i])
+/// `grad_z[i] = grad_y[i] * act'(z[i])`
 pub fn act_backward(
     rec: &mut Recorder,
     act: Activation,
@@ -164,7 +169,7 @@ pub fn act_backward(
     rec.dispatch_1d(OP, kernel, &Params::new(n, 0.0), &binds, n as u64, WG)
 }
 
-/// grad_z[i] = grad_y[i] * act'(z[i]), with act' computed from the output
+/// `grad_z[i] = grad_y[i] * act'(z[i])`, with act' computed from the output
 /// y = act(z) (identity, relu, tanh, sigmoid; GELU needs z).
 pub fn act_backward_from_output(
     rec: &mut Recorder,

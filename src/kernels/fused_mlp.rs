@@ -41,10 +41,13 @@ const NONE: u32 = u32::MAX;
 /// narrow trunks have little to spread anyway).
 pub const LANE_COUNTS: [u32; 4] = [8, 16, 24, 32];
 
+/// `trunk_forward` for workgroups of `lanes` invocations.
 pub fn forward_spec(lanes: u32) -> KernelSpec {
     KernelSpec::new(Shader::FusedMlp, "trunk_forward").with("LANES", lanes)
 }
 
+/// `trunk_backward` (every D_l, and dX when `write_dx`, added to it with
+/// `accumulate_dx`).
 pub fn backward_spec(lanes: u32, write_dx: bool, accumulate_dx: bool) -> KernelSpec {
     KernelSpec::new(Shader::FusedMlp, "trunk_backward")
         .with("LANES", lanes)
@@ -52,6 +55,7 @@ pub fn backward_spec(lanes: u32, write_dx: bool, accumulate_dx: bool) -> KernelS
         .with_flag("ACCUMULATE_DX", accumulate_dx)
 }
 
+/// `trunk_weight_grads` (every dW_l and db_l, added with `accumulate`).
 pub fn weight_grads_spec(lanes: u32, accumulate: bool) -> KernelSpec {
     KernelSpec::new(Shader::FusedMlp, "trunk_weight_grads")
         .with("LANES", lanes)
@@ -74,7 +78,9 @@ pub fn specs() -> Vec<KernelSpec> {
 /// Where a layer's parameters start in the parameter buffer (elements).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParamOffsets {
+    /// First element of W [in, out].
     pub w: usize,
+    /// First element of b \[out\], if the layer has one.
     pub b: Option<usize>,
 }
 
@@ -180,14 +186,17 @@ impl TrunkSpec {
         Ok(trunk)
     }
 
+    /// Width of the trunk's input.
     pub fn inputs(&self) -> usize {
         self.inputs
     }
 
+    /// The layers, input side first.
     pub fn layers(&self) -> &[TrunkLayer] {
         &self.layers
     }
 
+    /// Each layer's parameter offsets.
     pub fn offsets(&self) -> &[ParamOffsets] {
         &self.offsets
     }
@@ -202,6 +211,7 @@ impl TrunkSpec {
         (widest.div_ceil(4).next_multiple_of(8)).min(MAX_WIDTH / 4) as u32
     }
 
+    /// Width of the last layer's output.
     pub fn outputs(&self) -> usize {
         self.layers.last().map_or(0, |l| l.outputs)
     }
@@ -473,10 +483,15 @@ pub fn trunk_forward(
 /// every D_l between the two dispatches.
 #[derive(Clone, Copy, Debug)]
 pub struct TrunkGrads<'t> {
+    /// dX [rows, inputs], or None to skip it.
     pub dx: Option<&'t Tensor>,
+    /// dW and db of every layer, laid out like the parameters.
     pub grads: &'t Tensor,
+    /// Scratch for every layer's D_l.
     pub deltas: &'t Tensor,
+    /// Add into `grads` instead of overwriting.
     pub accumulate: bool,
+    /// Add into dX instead of overwriting.
     pub accumulate_dx: bool,
 }
 

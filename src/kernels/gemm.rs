@@ -35,6 +35,7 @@ pub enum Variant {
 }
 
 impl Variant {
+    /// Every variant, available on this adapter or not.
     pub const ALL: [Variant; 4] = [
         Variant::Naive,
         Variant::RegisterBlocked,
@@ -42,6 +43,7 @@ impl Variant {
         Variant::Tiled,
     ];
 
+    /// The WGSL entry point, e.g. "gemm_tiled".
     pub fn entry(self) -> &'static str {
         match self {
             Variant::Naive => "gemm_naive",
@@ -51,6 +53,7 @@ impl Variant {
         }
     }
 
+    /// Short name for flags and reports: naive, rb, subgroup, tiled.
     pub fn name(self) -> &'static str {
         match self {
             Variant::Naive => "naive",
@@ -129,12 +132,14 @@ pub fn available_variants(ctx: &GpuContext) -> Vec<Variant> {
 /// `C = act(alpha·op(A)·op(B) + beta·C_old + bias)`.
 #[derive(Clone, Copy, Debug)]
 pub struct Epilogue<'t> {
+    /// Scale of the product (1 by default).
     pub alpha: f32,
     /// Accumulate into C (gradient accumulation): `Some(beta)`.
     pub beta: Option<f32>,
-    /// One value per output column: shape [N] (shared by every batch) or
+    /// One value per output column: shape \[N\] (shared by every batch) or
     /// [batch, N].
     pub bias: Option<&'t Tensor>,
+    /// Activation applied last (identity by default).
     pub act: Activation,
     /// Also write the pre-activation `alpha·op(A)·op(B) + beta·C + bias`
     /// here (same shape as C): the Z a GELU layer's backward needs.
@@ -156,7 +161,9 @@ impl Default for Epilogue<'_> {
 /// Which GEMM operand a prologue scales.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Operand {
+    /// The left operand (M × K after op).
     A,
+    /// The right operand (K × N after op).
     B,
 }
 
@@ -171,6 +178,7 @@ pub enum Saved<'t> {
 }
 
 impl<'t> Saved<'t> {
+    /// The tensor kept, Z or Y.
     pub fn tensor(&self) -> &'t Tensor {
         match *self {
             Saved::PreActivation(t) | Saved::Output(t) => t,
@@ -187,17 +195,21 @@ impl<'t> Saved<'t> {
 /// shape), so `D = G ⊙ act'(Z)` feeds the GEMM without being stored.
 #[derive(Clone, Copy, Debug)]
 pub struct Prologue<'t> {
+    /// The operand scaled as it loads (the upstream gradient G).
     pub operand: Operand,
+    /// Z or Y of the layer's forward pass, the operand's shape.
     pub saved: Saved<'t>,
+    /// The layer's activation, whose derivative is applied.
     pub act: Activation,
 }
 
 /// Work fused into the GEMM's k loop (the dense-layer backward).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Fusion<'t> {
+    /// Scale an operand by act' as it loads.
     pub prologue: Option<Prologue<'t>>,
     /// Column sums of op(B) (after the prologue): with B = D in
-    /// `dW = Xᵀ·D`, the bias gradient. Shape [N] or [batch, N]; alpha and
+    /// `dW = Xᵀ·D`, the bias gradient. Shape \[N\] or [batch, N]; alpha and
     /// beta of the epilogue apply to it as to C.
     pub bias_grad: Option<&'t Tensor>,
 }
@@ -206,17 +218,23 @@ pub struct Fusion<'t> {
 /// pipeline-cache key of one specialisation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Flags {
+    /// f16 storage of A, B and C (the f16 modules).
     pub f16: bool,
+    /// C is read and accumulated into (`Epilogue::beta`).
     pub beta: bool,
+    /// A bias is added.
     pub bias: bool,
+    /// The epilogue's activation.
     pub act: Activation,
     /// B loads as aligned vec4s (rb and subgroup variants).
     pub vec_b: bool,
     /// Problems come from a task table (`kernels::task_gemm`).
     pub tasks: bool,
+    /// The pre-activation is written too (`Epilogue::z_out`).
     pub store_z: bool,
     /// (operand, activation, derivative from the output).
     pub prologue: Option<(Operand, Activation, bool)>,
+    /// Column sums of op(B) are written (`Fusion::bias_grad`).
     pub bias_grad: bool,
 }
 
@@ -359,9 +377,13 @@ pub fn specs() -> Vec<KernelSpec> {
 /// The problem a GEMM call describes, after its shapes are checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GemmShape {
+    /// Independent products (1 for a 2-D GEMM).
     pub batch: usize,
+    /// Rows of C.
     pub m: usize,
+    /// Columns of C.
     pub n: usize,
+    /// The reduced dimension.
     pub k: usize,
 }
 

@@ -9,14 +9,18 @@ use crate::kernels::check::require_f32;
 
 const WG: u64 = 256;
 
+/// `layer_stitch_mix`: z = Σ_k β_k h_k (added into z with `accumulate`).
 pub fn mix_spec(accumulate: bool) -> KernelSpec {
     KernelSpec::new(Shader::LayerStitch, "layer_stitch_mix").with_flag("ACCUMULATE", accumulate)
 }
 
+/// `layer_stitch_spread`: dh_k = β_k dz (added with `accumulate`).
 pub fn spread_spec(accumulate: bool) -> KernelSpec {
     KernelSpec::new(Shader::LayerStitch, "layer_stitch_spread").with_flag("ACCUMULATE", accumulate)
 }
 
+/// `layer_stitch_beta_grad`: dβ_tk = ⟨dz_t, h_tk⟩ (added with
+/// `accumulate`).
 pub fn beta_grad_spec(accumulate: bool) -> KernelSpec {
     KernelSpec::new(Shader::LayerStitch, "layer_stitch_beta_grad")
         .with_flag("ACCUMULATE", accumulate)
@@ -46,7 +50,9 @@ struct Params {
 /// [tasks, layers].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayerStitch {
+    /// T.
     pub tasks: usize,
+    /// K: layer outputs mixed.
     pub layers: usize,
 }
 

@@ -26,6 +26,7 @@ const TASK_WORDS: usize = 8;
 pub const STATS_PER_TASK: usize = 4;
 const NO_MASK: u32 = u32::MAX;
 
+/// `masked_losses`: every task's loss, gradient and statistics.
 pub const MASKED_LOSSES: KernelSpec = KernelSpec::new(Shader::Loss, "masked_losses");
 
 /// Every pipeline this module can build (for the naga cross-compile test).
@@ -37,10 +38,13 @@ pub fn specs() -> Vec<KernelSpec> {
 /// and mask live in the shared buffers. Offsets are in elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LossTask {
+    /// Softmax cross-entropy, MSE or BCE with logits.
     pub kind: LossKind,
+    /// Rows of the batch.
     pub rows: usize,
     /// Classes (cross-entropy) or outputs per row.
     pub width: usize,
+    /// First logit of the task in the logits (and gradients) buffer.
     pub logit_offset: usize,
     /// Row stride of the logits (and gradients): ≥ width.
     pub logit_ld: usize,
@@ -59,6 +63,8 @@ pub struct LossTable {
 }
 
 impl LossTable {
+    /// Checks the tasks (widths ≥ 1, strides ≥ widths, offsets fit u32,
+    /// no two tasks' gradient windows overlap) and uploads the table.
     pub fn new(ctx: &GpuContext, tasks: &[LossTask]) -> Result<LossTable> {
         let bad = |t: usize, detail: String| Error::Shape {
             op: OP,
@@ -136,6 +142,7 @@ impl LossTable {
         })
     }
 
+    /// The tasks, as given.
     pub fn tasks(&self) -> &[LossTask] {
         &self.tasks
     }
@@ -143,23 +150,31 @@ impl LossTable {
 
 /// What the kernel reads. `targets` (f32) is needed when a task is MSE or
 /// BCE, `labels` (u32) when one is cross-entropy, `masks` (f32) when one
-/// has a mask; `upstream` [T] holds dObjective/dL_t.
+/// has a mask; `upstream` \[T\] holds dObjective/dL_t.
 #[derive(Clone, Copy, Debug)]
 pub struct LossInputs<'t> {
+    /// Every task's logits (f32), at the table's offsets.
     pub logits: &'t Tensor,
+    /// Real or 0/1 targets (f32).
     pub targets: Option<&'t Tensor>,
+    /// Class ids (u32).
     pub labels: Option<&'t Tensor>,
+    /// 1 = labelled, 0 = missing (f32).
     pub masks: Option<&'t Tensor>,
+    /// dObjective/dL_t \[T\] (f32): each task's gradient scale.
     pub upstream: &'t Tensor,
 }
 
-/// What the kernel writes: `grads` (the logits' shape), `losses` [T], and
+/// What the kernel writes: `grads` (the logits' shape), `losses` \[T\], and
 /// `stats` (u32 [T, 4]: labelled rows, out-of-range labels, non-finite
 /// rows, 0).
 #[derive(Clone, Copy, Debug)]
 pub struct LossOutputs<'t> {
+    /// dObjective/dlogits, the logits' shape.
     pub grads: &'t Tensor,
+    /// L_t \[T\].
     pub losses: &'t Tensor,
+    /// u32 [T, 4] statistics.
     pub stats: &'t Tensor,
 }
 

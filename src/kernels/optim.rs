@@ -10,7 +10,9 @@ pub use crate::reference::optim::{AdamW, Sgd};
 
 const WG: u32 = 256;
 
+/// `sgd_step`: momentum SGD over an arena.
 pub const SGD_STEP: KernelSpec = KernelSpec::new(Shader::Optim, "sgd_step");
+/// `adamw_step`: AdamW over an arena.
 pub const ADAMW_STEP: KernelSpec = KernelSpec::new(Shader::Optim, "adamw_step");
 
 /// Every pipeline this module can build (for the naga cross-compile test).

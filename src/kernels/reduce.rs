@@ -30,9 +30,12 @@ struct Params {
     groups: u32,
 }
 
+/// `sum_partials`: one tree level of a sum.
 pub const SUM: KernelSpec = KernelSpec::new(Shader::Reduce, "sum_partials");
+/// `sum_partials` with SQUARE: the first level of a sum of squares.
 pub const SUM_SQUARES: KernelSpec =
     KernelSpec::new(Shader::Reduce, "sum_partials").with_flag("SQUARE", true);
+/// `colsum_partials`: per-column partial sums over row chunks.
 pub const COLSUM: KernelSpec = KernelSpec::new(Shader::Reduce, "colsum_partials");
 
 /// Every pipeline this module can build (for the naga cross-compile test).
@@ -40,12 +43,12 @@ pub fn specs() -> Vec<KernelSpec> {
     vec![SUM, SUM_SQUARES, COLSUM]
 }
 
-/// out[0] = Σ x (any shape; `out` has shape [1]).
+/// `out[0] = Σ x` (any shape; `out` has shape `[1]`).
 pub fn sum(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> Result<()> {
     sum_tree(rec, "reduce::sum", &SUM, x, out)
 }
 
-/// out[0] = Σ x² (any shape; `out` has shape [1]).
+/// `out[0] = Σ x²` (any shape; `out` has shape `[1]`).
 pub fn sum_squares(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> Result<()> {
     sum_tree(rec, "reduce::sum_squares", &SUM_SQUARES, x, out)
 }
@@ -101,7 +104,7 @@ fn sum_tree(
     }
 }
 
-/// out[c] = Σ_r x[r, c] for x of shape (rows, cols) and out of shape (cols).
+/// `out[c] = Σ_r x[r, c]` for x of shape (rows, cols) and out of shape (cols).
 pub fn column_sums(rec: &mut Recorder, x: &Tensor, out: &Tensor) -> Result<()> {
     const OP: &str = "reduce::column_sums";
     require_f32(OP, x)?;

@@ -4,7 +4,9 @@
 use crate::error::{Error, Result};
 use crate::gpu::{Bind, DType, KernelSpec, Recorder, Shader, Tensor};
 
+/// `fma_peak`: independent FMA chains per invocation (compute ceiling).
 pub const FMA_PEAK: KernelSpec = KernelSpec::new(Shader::Roofline, "fma_peak");
+/// `copy_bandwidth`: a vec4 buffer copy (memory ceiling).
 pub const COPY_BANDWIDTH: KernelSpec = KernelSpec::new(Shader::Roofline, "copy_bandwidth");
 
 /// Every pipeline this module can build (for the naga cross-compile test).

@@ -12,8 +12,11 @@ use crate::kernels::check::require_f32;
 use crate::kernels::reduce;
 use crate::kernels::trace_norm::TraceNormVariant;
 
+/// `l2_distance`: the L2-distance gradient term and value partials.
 pub const L2_DISTANCE: KernelSpec = KernelSpec::new(Shader::SoftSharing, "l2_distance");
+/// `clustering`: the task-clustering gradient term and value partials.
 pub const CLUSTERING: KernelSpec = KernelSpec::new(Shader::SoftSharing, "clustering");
+/// `group_lasso_prox`: the group-lasso shrinkage, in place.
 pub const GROUP_LASSO_PROX: KernelSpec = KernelSpec::new(Shader::SoftSharing, "group_lasso_prox");
 
 /// Every pipeline this module can build (for the naga cross-compile test).
@@ -25,29 +28,43 @@ pub fn specs() -> Vec<KernelSpec> {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Regulariser {
     /// λ Σ_{s<t} ‖W_s − W_t‖² (Duong et al. 2015): a gradient term.
-    L2Distance { lambda: f32 },
+    L2Distance {
+        /// Strength λ ≥ 0.
+        lambda: f32,
+    },
     /// ‖W̄‖² + (λ/T) Σ_t ‖W_t − W̄‖² (Evgeniou et al. 2005): a gradient term.
-    Clustering { lambda: f32 },
+    Clustering {
+        /// Strength λ ≥ 0 of the spread term.
+        lambda: f32,
+    },
     /// λ Σ_j ‖(W_0j … W_(T−1)j)‖₂ (ℓ1/ℓ2 over the rows of A ∈ R^{d×T}):
     /// a proximal step with step size η·λ after the optimiser.
-    GroupLasso { lambda: f32 },
+    GroupLasso {
+        /// Strength λ ≥ 0.
+        lambda: f32,
+    },
     /// λ·(trace norm of the stacked [T, in, out] weights, summed over the
     /// `variant`'s unfoldings; `kernels::trace_norm`), as a gradient term
     /// λ·Σ U·Vᵀ.
     TraceNorm {
+        /// Strength λ ≥ 0.
         lambda: f32,
+        /// Which unfoldings' norms are summed.
         variant: TraceNormVariant,
     },
     /// The same norm through its proximal step (singular values shrunk by
     /// η·λ) after the optimiser. `LastAxis` only: Tucker and TT have no
     /// closed-form prox (`Graph::regularise` returns an error).
     TraceNormProx {
+        /// Strength λ ≥ 0 (the shrinkage is lr·λ per step).
         lambda: f32,
+        /// Must be `LastAxis`.
         variant: TraceNormVariant,
     },
 }
 
 impl Regulariser {
+    /// Its strength λ.
     pub fn lambda(&self) -> f32 {
         match *self {
             Regulariser::L2Distance { lambda }
@@ -212,7 +229,7 @@ pub fn group_lasso_prox(
     )
 }
 
-/// out[0] = Σ partials: the regulariser's value.
+/// `out[0] = Σ partials`: the regulariser's value.
 pub fn value(rec: &mut Recorder, partial: &Tensor, out: &Tensor) -> Result<()> {
     reduce::sum(rec, partial, out)
 }

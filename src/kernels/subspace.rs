@@ -22,9 +22,13 @@ use crate::kernels::{elementwise, reduce};
 /// outputs split into `subspaces` column blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Subspaces {
+    /// T.
     pub tasks: usize,
+    /// Rows of each task's weight.
     pub inputs: usize,
+    /// Columns of each task's weight (a multiple of `subspaces`).
     pub outputs: usize,
+    /// G ≥ 2: column blocks per task.
     pub subspaces: usize,
 }
 
@@ -47,6 +51,7 @@ impl Subspaces {
         Ok(outputs / subspaces)
     }
 
+    /// Elements of the stacked weights, T·inputs·outputs.
     pub fn weights(&self) -> usize {
         self.tasks * self.inputs * self.outputs
     }
@@ -65,6 +70,7 @@ pub struct Orthogonality {
 }
 
 impl Orthogonality {
+    /// Checks the shape and builds the two task tables and scratch.
     pub fn new(ctx: &GpuContext, shape: Subspaces) -> Result<Self> {
         let width = shape.check()?;
         let Subspaces {
@@ -116,6 +122,7 @@ impl Orthogonality {
         })
     }
 
+    /// The penalised layer's shape.
     pub fn shape(&self) -> Subspaces {
         self.shape
     }

@@ -221,10 +221,12 @@ impl TaskTable {
         })
     }
 
+    /// The layout every task uses.
     pub fn layout(&self) -> Layout {
         self.layout
     }
 
+    /// The tasks' problems, as given.
     pub fn problems(&self) -> &[TaskProblem] {
         &self.problems
     }

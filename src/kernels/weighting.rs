@@ -9,10 +9,14 @@ use crate::gpu::{Bind, DType, KernelSpec, Recorder, Shader, Tensor};
 use crate::kernels::check::require_f32;
 use crate::kernels::reduce;
 
+/// `gram_partials`: chunk partials of every pair's dot product.
 pub const GRAM: KernelSpec = KernelSpec::new(Shader::Weighting, "gram_partials");
+/// `uncertainty_weights`: c_t = ½e^(−s_t) into the task-weight buffer.
 pub const UNCERTAINTY_WEIGHTS: KernelSpec =
     KernelSpec::new(Shader::Weighting, "uncertainty_weights");
+/// `uncertainty_grad`: ds_t = ½(1 − e^(−s_t) L_t).
 pub const UNCERTAINTY_GRAD: KernelSpec = KernelSpec::new(Shader::Weighting, "uncertainty_grad");
+/// `loss_accumulate`: adds the step's losses to the epoch sums (DWA).
 pub const LOSS_ACCUMULATE: KernelSpec = KernelSpec::new(Shader::Weighting, "loss_accumulate");
 
 /// Most tasks the Gram kernel takes (pairs on grid y).
@@ -55,11 +59,14 @@ pub fn pairs(tasks: usize) -> usize {
 /// The Gram matrix's scratch for T tasks of n elements: chunk partials
 /// [chunks, pairs] and the pair sums [pairs].
 pub struct GramScratch {
+    /// [chunks, pairs] partial dot products.
     pub partials: Tensor,
+    /// [pairs] dot products ⟨g_i, g_j⟩, i ≤ j.
     pub sums: Tensor,
 }
 
 impl GramScratch {
+    /// Scratch for `tasks` rows of `n` elements.
     pub fn new(ctx: &crate::gpu::GpuContext, tasks: usize, n: usize) -> Result<Self> {
         let chunks = n.div_ceil(CHUNK).max(1);
         Ok(GramScratch {

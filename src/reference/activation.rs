@@ -9,16 +9,21 @@ use std::str::FromStr;
 /// override value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Activation {
+    /// act(x) = x.
     #[default]
     Identity = 0,
+    /// max(x, 0); act'(0) = 0.
     Relu = 1,
     /// GELU, tanh form: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))).
     Gelu = 2,
+    /// tanh(x).
     Tanh = 3,
+    /// 1 / (1 + e^(−x)).
     Sigmoid = 4,
 }
 
 impl Activation {
+    /// Every non-identity activation (the ones tests sweep).
     pub const ALL: [Activation; 4] = [
         Activation::Relu,
         Activation::Gelu,
@@ -33,6 +38,7 @@ impl Activation {
         self != Activation::Gelu
     }
 
+    /// Lower-case name, for flags and labels.
     pub fn name(self) -> &'static str {
         match self {
             Activation::Identity => "identity",

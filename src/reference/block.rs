@@ -6,14 +6,21 @@
 /// matrix with `dst_ld` columns, scaled by `alpha`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Block {
+    /// Rows of the block (and of both matrices).
     pub rows: usize,
+    /// Columns of the block.
     pub cols: usize,
+    /// First column of the block in the source.
     pub src_col: usize,
+    /// Columns of the source matrix (its row stride).
     pub src_ld: usize,
+    /// First column of the block in the destination.
     pub dst_col: usize,
+    /// Columns of the destination matrix (its row stride).
     pub dst_ld: usize,
 }
 
+/// dst block = alpha · src block, or += with `accumulate`.
 pub fn copy_block(b: &Block, alpha: f32, accumulate: bool, src: &[f32], dst: &mut [f32]) {
     for r in 0..b.rows {
         for c in 0..b.cols {

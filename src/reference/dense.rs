@@ -9,12 +9,19 @@ use crate::reference::activation::{act, act_grad, act_grad_from_output, Activati
 /// One layer on host arrays.
 #[derive(Clone, Copy, Debug)]
 pub struct DenseProblem<'a> {
+    /// Batch rows.
     pub rows: usize,
+    /// Input width.
     pub inputs: usize,
+    /// Output width.
     pub outputs: usize,
+    /// X [rows, inputs].
     pub x: &'a [f32],
+    /// W [inputs, outputs].
     pub w: &'a [f32],
+    /// b \[outputs\], if any.
     pub bias: Option<&'a [f32]>,
+    /// The layer's activation.
     pub act: Activation,
 }
 
@@ -59,8 +66,11 @@ pub fn dense_delta(
 /// The gradients of one layer.
 #[derive(Clone, Debug)]
 pub struct DenseGrads {
+    /// dX [rows, inputs].
     pub dx: Vec<f32>,
+    /// dW [inputs, outputs].
     pub dw: Vec<f32>,
+    /// db \[outputs\].
     pub db: Vec<f32>,
 }
 

@@ -5,18 +5,22 @@ use crate::reference::activation::{act, act_grad, Activation};
 
 // All functions below: x, y, a, b, z, g: (n,)
 
+/// n copies of `value`.
 pub fn fill(n: usize, value: f32) -> Vec<f32> {
     vec![value; n]
 }
 
+/// x unchanged.
 pub fn copy(x: &[f32]) -> Vec<f32> {
     x.to_vec()
 }
 
+/// a + b.
 pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
     a.iter().zip(b).map(|(&a, &b)| a + b).collect()
 }
 
+/// alpha · a.
 pub fn scale(a: &[f32], alpha: f32) -> Vec<f32> {
     a.iter().map(|&a| alpha * a).collect()
 }
@@ -29,6 +33,7 @@ pub fn axpy(alpha: f32, x: &[f32], y: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// act(z), elementwise.
 pub fn act_forward(a: Activation, z: &[f32]) -> Vec<f32> {
     z.iter().map(|&z| act(a, z as f64) as f32).collect()
 }

@@ -11,30 +11,40 @@ use crate::reference::dense::{dense_backward, dense_delta, dense_forward, DenseP
 /// One layer of a trunk: its width, activation and whether it has a bias.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrunkLayer {
+    /// Output width.
     pub outputs: usize,
+    /// Activation of the output.
     pub act: Activation,
+    /// Whether the layer adds a bias.
     pub bias: bool,
 }
 
-/// One layer's parameters: W [inputs, outputs] row-major, b [outputs].
+/// One layer's parameters: W [inputs, outputs] row-major, b \[outputs\].
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerParams {
+    /// W [inputs, outputs].
     pub w: Vec<f32>,
+    /// b \[outputs\], when the layer has a bias.
     pub b: Option<Vec<f32>>,
 }
 
 /// What the forward pass of one layer produced: Z and Y, [rows, outputs].
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerValues {
+    /// Pre-activation Z.
     pub z: Vec<f32>,
+    /// Output Y = act(Z).
     pub y: Vec<f32>,
 }
 
 /// Gradients of the whole trunk: dX [rows, inputs] and each layer's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrunkGrads {
+    /// dX [rows, inputs].
     pub dx: Vec<f32>,
+    /// dW_l [in_l, out_l] of each layer.
     pub dw: Vec<Vec<f32>>,
+    /// db_l \[out_l\] of each layer (computed with or without a bias).
     pub db: Vec<Vec<f32>>,
 }
 

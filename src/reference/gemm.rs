@@ -19,11 +19,14 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// The four layouts.
     pub const ALL: [Layout; 4] = [Layout::NN, Layout::NT, Layout::TN, Layout::TT];
 
+    /// Whether A is stored transposed (K×M).
     pub fn trans_a(self) -> bool {
         matches!(self, Layout::TN | Layout::TT)
     }
+    /// Whether B is stored transposed (N×K).
     pub fn trans_b(self) -> bool {
         matches!(self, Layout::NT | Layout::TT)
     }
@@ -45,6 +48,7 @@ impl Layout {
         }
     }
 
+    /// "nn", "nt", "tn" or "tt".
     pub fn name(self) -> &'static str {
         match self {
             Layout::NN => "nn",
@@ -65,20 +69,31 @@ impl fmt::Display for Layout {
 /// A is (batch?, M, K) or (batch?, K, M) when transposed; B is (batch?, K, N)
 /// or (batch?, N, K); a non-batched operand is shared by every batch.
 pub struct GemmProblem<'a> {
+    /// Which operands are stored transposed.
     pub layout: Layout,
+    /// Independent products (≥ 1).
     pub batch: usize,
+    /// Rows of C.
     pub m: usize,
+    /// Columns of C.
     pub n: usize,
+    /// The reduced dimension.
     pub k: usize,
+    /// A's values.
     pub a: &'a [f32],
+    /// A holds one matrix per batch entry (else one shared).
     pub a_batched: bool,
+    /// B's values.
     pub b: &'a [f32],
+    /// B holds one matrix per batch entry (else one shared).
     pub b_batched: bool,
+    /// Scale of the product.
     pub alpha: f32,
     /// (beta, C before the call): (batch, M, N).
     pub beta: Option<(f32, &'a [f32])>,
     /// (bias, batched): (batch?, N).
     pub bias: Option<(&'a [f32], bool)>,
+    /// Activation applied last.
     pub act: Activation,
 }
 

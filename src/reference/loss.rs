@@ -16,12 +16,14 @@ pub enum LossKind {
 }
 
 impl LossKind {
+    /// The three kinds.
     pub const ALL: [LossKind; 3] = [
         LossKind::SoftmaxCrossEntropy,
         LossKind::MeanSquaredError,
         LossKind::BinaryCrossEntropy,
     ];
 
+    /// "softmax_ce", "mse" or "bce_logits".
     pub fn name(self) -> &'static str {
         match self {
             LossKind::SoftmaxCrossEntropy => "softmax_ce",
@@ -32,15 +34,22 @@ impl LossKind {
 }
 
 /// One task's rows as dense host arrays: logits rows×width, targets
-/// rows×width (MSE/BCE) or labels [rows] (CE), mask [rows] or none.
+/// rows×width (MSE/BCE) or labels \[rows\] (CE), mask \[rows\] or none.
 #[derive(Clone, Copy, Debug)]
 pub struct TaskLossInput<'a> {
+    /// The task's loss.
     pub kind: LossKind,
+    /// Batch rows.
     pub rows: usize,
+    /// Classes or outputs per row.
     pub width: usize,
+    /// [rows, width].
     pub logits: &'a [f32],
+    /// [rows, width] (MSE, BCE; unused for CE).
     pub targets: &'a [f32],
+    /// \[rows\] class ids (CE; unused otherwise).
     pub labels: &'a [u32],
+    /// \[rows\], 1 = labelled; None: every row labelled.
     pub mask: Option<&'a [f32]>,
     /// dObjective / dL_t.
     pub upstream: f32,
@@ -49,6 +58,7 @@ pub struct TaskLossInput<'a> {
 /// What the kernel writes for one task.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskLossOutput {
+    /// Mean loss over the labelled rows (0 if none).
     pub loss: f32,
     /// rows×width.
     pub grads: Vec<f32>,
@@ -60,6 +70,7 @@ fn sigmoid(x: f64) -> f64 {
     crate::reference::activation::act(Activation::Sigmoid, x)
 }
 
+/// The loss, gradient and statistics the kernel writes for one task.
 pub fn task_loss(t: &TaskLossInput) -> TaskLossOutput {
     let w = t.width;
     let mut stats = [0u32; 4];

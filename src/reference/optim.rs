@@ -4,18 +4,26 @@
 /// SGD with momentum μ and weight decay (coupled, added to the gradient).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sgd {
+    /// Learning rate.
     pub lr: f32,
+    /// Momentum μ (0: plain SGD).
     pub momentum: f32,
+    /// L2 coefficient added to the gradient (coupled).
     pub weight_decay: f32,
 }
 
 /// AdamW: Adam with bias correction and decoupled weight decay.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamW {
+    /// Learning rate.
     pub lr: f32,
+    /// Decay of the first-moment estimate.
     pub beta1: f32,
+    /// Decay of the second-moment estimate.
     pub beta2: f32,
+    /// Added to √v̂ in the denominator.
     pub eps: f32,
+    /// Decoupled decay: θ −= lr·weight_decay·θ each step.
     pub weight_decay: f32,
 }
 

@@ -12,15 +12,25 @@ use crate::reference::gemm::Layout;
 /// Bias and bias gradient, when used, are `n` values at `bias_offset`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TaskProblem {
+    /// Rows of C_t.
     pub m: usize,
+    /// Columns of C_t.
     pub n: usize,
+    /// The reduced dimension.
     pub k: usize,
+    /// First element of A_t in A's buffer.
     pub a_offset: usize,
+    /// Row stride of A_t as stored, in elements.
     pub lda: usize,
+    /// First element of B_t in B's buffer.
     pub b_offset: usize,
+    /// Row stride of B_t as stored.
     pub ldb: usize,
+    /// First element of C_t in C's buffer.
     pub c_offset: usize,
+    /// Row stride of C_t.
     pub ldc: usize,
+    /// First of the task's n bias (or bias-gradient) values.
     pub bias_offset: usize,
 }
 
@@ -43,6 +53,7 @@ impl TaskProblem {
         }
     }
 
+    /// Index of C(row, col) in C's buffer.
     pub fn c_index(&self, row: usize, col: usize) -> usize {
         self.c_offset + row * self.ldc + col
     }
@@ -53,9 +64,13 @@ impl TaskProblem {
 /// (laid out like the operand) as Z or, with `from_output`, as Y.
 #[derive(Clone, Copy, Debug)]
 pub struct RefPrologue<'a> {
+    /// Scale op(A) (else op(B)).
     pub on_a: bool,
+    /// Z or Y, laid out like the scaled operand.
     pub saved: &'a [f32],
+    /// The activation whose derivative scales.
     pub act: Activation,
+    /// `saved` holds Y = act(Z) rather than Z.
     pub from_output: bool,
 }
 
@@ -73,17 +88,26 @@ impl RefPrologue<'_> {
 /// Everything one task-GEMM call reads.
 #[derive(Clone, Copy, Debug)]
 pub struct TaskGemmProblem<'a> {
+    /// Transposition of A and B (every task the same).
     pub layout: Layout,
+    /// Each task's shapes and windows.
     pub tasks: &'a [TaskProblem],
+    /// The flat A buffer.
     pub a: &'a [f32],
+    /// The flat B buffer.
     pub b: &'a [f32],
     /// C before the call: windows not covered by a task keep it, and with
     /// `beta` it is accumulated into.
     pub c: &'a [f32],
+    /// Scale of each product.
     pub alpha: f32,
+    /// Accumulate: C = … + beta·C_old.
     pub beta: Option<f32>,
+    /// The flat bias buffer (task t's at its `bias_offset`).
     pub bias: Option<&'a [f32]>,
+    /// Activation of every output.
     pub act: Activation,
+    /// Activation-derivative scaling of an operand.
     pub prologue: Option<RefPrologue<'a>>,
 }
 

@@ -7,7 +7,7 @@
 
 use crate::kernels::trace_norm::{TaskStack, TraceNormVariant, Unfolding};
 
-/// (σ descending, U columns as rows of a T×T row-major matrix: U[i][k]).
+/// (σ descending, U columns as rows of a T×T row-major matrix: `U[i][k]`).
 pub fn left_svd(x: &[f32], tasks: usize) -> (Vec<f64>, Vec<f64>) {
     let d = x.len() / tasks;
     let n = tasks;

@@ -2,16 +2,19 @@
 //! output is fixed by the seed on every platform and crate version, which
 //! the determinism guarantees need.
 
+/// SplitMix64: 64 bits of state, one multiply-xorshift chain per draw.
 #[derive(Clone, Debug)]
 pub struct Rng {
     state: u64,
 }
 
 impl Rng {
+    /// A generator whose stream is fixed by `seed`.
     pub fn new(seed: u64) -> Self {
         Rng { state: seed }
     }
 
+    /// The next 64 uniformly distributed bits.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;

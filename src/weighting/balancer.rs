@@ -21,10 +21,15 @@ use super::{
 /// One balanced step: the program's report, and the coefficients c_t the
 /// update used (dObjective/dL_t).
 pub struct BalancedStep {
+    /// Counters and the loss readback of the (last) submit.
     pub report: StepReport,
+    /// c_t per task.
     pub weights: Vec<f32>,
 }
 
+/// Runs one `Weighting` on a program, step after step, keeping its state
+/// (GradNorm's weights and initial losses, DWA's loss history, RLW's
+/// generator).
 pub struct Balancer {
     weighting: Weighting,
     tasks: usize,
@@ -42,6 +47,9 @@ fn to_f32(v: &[f64]) -> Vec<f32> {
 }
 
 impl Balancer {
+    /// A balancer for `tasks` tasks; `seed` drives RLW's and PCGrad's
+    /// randomness. An error when the method's parameters do not fit
+    /// (`Weighting::check`).
     pub fn new(weighting: Weighting, tasks: usize, seed: u64) -> Result<Balancer> {
         weighting.check(tasks)?;
         let dwa = match weighting {
@@ -59,6 +67,7 @@ impl Balancer {
         })
     }
 
+    /// The method it runs.
     pub fn weighting(&self) -> &Weighting {
         &self.weighting
     }

@@ -98,7 +98,10 @@ pub enum Weighting {
     /// ([`UncertaintyInit::Zero`]) or, with `uncertainty_warm`, at the
     /// stationary point `s_t = log L_t` of the first batch
     /// ([`UncertaintyInit::FirstLosses`]).
-    Uncertainty { init: UncertaintyInit },
+    Uncertainty {
+        /// Where `s_t` starts.
+        init: UncertaintyInit,
+    },
     /// Chen et al. 2018: weights learned so weighted gradient norms follow
     /// each task's relative training rate ([`GradNormState`]). LibMTL
     /// `GradNorm` (alpha 1.5). Differences: LibMTL parameterises
@@ -109,15 +112,22 @@ pub enum Weighting {
     /// (with Adam each weight moves by about `lr` per step; with plain
     /// descent by `lr·‖∇L_t‖`, so scale it with your gradient norms).
     GradNorm {
+        /// Asymmetry α: how strongly slow tasks are pulled up (1.5).
         alpha: f64,
+        /// Step size of the plain SGD step on the weights.
         lr: f64,
+        /// Whose gradient norms are balanced.
         mode: GradNormMode,
+        /// How `w` follows `∂L_grad/∂w`.
         update: GradNormUpdate,
     },
     /// Liu et al. 2019: `λ_k = K·softmax(r/τ)_k`, `r_k = L̄_k(e−1)/L̄_k(e−2)`
     /// from per-epoch mean losses ([`DwaState`]). LibMTL `DWA` (T = 2), the
     /// same.
-    Dwa { temperature: f64 },
+    Dwa {
+        /// τ of the softmax (2 in the paper).
+        temperature: f64,
+    },
     /// Yu et al. 2020: project each gradient off the others it conflicts
     /// with, in a random order ([`pcgrad`]). LibMTL `PCGrad`; it shuffles
     /// all tasks including i itself (a no-op unless `g_i'·g_i < 0`), we
@@ -134,7 +144,9 @@ pub enum Weighting {
     /// `α_t/n_t`, while LibMTL with `rep_grad = True` applies α to the
     /// unnormalised representation gradients.
     Mgda {
+        /// How the gradients are normalised before the min-norm solve.
         normalisation: MgdaNormalisation,
+        /// Gradients of the shared parameters, or of the heads' input.
         space: MgdaSpace,
     },
     /// Liu et al. 2021: the mean gradient plus the worst-case improvement
@@ -143,7 +155,12 @@ pub enum Weighting {
     /// away-step Frank–Wolfe instead of scipy's SLSQP, and `c = 0` returns
     /// the mean exactly. LibMTL refuses `rep_grad = True`; so should the
     /// caller (the Gram must be over shared parameters).
-    CaGrad { c: f64, rescale: CaGradRescale },
+    CaGrad {
+        /// Radius factor c ≥ 0 (0.5); 0 gives the mean gradient.
+        c: f64,
+        /// How the combined gradient is scaled afterwards.
+        rescale: CaGradRescale,
+    },
     /// Liu et al. 2021 (IMTL-G): `Σ α_t g_t` with equal projections on every
     /// unit gradient ([`imtl_g`]). LibMTL `IMTL` is the hybrid IMTL-L +
     /// IMTL-G: it also learns loss scales `e^{s_t}L_t − s_t` and applies α

@@ -49,6 +49,9 @@ pub const REL_TOL: f32 = 1e-3;
 /// (a)'s `REL_TOL` cut does). More steps: `TraceNormPlan::with_steps`.
 pub const NS_STEPS: u32 = 24;
 
+/// `trace_norm_factor` (route (a)'s Jacobi factor): MODE 0 builds the
+/// gradient factor V·diag(1/σ)·Vᵀ, MODE 1 (`prox`) the shrinkage
+/// V·diag(max(σ − τ, 0)/σ)·Vᵀ.
 pub fn factor_spec(prox: bool) -> KernelSpec {
     ops::factor_spec(prox)
 }
@@ -69,8 +72,11 @@ pub fn specs() -> Vec<KernelSpec> {
 /// block one after another, [T, in, out] row-major.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TaskStack {
+    /// T.
     pub tasks: usize,
+    /// Rows of each task's block.
     pub inputs: usize,
+    /// Columns of each task's block.
     pub outputs: usize,
 }
 
@@ -84,10 +90,12 @@ impl TaskStack {
         }
     }
 
+    /// Elements, T·in·out.
     pub fn len(&self) -> usize {
         self.tasks * self.inputs * self.outputs
     }
 
+    /// Whether it holds no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -96,19 +104,24 @@ impl TaskStack {
 /// Which unfoldings of 𝒲 the trace norm sums (module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum TraceNormVariant {
+    /// LAF: ‖unfold_T‖_* alone, on the storage [T, in·out].
     #[default]
     LastAxis,
+    /// The sum over all three unfoldings (T, in, out).
     Tucker,
+    /// Tensor train: the unfoldings [in, out·T] and [in·out, T].
     TensorTrain,
 }
 
 impl TraceNormVariant {
+    /// The three variants.
     pub const ALL: [TraceNormVariant; 3] = [
         TraceNormVariant::LastAxis,
         TraceNormVariant::Tucker,
         TraceNormVariant::TensorTrain,
     ];
 
+    /// The unfoldings whose nuclear norms it sums.
     pub fn unfoldings(self) -> &'static [Unfolding] {
         match self {
             TraceNormVariant::LastAxis => &[Unfolding::Tasks],
@@ -117,6 +130,7 @@ impl TraceNormVariant {
         }
     }
 
+    /// "laf", "tucker" or "tt".
     pub fn name(self) -> &'static str {
         match self {
             TraceNormVariant::LastAxis => "laf",
@@ -160,6 +174,7 @@ pub enum Route {
 }
 
 impl Route {
+    /// Jacobi when the small side is ≤ `MAX_TASKS`, else Newton–Schulz.
     pub fn for_matrix(rows: usize, cols: usize) -> Route {
         if rows.min(cols) <= MAX_TASKS {
             Route::Jacobi
@@ -314,14 +329,17 @@ impl TraceNormPlan {
         self
     }
 
+    /// `with_steps` on a built plan.
     pub fn set_steps(&mut self, steps: u32) {
         self.steps = steps;
     }
 
+    /// The regularised weights' shape.
     pub fn stack(&self) -> TaskStack {
         self.stack
     }
 
+    /// Which unfoldings it sums.
     pub fn variant(&self) -> TraceNormVariant {
         self.variant
     }
