@@ -91,6 +91,12 @@ pub enum Error {
     /// column or key.
     #[error("{file}: {detail}")]
     Data { file: String, detail: String },
+
+    /// A config file (or a checkpoint's stored config) that cannot be read
+    /// or holds an unknown key or an impossible value: `detail` names the
+    /// key, e.g. `model.widths[1] = 0: widths must be positive`.
+    #[error("config {file}: {detail}")]
+    Config { file: String, detail: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -16,6 +16,7 @@ pub mod arch;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
+pub mod config;
 pub mod conformance;
 pub mod data;
 pub mod error;
