@@ -78,7 +78,8 @@ impl Config {
     }
 
     /// Reads and validates the TOML file at `path`. Relative data paths in
-    /// it are taken relative to the file's folder.
+    /// it are taken relative to the file's folder, and stored absolute (a
+    /// checkpoint's config then works from any folder).
     pub fn load(path: &Path) -> Result<Config> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
@@ -86,9 +87,9 @@ impl Config {
             detail: format!("cannot read: {e}"),
         })?;
         let mut config = Config::from_toml(&text, &file)?;
-        if let Some(dir) = path.parent() {
-            config.data.resolve_paths(dir);
-        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let dir = std::path::absolute(dir).map_err(|e| config.error(format!("its folder: {e}")))?;
+        config.data.resolve_paths(&dir);
         Ok(config)
     }
 
