@@ -2,14 +2,17 @@
 //! flags given on the command line laid over it.
 
 use crate::cli::train::TrainArgs;
+use crate::config::model::MODEL_KINDS;
 use crate::config::{Config, WeightingConfig};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::weighting;
 
 /// The config of `--config` (else the defaults), each settings flag that
 /// was given replacing its key, then validated: a flag that leaves the
 /// config impossible (`--model hard` over a file with soft-sharing
 /// regularisers) is an error naming the key.
 pub fn resolve(args: &TrainArgs) -> Result<Config> {
+    check_flags(args)?;
     let mut c = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::defaults(),
@@ -62,4 +65,27 @@ pub fn resolve(args: &TrainArgs) -> Result<Config> {
     }
     c.validate()?;
     Ok(c)
+}
+
+/// Names checked against their flag first, so the message names the flag
+/// the user typed rather than the config key it sets.
+fn check_flags(args: &TrainArgs) -> Result<()> {
+    let bad = |detail: String| Error::InvalidInput { op: "train", detail };
+    if let Some(kind) = &args.model {
+        if !MODEL_KINDS.contains(&kind.as_str()) {
+            return Err(bad(format!(
+                "--model '{kind}': expected {}",
+                MODEL_KINDS.join(", ")
+            )));
+        }
+    }
+    if let Some(name) = &args.optimizer {
+        if name != "sgd" && name != "adamw" {
+            return Err(bad(format!("--optimizer '{name}': expected sgd or adamw")));
+        }
+    }
+    if let Some(name) = &args.weighting {
+        weighting::parse(name)?;
+    }
+    Ok(())
 }
