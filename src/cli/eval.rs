@@ -35,8 +35,11 @@ pub struct EvalArgs {
 /// The three parts of a split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SplitArg {
+    /// The samples the model trained on.
     Train,
+    /// The held-out validation samples.
     Validation,
+    /// The held-out test samples (what `train` reports on).
     Test,
 }
 

@@ -13,11 +13,17 @@ use crate::weighting::Balancer;
 
 /// A built run: data, split, model and its program.
 pub struct Setup {
+    /// All samples, as the config's source gave them.
     pub data: Dataset,
+    /// Train / validation / test, cut from `train.seed`.
     pub split: Split,
+    /// The model (batch rows, inputs, sharing, tasks).
     pub spec: ModelSpec,
+    /// The task weighting, already wired into the program.
     pub balancer: Balancer,
+    /// The training program, freshly initialised from `train.seed`.
     pub program: Program,
+    /// The inputs to write and the checkpoint pieces.
     pub nodes: ModelNodes,
 }
 

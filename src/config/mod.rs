@@ -44,12 +44,15 @@ pub struct Config {
     /// error messages; not part of the file.
     #[serde(skip)]
     pub source: String,
+    /// `[model]`: sharing kind, widths, activation and kind options.
     pub model: ModelConfig,
     /// The tasks and their heads; empty: every task of the data, each
     /// with a linear head (not allowed for CSV data, which has no kinds).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<TaskConfig>,
+    /// `[data]`: the source and the split fractions.
     pub data: DataConfig,
+    /// `[train]`: length, batch, seed, optimiser, weighting.
     pub train: TrainConfig,
 }
 
