@@ -59,7 +59,10 @@ fn every_example_config_parses_validates_and_round_trips_through_json() {
     // Relative data paths are taken from the config's folder.
     let csv = Config::load(&examples().join("csv.toml")).unwrap();
     let path = csv.data.path.clone().unwrap();
-    assert!(path.is_absolute() && path.ends_with("examples/configs/tiny.csv"), "{path:?}");
+    assert!(
+        path.is_absolute() && path.ends_with("examples/configs/tiny.csv"),
+        "{path:?}"
+    );
 }
 
 #[test]
@@ -111,7 +114,12 @@ fn an_empty_config_and_no_flags_are_todays_defaults() {
     let resolved = overrides::resolve(&TrainArgs::default()).unwrap();
     for c in [&empty, &resolved] {
         let spec = c.model_spec(250).unwrap();
-        assert_eq!(spec.sharing, Sharing::Hard { trunk: vec![256, 256] });
+        assert_eq!(
+            spec.sharing,
+            Sharing::Hard {
+                trunk: vec![256, 256]
+            }
+        );
         assert_eq!(spec.rows, 64);
         assert_eq!(c.train.total_steps(25), 400);
         assert_eq!(c.train.seed, 0);
@@ -128,7 +136,10 @@ fn an_empty_config_and_no_flags_are_todays_defaults() {
     let mut c = resolved;
     let data = c.dataset().unwrap();
     c.fill_tasks(&data);
-    assert_eq!((data.rows(), data.features(), c.tasks.len()), (2000, 250, 4));
+    assert_eq!(
+        (data.rows(), data.features(), c.tasks.len()),
+        (2000, 250, 4)
+    );
     assert!(c
         .task_specs()
         .unwrap()
@@ -258,7 +269,10 @@ fn impossible_values_are_errors_naming_the_key() {
     ];
     for (text, want) in cases {
         let e = error_of(&text);
-        assert!(e.starts_with("config test.toml: ") && e.contains(want), "{text}\n→ {e}\nwanted: {want}");
+        assert!(
+            e.starts_with("config test.toml: ") && e.contains(want),
+            "{text}\n→ {e}\nwanted: {want}"
+        );
     }
 }
 
@@ -269,9 +283,15 @@ fn weighting_hyper_parameters_reach_the_weighting() {
         "t",
     )
     .unwrap();
-    assert_eq!(format!("{:?}", c.train.weighting.weighting().unwrap()), "Static([1.0, 0.5])");
+    assert_eq!(
+        format!("{:?}", c.train.weighting.weighting().unwrap()),
+        "Static([1.0, 0.5])"
+    );
     let c = Config::from_toml("[train]\nweighting = \"static:2,3\"\n", "t").unwrap();
-    assert_eq!(format!("{:?}", c.train.weighting.weighting().unwrap()), "Static([2.0, 3.0])");
+    assert_eq!(
+        format!("{:?}", c.train.weighting.weighting().unwrap()),
+        "Static([2.0, 3.0])"
+    );
     let c = Config::from_toml(
         "[train]\nweighting = { method = \"mgda_ub\", normalisation = \"loss+\" }\n",
         "t",
@@ -281,8 +301,11 @@ fn weighting_hyper_parameters_reach_the_weighting() {
         format!("{:?}", c.train.weighting.weighting().unwrap()),
         "Mgda { normalisation: LossPlus, space: Representation }"
     );
-    let c = Config::from_toml("[train]\nweighting = { method = \"cagrad\", c = 0.2, rescale = 2 }\n", "t")
-        .unwrap();
+    let c = Config::from_toml(
+        "[train]\nweighting = { method = \"cagrad\", c = 0.2, rescale = 2 }\n",
+        "t",
+    )
+    .unwrap();
     assert_eq!(
         format!("{:?}", c.train.weighting.weighting().unwrap()),
         "CaGrad { c: 0.2, rescale: OnePlusC }"
@@ -315,25 +338,46 @@ fn flags_given_override_the_config_and_the_rest_stays() {
     .unwrap();
     assert_eq!(c.train.total_steps(1000), 10);
     assert_eq!(c.model.widths, vec![8, 4]);
-    assert_eq!((c.train.lr, c.train.batch, c.train.shuffle), (Some(0.5), 2, false));
+    assert_eq!(
+        (c.train.lr, c.train.batch, c.train.shuffle),
+        (Some(0.5), 2, false)
+    );
     assert!(matches!(c.train.optimizer().unwrap(), Optimizer::Sgd(s) if s.lr == 0.5));
     assert_eq!(c.train.weighting.weighting().unwrap().name(), "uncertainty");
     // Untouched keys keep the file's values.
-    assert_eq!((c.train.seed, c.model.kind.as_str(), c.tasks.len()), (3, "hard", 3));
+    assert_eq!(
+        (c.train.seed, c.model.kind.as_str(), c.tasks.len()),
+        (3, "hard", 3)
+    );
     assert_eq!(c.data.source, "csv");
     // --epochs replaces the file's steps.
-    let c = overrides::resolve(&train_args(&["--config", csv.to_str().unwrap(), "--epochs", "2"]))
-        .unwrap();
+    let c = overrides::resolve(&train_args(&[
+        "--config",
+        csv.to_str().unwrap(),
+        "--epochs",
+        "2",
+    ]))
+    .unwrap();
     assert_eq!((c.train.steps, c.train.epochs), (None, Some(2)));
     // A flag that makes the config impossible names the key.
     let soft = examples().join("soft_trace_norm.toml");
-    let e = overrides::resolve(&train_args(&["--config", soft.to_str().unwrap(), "--model", "hard"]))
-        .unwrap_err()
-        .to_string();
+    let e = overrides::resolve(&train_args(&[
+        "--config",
+        soft.to_str().unwrap(),
+        "--model",
+        "hard",
+    ]))
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("model.regularisers: only for soft"), "{e}");
-    let e = overrides::resolve(&train_args(&["--config", csv.to_str().unwrap(), "--tasks", "3"]))
-        .unwrap_err()
-        .to_string();
+    let e = overrides::resolve(&train_args(&[
+        "--config",
+        csv.to_str().unwrap(),
+        "--tasks",
+        "3",
+    ]))
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("--tasks 3: only for synthetic"), "{e}");
 }
 
@@ -350,17 +394,31 @@ fn a_config_that_does_not_fit_its_data_is_a_clear_error() {
     c.fill_tasks(&data);
     let spec = c.model_spec(data.features()).unwrap();
     let e = Batcher::for_model(&data, &spec).err().unwrap().to_string();
-    assert!(e.contains("task 'task0'") && e.contains("outputs: 5"), "{e}");
+    assert!(
+        e.contains("task 'task0'") && e.contains("outputs: 5"),
+        "{e}"
+    );
     // A CSV column the file does not have.
     let dir = temp_dir("misfit");
     let toml = dir.join("bad.toml");
     let text = std::fs::read_to_string(examples().join("csv.toml"))
         .unwrap()
-        .replace("path = \"tiny.csv\"", &format!("path = {:?}", examples().join("tiny.csv")))
+        .replace(
+            "path = \"tiny.csv\"",
+            &format!("path = {:?}", examples().join("tiny.csv")),
+        )
         .replace("\"x3\"]", "\"x4\"]");
     std::fs::write(&toml, text).unwrap();
-    let e = Config::load(&toml).unwrap().dataset().err().unwrap().to_string();
-    assert!(e.contains("tiny.csv") && e.contains("no column 'x4'"), "{e}");
+    let e = Config::load(&toml)
+        .unwrap()
+        .dataset()
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("tiny.csv") && e.contains("no column 'x4'"),
+        "{e}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -415,7 +473,10 @@ fn eval_of_a_saved_checkpoint_reproduces_the_test_metrics_train_printed() {
     assert_eq!(test_table(&from_file), table, "{from_file}");
     // Another split is another table.
     let validation = run_ok(&["eval", "--checkpoint", ck_s, "--split", "validation"]);
-    assert!(validation.contains("validation split (2 samples):"), "{validation}");
+    assert!(
+        validation.contains("validation split (2 samples):"),
+        "{validation}"
+    );
 
     // The stored config is the resolved one: the --steps override and the
     // tasks are in it.
@@ -427,20 +488,36 @@ fn eval_of_a_saved_checkpoint_reproduces_the_test_metrics_train_printed() {
     let other = dir.join("other.toml");
     let text = std::fs::read_to_string(examples().join("csv.toml"))
         .unwrap()
-        .replace("path = \"tiny.csv\"", &format!("path = {:?}", examples().join("tiny.csv")))
+        .replace(
+            "path = \"tiny.csv\"",
+            &format!("path = {:?}", examples().join("tiny.csv")),
+        )
         .replace("widths = [16]", "widths = [12]");
     std::fs::write(&other, text).unwrap();
     let out = manytask()
-        .args(["eval", "--checkpoint", ck_s, "--config", other.to_str().unwrap()])
+        .args([
+            "eval",
+            "--checkpoint",
+            ck_s,
+            "--config",
+            other.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("checkpoint") && stderr.contains("trunk.0"), "{stderr}");
+    assert!(
+        stderr.contains("checkpoint") && stderr.contains("trunk.0"),
+        "{stderr}"
+    );
     // A checkpoint without a stored config asks for --config.
     std::fs::write(dir.join("empty.safetensors"), b"").unwrap();
     let out = manytask()
-        .args(["eval", "--checkpoint", dir.join("empty.safetensors").to_str().unwrap()])
+        .args([
+            "eval",
+            "--checkpoint",
+            dir.join("empty.safetensors").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -49,13 +49,15 @@ fn config(args: &EvalArgs) -> Result<Config> {
         return Config::load(path);
     }
     let meta = checkpoint::metadata(&args.checkpoint)?;
-    let json = meta.get(checkpoint::CONFIG_KEY).ok_or_else(|| Error::Checkpoint {
-        file: args.checkpoint.display().to_string(),
-        detail: format!(
-            "no '{}' metadata (not saved by `manytask train --save`?): pass the run's --config",
-            checkpoint::CONFIG_KEY
-        ),
-    })?;
+    let json = meta
+        .get(checkpoint::CONFIG_KEY)
+        .ok_or_else(|| Error::Checkpoint {
+            file: args.checkpoint.display().to_string(),
+            detail: format!(
+                "no '{}' metadata (not saved by `manytask train --save`?): pass the run's --config",
+                checkpoint::CONFIG_KEY
+            ),
+        })?;
     let source = format!("stored in {}", args.checkpoint.display());
     Config::from_json(json, &source)
 }

@@ -70,7 +70,10 @@ pub fn resolve(args: &TrainArgs) -> Result<Config> {
 /// Names checked against their flag first, so the message names the flag
 /// the user typed rather than the config key it sets.
 fn check_flags(args: &TrainArgs) -> Result<()> {
-    let bad = |detail: String| Error::InvalidInput { op: "train", detail };
+    let bad = |detail: String| Error::InvalidInput {
+        op: "train",
+        detail,
+    };
     if let Some(kind) = &args.model {
         if !MODEL_KINDS.contains(&kind.as_str()) {
             return Err(bad(format!(

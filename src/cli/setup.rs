@@ -41,7 +41,11 @@ pub fn build(ctx: &GpuContext, config: &mut Config, single_task: Option<&str>) -
     // Task names, kinds and the input width against the data, before any
     // GPU work.
     Batcher::for_model(&data, &spec)?;
-    let weighting = config.train.weighting.weighting().map_err(|d| config.error(d))?;
+    let weighting = config
+        .train
+        .weighting
+        .weighting()
+        .map_err(|d| config.error(d))?;
     let optimizer = config.train.optimizer().map_err(|d| config.error(d))?;
     let balancer = Balancer::new(weighting, spec.tasks.len(), config.train.seed)?;
     let mut model = spec.build(ctx)?;

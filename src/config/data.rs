@@ -16,12 +16,18 @@ use crate::error::{Error, Result};
 
 /// Each source and the keys it takes (besides `validation` and `test`).
 const SOURCES: &[(&str, &[&str])] = &[
-    ("synthetic", &["tasks", "samples", "inputs", "outputs", "max_scale"]),
+    (
+        "synthetic",
+        &["tasks", "samples", "inputs", "outputs", "max_scale"],
+    ),
     ("safetensors", &["path", "samples"]),
     ("csv", &["path", "features", "targets", "samples"]),
     ("idx", &["images", "labels", "task", "classes", "samples"]),
     ("fashion_mnist", &["dir", "part", "samples"]),
-    ("multi_mnist", &["images", "labels", "classes", "samples", "max_shift"]),
+    (
+        "multi_mnist",
+        &["images", "labels", "classes", "samples", "max_shift"],
+    ),
 ];
 
 /// `[data]`. Keys that a source does not take are errors.
@@ -125,9 +131,14 @@ impl DataConfig {
 
     /// Makes relative paths relative to `dir` (the config file's folder).
     pub fn resolve_paths(&mut self, dir: &Path) {
-        for p in [&mut self.path, &mut self.images, &mut self.labels, &mut self.dir]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut self.path,
+            &mut self.images,
+            &mut self.labels,
+            &mut self.dir,
+        ]
+        .into_iter()
+        .flatten()
         {
             if p.is_relative() {
                 *p = dir.join(&*p);
@@ -216,7 +227,11 @@ impl DataConfig {
         }
         if let Some(c) = self.classes {
             if c > 256 {
-                return Err(invalid("data.classes", c, "IDX labels are bytes: at most 256"));
+                return Err(invalid(
+                    "data.classes",
+                    c,
+                    "IDX labels are bytes: at most 256",
+                ));
             }
         }
         if let Some(part) = &self.part {
@@ -258,7 +273,10 @@ impl DataConfig {
             ));
         }
         let targets = self.targets.clone().unwrap_or_default();
-        if let Some(name) = targets.keys().find(|n| !tasks.iter().any(|t| &t.name == *n)) {
+        if let Some(name) = targets
+            .keys()
+            .find(|n| !tasks.iter().any(|t| &t.name == *n))
+        {
             return Err(misplaced(
                 format!("data.targets.{name}"),
                 format!("no task named {} in [[tasks]]", quoted(name)),
@@ -283,7 +301,11 @@ impl DataConfig {
                     ))
                 }
             };
-            let want = if task.kind == "classification" { 1 } else { kind.width() };
+            let want = if task.kind == "classification" {
+                1
+            } else {
+                kind.width()
+            };
             if columns.len() != want {
                 return Err(invalid(
                     format!("data.targets.{}", task.name),

@@ -168,9 +168,7 @@ impl Config {
     pub fn keep_only_task(&mut self, name: &str) -> Result<()> {
         if !self.tasks.iter().any(|t| t.name == name) {
             let names: Vec<&str> = self.tasks.iter().map(|t| t.name.as_str()).collect();
-            return Err(self.error(format!(
-                "--single-task '{name}': the tasks are {names:?}"
-            )));
+            return Err(self.error(format!("--single-task '{name}': the tasks are {names:?}")));
         }
         self.tasks.retain(|t| t.name == name);
         Ok(())

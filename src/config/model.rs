@@ -115,7 +115,10 @@ impl RegulariserConfig {
             if set {
                 return Err(misplaced(
                     format!("{key}.{field}"),
-                    format!("only for kind = \"trace_norm\" (this is {})", quoted(&self.kind)),
+                    format!(
+                        "only for kind = \"trace_norm\" (this is {})",
+                        quoted(&self.kind)
+                    ),
                 ));
             }
             Ok(())
@@ -258,11 +261,31 @@ impl ModelConfig {
         let kind = self.kind.as_str();
         let columns = self.widths.clone();
         let stitched = matches!(kind, "cross_stitch" | "sluice");
-        self.only_for("stitch_after", self.stitch_after.is_some() && kind != "cross_stitch", "cross_stitch")?;
-        self.only_for("stitch", self.stitch.is_some() && !stitched, "cross_stitch and sluice")?;
-        self.only_for("subspaces", self.subspaces.is_some() && kind != "sluice", "sluice")?;
-        self.only_for("orthogonality", self.orthogonality.is_some() && kind != "sluice", "sluice")?;
-        self.only_for("regularisers", self.regularisers.is_some() && kind != "soft", "soft")?;
+        self.only_for(
+            "stitch_after",
+            self.stitch_after.is_some() && kind != "cross_stitch",
+            "cross_stitch",
+        )?;
+        self.only_for(
+            "stitch",
+            self.stitch.is_some() && !stitched,
+            "cross_stitch and sluice",
+        )?;
+        self.only_for(
+            "subspaces",
+            self.subspaces.is_some() && kind != "sluice",
+            "sluice",
+        )?;
+        self.only_for(
+            "orthogonality",
+            self.orthogonality.is_some() && kind != "sluice",
+            "sluice",
+        )?;
+        self.only_for(
+            "regularisers",
+            self.regularisers.is_some() && kind != "soft",
+            "soft",
+        )?;
         Ok(match kind {
             "hard" => Sharing::Hard { trunk: columns },
             "hard_fused" => Sharing::HardFused { trunk: columns },

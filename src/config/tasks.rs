@@ -64,7 +64,10 @@ impl TaskConfig {
             if other != field && value.is_some() {
                 return Err(misplaced(
                     format!("{key}.{other}"),
-                    format!("only for kind = \"{kind}\" (this task is {}; it takes {field})", quoted(&self.kind)),
+                    format!(
+                        "only for kind = \"{kind}\" (this task is {}; it takes {field})",
+                        quoted(&self.kind)
+                    ),
                 ));
             }
         }

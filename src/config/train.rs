@@ -9,9 +9,7 @@ use super::{invalid, misplaced, quoted};
 use crate::data::dataset::Order;
 use crate::graph::Optimizer;
 use crate::reference::optim::{AdamW, Sgd};
-use crate::weighting::{
-    self, CaGradRescale, GradNormMode, MgdaNormalisation, Weighting,
-};
+use crate::weighting::{self, CaGradRescale, GradNormMode, MgdaNormalisation, Weighting};
 
 /// `[train]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -147,7 +145,11 @@ impl WeightingConfig {
             ("lr", self.lr.is_some(), "gradnorm"),
             ("mode", self.mode.is_some(), "gradnorm"),
             ("temperature", self.temperature.is_some(), "dwa"),
-            ("normalisation", self.normalisation.is_some(), "mgda and mgda_ub"),
+            (
+                "normalisation",
+                self.normalisation.is_some(),
+                "mgda and mgda_ub",
+            ),
             ("c", self.c.is_some(), "cagrad"),
             ("rescale", self.rescale.is_some(), "cagrad"),
         ];
@@ -186,7 +188,9 @@ impl WeightingConfig {
                     }
                 };
             }
-            Weighting::Dwa { temperature } => *temperature = self.temperature.unwrap_or(*temperature),
+            Weighting::Dwa { temperature } => {
+                *temperature = self.temperature.unwrap_or(*temperature)
+            }
             Weighting::Mgda { normalisation, .. } => {
                 if let Some(n) = &self.normalisation {
                     *normalisation = MgdaNormalisation::parse(n).map_err(|_| {
@@ -277,10 +281,7 @@ impl TrainConfig {
             return Err(invalid("train.every", 0, "must be ≥ 1"));
         }
         if self.steps.is_some() && self.epochs.is_some() {
-            return Err(misplaced(
-                "train.epochs",
-                "give steps or epochs, not both",
-            ));
+            return Err(misplaced("train.epochs", "give steps or epochs, not both"));
         }
         if self.epochs == Some(0) {
             return Err(invalid("train.epochs", 0, "must be ≥ 1"));
@@ -296,7 +297,10 @@ impl TrainConfig {
             if set {
                 return Err(misplaced(
                     format!("train.{field}"),
-                    format!("only for optimizer = \"{name}\" (this is {})", quoted(&self.optimizer)),
+                    format!(
+                        "only for optimizer = \"{name}\" (this is {})",
+                        quoted(&self.optimizer)
+                    ),
                 ));
             }
             Ok(())
@@ -305,7 +309,11 @@ impl TrainConfig {
             if v.is_finite() && v > 0.0 {
                 Ok(v)
             } else {
-                Err(invalid(format!("train.{field}"), v, "must be finite and > 0"))
+                Err(invalid(
+                    format!("train.{field}"),
+                    v,
+                    "must be finite and > 0",
+                ))
             }
         };
         let unit = |field: &str, v: f32| -> Result<f32, String> {
