@@ -523,3 +523,19 @@ fn eval_of_a_saved_checkpoint_reproduces_the_test_metrics_train_printed() {
     assert_eq!(out.status.code(), Some(2));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_config_named_without_a_folder_reads_its_data_from_the_current_folder() {
+    // `Path::parent` of "csv.toml" is "", which is not a folder.
+    let out = manytask()
+        .current_dir(examples())
+        .args(["train", "--config", "csv.toml", "--steps", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tiny.csv (20 samples"));
+}

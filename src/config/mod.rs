@@ -90,7 +90,11 @@ impl Config {
             detail: format!("cannot read: {e}"),
         })?;
         let mut config = Config::from_toml(&text, &file)?;
-        let dir = path.parent().unwrap_or(Path::new("."));
+        // A bare file name has the empty path as parent: the current folder.
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
         let dir = std::path::absolute(dir).map_err(|e| config.error(format!("its folder: {e}")))?;
         config.data.resolve_paths(&dir);
         Ok(config)
