@@ -10,7 +10,8 @@
 //! [`weighting`] (the host T×T task-balancing solvers) and [`util`].
 //! [`conformance`] pairs kernels with references for the tests and
 //! `manytask validate`; [`bench`] measures kernels against the
-//! adapter's roofline; [`cli`] is the binary's verbs.
+//! adapter's roofline; [`cli`] is the binary's verbs, and [`config`] the
+//! TOML run configs `train --config` and `eval` read.
 
 pub mod arch;
 pub mod bench;
