@@ -8,6 +8,7 @@ mod block;
 mod checkpoint;
 mod cli;
 mod common;
+mod config;
 mod context;
 mod cross_stitch;
 mod data;

@@ -23,6 +23,9 @@ use crate::graph::Program;
 const VERSION_KEY: &str = "manytask.version";
 const LAYOUT_KEY: &str = "manytask.arena";
 const STEP: &str = "optimizer.step";
+/// The metadata key `manytask train` stores its resolved config under
+/// (JSON, `config::Config::to_json`).
+pub const CONFIG_KEY: &str = "config";
 
 fn err(file: &Path, detail: String) -> Error {
     Error::Checkpoint {
@@ -129,6 +132,19 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         err(path, format!("writing: {e}"))
     })
+}
+
+/// The metadata of the checkpoint at `path` (its own keys and the
+/// caller's), without reading the tensors into a model.
+pub fn metadata(path: &Path) -> Result<HashMap<String, String>> {
+    let bytes = std::fs::read(path).map_err(|e| err(path, format!("reading: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| {
+        err(
+            path,
+            format!("not a safetensors file (corrupt or truncated?): {e}"),
+        )
+    })?;
+    Ok(header.metadata().clone().unwrap_or_default())
 }
 
 /// What `load` restores besides the parameters.

@@ -162,6 +162,17 @@ pub enum Error {
         /// The loss read back (NaN or ±inf).
         value: f32,
     },
+
+    /// A config file (or a checkpoint's stored config) that cannot be read
+    /// or holds an unknown key or an impossible value: `detail` names the
+    /// key, e.g. `model.widths[1] = 0: widths must be positive`.
+    #[error("config {file}: {detail}")]
+    Config {
+        /// The config file, or the checkpoint holding it.
+        file: String,
+        /// The key at fault and what is wrong with its value.
+        detail: String,
+    },
 }
 
 /// `std::result::Result` with manytask's [`Error`].

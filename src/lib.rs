@@ -10,7 +10,8 @@
 //! [`weighting`] (the host T×T task-balancing solvers) and [`util`].
 //! [`conformance`] pairs kernels with references for the tests and
 //! `manytask validate`; [`bench`](mod@bench) measures kernels against the
-//! adapter's roofline; [`cli`] is the binary's verbs.
+//! adapter's roofline; [`cli`] is the binary's verbs, and [`config`] the
+//! TOML run configs `train --config` and `eval` read.
 
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod checkpoint;
 // Being rewritten on other branches; its docs are finished there.
 #[allow(missing_docs)]
 pub mod cli;
+pub mod config;
 pub mod conformance;
 pub mod data;
 pub mod error;

@@ -1,8 +1,11 @@
 //! The `manytask` command line: verbs over the library, nothing more.
 
 pub mod bench;
+pub mod eval;
 pub mod info;
 pub mod metrics;
+pub mod overrides;
+pub mod setup;
 pub mod train;
 pub mod validate;
 
@@ -30,6 +33,8 @@ pub struct Cli {
 pub enum Command {
     /// Train an MTL model (default: the embedded synthetic benchmark, hard sharing) and report per-task metrics.
     Train(Box<train::TrainArgs>),
+    /// Per-task metrics of a checkpoint on a split of its data (model and split from the config).
+    Eval(eval::EvalArgs),
     /// List every adapter: name, backend, device type, driver, granted features, key limits.
     Info(info::InfoArgs),
     /// Run the kernel conformance cases against their CPU references; exits 1 on any failure.
@@ -45,6 +50,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Validate(args)) => validate::run(&args),
         Some(Command::Bench(args)) => bench::run(&args),
         Some(Command::Train(args)) => train::run(&args),
+        Some(Command::Eval(args)) => eval::run(&args),
         None => train::run(&train::TrainArgs::default()),
     }
 }

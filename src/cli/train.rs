@@ -10,58 +10,58 @@ use std::time::Instant;
 
 use clap::Args;
 
-use crate::arch::{ModelSpec, Sharing, StitchOptions, TaskSpec};
 use crate::cli::metrics::{evaluate, write_batch};
 use crate::checkpoint::{self, Restore};
+use crate::cli::overrides::resolve;
+use crate::cli::setup::{self, Setup};
 use crate::cli::{backend_from, open_contexts, BackendArg};
 use crate::data::batch::{Batcher, LastBatch};
-use crate::data::dataset::{Dataset, Order, SplitFractions};
-use crate::data::synthetic::{Synthetic, SyntheticSpec};
 use crate::error::{Error, Result};
-use crate::graph::{Optimizer, Program, StepOptions, StepReport};
-use crate::kernels::soft_sharing::Regulariser;
-use crate::reference::activation::Activation;
-use crate::reference::optim::{AdamW, Sgd};
-use crate::weighting::{Balancer, Weighting};
+use crate::graph::{StepOptions, StepReport};
 
+/// `manytask train`'s flags. Settings flags left out take the config
+/// file's value (`--config`), else the default shown.
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
+    /// A TOML run config (README "Config files"); flags given here override its values.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// A safetensors dataset (`x` [N, D], `y.<task>`, optional `mask.<task>`); default: the embedded synthetic benchmark.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Tasks of the embedded synthetic benchmark.
-    #[arg(long, default_value_t = 4)]
-    pub tasks: usize,
+    /// Tasks of the embedded synthetic benchmark [default: 4].
+    #[arg(long)]
+    pub tasks: Option<usize>,
     /// Optimiser steps (default 400, or --epochs).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Epochs over the training split (instead of --steps).
     #[arg(long, conflicts_with = "steps")]
     pub epochs: Option<usize>,
-    /// Rows per batch.
-    #[arg(long, default_value_t = 64)]
-    pub batch: usize,
-    /// Seed of data generation, splits, shuffling and initialisation.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Rows per batch [default: 64].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Seed of data generation, splits, shuffling and initialisation [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Adapter: auto, vulkan, metal, dx12 or gl.
     #[arg(long)]
     pub backend: Option<BackendArg>,
-    /// Sharing: hard, hard_fused, cross_stitch, sluice, soft (soft = columns + trace norm).
-    #[arg(long, default_value = "hard")]
-    pub model: String,
-    /// Trunk (or per-task column) layer widths.
-    #[arg(long, value_delimiter = ',', default_value = "256,256")]
-    pub widths: Vec<usize>,
-    /// Optimiser: sgd or adamw.
-    #[arg(long, default_value = "adamw")]
-    pub optimizer: String,
+    /// Sharing: hard, hard_fused, cross_stitch, sluice, soft (soft = columns + trace norm) [default: hard].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Trunk (or per-task column) layer widths [default: 256,256].
+    #[arg(long, value_delimiter = ',')]
+    pub widths: Option<Vec<usize>>,
+    /// Optimiser: sgd or adamw [default: adamw].
+    #[arg(long)]
+    pub optimizer: Option<String>,
     /// Learning rate (default: 1e-3 for adamw, 1e-2 for sgd).
     #[arg(long)]
     pub lr: Option<f32>,
-    /// Task weighting: equal, static:w1,w2,…, uncertainty, gradnorm, dwa, pcgrad, mgda, mgda_ub, cagrad, imtl_g, rlw.
-    #[arg(long, default_value = "equal")]
-    pub weighting: String,
+    /// Task weighting: equal, static:w1,w2,…, uncertainty, gradnorm, dwa, pcgrad, mgda, mgda_ub, cagrad, imtl_g, rlw [default: equal].
+    #[arg(long)]
+    pub weighting: Option<String>,
     /// Visit the training samples in file order every epoch.
     #[arg(long)]
     pub no_shuffle: bool,
@@ -74,15 +74,15 @@ pub struct TrainArgs {
     /// Resume: parameters, optimiser state and step count.
     #[arg(long)]
     pub resume: Option<PathBuf>,
-    /// Save a checkpoint here at the end (atomically).
+    /// Save a checkpoint here at the end (atomically); its metadata holds the resolved config as JSON.
     #[arg(long)]
     pub save: Option<PathBuf>,
     /// Write per-step losses and task weights as JSON lines.
     #[arg(long)]
     pub log: Option<PathBuf>,
-    /// Steps between progress lines and log records.
-    #[arg(long, default_value_t = 50)]
-    pub every: usize,
+    /// Steps between progress lines and log records [default: 50].
+    #[arg(long)]
+    pub every: Option<usize>,
 }
 
 impl Default for TrainArgs {
@@ -104,102 +104,28 @@ fn bad(detail: String) -> Error {
     }
 }
 
-fn dataset(args: &TrainArgs) -> Result<Dataset> {
-    let data = match &args.data {
-        Some(path) => crate::data::safetensors::read(path, None)?,
-        None => {
-            let spec = SyntheticSpec::gradnorm(args.tasks, args.seed);
-            Dataset::from_synthetic(&Synthetic::generate(&spec, 2000)?)?
-        }
-    };
-    match &args.single_task {
-        None => Ok(data),
-        Some(name) => {
-            let task = data.task(name).ok_or_else(|| {
-                let names: Vec<&str> = data.tasks().iter().map(|t| t.name.as_str()).collect();
-                bad(format!(
-                    "--single-task '{name}': the data has tasks {names:?}"
-                ))
-            })?;
-            Dataset::new(
-                data.source(),
-                data.rows(),
-                data.features(),
-                data.x().to_vec(),
-                vec![task.clone()],
-            )
-        }
-    }
-}
-
-fn sharing(args: &TrainArgs) -> Result<Sharing> {
-    let columns = args.widths.clone();
-    Ok(match args.model.as_str() {
-        "hard" => Sharing::Hard { trunk: columns },
-        "hard_fused" => Sharing::HardFused { trunk: columns },
-        "cross_stitch" => Sharing::CrossStitch {
-            stitch_after: (0..columns.len()).collect(),
-            columns,
-            stitch: StitchOptions::default(),
-        },
-        "sluice" => Sharing::Sluice {
-            columns,
-            subspaces: 2,
-            orthogonality: 1e-3,
-            stitch: StitchOptions::default(),
-        },
-        "soft" => Sharing::Soft {
-            columns,
-            regularisers: vec![Regulariser::TraceNorm {
-                lambda: 1e-3,
-                variant: crate::kernels::trace_norm::TraceNormVariant::LastAxis,
-            }],
-        },
-        other => {
-            return Err(bad(format!(
-                "--model '{other}': expected hard, hard_fused, cross_stitch, sluice or soft"
-            )))
-        }
-    })
-}
-
 fn json_list(v: &[f32]) -> String {
     let items: Vec<String> = v.iter().map(|x| format!("{x}")).collect();
     format!("[{}]", items.join(","))
 }
 
+/// Trains the model `args` (and its `--config`) describe, prints per-task
+/// test metrics, and saves a checkpoint holding the resolved config.
 pub fn run(args: &TrainArgs) -> Result<ExitCode> {
+    let mut config = resolve(args)?;
     let ctx = open_contexts(backend_from(args.backend)?)?
         .into_iter()
         .next()
         .expect("open_contexts returns at least one adapter");
     println!("manytask train on {}", ctx.describe());
-    let weighting: Weighting = args.weighting.parse()?;
-    let data = dataset(args)?;
-    let split = data.split(
-        SplitFractions {
-            validation: 0.1,
-            test: 0.1,
-        },
-        args.seed,
-    )?;
-    let tasks: Vec<TaskSpec> = data
-        .tasks()
-        .iter()
-        .map(|t| {
-            // Masked: the last partial batch of evaluation is padded.
-            let mut s = TaskSpec::new(&t.name, t.targets.kind(), &[]);
-            s.masked = true;
-            s
-        })
-        .collect();
-    let spec = ModelSpec {
-        rows: args.batch,
-        inputs: data.features(),
-        activation: Activation::Relu,
-        sharing: sharing(args)?,
-        tasks,
-    };
+    let Setup {
+        data,
+        split,
+        spec,
+        mut balancer,
+        mut program,
+        nodes,
+    } = setup::build(&ctx, &mut config, args.single_task.as_deref())?;
     println!(
         "data: {} ({} samples: {} train / {} validation / {} test), {} task(s): {}",
         data.source(),
@@ -214,23 +140,6 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let mut balancer = Balancer::new(weighting, spec.tasks.len(), args.seed)?;
-    let mut model = spec.build(&ctx)?;
-    model.set_balancing(balancer.balancing())?;
-    let optimizer = match args.optimizer.as_str() {
-        "adamw" => Optimizer::AdamW(AdamW {
-            lr: args.lr.unwrap_or(1e-3),
-            ..AdamW::default()
-        }),
-        "sgd" => Optimizer::Sgd(Sgd {
-            lr: args.lr.unwrap_or(1e-2),
-            momentum: 0.9,
-            weight_decay: 0.0,
-        }),
-        other => return Err(bad(format!("--optimizer '{other}': expected sgd or adamw"))),
-    };
-    let nodes = model.nodes.clone();
-    let mut program = Program::build(&ctx, model.graph, optimizer, args.seed)?;
     if let Some(path) = &args.init {
         checkpoint::load(&ctx, &mut program, &nodes.pieces, path, Restore::Parameters)?;
     }
@@ -241,18 +150,14 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
     let per_epoch = batcher
         .batch_count(split.train.rows(), LastBatch::Drop)
         .max(1);
-    let steps = match (args.steps, args.epochs) {
-        (Some(s), _) => s,
-        (None, Some(e)) => e * per_epoch,
-        (None, None) => 400,
-    };
+    let steps = config.train.total_steps(per_epoch);
     println!(
         "model: {} sharing, widths {:?}; weighting {}; {} steps of {} rows",
-        args.model,
-        args.widths,
+        config.model.kind,
+        config.model.widths,
         balancer.weighting().name(),
         steps,
-        args.batch
+        config.train.batch
     );
     let mut log = match &args.log {
         Some(p) => Some(std::io::BufWriter::new(
@@ -260,11 +165,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         )),
         None => None,
     };
-    let order = if args.no_shuffle {
-        Order::Sequential
-    } else {
-        Order::Shuffled { seed: args.seed }
-    };
+    let order = config.train.order();
     let start = Instant::now();
     let mut last: Option<StepReport> = None;
     let (mut step, mut epoch) = (0usize, 0u64);
@@ -274,7 +175,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
                 break;
             }
             write_batch(&ctx, &program, &nodes, &batch)?;
-            let read = (step + 1) % args.every.max(1) == 0 || step + 1 == steps;
+            let read = (step + 1) % config.train.every == 0 || step + 1 == steps;
             let opts = if read {
                 StepOptions::TRAIN_AND_READ
             } else {
@@ -331,7 +232,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         );
     }
     if let Some(path) = &args.save {
-        let meta = vec![("config".to_string(), format!("{args:?}"))];
+        let meta = vec![(checkpoint::CONFIG_KEY.to_string(), config.to_json()?)];
         checkpoint::save(&ctx, &program, &nodes.pieces, &meta, path)?;
         println!("saved {}", path.display());
     }

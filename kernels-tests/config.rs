@@ -1,0 +1,541 @@
+//! Run configs (`manytask::config`): every example parses, unknown keys
+//! and impossible values are errors naming the key, flags override the
+//! file, and `eval` of a checkpoint reproduces the test metrics `train`
+//! printed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap::Parser;
+use manytask::arch::{Sharing, TaskKind};
+use manytask::cli::{overrides, train::TrainArgs, Cli, Command as Verb};
+use manytask::config::Config;
+use manytask::data::batch::Batcher;
+use manytask::graph::Optimizer;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/configs")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("manytask-config-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The error of parsing `text`, as the user sees it.
+fn error_of(text: &str) -> String {
+    match Config::from_toml(text, "test.toml") {
+        Ok(c) => panic!("accepted:\n{text}\nas {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn train_args(flags: &[&str]) -> TrainArgs {
+    let argv = ["manytask", "train"].iter().chain(flags).copied();
+    match Cli::try_parse_from(argv).unwrap().command {
+        Some(Verb::Train(args)) => *args,
+        other => panic!("not train: {other:?}"),
+    }
+}
+
+#[test]
+fn every_example_config_parses_validates_and_round_trips_through_json() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(examples())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "{files:?}");
+    for file in files {
+        let config = Config::load(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let back = Config::from_json(&config.to_json().unwrap(), "json").unwrap();
+        assert_eq!(back.model, config.model, "{}", file.display());
+        assert_eq!(back.tasks, config.tasks, "{}", file.display());
+        assert_eq!(back.data, config.data, "{}", file.display());
+        assert_eq!(back.train, config.train, "{}", file.display());
+    }
+    // Relative data paths are taken from the config's folder.
+    let csv = Config::load(&examples().join("csv.toml")).unwrap();
+    let path = csv.data.path.clone().unwrap();
+    assert!(
+        path.is_absolute() && path.ends_with("examples/configs/tiny.csv"),
+        "{path:?}"
+    );
+}
+
+#[test]
+fn example_configs_map_one_to_one_onto_the_library_types() {
+    let soft = Config::load(&examples().join("soft_trace_norm.toml")).unwrap();
+    let spec = soft.model_spec(64).unwrap();
+    match spec.sharing {
+        Sharing::Soft {
+            columns,
+            regularisers,
+        } => {
+            assert_eq!(columns, vec![64, 64]);
+            assert_eq!(
+                format!("{regularisers:?}"),
+                "[TraceNorm { lambda: 0.001, variant: Tucker }, L2Distance { lambda: 0.0001 }]"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let stitch = Config::load(&examples().join("cross_stitch_fashion_mnist.toml")).unwrap();
+    match stitch.model_spec(784).unwrap().sharing {
+        Sharing::CrossStitch {
+            stitch_after,
+            stitch,
+            ..
+        } => {
+            assert_eq!(stitch_after, vec![0, 1]);
+            assert_eq!((stitch.per_channel, stitch.diagonal), (false, Some(0.9)));
+        }
+        other => panic!("{other:?}"),
+    }
+    match stitch.train.optimizer().unwrap() {
+        Optimizer::Sgd(s) => assert_eq!((s.lr, s.momentum, s.weight_decay), (0.05, 0.9, 0.0)),
+        other => panic!("{other:?}"),
+    }
+    let hard = Config::load(&examples().join("hard_synthetic.toml")).unwrap();
+    let spec = hard.model_spec(250).unwrap();
+    assert_eq!(spec.tasks.len(), 3);
+    assert!(spec.tasks.iter().all(|t| t.hidden == vec![64] && t.masked));
+    assert_eq!(
+        format!("{:?}", hard.train.weighting.weighting().unwrap()),
+        "GradNorm { alpha: 1.5, lr: 0.025, mode: LastSharedLayer }"
+    );
+}
+
+#[test]
+fn an_empty_config_and_no_flags_are_todays_defaults() {
+    let empty = Config::from_toml("", "empty.toml").unwrap();
+    let resolved = overrides::resolve(&TrainArgs::default()).unwrap();
+    for c in [&empty, &resolved] {
+        let spec = c.model_spec(250).unwrap();
+        assert_eq!(
+            spec.sharing,
+            Sharing::Hard {
+                trunk: vec![256, 256]
+            }
+        );
+        assert_eq!(spec.rows, 64);
+        assert_eq!(c.train.total_steps(25), 400);
+        assert_eq!(c.train.seed, 0);
+        assert_eq!(c.train.every, 50);
+        assert_eq!(c.data.source, "synthetic");
+        assert_eq!((c.data.validation, c.data.test), (0.1, 0.1));
+        match c.train.optimizer().unwrap() {
+            Optimizer::AdamW(a) => assert_eq!(a, Default::default()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.train.weighting.weighting().unwrap().name(), "equal");
+    }
+    // The default data: 4 synthetic tasks of 100 outputs, 250 inputs.
+    let mut c = resolved;
+    let data = c.dataset().unwrap();
+    c.fill_tasks(&data);
+    assert_eq!(
+        (data.rows(), data.features(), c.tasks.len()),
+        (2000, 250, 4)
+    );
+    assert!(c
+        .task_specs()
+        .unwrap()
+        .iter()
+        .all(|t| t.kind == TaskKind::Regression { outputs: 100 } && t.hidden.is_empty()));
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_the_key() {
+    let cases = [
+        ("colour = 1\n", "`colour`"),
+        ("[model]\nkind = \"hard\"\nwidth = [4]\n", "`width`"),
+        ("[model]\nkind = \"cross_stitch\"\n[model.stitch]\nalpha = 1\n", "`alpha`"),
+        ("[data]\nsource = \"csv\"\npth = \"a.csv\"\n", "`pth`"),
+        ("[train]\nlearning_rate = 0.1\n", "`learning_rate`"),
+        ("[train]\nweighting = { method = \"dwa\", temprature = 2 }\n", "`temprature`"),
+        (
+            "[[tasks]]\nname = \"a\"\nkind = \"regression\"\noutputs = 2\n\n[[tasks]]\nname = \"b\"\nkind = \"binary\"\nlabels = 1\ncolour = 2\n",
+            "`colour`",
+        ),
+        (
+            "[model]\nkind = \"soft\"\n[[model.regularisers]]\nkind = \"l2_distance\"\nlambda = 1\nstrength = 2\n",
+            "`strength`",
+        ),
+    ];
+    for (text, key) in cases {
+        let e = error_of(text);
+        assert!(e.contains("test.toml") && e.contains(key), "{text}\n→ {e}");
+        assert!(e.contains("unknown field"), "{text}\n→ {e}");
+    }
+}
+
+#[test]
+fn impossible_values_are_errors_naming_the_key() {
+    let three_tasks = "[[tasks]]\nname = \"a\"\nkind = \"regression\"\noutputs = 2\n\
+                       [[tasks]]\nname = \"b\"\nkind = \"binary\"\nlabels = 1\n\
+                       [[tasks]]\nname = \"c\"\nkind = \"foo\"\n";
+    let cases: Vec<(String, &str)> = vec![
+        ("[model]\nwidths = [4, 0]\n".into(), "model.widths[1] = 0: widths must be positive"),
+        ("[model]\nwidths = []\n".into(), "model.widths = []"),
+        ("[model]\nkind = \"deep\"\n".into(), "model.kind = \"deep\": expected hard"),
+        ("[model]\nactivation = \"swish\"\n".into(), "model.activation = \"swish\""),
+        (three_tasks.into(), "tasks[2].kind = \"foo\": expected classification, regression or binary"),
+        (
+            "[[tasks]]\nname = \"a\"\nkind = \"regression\"\nclasses = 3\n".into(),
+            "tasks[0].classes: only for kind = \"classification\"",
+        ),
+        ("[[tasks]]\nname = \"a\"\nkind = \"binary\"\n".into(), "tasks[0].labels: missing"),
+        ("[[tasks]]\nname = \"a\"\nkind = \"binary\"\nlabels = 0\n".into(), "tasks[0].labels = 0"),
+        (
+            "[[tasks]]\nname = \"a\"\nkind = \"binary\"\nlabels = 1\nhidden = [3, 0]\n".into(),
+            "tasks[0].hidden[1] = 0",
+        ),
+        (
+            "[[tasks]]\nname = \"a\"\nkind = \"binary\"\nlabels = 1\n[[tasks]]\nname = \"a\"\nkind = \"binary\"\nlabels = 1\n".into(),
+            "tasks[1].name = \"a\": names must be unique",
+        ),
+        (
+            "[model]\nkind = \"cross_stitch\"\nwidths = [8, 8]\nstitch_after = [0, 2]\n".into(),
+            "model.stitch_after[1] = 2",
+        ),
+        ("[model]\nstitch_after = [0]\n".into(), "model.stitch_after: only for cross_stitch"),
+        (
+            "[model]\nkind = \"sluice\"\nwidths = [6]\nsubspaces = 4\n".into(),
+            "model.widths[0] = 6",
+        ),
+        (
+            "[model]\nkind = \"cross_stitch\"\n[model.stitch]\ninit = \"ones\"\ndiagonal = 0.5\n".into(),
+            "model.stitch.diagonal: only with init = \"diagonal\"",
+        ),
+        (
+            "[model]\nkind = \"soft\"\n[[model.regularisers]]\nkind = \"trace_norm\"\nlambda = -1\n".into(),
+            "model.regularisers[0].lambda = -1",
+        ),
+        (
+            "[model]\nkind = \"soft\"\n[[model.regularisers]]\nkind = \"trace_norm\"\nlambda = 1\nvariant = \"tensor_train\"\nmode = \"proximal\"\n".into(),
+            "model.regularisers[0].mode = \"proximal\": only with variant = \"last_axis\"",
+        ),
+        (
+            "[model]\nkind = \"soft\"\n[[model.regularisers]]\nkind = \"group_lasso\"\nlambda = 1\nvariant = \"tucker\"\n".into(),
+            "model.regularisers[0].variant: only for kind = \"trace_norm\"",
+        ),
+        ("[data]\nsource = \"hdf5\"\n".into(), "data.source = \"hdf5\""),
+        ("[data]\nvalidation = 1.5\n".into(), "data.validation = 1.5"),
+        ("[data]\nvalidation = 0.5\ntest = 0.5\n".into(), "data.validation + data.test = 1"),
+        ("[data]\nsource = \"safetensors\"\n".into(), "data.path: missing"),
+        (
+            "[data]\nsource = \"safetensors\"\npath = \"a\"\nimages = \"b\"\n".into(),
+            "data.images: not a key of source = \"safetensors\"",
+        ),
+        ("[data]\nsource = \"csv\"\npath = \"a.csv\"\n".into(), "tasks: missing: source = \"csv\" needs [[tasks]]"),
+        (
+            "[[tasks]]\nname = \"y\"\nkind = \"regression\"\noutputs = 2\n[data]\nsource = \"csv\"\npath = \"a.csv\"\n".into(),
+            "data.targets.y: missing",
+        ),
+        (
+            "[[tasks]]\nname = \"y\"\nkind = \"regression\"\noutputs = 2\n[data]\nsource = \"csv\"\npath = \"a.csv\"\ntargets = { y = [\"a\"] }\n".into(),
+            "data.targets.y = [\"a\"]: task \"y\" needs 2 column(s)",
+        ),
+        ("[data]\ntasks = 0\n".into(), "data.tasks = 0"),
+        ("[data]\npart = \"train\"\n".into(), "data.part: not a key of source = \"synthetic\""),
+        ("[train]\nbatch = 0\n".into(), "train.batch = 0"),
+        ("[train]\nevery = 0\n".into(), "train.every = 0"),
+        ("[train]\nsteps = 5\nepochs = 1\n".into(), "give steps or epochs, not both"),
+        ("[train]\noptimizer = \"lbfgs\"\n".into(), "train.optimizer = \"lbfgs\""),
+        ("[train]\nlr = 0\n".into(), "train.lr = 0"),
+        ("[train]\nmomentum = 0.9\n".into(), "train.momentum: only for optimizer = \"sgd\""),
+        ("[train]\noptimizer = \"sgd\"\nbeta1 = 0.9\n".into(), "train.beta1: only for optimizer = \"adamw\""),
+        ("[train]\nbeta2 = 1.0\n".into(), "train.beta2 = 1"),
+        ("[train]\nweighting = \"fancy\"\n".into(), "train.weighting.method = \"fancy\""),
+        (
+            "[train]\nweighting = { method = \"dwa\", alpha = 1 }\n".into(),
+            "train.weighting.alpha: only for method gradnorm",
+        ),
+        (
+            "[train]\nweighting = { method = \"dwa\", temperature = -1 }\n".into(),
+            "train.weighting: ",
+        ),
+        (
+            "[train]\nweighting = { method = \"cagrad\", rescale = 7 }\n".into(),
+            "train.weighting.rescale = 7",
+        ),
+        (
+            "[train]\nweighting = { method = \"gradnorm\", mode = \"everything\" }\n".into(),
+            "train.weighting.mode = \"everything\"",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = error_of(&text);
+        assert!(
+            e.starts_with("config test.toml: ") && e.contains(want),
+            "{text}\n→ {e}\nwanted: {want}"
+        );
+    }
+}
+
+#[test]
+fn weighting_hyper_parameters_reach_the_weighting() {
+    let c = Config::from_toml(
+        "[train]\nweighting = { method = \"static\", weights = [1, 0.5] }\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        format!("{:?}", c.train.weighting.weighting().unwrap()),
+        "Static([1.0, 0.5])"
+    );
+    let c = Config::from_toml("[train]\nweighting = \"static:2,3\"\n", "t").unwrap();
+    assert_eq!(
+        format!("{:?}", c.train.weighting.weighting().unwrap()),
+        "Static([2.0, 3.0])"
+    );
+    let c = Config::from_toml(
+        "[train]\nweighting = { method = \"mgda_ub\", normalisation = \"loss+\" }\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        format!("{:?}", c.train.weighting.weighting().unwrap()),
+        "Mgda { normalisation: LossPlus, space: Representation }"
+    );
+    let c = Config::from_toml(
+        "[train]\nweighting = { method = \"cagrad\", c = 0.2, rescale = 2 }\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        format!("{:?}", c.train.weighting.weighting().unwrap()),
+        "CaGrad { c: 0.2, rescale: OnePlusC }"
+    );
+}
+
+#[test]
+fn flags_given_override_the_config_and_the_rest_stays() {
+    let csv = examples().join("csv.toml");
+    let c = overrides::resolve(&train_args(&["--config", csv.to_str().unwrap()])).unwrap();
+    assert_eq!(c.train.steps, Some(50));
+    assert_eq!(c.model.widths, vec![16]);
+    let c = overrides::resolve(&train_args(&[
+        "--config",
+        csv.to_str().unwrap(),
+        "--steps",
+        "10",
+        "--widths",
+        "8,4",
+        "--lr",
+        "0.5",
+        "--optimizer",
+        "sgd",
+        "--weighting",
+        "uncertainty",
+        "--batch",
+        "2",
+        "--no-shuffle",
+    ]))
+    .unwrap();
+    assert_eq!(c.train.total_steps(1000), 10);
+    assert_eq!(c.model.widths, vec![8, 4]);
+    assert_eq!(
+        (c.train.lr, c.train.batch, c.train.shuffle),
+        (Some(0.5), 2, false)
+    );
+    assert!(matches!(c.train.optimizer().unwrap(), Optimizer::Sgd(s) if s.lr == 0.5));
+    assert_eq!(c.train.weighting.weighting().unwrap().name(), "uncertainty");
+    // Untouched keys keep the file's values.
+    assert_eq!(
+        (c.train.seed, c.model.kind.as_str(), c.tasks.len()),
+        (3, "hard", 3)
+    );
+    assert_eq!(c.data.source, "csv");
+    // --epochs replaces the file's steps.
+    let c = overrides::resolve(&train_args(&[
+        "--config",
+        csv.to_str().unwrap(),
+        "--epochs",
+        "2",
+    ]))
+    .unwrap();
+    assert_eq!((c.train.steps, c.train.epochs), (None, Some(2)));
+    // A flag that makes the config impossible names the key.
+    let soft = examples().join("soft_trace_norm.toml");
+    let e = overrides::resolve(&train_args(&[
+        "--config",
+        soft.to_str().unwrap(),
+        "--model",
+        "hard",
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("model.regularisers: only for soft"), "{e}");
+    let e = overrides::resolve(&train_args(&[
+        "--config",
+        csv.to_str().unwrap(),
+        "--tasks",
+        "3",
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("--tasks 3: only for synthetic"), "{e}");
+}
+
+#[test]
+fn a_config_that_does_not_fit_its_data_is_a_clear_error() {
+    // Synthetic tasks have 4 outputs; the config says 5.
+    let mut c = Config::from_toml(
+        "[[tasks]]\nname = \"task0\"\nkind = \"regression\"\noutputs = 5\n\
+         [data]\ntasks = 2\nsamples = 50\ninputs = 8\noutputs = 4\n",
+        "t.toml",
+    )
+    .unwrap();
+    let data = c.dataset().unwrap();
+    c.fill_tasks(&data);
+    let spec = c.model_spec(data.features()).unwrap();
+    let e = Batcher::for_model(&data, &spec).err().unwrap().to_string();
+    assert!(
+        e.contains("task 'task0'") && e.contains("outputs: 5"),
+        "{e}"
+    );
+    // A CSV column the file does not have.
+    let dir = temp_dir("misfit");
+    let toml = dir.join("bad.toml");
+    let text = std::fs::read_to_string(examples().join("csv.toml"))
+        .unwrap()
+        .replace(
+            "path = \"tiny.csv\"",
+            &format!("path = {:?}", examples().join("tiny.csv")),
+        )
+        .replace("\"x3\"]", "\"x4\"]");
+    std::fs::write(&toml, text).unwrap();
+    let e = Config::load(&toml)
+        .unwrap()
+        .dataset()
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("tiny.csv") && e.contains("no column 'x4'"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn manytask() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_manytask"));
+    cmd.env_remove("MANYTASK_BACKEND")
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    cmd
+}
+
+/// Runs the binary; returns stdout, panicking with stderr on failure.
+fn run_ok(args: &[&str]) -> String {
+    let out = manytask().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The metrics table from "test split (…):" to the next blank or
+/// non-indented line.
+fn test_table(stdout: &str) -> Vec<String> {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("test split ("))
+        .unwrap_or_else(|| panic!("no test table in:\n{stdout}"));
+    lines[start..]
+        .iter()
+        .take_while(|l| l.starts_with("test split (") || l.starts_with("  "))
+        .map(|l| l.to_string())
+        .collect()
+}
+
+#[test]
+fn eval_of_a_saved_checkpoint_reproduces_the_test_metrics_train_printed() {
+    let dir = temp_dir("eval");
+    let ck = dir.join("csv.safetensors");
+    let csv = examples().join("csv.toml");
+    let (csv, ck_s) = (csv.to_str().unwrap(), ck.to_str().unwrap());
+    let train = run_ok(&["train", "--config", csv, "--steps", "20", "--save", ck_s]);
+    assert!(train.contains("20 steps of 4 rows"), "{train}");
+    let table = test_table(&train);
+    assert_eq!(table.len(), 4, "{table:?}");
+    // From the config stored in the checkpoint, and from the file.
+    let stored = run_ok(&["eval", "--checkpoint", ck_s]);
+    assert_eq!(test_table(&stored), table, "{stored}");
+    let from_file = run_ok(&["eval", "--checkpoint", ck_s, "--config", csv]);
+    assert_eq!(test_table(&from_file), table, "{from_file}");
+    // Another split is another table.
+    let validation = run_ok(&["eval", "--checkpoint", ck_s, "--split", "validation"]);
+    assert!(
+        validation.contains("validation split (2 samples):"),
+        "{validation}"
+    );
+
+    // The stored config is the resolved one: the --steps override and the
+    // tasks are in it.
+    let meta = manytask::checkpoint::metadata(&ck).unwrap();
+    let stored = Config::from_json(&meta[manytask::checkpoint::CONFIG_KEY], "meta").unwrap();
+    assert_eq!((stored.train.steps, stored.tasks.len()), (Some(20), 3));
+
+    // A config of another shape: an error naming the checkpoint, not a panic.
+    let other = dir.join("other.toml");
+    let text = std::fs::read_to_string(examples().join("csv.toml"))
+        .unwrap()
+        .replace(
+            "path = \"tiny.csv\"",
+            &format!("path = {:?}", examples().join("tiny.csv")),
+        )
+        .replace("widths = [16]", "widths = [12]");
+    std::fs::write(&other, text).unwrap();
+    let out = manytask()
+        .args([
+            "eval",
+            "--checkpoint",
+            ck_s,
+            "--config",
+            other.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("checkpoint") && stderr.contains("trunk.0"),
+        "{stderr}"
+    );
+    // A checkpoint without a stored config asks for --config.
+    std::fs::write(dir.join("empty.safetensors"), b"").unwrap();
+    let out = manytask()
+        .args([
+            "eval",
+            "--checkpoint",
+            dir.join("empty.safetensors").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_config_named_without_a_folder_reads_its_data_from_the_current_folder() {
+    // `Path::parent` of "csv.toml" is "", which is not a folder.
+    let out = manytask()
+        .current_dir(examples())
+        .args(["train", "--config", "csv.toml", "--steps", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tiny.csv (20 samples"));
+}

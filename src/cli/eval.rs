@@ -1,0 +1,107 @@
+//! `manytask eval`: per-task metrics of a saved checkpoint on one split
+//! of its data. The model and split come from the config (a file, or the
+//! JSON `train --save` stores in the checkpoint), so the same seed cuts
+//! the same split `train` reported on.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use crate::checkpoint::{self, Restore};
+use crate::cli::metrics::evaluate;
+use crate::cli::setup::{self, Setup};
+use crate::cli::{backend_from, open_contexts, BackendArg};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// `manytask eval`'s flags.
+#[derive(Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// The checkpoint to evaluate (from `train --save`).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The TOML run config the checkpoint was trained with; default: the config stored in the checkpoint's metadata.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The split to report on (cut from the config's seed and fractions, as train cut it).
+    #[arg(long, value_enum, default_value_t = SplitArg::Test)]
+    pub split: SplitArg,
+    /// Adapter: auto, vulkan, metal, dx12 or gl.
+    #[arg(long)]
+    pub backend: Option<BackendArg>,
+}
+
+/// The three parts of a split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SplitArg {
+    /// The samples the model trained on.
+    Train,
+    /// The held-out validation samples.
+    Validation,
+    /// The held-out test samples (what `train` reports on).
+    Test,
+}
+
+/// The config of `--config`, else the one stored in the checkpoint.
+fn config(args: &EvalArgs) -> Result<Config> {
+    if let Some(path) = &args.config {
+        return Config::load(path);
+    }
+    let meta = checkpoint::metadata(&args.checkpoint)?;
+    let json = meta
+        .get(checkpoint::CONFIG_KEY)
+        .ok_or_else(|| Error::Checkpoint {
+            file: args.checkpoint.display().to_string(),
+            detail: format!(
+                "no '{}' metadata (not saved by `manytask train --save`?): pass the run's --config",
+                checkpoint::CONFIG_KEY
+            ),
+        })?;
+    let source = format!("stored in {}", args.checkpoint.display());
+    Config::from_json(json, &source)
+}
+
+/// Loads the checkpoint into the config's model and prints the metrics.
+pub fn run(args: &EvalArgs) -> Result<ExitCode> {
+    let mut config = config(args)?;
+    let ctx = open_contexts(backend_from(args.backend)?)?
+        .into_iter()
+        .next()
+        .expect("open_contexts returns at least one adapter");
+    println!("manytask eval on {}", ctx.describe());
+    let Setup {
+        split,
+        spec,
+        mut program,
+        nodes,
+        ..
+    } = setup::build(&ctx, &mut config, None)?;
+    checkpoint::load(
+        &ctx,
+        &mut program,
+        &nodes.pieces,
+        &args.checkpoint,
+        Restore::Parameters,
+    )?;
+    println!(
+        "checkpoint: {} ({} sharing, widths {:?}; config {})",
+        args.checkpoint.display(),
+        config.model.kind,
+        config.model.widths,
+        config.source
+    );
+    let (name, part) = match args.split {
+        SplitArg::Train => ("train", &split.train),
+        SplitArg::Validation => ("validation", &split.validation),
+        SplitArg::Test => ("test", &split.test),
+    };
+    let metrics = evaluate(&ctx, &program, &nodes, &spec, part)?;
+    // The same table as `train` prints.
+    println!("\n{name} split ({} samples):", part.rows());
+    for (task, m) in &metrics {
+        let cells: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v:>10.4}")).collect();
+        println!("  {task:<12} {}", cells.join("   "));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,198 @@
+//! Run configs: the TOML file `manytask train --config` and `manytask
+//! eval` read (README "Config files" has a full example and every key).
+//!
+//! A [`Config`] has four parts, one module each:
+//! - [`model`]: the sharing kind, widths, activation and the options of
+//!   each kind (cross-stitch units, sluice subspaces, soft-sharing
+//!   regularisers);
+//! - [`tasks`]: the `[[tasks]]` list, each task's kind and head;
+//! - [`data`]: where the samples come from and the split fractions;
+//! - [`train`]: steps, batch, seed, optimiser and task weighting.
+//!
+//! Every field has a default (today's `manytask train` defaults), so an
+//! empty file is the default run. Unknown keys are errors (serde's
+//! `deny_unknown_fields`), and [`Config::validate`] rejects impossible
+//! values with a message naming the key, e.g. `model.widths[1] = 0:
+//! widths must be positive`. The resolved config of a run is stored as
+//! JSON in its checkpoint (`Config::to_json`), so `eval` can rebuild the
+//! model from the checkpoint alone.
+
+pub mod data;
+pub mod model;
+pub mod tasks;
+pub mod train;
+
+use std::fmt::Display;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::{ModelSpec, TaskSpec};
+use crate::data::dataset::Dataset;
+use crate::error::{Error, Result};
+
+pub use data::DataConfig;
+pub use model::{ModelConfig, RegulariserConfig, StitchConfig};
+pub use tasks::TaskConfig;
+pub use train::{TrainConfig, WeightingConfig};
+
+/// A whole run: model, tasks, data and training settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the config came from (a path, "defaults", a checkpoint), for
+    /// error messages; not part of the file.
+    #[serde(skip)]
+    pub source: String,
+    /// `[model]`: sharing kind, widths, activation and kind options.
+    pub model: ModelConfig,
+    /// The tasks and their heads; empty: every task of the data, each
+    /// with a linear head (not allowed for CSV data, which has no kinds).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskConfig>,
+    /// `[data]`: the source and the split fractions.
+    pub data: DataConfig,
+    /// `[train]`: length, batch, seed, optimiser, weighting.
+    pub train: TrainConfig,
+}
+
+/// An impossible value: `key = value: why`.
+pub(crate) fn invalid(key: impl Display, value: impl Display, why: impl Display) -> String {
+    format!("{key} = {value}: {why}")
+}
+
+/// A key that does not apply: `key: why`.
+pub(crate) fn misplaced(key: impl Display, why: impl Display) -> String {
+    format!("{key}: {why}")
+}
+
+/// A string value as TOML writes it (quoted), for error messages.
+pub(crate) fn quoted(s: &str) -> String {
+    format!("{s:?}")
+}
+
+impl Config {
+    /// The default run (an empty file), named "defaults" in errors.
+    pub fn defaults() -> Config {
+        Config {
+            source: "defaults".into(),
+            ..Config::default()
+        }
+    }
+
+    /// Reads and validates the TOML file at `path`. Relative data paths in
+    /// it are taken relative to the file's folder, and stored absolute (a
+    /// checkpoint's config then works from any folder).
+    pub fn load(path: &Path) -> Result<Config> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            file: file.clone(),
+            detail: format!("cannot read: {e}"),
+        })?;
+        let mut config = Config::from_toml(&text, &file)?;
+        // A bare file name has the empty path as parent: the current folder.
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let dir = std::path::absolute(dir).map_err(|e| config.error(format!("its folder: {e}")))?;
+        config.data.resolve_paths(&dir);
+        Ok(config)
+    }
+
+    /// Parses and validates TOML text; `source` names it in errors.
+    pub fn from_toml(text: &str, source: &str) -> Result<Config> {
+        let mut config: Config = toml::from_str(text).map_err(|e| Error::Config {
+            file: source.to_string(),
+            detail: e.to_string().trim_end().to_string(),
+        })?;
+        config.source = source.to_string();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses and validates the JSON a checkpoint stores (`to_json`).
+    pub fn from_json(text: &str, source: &str) -> Result<Config> {
+        let mut config: Config = serde_json::from_str(text).map_err(|e| Error::Config {
+            file: source.to_string(),
+            detail: e.to_string(),
+        })?;
+        config.source = source.to_string();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The config as JSON (for checkpoint metadata).
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| self.error(format!("as JSON: {e}")))
+    }
+
+    /// An `Error::Config` naming this config's source.
+    pub fn error(&self, detail: String) -> Error {
+        Error::Config {
+            file: self.source.clone(),
+            detail,
+        }
+    }
+
+    /// Checks every key that does not need the data: kinds, widths and
+    /// hyper-parameters in their domains, and no key the chosen model
+    /// kind, data source or optimiser does not use.
+    pub fn validate(&self) -> Result<()> {
+        let check = || -> std::result::Result<(), String> {
+            self.model.sharing()?;
+            self.model.activation()?;
+            tasks::task_specs(&self.tasks)?;
+            self.data.check(&self.tasks)?;
+            self.train.check()?;
+            Ok(())
+        };
+        check().map_err(|detail| self.error(detail))
+    }
+
+    /// The data, read or generated as `[data]` says (the synthetic
+    /// benchmark and MultiMNIST are seeded by `train.seed`).
+    pub fn dataset(&self) -> Result<Dataset> {
+        self.data.load(&self.tasks, self.train.seed, &self.source)
+    }
+
+    /// When no `[[tasks]]` are given, takes every task of `data` with a
+    /// linear head (what `train` did before configs existed).
+    pub fn fill_tasks(&mut self, data: &Dataset) {
+        if self.tasks.is_empty() {
+            self.tasks = data
+                .tasks()
+                .iter()
+                .map(|t| TaskConfig::from_kind(&t.name, t.targets.kind()))
+                .collect();
+        }
+    }
+
+    /// Keeps only the task `name` (a single-task baseline).
+    pub fn keep_only_task(&mut self, name: &str) -> Result<()> {
+        if !self.tasks.iter().any(|t| t.name == name) {
+            let names: Vec<&str> = self.tasks.iter().map(|t| t.name.as_str()).collect();
+            return Err(self.error(format!("--single-task '{name}': the tasks are {names:?}")));
+        }
+        self.tasks.retain(|t| t.name == name);
+        Ok(())
+    }
+
+    /// The task specs (after `fill_tasks`).
+    pub fn task_specs(&self) -> Result<Vec<TaskSpec>> {
+        tasks::task_specs(&self.tasks).map_err(|d| self.error(d))
+    }
+
+    /// The model for `inputs` features (after `fill_tasks`): batch rows
+    /// from `train.batch`.
+    pub fn model_spec(&self, inputs: usize) -> Result<ModelSpec> {
+        let fail = |d: String| self.error(d);
+        Ok(ModelSpec {
+            rows: self.train.batch,
+            inputs,
+            activation: self.model.activation().map_err(fail)?,
+            sharing: self.model.sharing().map_err(fail)?,
+            tasks: self.task_specs()?,
+        })
+    }
+}

@@ -1,0 +1,406 @@
+//! `[train]`: length, batch, seed, optimiser and task weighting.
+
+use std::fmt;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::{invalid, misplaced, quoted};
+use crate::data::dataset::Order;
+use crate::graph::Optimizer;
+use crate::reference::optim::{AdamW, Sgd};
+use crate::weighting::{
+    self, CaGradRescale, GradNormMode, GradNormUpdate, MgdaNormalisation, Weighting,
+};
+
+/// `[train]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Optimiser steps (default 400 unless `epochs` is given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// Epochs over the training split, instead of `steps`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
+    /// Rows per batch.
+    pub batch: usize,
+    /// Seed of data generation, splits, shuffling and initialisation.
+    pub seed: u64,
+    /// sgd | adamw.
+    pub optimizer: String,
+    /// Learning rate (default 1e-3 for adamw, 1e-2 for sgd).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f32>,
+    /// sgd: momentum μ (default 0.9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f32>,
+    /// Weight decay (default 0.01 for adamw, decoupled; 0 for sgd,
+    /// added to the gradient).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f32>,
+    /// adamw: β1 (default 0.9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta1: Option<f32>,
+    /// adamw: β2 (default 0.999).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta2: Option<f32>,
+    /// adamw: ε (default 1e-8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eps: Option<f32>,
+    /// The task weighting: a name (`"gradnorm"`, `"static:1,0.5"`) or a
+    /// table with `method` and hyper-parameters.
+    pub weighting: WeightingConfig,
+    /// Visit the training samples in a fresh seeded order every epoch.
+    pub shuffle: bool,
+    /// Steps between progress lines and log records.
+    pub every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: None,
+            epochs: None,
+            batch: 64,
+            seed: 0,
+            optimizer: "adamw".into(),
+            lr: None,
+            momentum: None,
+            weight_decay: None,
+            beta1: None,
+            beta2: None,
+            eps: None,
+            weighting: WeightingConfig::named("equal"),
+            shuffle: true,
+            every: 50,
+        }
+    }
+}
+
+/// `train.weighting`: a method name as `--weighting` takes it, and the
+/// hyper-parameters of `Weighting` (each only for its method).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WeightingConfig {
+    /// equal, static, uncertainty, uncertainty_warm, gradnorm, dwa, pcgrad, mgda, mgda_ub,
+    /// cagrad, imtl_g, rlw (or static:w1,w2,…).
+    pub method: String,
+    /// static: one weight per task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<Vec<f32>>,
+    /// gradnorm: α (default 1.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    /// gradnorm: the weights' learning rate (default 0.025).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    /// gradnorm: last_shared_layer (default) or all_shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// gradnorm: how the weights follow their gradient, adam (default) or
+    /// gradient (plain descent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<String>,
+    /// dwa: temperature (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// mgda, mgda_ub: none (default), l2, loss or loss+.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalisation: Option<String>,
+    /// cagrad: c (default 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c: Option<f64>,
+    /// cagrad: rescale 0, 1 (default) or 2, as LibMTL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescale: Option<u32>,
+}
+
+impl WeightingConfig {
+    /// A method with default hyper-parameters.
+    pub fn named(method: &str) -> WeightingConfig {
+        WeightingConfig {
+            method: method.to_string(),
+            weights: None,
+            alpha: None,
+            lr: None,
+            mode: None,
+            update: None,
+            temperature: None,
+            normalisation: None,
+            c: None,
+            rescale: None,
+        }
+    }
+
+    /// The weighting, each hyper-parameter checked against the method.
+    pub fn weighting(&self) -> Result<Weighting, String> {
+        let key = "train.weighting";
+        let mut w = weighting::parse(&self.method).map_err(|_| {
+            invalid(
+                format!("{key}.method"),
+                quoted(&self.method),
+                format!(
+                    "expected one of {} (or static:w1,w2,…)",
+                    weighting::WEIGHTING_NAMES.join(", ")
+                ),
+            )
+        })?;
+        // Each set key must belong to the method: (key, set, methods).
+        let owners = [
+            ("weights", self.weights.is_some(), "static"),
+            ("alpha", self.alpha.is_some(), "gradnorm"),
+            ("lr", self.lr.is_some(), "gradnorm"),
+            ("mode", self.mode.is_some(), "gradnorm"),
+            ("update", self.update.is_some(), "gradnorm"),
+            ("temperature", self.temperature.is_some(), "dwa"),
+            (
+                "normalisation",
+                self.normalisation.is_some(),
+                "mgda and mgda_ub",
+            ),
+            ("c", self.c.is_some(), "cagrad"),
+            ("rescale", self.rescale.is_some(), "cagrad"),
+        ];
+        for (field, set, methods) in owners {
+            if set && !methods.split(" and ").any(|m| m == w.name()) {
+                return Err(misplaced(
+                    format!("{key}.{field}"),
+                    format!("only for method {methods} (this is {})", w.name()),
+                ));
+            }
+        }
+        match &mut w {
+            Weighting::Static(weights) => {
+                if let Some(v) = &self.weights {
+                    if !weights.is_empty() {
+                        return Err(misplaced(
+                            format!("{key}.weights"),
+                            "given twice (in the method name and as weights)",
+                        ));
+                    }
+                    *weights = v.clone();
+                }
+            }
+            Weighting::GradNorm {
+                alpha,
+                lr,
+                mode,
+                update,
+            } => {
+                *update = match self.update.as_deref() {
+                    None | Some("adam") => GradNormUpdate::Adam,
+                    Some("gradient") => GradNormUpdate::Gradient,
+                    Some(other) => {
+                        return Err(invalid(
+                            format!("{key}.update"),
+                            quoted(other),
+                            "expected adam or gradient",
+                        ))
+                    }
+                };
+                *alpha = self.alpha.unwrap_or(*alpha);
+                *lr = self.lr.unwrap_or(*lr);
+                *mode = match self.mode.as_deref() {
+                    None | Some("last_shared_layer") => GradNormMode::LastSharedLayer,
+                    Some("all_shared") => GradNormMode::AllShared,
+                    Some(other) => {
+                        return Err(invalid(
+                            format!("{key}.mode"),
+                            quoted(other),
+                            "expected last_shared_layer or all_shared",
+                        ))
+                    }
+                };
+            }
+            Weighting::Dwa { temperature } => {
+                *temperature = self.temperature.unwrap_or(*temperature)
+            }
+            Weighting::Mgda { normalisation, .. } => {
+                if let Some(n) = &self.normalisation {
+                    *normalisation = MgdaNormalisation::parse(n).map_err(|_| {
+                        invalid(
+                            format!("{key}.normalisation"),
+                            quoted(n),
+                            "expected none, l2, loss or loss+",
+                        )
+                    })?;
+                }
+            }
+            Weighting::CaGrad { c, rescale } => {
+                *c = self.c.unwrap_or(*c);
+                if let Some(code) = self.rescale {
+                    *rescale = CaGradRescale::from_code(code).map_err(|_| {
+                        invalid(
+                            format!("{key}.rescale"),
+                            code,
+                            "expected 0 (none), 1 (/(1+c²)) or 2 (/(1+c))",
+                        )
+                    })?;
+                }
+            }
+            _ => {}
+        }
+        // Domains (static weights are counted against the tasks when the
+        // balancer is made).
+        if !matches!(w, Weighting::Static(_)) {
+            w.check(1).map_err(|e| format!("{key}: {e}"))?;
+        }
+        Ok(w)
+    }
+}
+
+impl<'de> Deserialize<'de> for WeightingConfig {
+    /// Either a name (`weighting = "gradnorm"`) or a table (`weighting =
+    /// { method = "gradnorm", alpha = 1.0 }`), whose unknown keys are
+    /// errors.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct NameOrTable;
+        impl<'de> Visitor<'de> for NameOrTable {
+            type Value = WeightingConfig;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a weighting name or a table with `method`")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<WeightingConfig, E> {
+                Ok(WeightingConfig::named(s))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<WeightingConfig, M::Error> {
+                WeightingTable::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_any(NameOrTable)
+    }
+}
+
+/// The table form of `WeightingConfig`, with its strict key list.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, remote = "WeightingConfig")]
+struct WeightingTable {
+    method: String,
+    #[serde(default)]
+    weights: Option<Vec<f32>>,
+    #[serde(default)]
+    alpha: Option<f64>,
+    #[serde(default)]
+    lr: Option<f64>,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    update: Option<String>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    normalisation: Option<String>,
+    #[serde(default)]
+    c: Option<f64>,
+    #[serde(default)]
+    rescale: Option<u32>,
+}
+
+impl TrainConfig {
+    /// Checks every `[train]` value (and that the optimiser keys belong
+    /// to the optimiser).
+    pub fn check(&self) -> Result<(), String> {
+        if self.batch == 0 {
+            return Err(invalid("train.batch", 0, "must be ≥ 1"));
+        }
+        if self.every == 0 {
+            return Err(invalid("train.every", 0, "must be ≥ 1"));
+        }
+        if self.steps.is_some() && self.epochs.is_some() {
+            return Err(misplaced("train.epochs", "give steps or epochs, not both"));
+        }
+        if self.epochs == Some(0) {
+            return Err(invalid("train.epochs", 0, "must be ≥ 1"));
+        }
+        self.optimizer()?;
+        self.weighting.weighting()?;
+        Ok(())
+    }
+
+    /// The optimiser, with defaults for the keys not given.
+    pub fn optimizer(&self) -> Result<Optimizer, String> {
+        let only = |field: &str, set: bool, name: &str| -> Result<(), String> {
+            if set {
+                return Err(misplaced(
+                    format!("train.{field}"),
+                    format!(
+                        "only for optimizer = \"{name}\" (this is {})",
+                        quoted(&self.optimizer)
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        let positive = |field: &str, v: f32| -> Result<f32, String> {
+            if v.is_finite() && v > 0.0 {
+                Ok(v)
+            } else {
+                Err(invalid(
+                    format!("train.{field}"),
+                    v,
+                    "must be finite and > 0",
+                ))
+            }
+        };
+        let unit = |field: &str, v: f32| -> Result<f32, String> {
+            if (0.0..1.0).contains(&v) {
+                Ok(v)
+            } else {
+                Err(invalid(format!("train.{field}"), v, "must be in [0, 1)"))
+            }
+        };
+        let decay = |v: f32| -> Result<f32, String> {
+            if v.is_finite() && v >= 0.0 {
+                Ok(v)
+            } else {
+                Err(invalid("train.weight_decay", v, "must be finite and ≥ 0"))
+            }
+        };
+        match self.optimizer.as_str() {
+            "adamw" => {
+                only("momentum", self.momentum.is_some(), "sgd")?;
+                let d = AdamW::default();
+                Ok(Optimizer::AdamW(AdamW {
+                    lr: positive("lr", self.lr.unwrap_or(d.lr))?,
+                    beta1: unit("beta1", self.beta1.unwrap_or(d.beta1))?,
+                    beta2: unit("beta2", self.beta2.unwrap_or(d.beta2))?,
+                    eps: positive("eps", self.eps.unwrap_or(d.eps))?,
+                    weight_decay: decay(self.weight_decay.unwrap_or(d.weight_decay))?,
+                }))
+            }
+            "sgd" => {
+                only("beta1", self.beta1.is_some(), "adamw")?;
+                only("beta2", self.beta2.is_some(), "adamw")?;
+                only("eps", self.eps.is_some(), "adamw")?;
+                Ok(Optimizer::Sgd(Sgd {
+                    lr: positive("lr", self.lr.unwrap_or(1e-2))?,
+                    momentum: unit("momentum", self.momentum.unwrap_or(0.9))?,
+                    weight_decay: decay(self.weight_decay.unwrap_or(0.0))?,
+                }))
+            }
+            other => Err(invalid(
+                "train.optimizer",
+                quoted(other),
+                "expected sgd or adamw",
+            )),
+        }
+    }
+
+    /// Steps to train: `steps`, else `epochs` × batches per epoch, else 400.
+    pub fn total_steps(&self, per_epoch: usize) -> usize {
+        match (self.steps, self.epochs) {
+            (Some(s), _) => s,
+            (None, Some(e)) => e * per_epoch,
+            (None, None) => 400,
+        }
+    }
+
+    /// The sample order of each epoch.
+    pub fn order(&self) -> Order {
+        if self.shuffle {
+            Order::Shuffled { seed: self.seed }
+        } else {
+            Order::Sequential
+        }
+    }
+}
