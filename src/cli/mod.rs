@@ -1,8 +1,13 @@
 //! The `manytask` command line: verbs over the library, nothing more.
 
+pub mod baseline;
 pub mod bench;
 pub mod info;
 pub mod metrics;
+pub mod plot;
+pub mod progress;
+pub mod runlog;
+pub mod summary;
 pub mod train;
 pub mod validate;
 
