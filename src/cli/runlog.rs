@@ -143,7 +143,7 @@ mod tests {
             .collect();
         assert_eq!(
             lines[0],
-            serde_json::json!({"step":3,"losses":[1.5,null],"weights":[1.0,0.25],"orthogonality":[0.125]})
+            serde_json::json!({"step":3,"losses":[1.5,null],"weights":[1,0.25],"orthogonality":[0.125]})
         );
         assert_eq!(
             lines[1],

@@ -132,8 +132,8 @@ test split (200 samples):
         let text = format_summary(200, &metrics(), Some(&delta), &STATS);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[1].ends_with("accuracy        Δm%"), "{text}");
-        assert!(lines[2].ends_with("        +12.35"), "{text}");
-        assert!(lines[3].ends_with("      -"), "{text}");
+        assert!(lines[2].ends_with("-     +12.35"), "{text}");
+        assert!(lines[3].ends_with("0.8750          -"), "{text}");
         assert!(
             lines[4].starts_with("Δm% vs single-task baselines: -3.00 (mean over 2"),
             "{text}"
