@@ -325,7 +325,8 @@ fn train_plot_draws_one_curve_per_task_in_each_panel() {
     let curves = text
         .lines()
         .filter(|l| l.starts_with("<polyline") && l.contains("stroke-width=\"2\""))
-        .filter(|l| l.split("points=\"").nth(1).is_some_and(|p| p.split_whitespace().count() > 2))
+        .filter_map(|l| l.split("points=\"").nth(1)?.split('"').next())
+        .filter(|points| points.split_whitespace().count() > 2)
         .count();
     assert_eq!(curves, 6, "{text}");
     for task in ["task0", "task1", "task2"] {

@@ -4,7 +4,9 @@
 //! Task losses can differ by orders of magnitude (the synthetic
 //! benchmark's task scales σ_t do), so the top panel plots each loss over
 //! its first sampled value, on a log axis: every curve starts at 1 and
-//! their slopes compare.
+//! their slopes compare. The axis is drawn as log10 of the ratio on a
+//! linear scale, labelled with the ratio itself (plotters' own log axis
+//! leaves ranges below one decade without labels).
 
 use std::path::Path;
 
@@ -106,25 +108,25 @@ fn draw(svg: &mut String, tasks: &[String], history: &History) -> DrawResult {
     let x_range = first..last.max(first + 1.0);
 
     let losses: Vec<Vec<(f64, f64)>> = (0..tasks.len())
-        .map(|t| history.relative_losses(t))
+        .map(|t| {
+            let rel = history.relative_losses(t);
+            rel.into_iter().map(|(s, r)| (s, r.log10())).collect()
+        })
         .collect();
     let (lo, hi) = bounds(losses.iter().flatten().map(|p| p.1));
-    // A decade of room when the curves are flat (a single sample, say).
-    let (lo, hi) = if hi / lo < 10.0 {
-        (lo / 3.0, hi * 3.0)
-    } else {
-        (lo / 1.2, hi * 1.2)
-    };
+    // Half a decade of room at least, so flat curves stay readable.
+    let pad = ((0.5 - (hi - lo)) / 2.0).max(0.05 * (hi - lo));
     let mut chart = ChartBuilder::on(&top)
         .caption("loss / first sampled loss (log scale)", ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(32)
         .y_label_area_size(64)
-        .build_cartesian_2d(x_range.clone(), (lo..hi).log_scale())?;
+        .build_cartesian_2d(x_range.clone(), (lo - pad)..(hi + pad))?;
     chart
         .configure_mesh()
         .x_desc("step")
         .y_desc("relative loss")
+        .y_label_formatter(&|v| ratio_label(10f64.powf(*v)))
         .draw()?;
     for (t, name) in tasks.iter().enumerate() {
         let color = Palette99::pick(t).to_rgba();
@@ -162,6 +164,15 @@ fn draw(svg: &mut String, tasks: &[String], history: &History) -> DrawResult {
     }
     root.present()?;
     Ok(())
+}
+
+/// A ratio for an axis label: three decimals, or scientific when tiny.
+fn ratio_label(r: f64) -> String {
+    if r >= 0.01 {
+        format!("{r:.3}")
+    } else {
+        format!("{r:.1e}")
+    }
 }
 
 /// (min, max) of the finite values; (1, 1) when there are none.

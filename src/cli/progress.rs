@@ -2,8 +2,9 @@
 //! periodic lines otherwise (CI logs stay readable), or nothing with
 //! `--quiet`.
 
+use std::cell::Cell;
 use std::io::IsTerminal as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -39,6 +40,9 @@ pub struct Progress {
     mode: Mode,
     total: usize,
     bar: Option<ProgressBar>,
+    start: Instant,
+    /// The mean task loss of the last read step.
+    mean_loss: Cell<Option<f32>>,
 }
 
 impl Progress {
@@ -48,20 +52,33 @@ impl Progress {
             // The bar shares stdout with the summary, so it draws there.
             let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stdout());
             let style = ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} steps  mean loss {msg}  {per_sec}  ETA {eta}",
+                "{bar:30} {pos}/{len} steps  {msg}  ETA {eta}",
             )
             .expect("the template is valid");
             bar.set_style(style);
-            bar.set_message("-");
             bar.enable_steady_tick(Duration::from_millis(250));
             bar
         });
-        Progress { mode, total, bar }
+        Progress {
+            mode,
+            total,
+            bar,
+            start: Instant::now(),
+            mean_loss: Cell::new(None),
+        }
     }
 
     /// `step` steps are done.
     pub fn advance(&self, step: usize) {
         if let Some(bar) = &self.bar {
+            // Steps/s over the whole run, as the plain lines report it
+            // (indicatif's own estimate weighs the first, compiling steps).
+            let rate = step as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
+            let loss = match self.mean_loss.get() {
+                Some(l) => format!("{l:.4}"),
+                None => "-".into(),
+            };
+            bar.set_message(format!("mean loss {loss}  {rate:.1} steps/s"));
             bar.set_position(step as u64);
         }
     }
@@ -72,9 +89,7 @@ impl Progress {
         match self.mode {
             Mode::Bar => {
                 let mean = losses.iter().sum::<f32>() / losses.len().max(1) as f32;
-                if let Some(bar) = &self.bar {
-                    bar.set_message(format!("{mean:.4}"));
-                }
+                self.mean_loss.set(Some(mean));
             }
             Mode::Lines if line => println!(
                 "step {step:>6}/{}  losses {}  weights {}  {rate:.1} steps/s",
