@@ -125,6 +125,7 @@ fn draw(svg: &mut String, tasks: &[String], history: &History) -> DrawResult {
     chart
         .configure_mesh()
         .x_desc("step")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_desc("relative loss")
         .y_label_formatter(&|v| ratio_label(10f64.powf(*v)))
         .draw()?;
@@ -156,6 +157,7 @@ fn draw(svg: &mut String, tasks: &[String], history: &History) -> DrawResult {
     chart
         .configure_mesh()
         .x_desc("step")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_desc("weight")
         .draw()?;
     for (t, series) in weights.into_iter().enumerate() {
