@@ -199,7 +199,10 @@ fn train_runs_the_embedded_benchmark_saves_and_reloads() {
         .lines()
         .take(2)
         .all(|l| l.starts_with("{\"step\":") && l.contains("\"weights\":[")));
-    assert!(lines.lines().nth(2).unwrap().starts_with("{\"epoch\":1,"), "{lines}");
+    assert!(
+        lines.lines().nth(2).unwrap().starts_with("{\"epoch\":1,"),
+        "{lines}"
+    );
     // --init loads it; a checkpoint of another shape is refused.
     let ok = manytask()
         .args(base)
@@ -289,13 +292,23 @@ fn train_log_has_regulariser_values_and_a_validation_record_per_epoch() {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect();
-        let steps: Vec<&serde_json::Value> =
-            records.iter().filter(|r| r.get("step").is_some() && r.get("epoch").is_none()).collect();
-        let epochs: Vec<&serde_json::Value> = records.iter().filter(|r| r.get("epoch").is_some()).collect();
+        let steps: Vec<&serde_json::Value> = records
+            .iter()
+            .filter(|r| r.get("step").is_some() && r.get("epoch").is_none())
+            .collect();
+        let epochs: Vec<&serde_json::Value> = records
+            .iter()
+            .filter(|r| r.get("epoch").is_some())
+            .collect();
         assert_eq!(steps.len(), 4, "{model}: {text}");
         for r in &steps {
-            let values = r[key].as_array().unwrap_or_else(|| panic!("{model}: no {key} in {r}"));
-            assert!(!values.is_empty() && values.iter().all(|v| v.as_f64().is_some_and(|v| v >= 0.0)), "{r}");
+            let values = r[key]
+                .as_array()
+                .unwrap_or_else(|| panic!("{model}: no {key} in {r}"));
+            assert!(
+                !values.is_empty() && values.iter().all(|v| v.as_f64().is_some_and(|v| v >= 0.0)),
+                "{r}"
+            );
         }
         assert_eq!(epochs.len(), 2, "{model}: {text}");
         for (k, r) in epochs.iter().enumerate() {
@@ -319,7 +332,10 @@ fn train_plot_draws_one_curve_per_task_in_each_panel() {
     assert!(stdout.contains("step      3/8  losses ["), "{stdout}");
     assert!(stdout.contains("plot: wrote"), "{stdout}");
     let text = std::fs::read_to_string(&svg).unwrap();
-    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"), "{text}");
+    assert!(
+        text.starts_with("<svg") && text.trim_end().ends_with("</svg>"),
+        "{text}"
+    );
     // Curves are the 2-pixel polylines with more than two points (the
     // legend's swatches have two): three tasks, two panels.
     let curves = text
@@ -339,17 +355,23 @@ fn train_plot_draws_one_curve_per_task_in_each_panel() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("/nonexistent-dir/curves.svg") && stderr.contains("--plot"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent-dir/curves.svg") && stderr.contains("--plot"),
+        "{stderr}"
+    );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("test split"));
 }
 
 /// Parses a summary row: the task name, then numbers ('-' skipped).
-fn row<'a>(stdout: &'a str, task: &str) -> Vec<f64> {
+fn row(stdout: &str, task: &str) -> Vec<f64> {
     let line = stdout
         .lines()
         .find(|l| l.trim_start().starts_with(&format!("{task} ")))
         .unwrap_or_else(|| panic!("no row for {task}: {stdout}"));
-    line.split_whitespace().skip(1).filter_map(|c| c.parse().ok()).collect()
+    line.split_whitespace()
+        .skip(1)
+        .filter_map(|c| c.parse().ok())
+        .collect()
 }
 
 #[test]
@@ -360,16 +382,29 @@ fn train_baseline_workflow_writes_merges_and_reports_delta_m() {
     for task in ["task0", "task1"] {
         let (stdout, _) = run_ok(
             small_train("2")
-                .args(["--steps", "6", "--quiet", "--single-task", task, "--baseline"])
+                .args([
+                    "--steps",
+                    "6",
+                    "--quiet",
+                    "--single-task",
+                    task,
+                    "--baseline",
+                ])
                 .arg(&file),
         );
-        assert!(!stdout.contains("step "), "--quiet printed progress: {stdout}");
+        assert!(
+            !stdout.contains("step "),
+            "--quiet printed progress: {stdout}"
+        );
     }
     let text = std::fs::read_to_string(&file).unwrap();
     let base: serde_json::Value = serde_json::from_str(&text).unwrap();
     for task in ["task0", "task1"] {
         for metric in ["mse", "rmse", "mae"] {
-            assert!(base[task][metric].as_f64().is_some(), "{task}/{metric}: {text}");
+            assert!(
+                base[task][metric].as_f64().is_some(),
+                "{task}/{metric}: {text}"
+            );
         }
     }
     let (stdout, stderr) = run_ok(
@@ -395,8 +430,14 @@ fn train_baseline_workflow_writes_merges_and_reports_delta_m() {
         .and_then(|s| s.split_whitespace().next())
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no Δm% line: {stdout}"));
-    assert!((got - want).abs() < 0.02 + 1e-3 * want.abs(), "got {got}, want {want}: {stdout}");
-    assert!(stdout.contains("mean over 6 task-metric pair(s)"), "{stdout}");
+    assert!(
+        (got - want).abs() < 0.02 + 1e-3 * want.abs(),
+        "got {got}, want {want}: {stdout}"
+    );
+    assert!(
+        stdout.contains("mean over 6 task-metric pair(s)"),
+        "{stdout}"
+    );
 
     // A task missing from the baseline is a warning; a corrupt file an error
     // naming it, before any training.
@@ -405,8 +446,14 @@ fn train_baseline_workflow_writes_merges_and_reports_delta_m() {
             .args(["--steps", "3", "--baseline"])
             .arg(&file),
     );
-    assert!(stderr.contains("warning:") && stderr.contains("'task2'"), "{stderr}");
-    assert!(row(&stdout, "task2").len() == 3, "no Δm% for task2: {stdout}");
+    assert!(
+        stderr.contains("warning:") && stderr.contains("'task2'"),
+        "{stderr}"
+    );
+    assert!(
+        row(&stdout, "task2").len() == 3,
+        "no Δm% for task2: {stdout}"
+    );
     let corrupt = dir.join("corrupt.json");
     std::fs::write(&corrupt, "{\"task0\": {\"mse\": ").unwrap();
     let out = small_train("2")
@@ -416,6 +463,9 @@ fn train_baseline_workflow_writes_merges_and_reports_delta_m() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("corrupt.json") && err.contains("not a baseline file"), "{err}");
+    assert!(
+        err.contains("corrupt.json") && err.contains("not a baseline file"),
+        "{err}"
+    );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("step "));
 }

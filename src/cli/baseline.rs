@@ -92,6 +92,13 @@ fn data_error(path: &Path, detail: String) -> Error {
 /// Reads a baseline file; an unreadable or malformed file is an error
 /// naming it.
 pub fn read(path: &Path) -> Result<Baseline> {
+    if !path.exists() {
+        return Err(data_error(
+            path,
+            "no such baseline file; write one first with train --single-task NAME --baseline FILE"
+                .into(),
+        ));
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| data_error(path, format!("reading the baseline: {e}")))?;
     parse(&text).map_err(|detail| data_error(path, format!("not a baseline file: {detail}")))
@@ -100,9 +107,7 @@ pub fn read(path: &Path) -> Result<Baseline> {
 /// Parses `{task: {metric: number}}`; the error says what is wrong.
 fn parse(text: &str) -> std::result::Result<Baseline, String> {
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let tasks = value
-        .as_object()
-        .ok_or("expected a JSON object of tasks")?;
+    let tasks = value.as_object().ok_or("expected a JSON object of tasks")?;
     let mut out = Baseline::new();
     for (task, metrics) in tasks {
         let metrics = metrics
@@ -173,7 +178,10 @@ mod tests {
 
     fn baseline() -> Baseline {
         let mut b = Baseline::new();
-        b.insert("a".into(), [("mse".into(), 1.0), ("mae".into(), 1.0)].into());
+        b.insert(
+            "a".into(),
+            [("mse".into(), 1.0), ("mae".into(), 1.0)].into(),
+        );
         b.insert("b".into(), [("accuracy".into(), 0.75)].into());
         b
     }
@@ -206,7 +214,13 @@ mod tests {
     #[test]
     fn parse_rejects_what_is_not_a_baseline() {
         assert!(parse("{\"a\":{\"mse\":1.5}}").is_ok());
-        for bad in ["", "[1]", "{\"a\":3}", "{\"a\":{\"mse\":\"x\"}}", "{\"a\":{"] {
+        for bad in [
+            "",
+            "[1]",
+            "{\"a\":3}",
+            "{\"a\":{\"mse\":\"x\"}}",
+            "{\"a\":{",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

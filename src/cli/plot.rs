@@ -134,7 +134,9 @@ fn draw(svg: &mut String, tasks: &[String], history: &History) -> DrawResult {
         chart
             .draw_series(LineSeries::new(losses[t].clone(), color.stroke_width(2)))?
             .label(name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()

@@ -50,11 +50,11 @@ impl Progress {
     pub fn new(mode: Mode, total: usize) -> Progress {
         let bar = (mode == Mode::Bar).then(|| {
             // The bar shares stdout with the summary, so it draws there.
-            let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stdout());
-            let style = ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} steps  {msg}  ETA {eta}",
-            )
-            .expect("the template is valid");
+            let bar =
+                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stdout());
+            let style =
+                ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
+                    .expect("the template is valid");
             bar.set_style(style);
             bar.enable_steady_tick(Duration::from_millis(250));
             bar

@@ -78,7 +78,10 @@ impl RunLog {
             line.push_str(&format!(",\"regularisers\":{}", json_list(r.regularisers)));
         }
         if !r.orthogonality.is_empty() {
-            line.push_str(&format!(",\"orthogonality\":{}", json_list(r.orthogonality)));
+            line.push_str(&format!(
+                ",\"orthogonality\":{}",
+                json_list(r.orthogonality)
+            ));
         }
         line.push('}');
         self.write_line(&line)

@@ -58,7 +58,10 @@ pub fn format_summary(
             }
         }
         if let Some(d) = delta {
-            row.push_str(&format!("  {:>9}", percent(d.per_task.get(t).and_then(|p| p.1))));
+            row.push_str(&format!(
+                "  {:>9}",
+                percent(d.per_task.get(t).and_then(|p| p.1))
+            ));
         }
         out.push_str(&row);
         out.push('\n');
@@ -124,7 +127,10 @@ test split (200 samples):
     #[test]
     fn summary_with_a_baseline_adds_a_delta_column_and_the_overall_line() {
         let delta = DeltaM {
-            per_task: vec![("depth".into(), Some(12.345)), ("segmentation".into(), None)],
+            per_task: vec![
+                ("depth".into(), Some(12.345)),
+                ("segmentation".into(), None),
+            ],
             overall: Some(-3.0),
             pairs: 2,
             missing: vec!["segmentation".into()],
@@ -140,6 +146,9 @@ test split (200 samples):
         );
         // Every table row is as wide as the header.
         let width = |l: &str| l.chars().count();
-        assert!(lines[1..4].iter().all(|l| width(l) == width(lines[1])), "{text}");
+        assert!(
+            lines[1..4].iter().all(|l| width(l) == width(lines[1])),
+            "{text}"
+        );
     }
 }

@@ -181,9 +181,7 @@ fn sharing(args: &TrainArgs) -> Result<Sharing> {
 /// exists (it is merged into at the end, so a corrupt one fails early).
 fn read_baseline(args: &TrainArgs) -> Result<Option<Baseline>> {
     match &args.baseline {
-        Some(path) if args.single_task.is_none() || path.exists() => {
-            baseline::read(path).map(Some)
-        }
+        Some(path) if args.single_task.is_none() || path.exists() => baseline::read(path).map(Some),
         _ => Ok(None),
     }
 }
