@@ -193,10 +193,16 @@ fn train_runs_the_embedded_benchmark_saves_and_reloads() {
         assert!(text.contains(want), "missing {want}: {text}");
     }
     let lines = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(lines.lines().count(), 2, "{lines}");
+    // Two step records, then the (partial) epoch's validation record.
+    assert_eq!(lines.lines().count(), 3, "{lines}");
     assert!(lines
         .lines()
+        .take(2)
         .all(|l| l.starts_with("{\"step\":") && l.contains("\"weights\":[")));
+    assert!(
+        lines.lines().nth(2).unwrap().starts_with("{\"epoch\":1,"),
+        "{lines}"
+    );
     // --init loads it; a checkpoint of another shape is refused.
     let ok = manytask()
         .args(base)
@@ -283,4 +289,223 @@ fn a_diverging_run_stops_naming_step_and_task_and_keeps_the_checkpoint() {
         "the last good checkpoint must stay as it was"
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("manytask-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run_ok(cmd: &mut Command) -> (String, String) {
+    let out = cmd.output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    (stdout, stderr)
+}
+
+/// A small, quick run of the synthetic benchmark with `tasks` tasks.
+fn small_train(tasks: &str) -> Command {
+    let mut cmd = manytask();
+    cmd.args([
+        "train", "--batch", "256", "--tasks", tasks, "--widths", "16", "--every", "3",
+    ]);
+    cmd
+}
+
+#[test]
+fn train_log_has_regulariser_values_and_a_validation_record_per_epoch() {
+    let dir = scratch_dir("log");
+    for (model, key) in [("soft", "regularisers"), ("sluice", "orthogonality")] {
+        let log = dir.join(format!("{model}.jsonl"));
+        // 1600 training rows / 256 = 6 steps per epoch.
+        run_ok(
+            small_train("2")
+                .args(["--epochs", "2", "--model", model, "--log"])
+                .arg(&log),
+        );
+        let text = std::fs::read_to_string(&log).unwrap();
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        let steps: Vec<&serde_json::Value> = records
+            .iter()
+            .filter(|r| r.get("step").is_some() && r.get("epoch").is_none())
+            .collect();
+        let epochs: Vec<&serde_json::Value> = records
+            .iter()
+            .filter(|r| r.get("epoch").is_some())
+            .collect();
+        assert_eq!(steps.len(), 4, "{model}: {text}");
+        for r in &steps {
+            let values = r[key]
+                .as_array()
+                .unwrap_or_else(|| panic!("{model}: no {key} in {r}"));
+            assert!(
+                !values.is_empty() && values.iter().all(|v| v.as_f64().is_some_and(|v| v >= 0.0)),
+                "{r}"
+            );
+        }
+        assert_eq!(epochs.len(), 2, "{model}: {text}");
+        for (k, r) in epochs.iter().enumerate() {
+            assert_eq!(r["epoch"], k as u64 + 1, "{r}");
+            assert_eq!(r["step"], 6 * (k as u64 + 1), "{r}");
+            assert_eq!(r["split"], "validation", "{r}");
+            for task in ["task0", "task1"] {
+                let mse = r["metrics"][task]["mse"].as_f64();
+                assert!(mse.is_some_and(|m| m > 0.0), "{r}");
+            }
+        }
+    }
+}
+
+#[test]
+fn train_plot_draws_one_curve_per_task_in_each_panel() {
+    let dir = scratch_dir("plot");
+    let svg = dir.join("curves.svg");
+    let (stdout, _) = run_ok(small_train("3").args(["--steps", "8", "--plot"]).arg(&svg));
+    // stdout is a pipe here: plain progress lines, no bar.
+    assert!(stdout.contains("step      3/8  losses ["), "{stdout}");
+    assert!(stdout.contains("plot: wrote"), "{stdout}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<svg") && text.trim_end().ends_with("</svg>"),
+        "{text}"
+    );
+    // Curves are the 2-pixel polylines with more than two points (the
+    // legend's swatches have two): three tasks, two panels.
+    let curves = text
+        .lines()
+        .filter(|l| l.starts_with("<polyline") && l.contains("stroke-width=\"2\""))
+        .filter_map(|l| l.split("points=\"").nth(1)?.split('"').next())
+        .filter(|points| points.split_whitespace().count() > 2)
+        .count();
+    assert_eq!(curves, 6, "{text}");
+    for task in ["task0", "task1", "task2"] {
+        assert!(text.contains(task), "legend misses {task}");
+    }
+    // A path in a missing directory fails before training, naming the file.
+    let out = small_train("3")
+        .args(["--steps", "8", "--plot", "/nonexistent-dir/curves.svg"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent-dir/curves.svg") && stderr.contains("--plot"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("test split"));
+}
+
+/// Parses a summary row: the task name, then numbers ('-' skipped).
+fn row(stdout: &str, task: &str) -> Vec<f64> {
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{task} ")))
+        .unwrap_or_else(|| panic!("no row for {task}: {stdout}"));
+    line.split_whitespace()
+        .skip(1)
+        .filter_map(|c| c.parse().ok())
+        .collect()
+}
+
+#[test]
+fn train_baseline_workflow_writes_merges_and_reports_delta_m() {
+    let dir = scratch_dir("baseline");
+    let file = dir.join("baseline.json");
+    let _ = std::fs::remove_file(&file);
+    for task in ["task0", "task1"] {
+        let (stdout, _) = run_ok(
+            small_train("2")
+                .args([
+                    "--steps",
+                    "6",
+                    "--quiet",
+                    "--single-task",
+                    task,
+                    "--baseline",
+                ])
+                .arg(&file),
+        );
+        assert!(
+            !stdout.contains("step "),
+            "--quiet printed progress: {stdout}"
+        );
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    let base: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for task in ["task0", "task1"] {
+        for metric in ["mse", "rmse", "mae"] {
+            assert!(
+                base[task][metric].as_f64().is_some(),
+                "{task}/{metric}: {text}"
+            );
+        }
+    }
+    let (stdout, stderr) = run_ok(
+        small_train("2")
+            .args(["--steps", "6", "--weighting", "uncertainty", "--baseline"])
+            .arg(&file),
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+    // Δm% from the printed multi-task metrics, independently: mse, rmse and
+    // mae are all lower-is-better, so each term is −(M_mt − M_st)/M_st.
+    let mut terms = Vec::new();
+    for task in ["task0", "task1"] {
+        let cells = row(&stdout, task);
+        for (i, metric) in ["mse", "rmse", "mae"].into_iter().enumerate() {
+            let st = base[task][metric].as_f64().unwrap();
+            terms.push(-(cells[i] - st) / st * 100.0);
+        }
+    }
+    let want = terms.iter().sum::<f64>() / terms.len() as f64;
+    let got: f64 = stdout
+        .split("Δm% vs single-task baselines: ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no Δm% line: {stdout}"));
+    assert!(
+        (got - want).abs() < 0.02 + 1e-3 * want.abs(),
+        "got {got}, want {want}: {stdout}"
+    );
+    assert!(
+        stdout.contains("mean over 6 task-metric pair(s)"),
+        "{stdout}"
+    );
+
+    // A task missing from the baseline is a warning; a corrupt file an error
+    // naming it, before any training.
+    let (stdout, stderr) = run_ok(
+        small_train("3")
+            .args(["--steps", "3", "--baseline"])
+            .arg(&file),
+    );
+    assert!(
+        stderr.contains("warning:") && stderr.contains("'task2'"),
+        "{stderr}"
+    );
+    assert!(
+        row(&stdout, "task2").len() == 3,
+        "no Δm% for task2: {stdout}"
+    );
+    let corrupt = dir.join("corrupt.json");
+    std::fs::write(&corrupt, "{\"task0\": {\"mse\": ").unwrap();
+    let out = small_train("2")
+        .args(["--steps", "3", "--baseline"])
+        .arg(&corrupt)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("corrupt.json") && err.contains("not a baseline file"),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("step "));
 }

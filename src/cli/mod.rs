@@ -1,11 +1,16 @@
 //! The `manytask` command line: verbs over the library, nothing more.
 
+pub mod baseline;
 pub mod bench;
 pub mod eval;
 pub mod info;
 pub mod metrics;
 pub mod overrides;
 pub mod setup;
+pub mod plot;
+pub mod progress;
+pub mod runlog;
+pub mod summary;
 pub mod train;
 pub mod validate;
 

@@ -3,17 +3,21 @@
 //! multi-task regression benchmark (../shared/MATH.md §7), generated from
 //! the seed, with hard sharing.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
 
-use crate::cli::metrics::{evaluate, write_batch};
 use crate::checkpoint::{self, Restore};
+use crate::cli::baseline::{self, Baseline};
+use crate::cli::metrics::{evaluate, write_batch};
 use crate::cli::overrides::resolve;
+use crate::cli::plot::{self, History};
+use crate::cli::progress::{Mode, Progress};
+use crate::cli::runlog::{RunLog, StepRecord};
 use crate::cli::setup::{self, Setup};
+use crate::cli::summary::{format_summary, RunStats};
 use crate::cli::{backend_from, open_contexts, BackendArg};
 use crate::data::batch::{Batcher, LastBatch};
 use crate::error::{Error, Result};
@@ -59,7 +63,7 @@ pub struct TrainArgs {
     /// Learning rate (default: 1e-3 for adamw, 1e-2 for sgd).
     #[arg(long)]
     pub lr: Option<f32>,
-    /// Task weighting: equal, static:w1,w2,…, uncertainty, gradnorm, dwa, pcgrad, mgda, mgda_ub, cagrad, imtl_g, rlw [default: equal].
+    /// Task weighting: equal, static:w1,w2,…, uncertainty, uncertainty_warm, gradnorm, dwa, pcgrad, mgda, mgda_ub, cagrad, imtl_g, rlw [default: equal].
     #[arg(long)]
     pub weighting: Option<String>,
     /// Visit the training samples in file order every epoch.
@@ -77,12 +81,21 @@ pub struct TrainArgs {
     /// Save a checkpoint here at the end (atomically); its metadata holds the resolved config as JSON.
     #[arg(long)]
     pub save: Option<PathBuf>,
-    /// Write per-step losses and task weights as JSON lines.
+    /// Write JSON lines: losses, task weights and regulariser values every --every steps, validation metrics every epoch.
     #[arg(long)]
     pub log: Option<PathBuf>,
     /// Steps between progress lines and log records [default: 50].
     #[arg(long)]
     pub every: Option<usize>,
+    /// Draw per-task loss curves and task weights over the run into this SVG file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Single-task baselines (JSON): with --single-task, merge this task's test metrics into it; otherwise report Δm% against it.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// No progress bar or progress lines (the summary still prints).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 impl Default for TrainArgs {
@@ -97,16 +110,11 @@ impl Default for TrainArgs {
     }
 }
 
-fn bad(detail: String) -> Error {
-    Error::Shape {
-        op: "train",
-        detail,
+fn read_baseline(args: &TrainArgs) -> Result<Option<Baseline>> {
+    match &args.baseline {
+        Some(path) if args.single_task.is_none() || path.exists() => baseline::read(path).map(Some),
+        _ => Ok(None),
     }
-}
-
-fn json_list(v: &[f32]) -> String {
-    let items: Vec<String> = v.iter().map(|x| format!("{x}")).collect();
-    format!("[{}]", items.join(","))
 }
 
 /// Trains the model `args` (and its `--config`) describe, prints per-task
@@ -159,13 +167,19 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         steps,
         config.train.batch
     );
-    let mut log = match &args.log {
-        Some(p) => Some(std::io::BufWriter::new(
-            std::fs::File::create(p).map_err(|e| bad(format!("--log {}: {e}", p.display())))?,
-        )),
-        None => None,
-    };
+    // Fail before training on a baseline that cannot be read or a plot
+    // that cannot be written, not after it.
+    let baseline = read_baseline(args)?;
+    if let Some(path) = &args.plot {
+        plot::check_destination(path)?;
+    }
+    let mut log = args.log.as_deref().map(RunLog::create).transpose()?;
+    let mut history = args.plot.as_ref().map(|_| History::default());
+    // The plot samples about 200 points however long the run.
+    let plot_every = steps.div_ceil(200).max(1);
+    let every = config.train.every;
     let order = config.train.order();
+    let progress = Progress::new(Mode::detect(args.quiet), steps);
     let start = Instant::now();
     let mut last: Option<StepReport> = None;
     let (mut step, mut epoch) = (0usize, 0u64);
@@ -175,8 +189,9 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
                 break;
             }
             write_batch(&ctx, &program, &nodes, &batch)?;
-            let read = (step + 1) % config.train.every == 0 || step + 1 == steps;
-            let opts = if read {
+            let logged = (step + 1) % every == 0 || step + 1 == steps;
+            let sampled = history.is_some() && (step + 1) % plot_every == 0;
+            let opts = if logged || sampled {
                 StepOptions::TRAIN_AND_READ
             } else {
                 StepOptions::TRAIN
@@ -193,48 +208,71 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
                     });
                 }
                 let rate = (step + 1) as f64 / start.elapsed().as_secs_f64();
-                println!(
-                    "step {:>6}/{steps}  losses {}  weights {}  {rate:.1} steps/s",
-                    step + 1,
-                    json_list(&losses),
-                    json_list(&done.weights)
-                );
-                if let Some(f) = &mut log {
-                    writeln!(
-                        f,
-                        "{{\"step\":{},\"losses\":{},\"weights\":{}}}",
-                        step + 1,
-                        json_list(&losses),
-                        json_list(&done.weights)
-                    )
-                    .map_err(|e| bad(format!("--log: {e}")))?;
+                progress.losses(step + 1, &losses, &done.weights, rate, logged);
+                if let Some(h) = &mut history {
+                    h.push(step + 1, &losses, &done.weights);
+                }
+                if let (true, Some(log)) = (logged, &mut log) {
+                    // One small readback per term: logged steps only.
+                    log.step(&StepRecord {
+                        step: step + 1,
+                        losses: &losses,
+                        weights: &done.weights,
+                        regularisers: &program.regulariser_values(&ctx)?,
+                        orthogonality: &program.orthogonality_values(&ctx)?,
+                    })?;
                 }
             }
             last = Some(done.report);
             step += 1;
+            progress.advance(step);
         }
         balancer.end_epoch(&ctx, &mut program)?;
         epoch += 1;
+        if let (Some(log), true) = (&mut log, split.validation.rows() > 0) {
+            let metrics = evaluate(&ctx, &program, &nodes, &spec, &split.validation)?;
+            log.epoch(epoch, step, "validation", &metrics)?;
+        }
     }
+    progress.finish();
     let seconds = start.elapsed().as_secs_f64();
     let metrics = evaluate(&ctx, &program, &nodes, &spec, &split.test)?;
-    println!("\ntest split ({} samples):", split.test.rows());
-    for (name, m) in &metrics {
-        let cells: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v:>10.4}")).collect();
-        println!("  {name:<12} {}", cells.join("   "));
+    let delta = match (&baseline, &args.single_task) {
+        (Some(b), None) => Some(baseline::delta_m(&metrics, b)),
+        _ => None,
+    };
+    if let (Some(d), Some(path)) = (&delta, &args.baseline) {
+        for task in &d.missing {
+            eprintln!(
+                "warning: {} has no single-task baseline for task '{task}' \
+                 (make one with --single-task {task} --baseline {})",
+                path.display(),
+                path.display()
+            );
+        }
     }
-    if let Some(r) = &last {
-        println!(
-            "{steps} steps in {seconds:.1} s ({:.1} steps/s); last step: {} dispatches, {} submit(s)",
-            steps as f64 / seconds,
-            r.dispatches,
-            r.submits
-        );
-    }
+    let stats = RunStats {
+        steps,
+        seconds,
+        last_step: last.as_ref().map(|r| (r.dispatches, r.submits)),
+    };
+    print!(
+        "\n{}",
+        format_summary(split.test.rows(), &metrics, delta.as_ref(), &stats)
+    );
     if let Some(path) = &args.save {
         let meta = vec![(checkpoint::CONFIG_KEY.to_string(), config.to_json()?)];
         checkpoint::save(&ctx, &program, &nodes.pieces, &meta, path)?;
         println!("saved {}", path.display());
+    }
+    if let (Some(path), Some(task)) = (&args.baseline, &args.single_task) {
+        baseline::merge_write(path, &metrics)?;
+        println!("baseline: wrote task '{task}' into {}", path.display());
+    }
+    if let (Some(path), Some(h)) = (&args.plot, &history) {
+        let names: Vec<String> = spec.tasks.iter().map(|t| t.name.clone()).collect();
+        plot::write_svg(path, &names, h)?;
+        println!("plot: wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }
