@@ -18,8 +18,6 @@
 pub mod arch;
 pub mod bench;
 pub mod checkpoint;
-// Being rewritten on other branches; its docs are finished there.
-#[allow(missing_docs)]
 pub mod cli;
 pub mod config;
 pub mod conformance;

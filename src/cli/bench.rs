@@ -10,6 +10,7 @@ use crate::bench::{run_suite, BenchOptions, BenchRow};
 use crate::cli::{backend_from, open_contexts, BackendArg};
 use crate::error::Result;
 
+/// `manytask bench`'s flags.
 #[derive(Args, Debug, Default)]
 pub struct BenchArgs {
     /// Adapter(s) to run on: auto, vulkan, metal, dx12, gl, or all [default: $MANYTASK_BACKEND or auto].
@@ -39,6 +40,7 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("-".into(), |x| format!("{x:.digits$}"))
 }
 
+/// One aligned table row of a bench measurement (units in the cells).
 pub fn table_line(r: &BenchRow) -> String {
     let shape = match (r.m, r.n, r.k) {
         (Some(m), Some(n), Some(k)) => format!("{m}×{n}×{k}"),
@@ -59,6 +61,8 @@ pub fn table_line(r: &BenchRow) -> String {
     )
 }
 
+/// Measures the roofline and every kernel on the chosen adapters; prints
+/// a table or JSON lines.
 pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     let mut opts = BenchOptions {
         sizes: args.sizes.clone(),

@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 
 use crate::checkpoint::{self, Restore};
 use crate::cli::metrics::evaluate;
+use crate::cli::summary::metrics_table;
 use crate::cli::setup::{self, Setup};
 use crate::cli::{backend_from, open_contexts, BackendArg};
 use crate::config::Config;
@@ -98,10 +99,6 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
     };
     let metrics = evaluate(&ctx, &program, &nodes, &spec, part)?;
     // The same table as `train` prints.
-    println!("\n{name} split ({} samples):", part.rows());
-    for (task, m) in &metrics {
-        let cells: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v:>10.4}")).collect();
-        println!("  {task:<12} {}", cells.join("   "));
-    }
+    print!("\n{}", metrics_table(name, part.rows(), &metrics, None));
     Ok(ExitCode::SUCCESS)
 }

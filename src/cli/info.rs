@@ -9,6 +9,7 @@ use crate::cli::{backend_from, open_contexts, BackendArg};
 use crate::error::Result;
 use crate::gpu::{BackendChoice, GpuContext};
 
+/// `manytask info`'s flags.
 #[derive(Args, Debug, Default)]
 pub struct InfoArgs {
     /// Which adapters to list: auto (the best one), vulkan, metal, dx12, gl, or all [default: all].
@@ -16,6 +17,7 @@ pub struct InfoArgs {
     pub backend: Option<BackendArg>,
 }
 
+/// Prints every chosen adapter's name, backend, driver, features and limits.
 pub fn run(args: &InfoArgs) -> Result<ExitCode> {
     let backend = match args.backend {
         Some(b) => b,

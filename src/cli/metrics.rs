@@ -13,6 +13,10 @@ use crate::graph::Program;
 /// Per-task metrics over a split: (name, [(metric, value)]).
 pub type Metrics = Vec<(String, Vec<(&'static str, f64)>)>;
 
+/// Per-task metrics of `program` over every sample of `data`, in batches
+/// of the model's rows (the last one padded and masked out): accuracy for
+/// classification and binary tasks, MSE/RMSE/MAE for regression; only
+/// labelled samples count.
 pub fn evaluate(
     ctx: &GpuContext,
     program: &Program,
@@ -88,6 +92,8 @@ pub fn evaluate(
         .collect())
 }
 
+/// Writes a batch's x, labels, targets and masks into the program's
+/// input tensors (those the model has).
 pub fn write_batch(
     ctx: &GpuContext,
     program: &Program,

@@ -29,11 +29,14 @@ use crate::gpu::{BackendChoice, GpuContext, BACKEND_ENV};
     long_about = "GPU compute engine for multi-task learning (WGSL kernels through wgpu).\n\n\
                   With no verb, runs `train`: the embedded synthetic multi-task benchmark with hard sharing."
 )]
+/// The parsed command line.
 pub struct Cli {
+    /// The verb; none runs `train` with its defaults.
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
+/// The verbs.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train an MTL model (default: the embedded synthetic benchmark, hard sharing) and report per-task metrics.
@@ -63,7 +66,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 /// `--backend` values: one API, `auto` (the best adapter) or `all`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendArg {
+    /// One API, or `auto` (the best adapter).
     One(BackendChoice),
+    /// Every adapter found.
     All,
 }
 

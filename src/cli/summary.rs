@@ -15,15 +15,15 @@ pub struct RunStats {
     pub last_step: Option<(u64, u64)>,
 }
 
-/// The summary as text, one line per row, every line ending in '\n':
-/// a header, one row per task (metric columns in first-seen order, '-'
-/// where a task has no such metric; a Δm% column with `delta`), the
-/// overall Δm%, and a footer with the run's speed and per-step cost.
-pub fn format_summary(
-    test_rows: usize,
+/// A split's per-task metrics as an aligned table (`train` and `eval`
+/// print the same): a "<split> split (N samples):" line, a header, one
+/// row per task (metric columns in first-seen order, '-' where a task has
+/// no such metric; a Δm% column with `delta`).
+pub fn metrics_table(
+    split: &str,
+    rows: usize,
     metrics: &Metrics,
     delta: Option<&DeltaM>,
-    stats: &RunStats,
 ) -> String {
     let mut columns: Vec<&str> = Vec::new();
     for (_, m) in metrics {
@@ -39,7 +39,7 @@ pub fn format_summary(
         .chain(["task".len()])
         .max()
         .unwrap_or(4);
-    let mut out = format!("test split ({test_rows} samples):\n");
+    let mut out = format!("{split} split ({rows} samples):\n");
     let mut header = format!("  {:<name_width$}", "task");
     for c in &columns {
         header.push_str(&format!("  {c:>12}"));
@@ -66,6 +66,19 @@ pub fn format_summary(
         out.push_str(&row);
         out.push('\n');
     }
+    out
+}
+
+/// The summary as text, one line per row, every line ending in '\n': the
+/// test split's [`metrics_table`], the overall Δm% with `delta`, and a
+/// footer with the run's speed and per-step cost.
+pub fn format_summary(
+    test_rows: usize,
+    metrics: &Metrics,
+    delta: Option<&DeltaM>,
+    stats: &RunStats,
+) -> String {
+    let mut out = metrics_table("test", test_rows, metrics, delta);
     if let Some(d) = delta {
         out.push_str(&format!(
             "Δm% vs single-task baselines: {} (mean over {} task-metric pair(s); positive = multi-task better)\n",

@@ -10,6 +10,7 @@ use crate::conformance::{self, report::render_table, Case, CaseResult};
 use crate::error::Result;
 use crate::gpu::GpuContext;
 
+/// `manytask validate`'s flags.
 #[derive(Args, Debug, Default)]
 pub struct ValidateArgs {
     /// Adapter(s) to run on: auto, vulkan, metal, dx12, gl, or all [default: $MANYTASK_BACKEND or auto].
@@ -26,6 +27,8 @@ pub struct ValidateArgs {
     pub list: bool,
 }
 
+/// Runs the conformance cases on the chosen adapters; exit 0 when all
+/// pass, 1 when one fails, 2 when nothing could run.
 pub fn run(args: &ValidateArgs) -> Result<ExitCode> {
     let cases: Vec<Case> = conformance::all_cases()
         .into_iter()
