@@ -16,7 +16,7 @@ pub struct RunStats {
 }
 
 /// A split's per-task metrics as an aligned table (`train` and `eval`
-/// print the same): a "<split> split (N samples):" line, a header, one
+/// print the same): a `"<split> split (N samples):"` line, a header, one
 /// row per task (metric columns in first-seen order, '-' where a task has
 /// no such metric; a Δm% column with `delta`).
 pub fn metrics_table(
