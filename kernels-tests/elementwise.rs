@@ -153,3 +153,12 @@ fn the_same_tensor_may_be_read_twice() {
         assert_eq!(out.to_f32_vec(ctx).unwrap(), vec![2.0, -4.0, 1.0]);
     }
 }
+
+#[test]
+fn every_activation_parses_from_its_name_and_others_are_refused() {
+    for act in std::iter::once(Activation::Identity).chain(Activation::ALL) {
+        assert_eq!(act.name().parse::<Activation>(), Ok(act));
+    }
+    let err = "swish".parse::<Activation>().unwrap_err();
+    assert!(err.contains("'swish'") && err.contains("identity"), "{err}");
+}

@@ -182,16 +182,13 @@ impl RegulariserConfig {
 impl ModelConfig {
     /// The hidden activation.
     pub fn activation(&self) -> Result<Activation, String> {
-        Activation::ALL
-            .into_iter()
-            .find(|a| a.name() == self.activation)
-            .ok_or_else(|| {
-                invalid(
-                    "model.activation",
-                    quoted(&self.activation),
-                    "expected relu, gelu, tanh or sigmoid",
-                )
-            })
+        self.activation.parse::<Activation>().map_err(|_| {
+            invalid(
+                "model.activation",
+                quoted(&self.activation),
+                "expected identity, relu, gelu, tanh or sigmoid",
+            )
+        })
     }
 
     /// Errors when `key` is set but the model kind is not one of `kinds`.

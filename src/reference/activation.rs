@@ -59,8 +59,10 @@ impl fmt::Display for Activation {
 impl FromStr for Activation {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Activation::ALL
-            .into_iter()
+        // ALL lists the non-linear activations the kernels specialise on;
+        // identity is a valid choice too.
+        std::iter::once(Activation::Identity)
+            .chain(Activation::ALL)
             .find(|a| a.name() == s)
             .ok_or_else(|| {
                 format!("unknown activation '{s}': expected identity, relu, gelu, tanh or sigmoid")
