@@ -109,29 +109,8 @@ pub fn save(
     meta.insert(LAYOUT_KEY.into(), layout_text(program));
     let bytes = safetensors::tensor::serialize(views, Some(meta))
         .map_err(|e| err(path, format!("serialising: {e}")))?;
-    write_atomic(path, &bytes)
-}
-
-/// Temp file in the same directory, fsync, rename: the old file stays
-/// whole until the new one is complete.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let name = path
-        .file_name()
-        .ok_or_else(|| err(path, "not a file path".into()))?
-        .to_string_lossy()
-        .to_string();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(path, format!("writing: {e}"))
-    })
+    crate::util::fs::write_atomic(path, &bytes)
+        .map_err(|e| err(path, format!("writing: {e}")))
 }
 
 /// The metadata of the checkpoint at `path` (its own keys and the

@@ -141,27 +141,8 @@ pub fn merge_write(path: &Path, run: &Metrics) -> Result<()> {
     }
     let text = serde_json::to_string_pretty(&baseline)
         .map_err(|e| data_error(path, format!("serialising the baseline: {e}")))?;
-    write_atomic(path, format!("{text}\n").as_bytes())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let name = path
-        .file_name()
-        .ok_or_else(|| data_error(path, "not a file path".into()))?
-        .to_string_lossy()
-        .to_string();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        data_error(path, format!("writing the baseline: {e}"))
-    })
+    crate::util::fs::write_atomic(path, format!("{text}\n").as_bytes())
+        .map_err(|e| data_error(path, format!("writing the baseline: {e}")))
 }
 
 #[cfg(test)]

@@ -1,3 +1,4 @@
 //! Small helpers with no GPU code.
 
+pub mod fs;
 pub mod rng;
