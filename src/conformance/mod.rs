@@ -200,14 +200,14 @@ fn run_case_inner(ctx: &GpuContext, case: &Case) -> Result<(Outcome, f64)> {
         })
         .collect::<Result<Vec<_>>>()?;
     // Land the uploads first so the timing covers the kernel alone.
-    ctx.queue().submit([]);
+    ctx.serial(|| ctx.queue().submit([]));
     ctx.wait_idle()?;
 
     let mut rec = ctx.recorder(&case.kernel);
     let output = (case.gpu)(&mut rec, &tensors)?;
     // The case may have uploaded a poisoned output while recording: land
     // that too before the clock starts.
-    ctx.queue().submit([]);
+    ctx.serial(|| ctx.queue().submit([]));
     ctx.wait_idle()?;
     let started = Instant::now();
     rec.submit()?;

@@ -168,6 +168,8 @@ pub struct GpuContext {
     stand_ins: Mutex<std::collections::HashMap<(&'static str, DType), Tensor>>,
     pub(crate) pool: Arc<BufferPool>,
     pub(crate) counters: Counters,
+    /// GL only: serialises our calls into wgpu (see [`GpuContext::serial`]).
+    gl_serial: Option<Mutex<()>>,
     // wgpu errors raised outside any error scope land here instead of
     // panicking; `take_uncaptured_errors` turns them into `Error`s.
     uncaptured: Arc<Mutex<Vec<String>>>,
@@ -292,6 +294,7 @@ impl GpuContext {
             subgroup_max_size: if subgroup { info.subgroup_max_size } else { 0 },
             features,
         };
+        let gl_serial = (info.backend == wgpu::Backend::Gl).then(Mutex::default);
         Ok(GpuContext {
             _instance: instance,
             adapter,
@@ -304,6 +307,7 @@ impl GpuContext {
             stand_ins: Mutex::default(),
             pool: Arc::new(BufferPool::default()),
             counters: Counters::default(),
+            gl_serial,
             uncaptured,
         })
     }
@@ -386,7 +390,7 @@ impl GpuContext {
                 submission_index: None,
                 timeout,
             };
-            match self.device.poll(wait) {
+            match self.serial(|| self.device.poll(wait)) {
                 Ok(_) => return Ok(()),
                 Err(wgpu::PollError::Timeout) if timeout.is_some() => continue,
                 Err(e) => {
@@ -397,6 +401,23 @@ impl GpuContext {
                     })
                 }
             }
+        }
+    }
+
+    /// Runs `f` (one call into wgpu) alone among this context's threads on
+    /// GL. wgpu-hal's GL backend guards the adapter's one GL context with a
+    /// lock that panics after 6 s of waiting ("Could not lock adapter
+    /// context"), and a shader compile or a heavy submit on a loaded CPU
+    /// can hold it that long. Taking our own lock first (no timeout) means
+    /// our threads queue here instead of timing out there. Other backends
+    /// run `f` directly. `f` must not call `serial` again.
+    pub(crate) fn serial<T>(&self, f: impl FnOnce() -> T) -> T {
+        match &self.gl_serial {
+            Some(m) => {
+                let _alone = m.lock().unwrap_or_else(|p| p.into_inner());
+                f()
+            }
+            None => f(),
         }
     }
 

@@ -235,7 +235,7 @@ impl GpuContext {
             .map(|&(k, v)| (k, v as f64))
             .collect();
         let built = self.scoped(&format!("building pipeline {label}"), || {
-            let pipeline =
+            let pipeline = self.serial(|| {
                 self.device()
                     .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                         label: Some(&label),
@@ -247,7 +247,8 @@ impl GpuContext {
                             zero_initialize_workgroup_memory: false,
                         },
                         cache: None,
-                    });
+                    })
+            });
             let layout = pipeline.get_bind_group_layout(0);
             CachedPipeline { pipeline, layout }
         })?;
@@ -262,11 +263,13 @@ impl GpuContext {
             return Ok(m.clone());
         }
         let module = self.scoped(&format!("compiling shaders/{}.wgsl", shader.name()), || {
-            self.device()
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(shader.name()),
-                    source: wgpu::ShaderSource::Wgsl(shader.source().into()),
-                })
+            self.serial(|| {
+                self.device()
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(shader.name()),
+                        source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                    })
+            })
         })?;
         Ok(lock(&self.pipelines.modules)
             .entry(shader)

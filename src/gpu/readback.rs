@@ -41,12 +41,11 @@ impl Readback {
             tensor.bound_bytes(4)
         };
         let staging = (bytes > 0).then(|| {
-            let staging = ctx.pool.acquire(
-                ctx.device(),
-                &format!("{} readback", tensor.label()),
-                bytes,
-                STAGING_USAGE,
-            );
+            let label = format!("{} readback", tensor.label());
+            let staging = ctx.serial(|| {
+                ctx.pool
+                    .acquire(ctx.device(), &label, bytes, STAGING_USAGE)
+            });
             encoder.copy_buffer_to_buffer(
                 tensor.buffer(),
                 tensor.offset_bytes(),
@@ -75,7 +74,8 @@ impl Readback {
             });
         let readback = Readback::record(ctx, &mut encoder, tensor);
         ctx.scoped("readback submit", || {
-            ctx.queue().submit([encoder.finish()]);
+            let commands = encoder.finish();
+            ctx.serial(|| ctx.queue().submit([commands]));
         })?;
         ctx.counters.add_submit();
         Ok(readback)
@@ -88,21 +88,23 @@ impl Readback {
             return Ok(read(&[]));
         };
         let (tx, rx) = mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |result| {
-            let _ = tx.send(result);
+        ctx.serial(|| {
+            staging.map_async(wgpu::MapMode::Read, .., move |result| {
+                let _ = tx.send(result);
+            })
         });
         ctx.wait_idle()?;
         rx.recv()
             .map_err(|_| self.fail("the map callback never ran"))?
             .map_err(|e| self.fail(&e.to_string()))?;
         let data_bytes = (self.len as u64 * self.dtype.size_bytes()) as usize;
-        let out = {
+        let out = ctx.serial(|| {
             let view = staging
                 .get_mapped_range(..)
                 .map_err(|e| self.fail(&e.to_string()))?;
-            read(&view[..data_bytes])
-        };
-        staging.unmap();
+            Ok(read(&view[..data_bytes]))
+        })?;
+        ctx.serial(|| staging.unmap());
         ctx.counters.add_downloaded(self.bytes);
         self.pool.release(staging);
         Ok(out)

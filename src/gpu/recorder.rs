@@ -243,12 +243,16 @@ impl<'a> Recorder<'a> {
             .last()
             .is_some_and(|c| (c.bytes.len() as u64).next_multiple_of(align) + size <= ARENA_CHUNK);
         if !fits_last {
-            let buffer = self.ctx.pool.acquire(
-                self.ctx.device(),
-                &format!("{} params", self.label),
-                ARENA_CHUNK,
-                wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            );
+            let label = format!("{} params", self.label);
+            let ctx = self.ctx;
+            let buffer = ctx.serial(|| {
+                ctx.pool.acquire(
+                    ctx.device(),
+                    &label,
+                    ARENA_CHUNK,
+                    wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                )
+            });
             self.arena.push(ArenaChunk {
                 buffer,
                 bytes: Vec::new(),
@@ -321,12 +325,13 @@ impl<'a> Recorder<'a> {
         self.flush_pass();
         let ctx = self.ctx;
         for chunk in &self.arena {
-            ctx.queue().write_buffer(&chunk.buffer, 0, &chunk.bytes);
+            ctx.serial(|| ctx.queue().write_buffer(&chunk.buffer, 0, &chunk.bytes));
             ctx.counters.add_uniform_bytes(chunk.bytes.len() as u64);
         }
         let encoder = self.encoder;
         ctx.scoped(&format!("submitting '{}'", self.label), || {
-            ctx.queue().submit([encoder.finish()]);
+            let commands = encoder.finish();
+            ctx.serial(|| ctx.queue().submit([commands]));
         })?;
         ctx.counters.add_submit();
         ctx.counters.add_dispatches(self.dispatches);

@@ -146,9 +146,10 @@ impl Tensor {
                 ),
             });
         }
-        let buffer = ctx
-            .pool
-            .acquire(ctx.device(), label, padded_bytes(len, dtype), TENSOR_USAGE);
+        let buffer = ctx.serial(|| {
+            ctx.pool
+                .acquire(ctx.device(), label, padded_bytes(len, dtype), TENSOR_USAGE)
+        });
         Ok(Tensor {
             storage: Arc::new(Storage {
                 buffer,
@@ -253,8 +254,10 @@ impl Tensor {
         if bytes.is_empty() {
             return;
         }
-        ctx.queue()
-            .write_buffer(&self.storage.buffer, self.offset, bytes);
+        ctx.serial(|| {
+            ctx.queue()
+                .write_buffer(&self.storage.buffer, self.offset, bytes)
+        });
         ctx.counters.add_uploaded(bytes.len() as u64);
     }
 
