@@ -385,10 +385,8 @@ fn every_weighting_method_trains() {
 /// training-loss ratio `mean(L_t over the last 50 steps) / L_t(first step)`.
 fn gradnorm_toy_ratios(ctx: &GpuContext, weighting: &str, steps: usize) -> Vec<f64> {
     use manytask::cli::metrics::write_batch;
-    use manytask::data::{
-        Batcher, Dataset, FeatureStats, LastBatch, Order, SplitFractions,
-    };
     use manytask::data::synthetic::{Synthetic, SyntheticSpec};
+    use manytask::data::{Batcher, Dataset, FeatureStats, LastBatch, Order, SplitFractions};
     use manytask::weighting::Balancer;
     let tasks = 4;
     let spec = SyntheticSpec::new(tasks, 250, 100, 100.0, 0);
@@ -449,7 +447,10 @@ fn gradnorm_toy_ratios(ctx: &GpuContext, weighting: &str, steps: usize) -> Vec<f
         balancer.end_epoch(ctx, &mut p).unwrap();
         epoch += 1;
     }
-    tail.iter().zip(&first).map(|(l, l0)| l / *l0 as f64).collect()
+    tail.iter()
+        .zip(&first)
+        .map(|(l, l0)| l / *l0 as f64)
+        .collect()
 }
 
 /// Spread of the tasks' relative losses: the standard deviation of

@@ -257,8 +257,19 @@ fn a_diverging_run_stops_naming_step_and_task_and_keeps_the_checkpoint() {
     std::fs::create_dir_all(&dir).unwrap();
     let ckpt = dir.join("good.safetensors");
     let base = [
-        "train", "--steps", "4", "--every", "1", "--batch", "16", "--tasks", "2", "--widths",
-        "16", "--optimizer", "sgd",
+        "train",
+        "--steps",
+        "4",
+        "--every",
+        "1",
+        "--batch",
+        "16",
+        "--tasks",
+        "2",
+        "--widths",
+        "16",
+        "--optimizer",
+        "sgd",
     ];
     let good = manytask()
         .args(base)

@@ -6,7 +6,8 @@ use manytask::util::rng::Rng;
 use manytask::weighting::{
     self, cagrad, cagrad_objective, imtl_g, mgda, min_norm, min_norm_two, pcgrad, rlw_weights,
     uncertainty_grad, uncertainty_loss, uncertainty_loss_weights, CaGradRescale, DwaState,
-    GradNormMode, GradNormState, GradNormUpdate, Gram, UncertaintyInit, MgdaNormalisation, MgdaSpace, SolverOptions, Weighting,
+    GradNormMode, GradNormState, GradNormUpdate, Gram, MgdaNormalisation, MgdaSpace, SolverOptions,
+    UncertaintyInit, Weighting,
 };
 use manytask::Error;
 

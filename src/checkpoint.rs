@@ -109,8 +109,7 @@ pub fn save(
     meta.insert(LAYOUT_KEY.into(), layout_text(program));
     let bytes = safetensors::tensor::serialize(views, Some(meta))
         .map_err(|e| err(path, format!("serialising: {e}")))?;
-    crate::util::fs::write_atomic(path, &bytes)
-        .map_err(|e| err(path, format!("writing: {e}")))
+    crate::util::fs::write_atomic(path, &bytes).map_err(|e| err(path, format!("writing: {e}")))
 }
 
 /// The metadata of the checkpoint at `path` (its own keys and the

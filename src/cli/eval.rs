@@ -10,8 +10,8 @@ use clap::{Args, ValueEnum};
 
 use crate::checkpoint::{self, Restore};
 use crate::cli::metrics::evaluate;
-use crate::cli::summary::metrics_table;
 use crate::cli::setup::{self, Setup};
+use crate::cli::summary::metrics_table;
 use crate::cli::{backend_from, open_contexts, BackendArg};
 use crate::config::Config;
 use crate::error::{Error, Result};

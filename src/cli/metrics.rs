@@ -112,4 +112,3 @@ pub fn write_batch(
     }
     Ok(())
 }
-

@@ -29,7 +29,7 @@ pub mod standardize;
 pub mod synthetic;
 
 pub use batch::{Batch, Batcher, Batches, LastBatch};
-pub use standardize::FeatureStats;
 pub use dataset::{
     Dataset, Order, Split, SplitFractions, SplitIndices, Targets, TaskData, TaskSchema,
 };
+pub use standardize::FeatureStats;

@@ -75,12 +75,6 @@ impl FeatureStats {
                     .map(|(&v, (&m, &s))| (v - m) / s)
             })
             .collect();
-        Dataset::new(
-            data.source(),
-            data.rows(),
-            d,
-            x,
-            data.tasks().to_vec(),
-        )
+        Dataset::new(data.source(), data.rows(), d, x, data.tasks().to_vec())
     }
 }

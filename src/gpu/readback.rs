@@ -42,10 +42,8 @@ impl Readback {
         };
         let staging = (bytes > 0).then(|| {
             let label = format!("{} readback", tensor.label());
-            let staging = ctx.serial(|| {
-                ctx.pool
-                    .acquire(ctx.device(), &label, bytes, STAGING_USAGE)
-            });
+            let staging =
+                ctx.serial(|| ctx.pool.acquire(ctx.device(), &label, bytes, STAGING_USAGE));
             encoder.copy_buffer_to_buffer(
                 tensor.buffer(),
                 tensor.offset_bytes(),
