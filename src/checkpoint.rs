@@ -116,13 +116,20 @@ pub fn save(
 /// caller's), without reading the tensors into a model.
 pub fn metadata(path: &Path) -> Result<HashMap<String, String>> {
     let bytes = std::fs::read(path).map_err(|e| err(path, format!("reading: {e}")))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| {
-        err(
-            path,
-            format!("not a safetensors file (corrupt or truncated?): {e}"),
-        )
-    })?;
+    header_metadata(path, &bytes)
+}
+
+/// The metadata in a safetensors file's header.
+fn header_metadata(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String>> {
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(path, e))?;
     Ok(header.metadata().clone().unwrap_or_default())
+}
+
+fn corrupt(path: &Path, e: impl std::fmt::Display) -> Error {
+    err(
+        path,
+        format!("not a safetensors file (corrupt or truncated?): {e}"),
+    )
 }
 
 /// What `load` restores besides the parameters.
@@ -146,19 +153,8 @@ pub fn load(
     restore: Restore,
 ) -> Result<HashMap<String, String>> {
     let bytes = std::fs::read(path).map_err(|e| err(path, format!("reading: {e}")))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| {
-        err(
-            path,
-            format!("not a safetensors file (corrupt or truncated?): {e}"),
-        )
-    })?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| {
-        err(
-            path,
-            format!("not a safetensors file (corrupt or truncated?): {e}"),
-        )
-    })?;
-    let meta: HashMap<String, String> = header.metadata().clone().unwrap_or_default();
+    let meta = header_metadata(path, &bytes)?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(path, e))?;
     let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
         let t = file.tensor(name).map_err(|_| {
             err(
