@@ -2,12 +2,7 @@
 
 use std::process::Command;
 
-fn manytask() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_manytask"));
-    cmd.env_remove("MANYTASK_BACKEND")
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir());
-    cmd
-}
+use crate::common::{manytask, scratch_dir};
 
 #[test]
 fn info_lists_every_adapter_with_features_and_limits() {
@@ -161,8 +156,7 @@ fn bench_json_prints_the_roofline_and_the_documented_fields() {
 
 #[test]
 fn train_runs_the_embedded_benchmark_saves_and_reloads() {
-    let dir = std::env::temp_dir().join(format!("manytask-cli-train-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("cli-train");
     let ckpt = dir.join("model.safetensors");
     let log = dir.join("log.jsonl");
     let base = [
@@ -253,8 +247,7 @@ fn train_rejects_bad_options_with_clear_errors() {
 
 #[test]
 fn a_diverging_run_stops_naming_step_and_task_and_keeps_the_checkpoint() {
-    let dir = std::env::temp_dir().join(format!("manytask-cli-nan-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("cli-nan");
     let ckpt = dir.join("good.safetensors");
     let base = [
         "train",
@@ -302,12 +295,6 @@ fn a_diverging_run_stops_naming_step_and_task_and_keeps_the_checkpoint() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-fn scratch_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("manytask-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn run_ok(cmd: &mut Command) -> (String, String) {
     let out = cmd.output().unwrap();
     let (stdout, stderr) = (
@@ -329,7 +316,7 @@ fn small_train(tasks: &str) -> Command {
 
 #[test]
 fn train_log_has_regulariser_values_and_a_validation_record_per_epoch() {
-    let dir = scratch_dir("log");
+    let dir = scratch_dir("cli-log");
     for (model, key) in [("soft", "regularisers"), ("sluice", "orthogonality")] {
         let log = dir.join(format!("{model}.jsonl"));
         // 1600 training rows / 256 = 6 steps per epoch.
@@ -376,7 +363,7 @@ fn train_log_has_regulariser_values_and_a_validation_record_per_epoch() {
 
 #[test]
 fn train_plot_draws_one_curve_per_task_in_each_panel() {
-    let dir = scratch_dir("plot");
+    let dir = scratch_dir("cli-plot");
     let svg = dir.join("curves.svg");
     let (stdout, _) = run_ok(small_train("3").args(["--steps", "8", "--plot"]).arg(&svg));
     // stdout is a pipe here: plain progress lines, no bar.
@@ -427,7 +414,7 @@ fn row(stdout: &str, task: &str) -> Vec<f64> {
 
 #[test]
 fn train_baseline_workflow_writes_merges_and_reports_delta_m() {
-    let dir = scratch_dir("baseline");
+    let dir = scratch_dir("cli-baseline");
     let file = dir.join("baseline.json");
     let _ = std::fs::remove_file(&file);
     for task in ["task0", "task1"] {

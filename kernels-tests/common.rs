@@ -223,3 +223,20 @@ pub fn mse_heads(
         .unwrap();
     targets
 }
+
+/// The `manytask` binary under test, with the test run's
+/// `MANYTASK_BACKEND` removed (each test names its own backend or takes
+/// `auto`).
+pub fn manytask() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_manytask"));
+    cmd.env_remove("MANYTASK_BACKEND")
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    cmd
+}
+
+/// A directory `manytask-{name}-{pid}` under the system temp dir, created.
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("manytask-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

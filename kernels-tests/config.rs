@@ -4,7 +4,6 @@
 //! printed.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use clap::Parser;
 use manytask::arch::{Sharing, TaskKind};
@@ -13,14 +12,10 @@ use manytask::config::Config;
 use manytask::data::batch::Batcher;
 use manytask::graph::Optimizer;
 
+use crate::common::{manytask, scratch_dir};
+
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/configs")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("manytask-config-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 /// The error of parsing `text`, as the user sees it.
@@ -399,7 +394,7 @@ fn a_config_that_does_not_fit_its_data_is_a_clear_error() {
         "{e}"
     );
     // A CSV column the file does not have.
-    let dir = temp_dir("misfit");
+    let dir = scratch_dir("config-misfit");
     let toml = dir.join("bad.toml");
     let text = std::fs::read_to_string(examples().join("csv.toml"))
         .unwrap()
@@ -420,13 +415,6 @@ fn a_config_that_does_not_fit_its_data_is_a_clear_error() {
         "{e}"
     );
     std::fs::remove_dir_all(dir).unwrap();
-}
-
-fn manytask() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_manytask"));
-    cmd.env_remove("MANYTASK_BACKEND")
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir());
-    cmd
 }
 
 /// Runs the binary; returns stdout, panicking with stderr on failure.
@@ -458,7 +446,7 @@ fn test_table(stdout: &str) -> Vec<String> {
 
 #[test]
 fn eval_of_a_saved_checkpoint_reproduces_the_test_metrics_train_printed() {
-    let dir = temp_dir("eval");
+    let dir = scratch_dir("config-eval");
     let ck = dir.join("csv.safetensors");
     let csv = examples().join("csv.toml");
     let (csv, ck_s) = (csv.to_str().unwrap(), ck.to_str().unwrap());
