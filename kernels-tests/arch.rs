@@ -492,8 +492,9 @@ fn train_synthetic(ctx: &GpuContext, sharing: Sharing, steps: usize) -> (Vec<f32
 #[test]
 fn every_architecture_lowers_every_task_loss_on_the_synthetic_benchmark() {
     let architectures = vec![
-        // (The fused trunk takes ≤ 128 input features, not 250.)
         ("hard", Sharing::Hard { trunk: vec![64] }),
+        // 250 input features stream through the fused trunk's 128-wide tile.
+        ("hard_fused", Sharing::HardFused { trunk: vec![64] }),
         (
             "cross_stitch",
             Sharing::CrossStitch {

@@ -189,8 +189,11 @@ fn fused_trunk_rejects_bad_arguments() {
         matches!(e, Error::Shape { .. }) && e.to_string().contains("kernels::dense"),
         "{e}"
     );
-    let e = TrunkSpec::packed(ctx, 200, &[relu(8)]).unwrap_err();
+    let e = TrunkSpec::packed(ctx, 8, &[relu(8), relu(200), relu(8)]).unwrap_err();
     assert!(e.to_string().contains("kernels::dense"), "{e}");
+    assert!(TrunkSpec::packed(ctx, 0, &[relu(8)]).is_err(), "no inputs");
+    // A wide input is fine: it streams through the tile.
+    TrunkSpec::packed(ctx, 5000, &[relu(8)]).unwrap();
     assert!(TrunkSpec::packed(ctx, 8, &[relu(8); 9]).is_err(), "depth 9");
     assert!(TrunkSpec::packed(ctx, 8, &[]).is_err(), "no layers");
     // The graph says the same before any GPU work.

@@ -4,10 +4,13 @@
 //
 //   trunk_forward       Y_l = act_l(Y_{l-1}·W_l + b_l) for all layers, per
 //                       tile of TILE_ROWS rows; writes every Y_l (and Z_l of
-//                       GELU layers) for the backward pass.
+//                       GELU layers) for the backward pass. The input X may
+//                       be wider than MAX_WIDTH: it streams through the
+//                       tile in chunks of MAX_WIDTH features.
 //   trunk_backward      walks the layers backwards per tile: D_l = G_l ⊙
 //                       act_l'(saved), G_{l-1} = D_l·W_lᵀ; writes every D_l
-//                       and, with WRITE_DX, dX = G_{-1} (ACCUMULATE_DX adds).
+//                       and, with WRITE_DX, dX = G_{-1} (ACCUMULATE_DX adds),
+//                       in chunks of 4·LANES columns when X is wide.
 //   trunk_weight_grads  dW_l = Y_{l-1}ᵀ·D_l and db_l = colsum(D_l) for all
 //                       layers; one invocation owns 4 columns × FEATURES
 //                       inputs and sums the rows in order: deterministic,
@@ -127,6 +130,13 @@ fn tile4(at: u32, c: u32) -> vec4<f32> {
     return vec4<f32>(tile[j], tile[j + 1u], tile[j + 2u], tile[j + 3u]);
 }
 
+// put_row, or with `add` put_row of v plus what the row holds.
+fn put_sum(at: u32, n: u32, c: u32, v: vec4<f32>, add: bool) {
+    var sum = v;
+    if (add) { sum = sum + tile4(at, c); }
+    put_row(at, n, c, sum);
+}
+
 fn act4(kind: u32, z: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(act_of(kind, z.x), act_of(kind, z.y), act_of(kind, z.z), act_of(kind, z.w));
 }
@@ -139,10 +149,12 @@ fn lane_cols(c: u32, n: u32) -> vec4<u32> {
 // tile[dst + r, 4c + q] = Σ_k tile[src + r, k] · op(W)[k, 4c + q] for the
 // tile's rows and the lane's 4 columns (those < n): op(W) = W [k, n]
 // (forward) or Wᵀ with W [n, k] (backward, `transposed`). Columns past n
-// read a clamped (valid) address and are not stored. The 16 row
+// read a clamped (valid) address and are not stored. With `add` the
+// products are added to what dst holds (a later chunk of a wide input;
+// each lane adds to its own columns only). The 16 row
 // accumulators are spelled out: local arrays live in memory on CPU
 // drivers.
-fn tile_product(src: u32, dst: u32, depth: u32, n: u32, w_off: u32, w_ld: u32, transposed: bool, c: u32) {
+fn tile_product(src: u32, dst: u32, depth: u32, n: u32, w_off: u32, w_ld: u32, transposed: bool, add: bool, c: u32) {
     var c0 = vec4<f32>();
     var c1 = vec4<f32>();
     var c2 = vec4<f32>();
@@ -188,22 +200,34 @@ fn tile_product(src: u32, dst: u32, depth: u32, n: u32, w_off: u32, w_ld: u32, t
         c14 = fma(vec4<f32>(tile[t + 1792u]), w, c14);
         c15 = fma(vec4<f32>(tile[t + 1920u]), w, c15);
     }
-    put_row(dst + 0u, n, c, c0);
-    put_row(dst + 128u, n, c, c1);
-    put_row(dst + 256u, n, c, c2);
-    put_row(dst + 384u, n, c, c3);
-    put_row(dst + 512u, n, c, c4);
-    put_row(dst + 640u, n, c, c5);
-    put_row(dst + 768u, n, c, c6);
-    put_row(dst + 896u, n, c, c7);
-    put_row(dst + 1024u, n, c, c8);
-    put_row(dst + 1152u, n, c, c9);
-    put_row(dst + 1280u, n, c, c10);
-    put_row(dst + 1408u, n, c, c11);
-    put_row(dst + 1536u, n, c, c12);
-    put_row(dst + 1664u, n, c, c13);
-    put_row(dst + 1792u, n, c, c14);
-    put_row(dst + 1920u, n, c, c15);
+    put_sum(dst + 0u, n, c, c0, add);
+    put_sum(dst + 128u, n, c, c1, add);
+    put_sum(dst + 256u, n, c, c2, add);
+    put_sum(dst + 384u, n, c, c3, add);
+    put_sum(dst + 512u, n, c, c4, add);
+    put_sum(dst + 640u, n, c, c5, add);
+    put_sum(dst + 768u, n, c, c6, add);
+    put_sum(dst + 896u, n, c, c7, add);
+    put_sum(dst + 1024u, n, c, c8, add);
+    put_sum(dst + 1152u, n, c, c9, add);
+    put_sum(dst + 1280u, n, c, c10, add);
+    put_sum(dst + 1408u, n, c, c11, add);
+    put_sum(dst + 1536u, n, c, c12, add);
+    put_sum(dst + 1664u, n, c, c13, add);
+    put_sum(dst + 1792u, n, c, c14, add);
+    put_sum(dst + 1920u, n, c, c15, add);
+}
+
+// Features i0..i0+w of the tile's rows of X (row stride k) into tile 0;
+// rows past the end are zeros (never stored).
+fn load_x_chunk(row0: u32, k: u32, i0: u32, w: u32, c: u32) {
+    for (var e = c; e < TILE_ROWS * w; e = e + LANES) {
+        let r = e / w;
+        let i = e - r * w;
+        var v = 0.0;
+        if (row0 + r < p.rows) { v = x[(row0 + r) * k + i0 + i]; }
+        tile[r * MAX_WIDTH + i] = v;
+    }
 }
 
 fn tile_index(wid: vec3<u32>) -> u32 {
@@ -215,16 +239,6 @@ fn trunk_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     let row0 = tile_index(wid) * TILE_ROWS;
     if (row0 >= p.rows) { return; }
     let c = lid.x;
-    // X tile into tile 0; rows past the end are zeros (never stored).
-    let k0 = p.layers[0].inputs;
-    for (var e = c; e < TILE_ROWS * k0; e = e + LANES) {
-        let r = e / k0;
-        let i = e - r * k0;
-        var v = 0.0;
-        if (row0 + r < p.rows) { v = x[(row0 + r) * k0 + i]; }
-        tile[r * MAX_WIDTH + i] = v;
-    }
-    workgroupBarrier();
     var src = 0u;
     for (var l = 0u; l < p.depth; l = l + 1u) {
         let layer = p.layers[l];
@@ -234,7 +248,20 @@ fn trunk_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         // tile loads in uniform control flow are single scalar loads on
         // llvmpipe, inside a lane-dependent branch they are not (measured
         // 10× slower).
-        tile_product(src, dst, layer.inputs, n, layer.w_off, n, false, c);
+        if (l == 0u) {
+            // X streams through tile 0, MAX_WIDTH features at a time, the
+            // chunks' products summed in dst in order.
+            let k = layer.inputs;
+            for (var i0 = 0u; i0 < k; i0 = i0 + MAX_WIDTH) {
+                let w = min(MAX_WIDTH, k - i0);
+                load_x_chunk(row0, k, i0, w, c);
+                workgroupBarrier();
+                tile_product(0u, dst, w, n, layer.w_off + i0 * n, n, false, i0 > 0u, c);
+                workgroupBarrier();
+            }
+        } else {
+            tile_product(src, dst, layer.inputs, n, layer.w_off, n, false, false, c);
+        }
         if (4u * c < n) {
             var bias = vec4<f32>(0.0);
             if (layer.b_off != NONE) {
@@ -310,19 +337,26 @@ fn trunk_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         workgroupBarrier();
         let dst = TILE_ELEMS - src;
         let k = layer.inputs;
-        if (l > 0u || WRITE_DX) {
-            tile_product(src, dst, n, k, layer.w_off, n, true, c);
-            // Layer 0's product is dX: from the tile to global memory (the
-            // lane reads back only the columns it wrote).
-            if (l == 0u && 4u * c < k) {
-                let cols = lane_cols(c, k);
-                for (var r = 0u; r < TILE_ROWS && row0 + r < p.rows; r = r + 1u) {
-                    let at = (row0 + r) * k;
-                    var v = tile4(dst + r * MAX_WIDTH, c);
-                    if (ACCUMULATE_DX) {
-                        v = v + vec4<f32>(dx[at + cols.x], dx[at + cols.y], dx[at + cols.z], dx[at + cols.w]);
+        if (l > 0u) {
+            tile_product(src, dst, n, k, layer.w_off, n, true, false, c);
+        } else if (WRITE_DX) {
+            // Layer 0's product is dX, possibly wider than the tile: 4·LANES
+            // columns at a time, from the tile to global memory (the lane
+            // reads back only the columns it wrote, so no barrier).
+            let span = 4u * LANES;
+            for (var i0 = 0u; i0 < k; i0 = i0 + span) {
+                let w = min(span, k - i0);
+                tile_product(src, dst, n, w, layer.w_off + i0 * n, n, true, false, c);
+                if (4u * c < w) {
+                    let cols = lane_cols(c, w) + vec4<u32>(i0);
+                    for (var r = 0u; r < TILE_ROWS && row0 + r < p.rows; r = r + 1u) {
+                        let at = (row0 + r) * k;
+                        var v = tile4(dst + r * MAX_WIDTH, c);
+                        if (ACCUMULATE_DX) {
+                            v = v + vec4<f32>(dx[at + cols.x], dx[at + cols.y], dx[at + cols.z], dx[at + cols.w]);
+                        }
+                        put_dx(at + i0, w, c, v);
                     }
-                    put_dx(at, k, c, v);
                 }
             }
         }

@@ -109,9 +109,9 @@ pub enum Sharing {
         trunk: Vec<usize>,
     },
     /// Hard sharing whose whole trunk runs as ONE fully fused op per pass
-    /// (`Graph::fused_trunk`: widths ≤ 128, ≤ 8 layers; wider trunks are
-    /// an error saying to use `Hard`). Same parameters and checkpoint
-    /// names as `Hard`.
+    /// (`Graph::fused_trunk`: layer widths ≤ 128, any input width, ≤ 8
+    /// layers; wider trunks are an error saying to use `Hard`). Same
+    /// parameters and checkpoint names as `Hard`.
     HardFused {
         /// Output width of each trunk layer (each ≤ 128, ≤ 8 layers).
         trunk: Vec<usize>,

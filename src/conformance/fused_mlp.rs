@@ -2,7 +2,8 @@
 //! against `reference::fused_mlp`: the forward activations (every layer's
 //! Y, and the GELU layers' Z), and the backward's dX and parameter
 //! gradients, at row counts that are no multiple of the 16-row tile,
-//! widths from 1 to 128 and depths 1 to 4 with mixed activations.
+//! widths from 1 to 128, inputs from 1 to 1000 (wider than the tile:
+//! streamed in chunks) and depths 1 to 4 with mixed activations.
 //!
 //! Backward cases upload what the reference forward kept (Y, Z) as
 //! inputs, so the GPU and the reference differentiate at the same f32
@@ -33,8 +34,8 @@ pub struct Config {
     pub layers: &'static [(usize, Activation)],
 }
 
-/// Awkward shapes: rows 1, 7, 33, 257, 1000; widths 1 to 128; depths 1
-/// to 4; every activation, mixed.
+/// Awkward shapes: rows 1, 7, 33, 257, 1000; widths 1 to 128; inputs 1
+/// to 1000; depths 1 to 4; every activation, mixed.
 pub const CONFIGS: &[Config] = &[
     Config {
         rows: 1,
@@ -60,6 +61,28 @@ pub const CONFIGS: &[Config] = &[
         rows: 1000,
         inputs: 64,
         layers: &[(128, Gelu), (128, Relu), (64, Identity)],
+    },
+    // Inputs wider than the tile stream through it in chunks of 128: one
+    // feature past a chunk, a ragged last chunk, and many chunks.
+    Config {
+        rows: 33,
+        inputs: 129,
+        layers: &[(7, Relu)],
+    },
+    Config {
+        rows: 257,
+        inputs: 300,
+        layers: &[(128, Gelu), (33, Tanh)],
+    },
+    Config {
+        rows: 7,
+        inputs: 1000,
+        layers: &[(5, Sigmoid), (1, Identity)],
+    },
+    Config {
+        rows: 1000,
+        inputs: 784,
+        layers: &[(128, Relu), (64, Relu)],
     },
 ];
 

@@ -361,8 +361,8 @@ impl Graph {
         Ok(self.push(name, Op::Dense { x, w, b, act }, vec![rows, ws[1]]))
     }
 
-    /// The dense layers `layers` as ONE fused node (every width ≤
-    /// `fused_mlp::MAX_WIDTH`), with parameters `{name}.{i}.weight`
+    /// The dense layers `layers` as ONE fused node (every layer's output ≤
+    /// `fused_mlp::MAX_WIDTH`; the input may be wider), with parameters `{name}.{i}.weight`
     /// [in, out] (Glorot) and `{name}.{i}.bias` (zeros): the names and
     /// initial values of the chain `dense("{name}.{i}", …)`, so the two
     /// are interchangeable in checkpoints. Forward is one dispatch,
@@ -374,11 +374,11 @@ impl Graph {
             .collect();
         if layers.is_empty()
             || layers.len() > MAX_DEPTH
-            || widths.iter().any(|&w| w == 0 || w > MAX_WIDTH)
+            || widths[1..].iter().any(|&w| w == 0 || w > MAX_WIDTH)
         {
             return Err(shape_err(format!(
-                "{name}: widths {widths:?}: a fused trunk has 1 to {MAX_DEPTH} layers of widths 1..={MAX_WIDTH}; \
-                 use Graph::dense layers for wider or deeper trunks"
+                "{name}: widths {widths:?}: a fused trunk has 1 to {MAX_DEPTH} layers of output widths 1..={MAX_WIDTH} \
+                 (the input may be wider); use Graph::dense layers for wider or deeper trunks"
             )));
         }
         let mut params = Vec::with_capacity(layers.len());

@@ -1,5 +1,6 @@
 //! Launchers for `shaders/fused_mlp.wgsl`: a narrow trunk of dense layers
-//! (every width ≤ `MAX_WIDTH`) run whole per row tile, the tile's
+//! (every layer's output ≤ `MAX_WIDTH`; the input may be wider, it streams
+//! through the tile in chunks) run whole per row tile, the tile's
 //! activations kept in workgroup memory between layers
 //! (../shared/MATH.md §1, "fully fused trunk"):
 //!
@@ -24,7 +25,8 @@ pub use crate::reference::fused_mlp::TrunkLayer;
 
 const OP: &str = "fused_mlp";
 
-/// Widest layer (inputs or outputs) the fused kernels take.
+/// Widest layer output the fused kernels take (the trunk's input may be
+/// wider).
 pub const MAX_WIDTH: usize = 128;
 /// Most layers in one fused trunk.
 pub const MAX_DEPTH: usize = 8;
@@ -139,9 +141,15 @@ impl TrunkSpec {
         let widths: Vec<usize> = std::iter::once(inputs)
             .chain(layers.iter().map(|l| l.outputs))
             .collect();
-        if let Some(w) = widths.iter().find(|&&w| w == 0 || w > MAX_WIDTH) {
+        if inputs == 0 {
             return Err(shape_err(format!(
-                "widths {widths:?}: the fused trunk takes widths 1..={MAX_WIDTH} (width {w} is out of range); \
+                "widths {widths:?}: the trunk's input has no features"
+            )));
+        }
+        if let Some(w) = widths[1..].iter().find(|&&w| w == 0 || w > MAX_WIDTH) {
+            return Err(shape_err(format!(
+                "widths {widths:?}: the fused trunk's layers output 1..={MAX_WIDTH} features \
+                 (width {w} is out of range; the input may be wider); \
                  use kernels::dense layers (Graph::dense) for wider layers"
             )));
         }
@@ -201,13 +209,15 @@ impl TrunkSpec {
         &self.offsets
     }
 
-    /// Invocations per workgroup for this trunk (`LANE_COUNTS`).
+    /// Invocations per workgroup for this trunk (`LANE_COUNTS`): enough
+    /// for the widest layer, or the input up to one tile width (a wider
+    /// input's dX is written in chunks of 4·lanes columns).
     fn lanes(&self) -> u32 {
         let widest = self
             .layers
             .iter()
             .map(|l| l.outputs)
-            .fold(self.inputs, usize::max);
+            .fold(self.inputs.min(MAX_WIDTH), usize::max);
         (widest.div_ceil(4).next_multiple_of(8)).min(MAX_WIDTH / 4) as u32
     }
 
@@ -424,7 +434,8 @@ fn check_common(
             x.label()
         )));
     }
-    if trunk.acts_len(rows).max(rows * MAX_WIDTH) > u32::MAX as usize {
+    let widest = trunk.inputs.max(MAX_WIDTH);
+    if trunk.acts_len(rows).max(rows * widest) > u32::MAX as usize {
         return Err(shape_err(format!(
             "{rows} rows: offsets do not fit in u32; split the batch"
         )));
