@@ -141,7 +141,7 @@ fn subspace_orthogonality_rejects_bad_shapes() {
 
 /// A small model of each kind: 3 tasks (classification, regression,
 /// binary; one masked), heads of depths 1..3.
-fn small_spec(sharing: Sharing) -> ModelSpec {
+pub fn small_spec(sharing: Sharing) -> ModelSpec {
     let mut tasks = vec![
         TaskSpec::new("class", TaskKind::Classification { classes: 4 }, &[6]),
         TaskSpec::new("reg", TaskKind::Regression { outputs: 2 }, &[]),
@@ -165,7 +165,7 @@ fn stitch(lr_scale: f32) -> StitchOptions {
     }
 }
 
-fn feed(ctx: &GpuContext, p: &Program, m: &ModelNodes, seed: u64) {
+pub fn feed(ctx: &GpuContext, p: &Program, m: &ModelNodes, seed: u64) {
     let mut rng = Rng::new(seed);
     let rows = p.graph().shape(m.x)[0];
     p.input(m.x)

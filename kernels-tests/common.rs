@@ -142,23 +142,39 @@ pub fn finite_difference_check(
     use manytask::graph::StepOptions;
     p.step(ctx, StepOptions::GRADIENTS).unwrap();
     let grads = p.params().read_grads(ctx).unwrap();
-    let base = p.params().values.to_f32_vec(ctx).unwrap();
+    let fd = central_differences(ctx, p, indices);
     let (mut worst, mut top) = (0f32, 0f32);
-    const H: f32 = 1e-2;
-    for &i in indices {
-        let mut v = base.clone();
-        v[i] = base[i] + H;
-        p.params().write_values(ctx, &v).unwrap();
-        let up = objective(ctx, p);
-        v[i] = base[i] - H;
-        p.params().write_values(ctx, &v).unwrap();
-        let down = objective(ctx, p);
-        let fd = ((up - down) / (2.0 * H as f64)) as f32;
-        worst = worst.max((fd - grads[i]).abs());
+    for (&i, d) in indices.iter().zip(fd) {
+        worst = worst.max((d - grads[i]).abs());
         top = top.max(grads[i].abs());
     }
-    p.params().write_values(ctx, &base).unwrap();
     (worst, top)
+}
+
+/// Central differences (h = 1e-2) of the objective at the arena
+/// `indices`; the parameters are restored afterwards.
+pub fn central_differences(
+    ctx: &GpuContext,
+    p: &mut manytask::graph::Program,
+    indices: &[usize],
+) -> Vec<f32> {
+    let base = p.params().values.to_f32_vec(ctx).unwrap();
+    const H: f32 = 1e-2;
+    let fd = indices
+        .iter()
+        .map(|&i| {
+            let mut v = base.clone();
+            v[i] = base[i] + H;
+            p.params().write_values(ctx, &v).unwrap();
+            let up = objective(ctx, p);
+            v[i] = base[i] - H;
+            p.params().write_values(ctx, &v).unwrap();
+            let down = objective(ctx, p);
+            ((up - down) / (2.0 * H as f64)) as f32
+        })
+        .collect();
+    p.params().write_values(ctx, &base).unwrap();
+    fd
 }
 
 /// Runs the finite-difference check and asserts its bound: f32 losses

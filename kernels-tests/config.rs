@@ -262,6 +262,29 @@ fn impossible_values_are_errors_naming_the_key() {
             "train.weighting.mode = \"everything\"",
         ),
     ];
+    let adversarial =
+        "[[tasks]]\nname = \"a\"\nkind = \"binary\"\nlabels = 1\nadversarial = true\n";
+    let cases: Vec<(String, &str)> = cases
+        .into_iter()
+        .chain([
+            (
+                format!("{adversarial}[train]\nreversal = \"linear\"\n"),
+                "train.reversal = \"linear\": expected \"ganin\" or a number",
+            ),
+            (
+                format!("{adversarial}[train]\nreversal = -1\n"),
+                "train.reversal = -1: must be finite and ≥ 0",
+            ),
+            (
+                "[train]\nreversal = 0.5\n".into(),
+                "train.reversal: only for a model with an adversarial task",
+            ),
+            (
+                format!("{adversarial}[model]\nkind = \"soft\"\n"),
+                "tasks[0].adversarial: only for model.kind = \"hard\" or \"hard_fused\"",
+            ),
+        ])
+        .collect();
     for (text, want) in cases {
         let e = error_of(&text);
         assert!(
@@ -527,4 +550,49 @@ fn a_config_named_without_a_folder_reads_its_data_from_the_current_folder() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("tiny.csv (20 samples"));
+}
+
+#[test]
+fn an_adversarial_task_trains_behind_a_gradient_reversal_from_the_config() {
+    let c = Config::from_toml(
+        "[[tasks]]\nname = \"task0\"\nkind = \"regression\"\noutputs = 4\n\
+         [[tasks]]\nname = \"task1\"\nkind = \"regression\"\noutputs = 4\nadversarial = true\n\
+         [train]\nreversal = 0.5\n",
+        "t",
+    )
+    .unwrap();
+    let specs = c.task_specs().unwrap();
+    assert_eq!(
+        specs.iter().map(|t| t.adversarial).collect::<Vec<_>>(),
+        [false, true]
+    );
+    assert_eq!(
+        c.train.reversal().unwrap(),
+        manytask::graph::ReversalSchedule::Constant(0.5)
+    );
+    // The CLI runs it with the default (Ganin) schedule.
+    let dir = scratch_dir("config-adversarial");
+    let toml = dir.join("adversarial.toml");
+    std::fs::write(
+        &toml,
+        "[model]\nwidths = [16]\n\
+         [data]\ntasks = 2\nsamples = 200\ninputs = 8\noutputs = 4\n\
+         [[tasks]]\nname = \"task0\"\nkind = \"regression\"\noutputs = 4\n\
+         [[tasks]]\nname = \"task1\"\nkind = \"regression\"\noutputs = 4\nadversarial = true\n",
+    )
+    .unwrap();
+    let out = run_ok(&[
+        "train",
+        "--config",
+        toml.to_str().unwrap(),
+        "--steps",
+        "20",
+        "--quiet",
+    ]);
+    assert!(
+        out.contains("adversarial: 1 task(s) behind a gradient reversal, λ Ganin"),
+        "{out}"
+    );
+    assert_eq!(test_table(&out).len(), 4, "{out}"); // title, header, 2 tasks
+    std::fs::remove_dir_all(dir).unwrap();
 }

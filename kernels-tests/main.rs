@@ -2,6 +2,7 @@
 //! module per kernel family or engine part. Every GPU test runs on every
 //! adapter found (lavapipe Vulkan and llvmpipe GL here).
 
+mod adversarial;
 mod arch;
 mod balancing;
 mod block;

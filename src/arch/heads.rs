@@ -2,7 +2,8 @@
 //! different depths are grouped per layer (hidden layers, and the output
 //! layers of tasks that end there); the per-task features are gathered
 //! with slices / concats only where the layout demands it, so uniform
-//! heads need none.
+//! heads need none. Adversarial tasks' first layer is a second op that
+//! reads the shared input through one gradient-reversal node.
 
 use crate::error::Result;
 use crate::graph::{Graph, NodeId, TaskBlock};
@@ -76,6 +77,8 @@ pub fn build(
         HeadInput::PerTask(f) => f.iter().copied().map(Some).collect(),
     };
     let mut out: Vec<Option<Feat>> = vec![None; tasks.len()];
+    // The shared input behind a gradient reversal (made once, if needed).
+    let mut reversed: Option<NodeId> = None;
     for j in 0..max_depth {
         let hidden: Vec<usize> = (0..tasks.len())
             .filter(|&t| j + 1 < depth(&tasks[t]))
@@ -84,20 +87,41 @@ pub fn build(
             .filter(|&t| j + 1 == depth(&tasks[t]))
             .collect();
         let both = !hidden.is_empty() && !last.is_empty();
+        // On the shared input, adversarial tasks' first layer is its own op
+        // reading the trunk through the gradient reversal.
+        let mut groups = Vec::new();
         for (group, is_last) in [(hidden, false), (last, true)] {
+            let (adversarial, plain): (Vec<usize>, Vec<usize>) = match &input {
+                HeadInput::Shared(_) if j == 0 => {
+                    group.into_iter().partition(|&t| tasks[t].adversarial)
+                }
+                _ => (Vec::new(), group),
+            };
+            groups.push((plain, is_last, false));
+            groups.push((adversarial, is_last, true));
+        }
+        for (group, is_last, adversarial) in groups {
             if group.is_empty() {
                 continue;
             }
-            let name = match (both, is_last) {
+            let mut name = match (both, is_last) {
                 (true, true) => format!("heads.{j}.out"),
                 _ => format!("heads.{j}"),
             };
+            if adversarial {
+                name.push_str(".adversarial");
+            }
             let layer_act = if is_last { Activation::Identity } else { act };
             let outs: Vec<usize> = group.iter().map(|&t| width(&tasks[t], j)).collect();
             let node = match (&input, cur[group[0]]) {
                 (HeadInput::Shared(h), None) => {
                     let total: usize = outs.iter().sum();
-                    let node = g.dense(&name, *h, total, layer_act)?;
+                    let source = if adversarial {
+                        *reversed.get_or_insert_with(|| g.grad_reverse("trunk.reversed", *h))
+                    } else {
+                        *h
+                    };
+                    let node = g.dense(&name, source, total, layer_act)?;
                     let inputs = g.shape(*h)[1];
                     let mut col = 0;
                     for (&t, &o) in group.iter().zip(&outs) {

@@ -85,18 +85,31 @@ pub struct TaskSpec {
     pub hidden: Vec<usize>,
     /// Whether labels can be missing (a mask row per sample).
     pub masked: bool,
+    /// An adversarial auxiliary task (Ganin & Lempitsky 2015): its head
+    /// reads the shared trunk through a gradient reversal, so the head
+    /// learns to predict the task while the trunk learns to hide what the
+    /// task needs. λ comes from `Program::set_reversal_lambda` (the CLI
+    /// follows `graph::ReversalSchedule`). Hard sharing only.
+    pub adversarial: bool,
 }
 
 impl TaskSpec {
     /// A task with these head hidden widths, labels never missing
-    /// (`masked: false`).
+    /// (`masked: false`), not adversarial.
     pub fn new(name: &str, kind: TaskKind, hidden: &[usize]) -> Self {
         TaskSpec {
             name: name.to_string(),
             kind,
             hidden: hidden.to_vec(),
             masked: false,
+            adversarial: false,
         }
+    }
+
+    /// The same task as an adversarial auxiliary task (`adversarial`).
+    pub fn adversarial(mut self) -> Self {
+        self.adversarial = true;
+        self
     }
 }
 
@@ -232,13 +245,15 @@ pub struct ModelNodes {
 impl Model {
     /// Chooses the task balancing. Gradient methods (`Balancing::Gram`)
     /// need hard sharing whose first head layer is one op for all tasks
-    /// (heads whose depths differ split it): the per-task gradients of
+    /// (heads whose depths differ split it, and so do adversarial tasks):
+    /// the per-task gradients of
     /// the trunk output come from that layer's backward.
     pub fn set_balancing(&mut self, balancing: Balancing) -> Result<()> {
         if let Balancing::Gram(_) = balancing {
             let Some((layer, widths)) = &self.nodes.heads0 else {
                 return Err(spec_err(
-                    "gradient-based task balancing needs hard sharing with every head's first layer in one op (heads all hidden, or all linear)".into(),
+                    "gradient-based task balancing needs hard sharing with every head's first layer in one op \
+                     (heads all hidden, or all linear, and no adversarial task)".into(),
                 ));
             };
             self.graph.split_task_grads(*layer, widths)?;
@@ -281,6 +296,17 @@ impl ModelSpec {
                     t.name
                 )));
             }
+        }
+        let hard = matches!(
+            self.sharing,
+            Sharing::Hard { .. } | Sharing::HardFused { .. }
+        );
+        if let (false, Some(t)) = (hard, self.tasks.iter().find(|t| t.adversarial)) {
+            return Err(spec_err(format!(
+                "task '{}' is adversarial: gradient reversal needs a shared trunk to reverse into \
+                 (hard or hard_fused sharing); task columns have none",
+                t.name
+            )));
         }
         let layers = match &self.sharing {
             Sharing::Hard { trunk } | Sharing::HardFused { trunk } => trunk,

@@ -167,6 +167,15 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         steps,
         config.train.batch
     );
+    // Adversarial tasks: λ of their gradient reversal follows the schedule.
+    let reversal = match spec.tasks.iter().filter(|t| t.adversarial).count() {
+        0 => None,
+        n => {
+            let schedule = config.train.reversal().map_err(|d| config.error(d))?;
+            println!("adversarial: {n} task(s) behind a gradient reversal, λ {schedule:?}");
+            Some(schedule)
+        }
+    };
     // Fail before training on a baseline that cannot be read or a plot
     // that cannot be written, not after it.
     let baseline = read_baseline(args)?;
@@ -196,6 +205,9 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
             } else {
                 StepOptions::TRAIN
             };
+            if let Some(r) = reversal {
+                program.set_reversal_lambda(r.lambda(step, steps));
+            }
             let mut done = balancer.step(&ctx, &mut program, opts)?;
             if let Some(pending) = done.report.losses.take() {
                 let losses = pending.wait(&ctx)?.losses;

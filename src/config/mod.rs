@@ -145,6 +145,23 @@ impl Config {
             tasks::task_specs(&self.tasks)?;
             self.data.check(&self.tasks)?;
             self.train.check()?;
+            let hard = matches!(self.model.kind.as_str(), "hard" | "hard_fused");
+            if let (false, Some(i)) = (hard, self.tasks.iter().position(|t| t.adversarial)) {
+                return Err(misplaced(
+                    format!("tasks[{i}].adversarial"),
+                    format!(
+                        "only for model.kind = \"hard\" or \"hard_fused\" (this is {}): \
+                         gradient reversal needs a shared trunk",
+                        quoted(&self.model.kind)
+                    ),
+                ));
+            }
+            if self.train.reversal.is_some() && !self.tasks.iter().any(|t| t.adversarial) {
+                return Err(misplaced(
+                    "train.reversal",
+                    "only for a model with an adversarial task (tasks[i].adversarial = true)",
+                ));
+            }
             Ok(())
         };
         check().map_err(|detail| self.error(detail))

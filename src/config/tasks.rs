@@ -26,6 +26,11 @@ pub struct TaskConfig {
     /// Hidden widths of the head before its output layer (default none).
     #[serde(default)]
     pub hidden: Vec<usize>,
+    /// An adversarial auxiliary task: its head reads the trunk through a
+    /// gradient reversal (`arch::TaskSpec::adversarial`; λ from
+    /// `train.reversal`). Hard sharing only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adversarial: bool,
 }
 
 impl TaskConfig {
@@ -43,6 +48,7 @@ impl TaskConfig {
             outputs,
             labels,
             hidden: Vec::new(),
+            adversarial: false,
         }
     }
 
@@ -115,6 +121,7 @@ pub fn task_specs(tasks: &[TaskConfig]) -> Result<Vec<TaskSpec>, String> {
         }
         let mut spec = TaskSpec::new(&task.name, task.kind(&key)?, &task.hidden);
         spec.masked = true;
+        spec.adversarial = task.adversarial;
         specs.push(spec);
     }
     Ok(specs)

@@ -7,7 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{invalid, misplaced, quoted};
 use crate::data::dataset::Order;
-use crate::graph::Optimizer;
+use crate::graph::{Optimizer, ReversalSchedule};
 use crate::reference::optim::{AdamW, Sgd};
 use crate::weighting::{
     self, CaGradRescale, GradNormMode, GradNormUpdate, MgdaNormalisation, Weighting,
@@ -55,6 +55,20 @@ pub struct TrainConfig {
     pub shuffle: bool,
     /// Steps between progress lines and log records.
     pub every: usize,
+    /// λ of the gradient reversal of adversarial tasks: "ganin" (the
+    /// default: 2/(1+e^(−10p)) − 1 over training progress p) or a number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reversal: Option<ReversalConfig>,
+}
+
+/// `train.reversal`: a schedule's name or a constant λ.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReversalConfig {
+    /// A schedule: "ganin".
+    Named(String),
+    /// The same λ every step.
+    Constant(f32),
 }
 
 impl Default for TrainConfig {
@@ -74,6 +88,7 @@ impl Default for TrainConfig {
             weighting: WeightingConfig::named("equal"),
             shuffle: true,
             every: 50,
+            reversal: None,
         }
     }
 }
@@ -314,7 +329,27 @@ impl TrainConfig {
         }
         self.optimizer()?;
         self.weighting.weighting()?;
+        self.reversal()?;
         Ok(())
+    }
+
+    /// The gradient-reversal schedule (default Ganin's).
+    pub fn reversal(&self) -> Result<ReversalSchedule, String> {
+        match &self.reversal {
+            None => Ok(ReversalSchedule::Ganin),
+            Some(ReversalConfig::Named(n)) if n == "ganin" => Ok(ReversalSchedule::Ganin),
+            Some(ReversalConfig::Named(n)) => Err(invalid(
+                "train.reversal",
+                quoted(n),
+                "expected \"ganin\" or a number λ ≥ 0",
+            )),
+            Some(ReversalConfig::Constant(l)) if l.is_finite() && *l >= 0.0 => {
+                Ok(ReversalSchedule::Constant(*l))
+            }
+            Some(ReversalConfig::Constant(l)) => {
+                Err(invalid("train.reversal", l, "must be finite and ≥ 0"))
+            }
+        }
     }
 
     /// The optimiser, with defaults for the keys not given.

@@ -20,5 +20,6 @@ pub use program::{
     LossReport, MemoryReport, Optimizer, PendingLosses, Program, StepOptions, StepReport,
 };
 pub use tape::{
-    reversal_lambda, Balancing, GramSpace, Graph, NodeId, Op, TaskBlock, TaskLoss, TrunkLayer,
+    reversal_lambda, Balancing, GramSpace, Graph, NodeId, Op, ReversalSchedule, TaskBlock,
+    TaskLoss, TrunkLayer,
 };
