@@ -15,6 +15,11 @@ pub const SHAPES: &[(usize, usize, usize)] = &[
     (33, 3, 17),
     (257, 4, 65),
     (1000, 8, 130),
+    // More tasks than one SIMD8 vector of lanes: 9, an odd 17, and 64
+    // (the most α entries).
+    (9, 9, 3),
+    (64, 17, 33),
+    (5, 64, 2),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
