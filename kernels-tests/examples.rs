@@ -238,3 +238,24 @@ fn embed_backend_example_reloads_its_checkpoint_with_identical_predictions() {
     assert!(text.contains("step    60/60  loss size "), "{text}");
     assert!(text.lines().any(|l| l == "predictions match"), "{text}");
 }
+
+#[test]
+fn profile_step_example_times_every_dispatch_of_a_step() {
+    let text = run("profile_step", &["cross_stitch", "4"]);
+    // "cross_stitch: 19 dispatches, 1 submit(s); … ms summed over dispatches"
+    let head = text
+        .lines()
+        .find(|l| l.starts_with("cross_stitch: "))
+        .unwrap_or_else(|| panic!("no cross_stitch profile:\n{text}"));
+    let dispatches: usize = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // The table's last line counts every dispatch of the step.
+    let all = text
+        .lines()
+        .find(|l| l.ends_with("(all dispatches)"))
+        .unwrap_or_else(|| panic!("no total line:\n{text}"));
+    let tokens: Vec<&str> = all.split_whitespace().collect();
+    assert_eq!(tokens[2].parse::<usize>().unwrap(), dispatches, "{text}");
+    assert!(tokens[0].parse::<f64>().unwrap() > 0.0, "{text}");
+    assert!(text.contains("  gemm "), "{text}");
+    assert!(text.contains("(the other kernels)"), "{text}");
+}

@@ -23,6 +23,7 @@ mod graph;
 mod loss;
 mod optim;
 mod pool;
+mod profile;
 mod recorder;
 mod reduce;
 mod shader_validation;

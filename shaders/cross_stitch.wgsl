@@ -10,9 +10,9 @@
 //                      (row, channel), writing all T outputs; ACCUMULATE
 //                      adds into out.
 //   stitch_alpha_grad  dα[t, s] (+)= Σ_b Σ_c dy[b, t·C + c] · x[b, s·C + c]:
-//                      one workgroup per (t, s), rows in order, 256
-//                      invocations strided over channels, then a fixed
-//                      tree: deterministic.
+//                      one workgroup per (t, s), 256 invocations strided
+//                      over channels (and over rows when C < 256), then
+//                      a fixed tree: deterministic.
 //   stitch_alpha_grad_channel
 //                      dα[c, t, s] (+)= Σ_b dy[b, t·C + c] · x[b, s·C + c]:
 //                      one invocation per (c, t, s), b ascending.
@@ -77,12 +77,21 @@ fn stitch_alpha_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
     let t = wid.x / p.tasks;
     let s = wid.x % p.tasks;
     let width = p.tasks * p.channels;
-    // Rows outer, channels strided by lane inner: no divisions.
+    // Lane l owns channel l % span (and those span, 2·span… further) of
+    // rows l / span, + phases, + 2·phases…: with fewer than 256 channels
+    // the lanes split the rows too instead of idling (sluice subspaces
+    // have C/G channels). A fixed assignment: deterministic.
+    let span = min(p.channels, 256u);
+    let phases = 256u / span;
+    let c0 = lid.x % span;
+    let r0 = lid.x / span;
     var acc = 0.0;
-    for (var b = 0u; b < p.rows; b = b + 1u) {
-        let base = b * width;
-        for (var c = lid.x; c < p.channels; c = c + 256u) {
-            acc = fma(dy[base + t * p.channels + c], x[base + s * p.channels + c], acc);
+    if (r0 < phases) {
+        for (var b = r0; b < p.rows; b = b + phases) {
+            let base = b * width;
+            for (var c = c0; c < p.channels; c = c + span) {
+                acc = fma(dy[base + t * p.channels + c], x[base + s * p.channels + c], acc);
+            }
         }
     }
     partial[lid.x] = acc;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::pipelines::KernelSpec;
+use crate::gpu::profile::{PendingProfile, Profiler};
 use crate::gpu::readback::Readback;
 use crate::gpu::tensor::{Storage, Tensor};
 
@@ -67,6 +68,8 @@ struct PendingDispatch {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
+    /// "op kernel-label", kept for profiles.
+    label: String,
 }
 
 struct ArenaChunk {
@@ -98,6 +101,7 @@ pub struct Recorder<'a> {
     arena: Vec<ArenaChunk>,
     keep_alive: Vec<Arc<Storage>>,
     dispatches: u64,
+    profiler: Option<Profiler>,
 }
 
 /// What `Recorder::submit` sent.
@@ -122,7 +126,16 @@ impl<'a> Recorder<'a> {
             arena: Vec::new(),
             keep_alive: Vec::new(),
             dispatches: 0,
+            profiler: None,
         }
+    }
+
+    /// The same recorder with a GPU timestamp around every dispatch
+    /// (`gpu::profile`); submit it with `submit_profiled`. Fails when the
+    /// adapter has no timestamp queries.
+    pub fn profiled(mut self) -> Result<Self> {
+        self.profiler = Some(Profiler::new(self.ctx)?);
+        Ok(self)
     }
 
     /// The context it records for.
@@ -200,6 +213,7 @@ impl<'a> Recorder<'a> {
             pipeline: cached.pipeline.clone(),
             bind_group,
             groups,
+            label: format!("{op} {label}"),
         });
         self.dispatches += 1;
         Ok(())
@@ -272,6 +286,23 @@ impl<'a> Recorder<'a> {
         if self.pending.is_empty() {
             return;
         }
+        if let Some(profiler) = &mut self.profiler {
+            // One pass per dispatch: timestamps bracket passes.
+            for d in self.pending.drain(..) {
+                let writes = profiler.next(self.ctx, d.label);
+                let mut pass = self
+                    .encoder
+                    .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(&self.label),
+                        timestamp_writes: Some(writes),
+                    });
+                pass.set_pipeline(&d.pipeline);
+                pass.set_bind_group(0, &d.bind_group, &[]);
+                let [x, y, z] = d.groups;
+                pass.dispatch_workgroups(x, y, z);
+            }
+            return;
+        }
         let mut pass = self
             .encoder
             .begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -320,10 +351,32 @@ impl<'a> Recorder<'a> {
     }
 
     /// Writes the parameters, finishes the encoder and submits it: one
-    /// `queue.submit` for everything recorded.
-    pub fn submit(mut self) -> Result<Submitted> {
+    /// `queue.submit` for everything recorded. (A `profiled` recorder's
+    /// timestamps are dropped: use `submit_profiled`.)
+    pub fn submit(self) -> Result<Submitted> {
+        self.submit_with_profile().map(|(s, _)| s)
+    }
+
+    /// `submit`, plus the timestamps of a `profiled` recorder (an error
+    /// for one that is not).
+    pub fn submit_profiled(self) -> Result<(Submitted, PendingProfile)> {
+        if self.profiler.is_none() {
+            return Err(Error::Shape {
+                op: "Recorder::submit_profiled",
+                detail: format!("recorder '{}' was not made with profiled()", self.label),
+            });
+        }
+        let (submitted, profile) = self.submit_with_profile()?;
+        Ok((submitted, profile.expect("a profiled recorder resolves")))
+    }
+
+    fn submit_with_profile(mut self) -> Result<(Submitted, Option<PendingProfile>)> {
         self.flush_pass();
         let ctx = self.ctx;
+        let profile = self
+            .profiler
+            .take()
+            .map(|p| p.resolve(ctx, &mut self.encoder));
         for chunk in &self.arena {
             ctx.serial(|| ctx.queue().write_buffer(&chunk.buffer, 0, &chunk.bytes));
             ctx.counters.add_uniform_bytes(chunk.bytes.len() as u64);
@@ -341,9 +394,10 @@ impl<'a> Recorder<'a> {
             ctx.pool.release(chunk.buffer);
         }
         drop(self.keep_alive);
-        Ok(Submitted {
+        let submitted = Submitted {
             dispatches: self.dispatches,
-        })
+        };
+        Ok((submitted, profile))
     }
 }
 

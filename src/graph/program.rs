@@ -902,6 +902,22 @@ impl Program {
         Ok(StepReport::since(ctx, &before, pending))
     }
 
+    /// One training step like `step`, with a GPU timestamp around every
+    /// dispatch (`gpu::profile`): where the step's time goes, op by op.
+    /// The step counts as taken. Needs TIMESTAMP_QUERY.
+    pub fn profile_step(
+        &mut self,
+        ctx: &GpuContext,
+        opts: StepOptions,
+    ) -> Result<(StepReport, crate::gpu::Profile)> {
+        let before = ctx.counters();
+        let mut rec = ctx.recorder("train step (profiled)").profiled()?;
+        let pending = self.record_step(&mut rec, opts)?;
+        let (_, profile) = rec.submit_profiled()?;
+        let profile = profile.wait(ctx)?;
+        Ok((StepReport::since(ctx, &before, pending), profile))
+    }
+
     /// Records one step into the caller's recorder (to batch it with other
     /// work in one submit); the step counts as taken once recorded.
     pub fn record_step(
