@@ -501,7 +501,7 @@ fn sluice_bench(c: &mut Criterion) {
 /// Newton–Schulz (24 steps: ~10 GFLOP per Tucker gradient, seconds on
 /// lavapipe at the full layer size); a [256, 512] matrix for the NS prox.
 fn trace_norm_bench(c: &mut Criterion) {
-    use manytask::kernels::trace_norm::{TaskStack, TraceNormPlan, TraceNormVariant};
+    use manytask::kernels::trace_norm::{GramKernel, TaskStack, TraceNormPlan, TraceNormVariant};
     let ctx = context();
     let mut group = c.benchmark_group("trace_norm");
     group
@@ -539,6 +539,55 @@ fn trace_norm_bench(c: &mut Criterion) {
                     } else {
                         plan.gradient(rec, &w, 0.01, &out, &norm).expect("gradient")
                     }
+                })
+            })
+        });
+    }
+    // Route (a)'s Gram on long thin LAF stacks [T, d] (the flattened
+    // layer): GB/s of X read, once by the Gram and once by the apply GEMM
+    // (8·T·d bytes). `laf_gradient_flat` is the plan as built (the GEMM
+    // Gram), `_chunked` forces `GramKernel::Chunked`: the evidence for the
+    // default (`GramKernel` docs). Prints each plan's dispatch count once.
+    let mut flat = Vec::new();
+    for shape in [
+        (8usize, 524_288usize),
+        (16, 65_536),
+        (8, 4096),
+        (64, 4096),
+        (64, 16_384),
+        (64, 65_536),
+    ] {
+        flat.push((shape, None));
+        flat.push((shape, Some(GramKernel::Chunked)));
+    }
+    for ((tasks, d), kernel) in flat {
+        let s = TaskStack::flat(tasks, d);
+        let mut plan =
+            TraceNormPlan::new(&ctx, s, TraceNormVariant::LastAxis, false).expect("plan");
+        let name = match kernel {
+            None => "laf_gradient_flat",
+            Some(k) => {
+                plan = plan.with_gram_kernel(k);
+                "laf_gradient_flat_chunked"
+            }
+        };
+        let w = tensor(&ctx, "w", s.len());
+        let out = Tensor::zeros(&ctx, "out", &[s.len()]).expect("alloc");
+        let norm = Tensor::zeros(&ctx, "norm", &[1]).expect("alloc");
+        let mut rec = ctx.recorder("count");
+        plan.gradient(&mut rec, &w, 0.01, &out, &norm)
+            .expect("gradient");
+        eprintln!(
+            "trace_norm {name} T{tasks}x{d}: {} dispatches",
+            rec.dispatch_count()
+        );
+        drop(rec);
+        group.throughput(Throughput::Bytes(8 * s.len() as u64));
+        let id = BenchmarkId::new(name, format!("T{tasks}x{d}"));
+        group.bench_function(id, |bench| {
+            bench.iter_custom(|iters| {
+                time_submits(&ctx, iters, |rec| {
+                    plan.gradient(rec, &w, 0.01, &out, &norm).expect("gradient")
                 })
             })
         });

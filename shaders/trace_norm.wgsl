@@ -21,6 +21,16 @@
 //   product            dst = src ∘ src2 (for ⟨U·Vᵀ, X⟩ with the sum reduce).
 //   swap_leading_axes  dst[j, i, k] (+)= alpha·src[i, j, k], src [d0, d1, d2]:
 //                      the input-axis unfolding of [T, in, out] and its fold.
+//   gram_partials      route (a)'s Gram of a wide X [d0, d1] (row-major,
+//                      d0 ≤ 64) split over the columns: workgroup (chunk b
+//                      of d2 columns, tile y of 64 pairs), one lane per pair
+//                      i ≤ j of the upper triangle summing x_ik·x_jk over the
+//                      chunk by itself (4 interleaved accumulators, combined
+//                      (a0 + a1) + (a2 + a3)): no barrier, no workgroup
+//                      memory, no atomics, so deterministic. Writes both
+//                      dst[b, i, j] and dst[b, j, i] of the partials
+//                      [chunks, d0, d0]; reduce::column_sums adds the chunks
+//                      in a fixed order into the full G.
 // The element-wise helpers fold their grid into (x, y) like elementwise.wgsl.
 
 struct Params {
@@ -188,4 +198,46 @@ fn swap_leading_axes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
             dst[e] = v;
         }
     }
+}
+
+@compute @workgroup_size(64)
+fn gram_partials(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(local_invocation_index) lane: u32) {
+    let n = p.d0;
+    let pair = wid.y * 64u + lane;
+    if (pair >= n * (n + 1u) / 2u) { return; }
+    // pair → (i, j ≥ i), row by row: (0,0) (0,1) … (0,n−1) (1,1) …
+    var i = 0u;
+    var first = 0u;
+    loop {
+        let row = n - i;
+        if (pair < first + row) { break; }
+        first = first + row;
+        i = i + 1u;
+    }
+    let j = i + (pair - first);
+    let ri = i * p.d1;
+    let rj = j * p.d1;
+    let start = wid.x * p.d2;
+    let end = min(start + p.d2, p.d1);
+    var a0 = 0.0;
+    var a1 = 0.0;
+    var a2 = 0.0;
+    var a3 = 0.0;
+    var k = start;
+    while (k + 4u <= end) {
+        a0 = fma(src[ri + k], src[rj + k], a0);
+        a1 = fma(src[ri + k + 1u], src[rj + k + 1u], a1);
+        a2 = fma(src[ri + k + 2u], src[rj + k + 2u], a2);
+        a3 = fma(src[ri + k + 3u], src[rj + k + 3u], a3);
+        k = k + 4u;
+    }
+    while (k < end) {
+        a0 = fma(src[ri + k], src[rj + k], a0);
+        k = k + 1u;
+    }
+    let acc = (a0 + a1) + (a2 + a3);
+    let base = wid.x * n * n;
+    dst[base + i * n + j] = acc;
+    dst[base + j * n + i] = acc;
 }

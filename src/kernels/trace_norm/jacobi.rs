@@ -1,16 +1,44 @@
 //! Route (a): X [rows, cols] with a small side s ≤ `MAX_TASKS`. The Gram
 //! matrix on the small side (X·Xᵀ when wide, Xᵀ·X when tall), Jacobi in
 //! one workgroup gives the s×s factor M, and one GEMM applies it (M·X when
-//! wide, X·M when tall). Dispatches: 3 (Gram, factor, apply).
+//! wide, X·M when tall).
+//!
+//! The Gram of a wide X takes one of two kernels (`GramKernel`; the GEMM
+//! by default, measured faster on lavapipe: see its docs):
+//! - `Gemm` (NT): s×s outputs, so one or a few workgroups walk the whole
+//!   K = cols loop (no split-K). 3 dispatches (Gram, factor, apply).
+//! - `Chunked`: `gram_partials` splits the columns into chunks of
+//!   `GRAM_CHUNK`, one lane per pair summing its chunk alone, and
+//!   `reduce::column_sums` adds the chunks in a fixed order (split-K,
+//!   deterministic, no atomics). The partials hold both triangles, so the
+//!   column sum writes the full s×s G the factor rotates in place: no
+//!   expansion pass, no packed-triangle input for the factor. 4 dispatches
+//!   (partials, column sum, factor, apply).
+//!   Not `weighting::gram` (a 256-lane workgroup and tree per pair and
+//!   chunk, packed triangle): measured on lavapipe, LAF gradient [8, 512K]
+//!   282 ms and [64, 64K] 1.07 s, against 190 ms and 430 ms for this
+//!   kernel (every pair's workgroup rereads both rows; the trees cost
+//!   barriers). An 8×8-block variant (lanes across the columns, 64
+//!   accumulators each, one reduction in workgroup memory) was slower
+//!   still there: the Gram alone 93 ms at [8, 512K], 452 ms at [64, 64K].
+//!
+//! A tall X [r, s] keeps the TN GEMM: its Gram is over strided columns.
 
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::gemm::{self, Epilogue, Layout};
+use crate::kernels::reduce;
 
-use super::ops;
+use super::{ops, GramKernel};
 
 pub(super) struct Jacobi {
     wide: bool,
+    /// Which kernel forms the Gram (always `Gemm` when tall).
+    kernel: GramKernel,
+    /// The chunked Gram's partials [chunks, s·s], for a wide X whose
+    /// chunks fit one grid axis (allocated even when the rule picks the
+    /// GEMM, so a forced `GramKernel` needs no context; X's size / 4096·s).
+    partials: Option<Tensor>,
     gram: Tensor,
     m: Tensor,
 }
@@ -18,11 +46,41 @@ pub(super) struct Jacobi {
 impl Jacobi {
     pub fn new(ctx: &GpuContext, rows: usize, cols: usize) -> Result<Self> {
         let s = rows.min(cols);
+        let wide = rows <= cols;
+        let chunks = cols.div_ceil(ops::GRAM_CHUNK);
+        let max_grid = ctx.limits().max_compute_workgroups_per_dimension as usize;
+        let partials = if wide && chunks <= max_grid {
+            let shape = [chunks, s * s];
+            Some(Tensor::empty(
+                ctx,
+                "trace_norm.gram_partials",
+                &shape,
+                DType::F32,
+            )?)
+        } else {
+            None
+        };
         Ok(Jacobi {
-            wide: rows <= cols,
+            wide,
+            kernel: GramKernel::default(),
+            partials,
             gram: Tensor::empty(ctx, "trace_norm.gram", &[s, s], DType::F32)?,
             m: Tensor::empty(ctx, "trace_norm.factor", &[s, s], DType::F32)?,
         })
+    }
+
+    /// Uses `kernel` for the Gram where it applies (`Chunked` needs a wide
+    /// X; elsewhere the GEMM stays).
+    pub fn set_kernel(&mut self, kernel: GramKernel) {
+        self.kernel = match kernel {
+            GramKernel::Chunked if self.partials.is_some() => GramKernel::Chunked,
+            _ => GramKernel::Gemm,
+        };
+    }
+
+    /// The kernel that forms the Gram.
+    pub fn kernel(&self) -> GramKernel {
+        self.kernel
     }
 
     /// out = alpha·f(X) (+ out when `epi.beta`), f = polar factor (`tau`
@@ -38,8 +96,17 @@ impl Jacobi {
         epi: &Epilogue,
         norm: &Tensor,
     ) -> Result<()> {
-        let gram_layout = if self.wide { Layout::NT } else { Layout::TN };
-        gemm::gemm(rec, gram_layout, x, x, &self.gram, &Epilogue::default())?;
+        match (self.kernel, &self.partials) {
+            (GramKernel::Chunked, Some(partials)) => {
+                let s = self.gram.shape()[0];
+                ops::gram_partials(rec, op, x, partials)?;
+                reduce::column_sums(rec, partials, &self.gram.reshape(&[s * s])?)?;
+            }
+            _ => {
+                let layout = if self.wide { Layout::NT } else { Layout::TN };
+                gemm::gemm(rec, layout, x, x, &self.gram, &Epilogue::default())?;
+            }
+        }
         ops::factor(rec, op, &self.gram, &self.m, tau, norm)?;
         if self.wide {
             gemm::gemm(rec, Layout::NN, &self.m, x, out, epi)

@@ -11,7 +11,10 @@
 //!   row order (‖·‖_* ignores both and ‖Aᵀ‖_* = ‖A‖_*).
 //!
 //! Each unfolding is a matrix X [r, c]; route (a) (`jacobi`) when its small
-//! side is ≤ `MAX_TASKS`, else route (b) (`newton_schulz`). The gradient
+//! side is ≤ `MAX_TASKS`, else route (b) (`newton_schulz`). Route (a) forms
+//! a wide X's Gram by a GEMM (3 dispatches) or, opted into with
+//! `TraceNormPlan::with_gram_kernel`, by a deterministic split over the
+//! columns (`GramKernel::Chunked`, 4 dispatches). The gradient
 //! λ·U·Vᵀ of every unfolding is folded back into storage order and added
 //! to the weight gradient; the value is the sum of the norms. The proximal
 //! step exists for `LastAxis` only: the prox of a sum of nuclear norms of
@@ -27,8 +30,8 @@ mod ops;
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, KernelSpec, Recorder, Tensor};
 use crate::kernels::check::require_f32;
-use crate::kernels::elementwise;
 use crate::kernels::gemm::Epilogue;
+use crate::kernels::{elementwise, reduce};
 
 use jacobi::Jacobi;
 use newton_schulz::NewtonSchulz;
@@ -56,7 +59,8 @@ pub fn factor_spec(prox: bool) -> KernelSpec {
     ops::factor_spec(prox)
 }
 
-/// Every pipeline this module can build (for the naga cross-compile test).
+/// Every pipeline this module can build (for the naga cross-compile test;
+/// the chunked Gram's column sum is in `reduce::specs`).
 pub fn specs() -> Vec<KernelSpec> {
     vec![
         ops::factor_spec(false),
@@ -65,7 +69,81 @@ pub fn specs() -> Vec<KernelSpec> {
         ops::ADD_DIAGONAL,
         ops::PRODUCT,
         ops::SWAP_LEADING_AXES,
+        ops::GRAM_PARTIALS,
     ]
+}
+
+/// How route (a) forms the Gram X·Xᵀ of a wide X [s, c] (s ≤ c, s ≤ 64);
+/// a tall X's Xᵀ·X (strided columns) is always the GEMM.
+///
+/// The default is the GEMM: measured on lavapipe (2 CPU cores; CPU times,
+/// criterion `trace_norm/laf_gradient_flat_{gemm,chunked}`), it was as fast
+/// or faster at every shape tried. LAF gradient [8, 512K]: 129 ms against
+/// 190 ms chunked (the Gram alone 23 ms against 76 ms); [16, 64K] 74 ms
+/// against 79 ms; [8, 4096] 16 against 18; [64, 4096] 120 against 158;
+/// [64, 16K] 159 against 420; [64, 64K] 397 against 430. On a CPU
+/// adapter one workgroup already uses half the machine and reads X once
+/// in order, while the chunked kernel's lanes gather from two rows each
+/// (the s×s GEMM's missing split-K costs a GPU its parallelism, not
+/// lavapipe). Not measured on a GPU (none here): measure with that bench
+/// before making `Chunked` a default there.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum GramKernel {
+    /// One NT GEMM: s×s outputs, so one or a few workgroups walk all of c.
+    #[default]
+    Gemm,
+    /// Split-K: per-chunk partials of every pair (`gram_partials`, one lane
+    /// per pair), then a fixed-order column sum (deterministic).
+    Chunked,
+}
+
+/// Partial-sum rows the chunked Gram of an X with `cols` columns needs.
+pub fn gram_chunks(cols: usize) -> usize {
+    cols.div_ceil(ops::GRAM_CHUNK)
+}
+
+/// G [s, s] = X·Xᵀ of a wide X [s, c] (s ≤ c, s ≤ `MAX_TASKS`) by route
+/// (a)'s chunked kernel (`GramKernel::Chunked`), with `partials`
+/// [`gram_chunks(c)`, s·s] as scratch: 2 dispatches. Plans own their
+/// scratch; this is the kernel on its own, for tests.
+pub fn chunked_gram(rec: &mut Recorder, x: &Tensor, partials: &Tensor, g: &Tensor) -> Result<()> {
+    const OP: &str = "trace_norm::chunked_gram";
+    for t in [x, partials, g] {
+        require_f32(OP, t)?;
+    }
+    let &[s, c] = x.shape() else {
+        return Err(shape_err(
+            OP,
+            format!(
+                "'{}' is {:?}; X must be a matrix [s, c]",
+                x.label(),
+                x.shape()
+            ),
+        ));
+    };
+    if s == 0 || s > c || s > MAX_TASKS {
+        return Err(shape_err(
+            OP,
+            format!("X [{s}, {c}] must be wide with 1..={MAX_TASKS} rows"),
+        ));
+    }
+    if g.shape() != [s, s] || partials.shape() != [gram_chunks(c), s * s] {
+        return Err(shape_err(
+            OP,
+            format!(
+                "G {:?} / partials {:?} do not fit X [{s}, {c}]: [{s}, {s}] and [{}, {}]",
+                g.shape(),
+                partials.shape(),
+                gram_chunks(c),
+                s * s
+            ),
+        ));
+    }
+    if g.overlaps(x) || partials.overlaps(x) || g.overlaps(partials) {
+        return Err(shape_err(OP, "X, partials and G must not alias".into()));
+    }
+    ops::gram_partials(rec, OP, x, partials)?;
+    reduce::column_sums(rec, partials, &g.reshape(&[s * s])?)
 }
 
 /// A layer's per-task weights as stored: every task's [inputs, outputs]
@@ -167,7 +245,8 @@ impl Unfolding {
 /// How a matrix's trace norm is computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
-    /// (a): Gram on the small side (≤ `MAX_TASKS`), Jacobi, one GEMM.
+    /// (a): Gram on the small side (≤ `MAX_TASKS`; `GramKernel`), Jacobi,
+    /// one GEMM.
     Jacobi,
     /// (b): Newton–Schulz by GEMMs.
     NewtonSchulz,
@@ -205,6 +284,14 @@ impl MatrixPlan {
             }
         };
         Ok(MatrixPlan { rows, cols, route })
+    }
+
+    /// Route (a)'s Gram kernel (None on route (b)).
+    fn gram_kernel(&self) -> Option<GramKernel> {
+        match &self.route {
+            MatrixRoute::Jacobi(j) => Some(j.kernel()),
+            MatrixRoute::NewtonSchulz(_) => None,
+        }
     }
 
     /// out (+)= alpha·U·Vᵀ; norm = ‖X‖_*.
@@ -332,6 +419,23 @@ impl TraceNormPlan {
     /// `with_steps` on a built plan.
     pub fn set_steps(&mut self, steps: u32) {
         self.steps = steps;
+    }
+
+    /// Forms every wide route (a) Gram with `kernel` instead of the default
+    /// GEMM (tall ones keep the GEMM).
+    pub fn with_gram_kernel(mut self, kernel: GramKernel) -> Self {
+        for (_, m) in &mut self.parts {
+            if let MatrixRoute::Jacobi(j) = &mut m.route {
+                j.set_kernel(kernel);
+            }
+        }
+        self
+    }
+
+    /// Each unfolding's route (a) Gram kernel (None on route (b)), in the
+    /// order they run.
+    pub fn gram_kernels(&self) -> Vec<Option<GramKernel>> {
+        self.parts.iter().map(|(_, m)| m.gram_kernel()).collect()
     }
 
     /// The regularised weights' shape.
