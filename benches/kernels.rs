@@ -545,19 +545,17 @@ fn trace_norm_bench(c: &mut Criterion) {
     }
     // Route (a)'s Gram on long thin LAF stacks [T, d] (the flattened
     // layer): GB/s of X read, once by the Gram and once by the apply GEMM
-    // (8·T·d bytes). `laf_gradient_flat` is the plan as built (the GEMM
-    // Gram), `_chunked` forces `GramKernel::Chunked`: the evidence for the
-    // default (`GramKernel` docs). Prints each plan's dispatch count once.
+    // (8·T·d bytes). `laf_gradient_flat` is the plan as built
+    // (`GramKernel::for_matrix`), `_gemm` / `_chunked` force the Gram
+    // kernel. Prints each plan's dispatch count once.
     let mut flat = Vec::new();
-    for shape in [
-        (8usize, 524_288usize),
-        (16, 65_536),
-        (8, 4096),
-        (64, 4096),
-        (64, 16_384),
-        (64, 65_536),
-    ] {
+    // No forced GEMM past 65536 columns: on lavapipe / llvmpipe its K loop
+    // stops after 65535 (`LP_LOOP_LIMIT`), so it would time a wrong result.
+    for shape in [(8usize, 524_288usize), (16, 65_536)] {
         flat.push((shape, None));
+        if shape.1 <= 65_536 {
+            flat.push((shape, Some(GramKernel::Gemm)));
+        }
         flat.push((shape, Some(GramKernel::Chunked)));
     }
     for ((tasks, d), kernel) in flat {
@@ -568,7 +566,10 @@ fn trace_norm_bench(c: &mut Criterion) {
             None => "laf_gradient_flat",
             Some(k) => {
                 plan = plan.with_gram_kernel(k);
-                "laf_gradient_flat_chunked"
+                match k {
+                    GramKernel::Gemm => "laf_gradient_flat_gemm",
+                    GramKernel::Chunked => "laf_gradient_flat_chunked",
+                }
             }
         };
         let w = tensor(&ctx, "w", s.len());
@@ -749,9 +750,58 @@ fn soft_sharing_bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// Route (a)'s Gram alone, GEMM against the chunked kernel, across the
+/// crossover `CHUNKED_GRAM_MAX_MACS` documents (s²·c = 2^24): the rule's
+/// evidence. Throughput: bytes of X read once. Columns ≤ 65536 (at 65536
+/// the GEMM drops one column on lavapipe, `LP_LOOP_LIMIT`; past it, more:
+/// its time would be of a wrong result).
+fn trace_norm_gram_bench(c: &mut Criterion) {
+    use manytask::kernels::trace_norm::{chunked_gram, gram_chunks};
+    let ctx = context();
+    let mut group = c.benchmark_group("trace_norm_gram");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
+    let shapes = [
+        (8usize, 65_536usize),
+        (12, 65_536),
+        (16, 16_384),
+        (16, 65_536),
+        (24, 65_536),
+        (32, 65_536),
+        (48, 65_536),
+    ];
+    for (s, cols) in shapes {
+        let x = tensor(&ctx, "x", s * cols)
+            .reshape(&[s, cols])
+            .expect("reshape");
+        let g = Tensor::empty(&ctx, "g", &[s, s], DType::F32).expect("alloc");
+        let partials = Tensor::empty(&ctx, "partials", &[gram_chunks(cols), s * s], DType::F32)
+            .expect("alloc");
+        group.throughput(Throughput::Bytes(4 * (s * cols) as u64));
+        let shape = format!("T{s}x{cols}");
+        group.bench_function(BenchmarkId::new("gemm", &shape), |bench| {
+            bench.iter_custom(|iters| {
+                time_submits(&ctx, iters, |rec| {
+                    gemm::gemm(rec, Layout::NT, &x, &x, &g, &Epilogue::default()).expect("gemm")
+                })
+            })
+        });
+        group.bench_function(BenchmarkId::new("chunked", &shape), |bench| {
+            bench.iter_custom(|iters| {
+                time_submits(&ctx, iters, |rec| {
+                    chunked_gram(rec, &x, &partials, &g).expect("chunked gram")
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = elementwise_bench, reduce_bench, optim_bench, dispatch_bench, transfer_bench, gemm_bench, dense_bench, heads_bench, cross_stitch_bench, sluice_bench, trace_norm_bench, soft_sharing_bench, fused_mlp_bench
+    targets = elementwise_bench, reduce_bench, optim_bench, dispatch_bench, transfer_bench, gemm_bench, dense_bench, heads_bench, cross_stitch_bench, sluice_bench, trace_norm_bench, trace_norm_gram_bench, soft_sharing_bench, fused_mlp_bench
 }
 criterion_main!(benches);

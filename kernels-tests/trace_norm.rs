@@ -7,7 +7,7 @@
 use manytask::gpu::{DType, GpuContext, Tensor};
 use manytask::kernels::trace_norm::{
     chunked_gram, gram_chunks, trace_norm_gradient, trace_norm_prox, GramKernel, Route, TaskStack,
-    TraceNormPlan, TraceNormVariant, NS_STEPS, REL_TOL,
+    TraceNormPlan, TraceNormVariant, CHUNKED_GRAM_MAX_MACS, LP_LOOP_LIMIT, NS_STEPS, REL_TOL,
 };
 use manytask::reference::trace_norm as reference;
 use manytask::util::rng::Rng;
@@ -417,7 +417,7 @@ fn rel_err(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[test]
-fn chunked_gram_gives_the_polar_factor_and_norm_at_awkward_shapes() {
+fn both_gram_kernels_give_the_polar_factor_and_norm_at_awkward_shapes() {
     for &cols in GRAM_COLS {
         for &tasks in GRAM_TASKS {
             let s = matrix(tasks, cols);
@@ -431,12 +431,23 @@ fn chunked_gram_gives_the_polar_factor_and_norm_at_awkward_shapes() {
             } else {
                 contexts()
             };
-            for ctx in ctxs {
+            // Both Gram kernels, whichever the rule picks; the GEMM only
+            // up to LP_LOOP_LIMIT columns (past it its K loop stops early
+            // on lavapipe / llvmpipe: `GramKernel::for_matrix`).
+            let kernels: &[GramKernel] = if cols <= LP_LOOP_LIMIT {
+                &[GramKernel::Chunked, GramKernel::Gemm]
+            } else {
+                &[GramKernel::Chunked]
+            };
+            let runs = ctxs
+                .iter()
+                .flat_map(|c| kernels.iter().map(move |&k| (c, k)));
+            for (ctx, kernel) in runs {
                 let plan = TraceNormPlan::new(ctx, s, TraceNormVariant::LastAxis, false)
                     .unwrap()
-                    .with_gram_kernel(GramKernel::Chunked);
+                    .with_gram_kernel(kernel);
                 let expect = if tasks <= cols {
-                    GramKernel::Chunked
+                    kernel
                 } else {
                     GramKernel::Gemm
                 };
@@ -451,13 +462,13 @@ fn chunked_gram_gives_the_polar_factor_and_norm_at_awkward_shapes() {
                 let p = out.to_f32_vec(ctx).unwrap();
                 assert!(
                     (norm as f64 - want_norm).abs() <= 1e-4 * want_norm,
-                    "T={tasks} c={cols} {}: ‖X‖_* {norm} vs {want_norm}",
+                    "T={tasks} c={cols} {kernel:?} {}: ‖X‖_* {norm} vs {want_norm}",
                     ctx.describe()
                 );
                 let err = rel_err(&p, &want);
                 assert!(
                     err <= 1e-3,
-                    "T={tasks} c={cols} {}: max |UVᵀ − ref| / max |ref| = {err}",
+                    "T={tasks} c={cols} {kernel:?} {}: max |UVᵀ − ref| / max |ref| = {err}",
                     ctx.describe()
                 );
             }
@@ -556,7 +567,18 @@ fn host_gram(x: &[f32], s: usize, c: usize) -> Vec<f64> {
 #[test]
 fn chunked_gram_matches_the_host_gram_and_is_exactly_symmetric() {
     for ctx in contexts() {
-        for &(s, c) in &[(1, 1), (2, 7), (5, 4097), (16, 12289), (64, 64), (64, 4097)] {
+        // c % 4 = 0 takes the vec4 reads: (3, 8200), (64, 64), (64, 12288).
+        let shapes = [
+            (1, 1),
+            (2, 7),
+            (3, 8200),
+            (5, 4097),
+            (16, 12289),
+            (64, 64),
+            (64, 4097),
+            (64, 12288),
+        ];
+        for &(s, c) in &shapes {
             let x = data((s * 13 + c) as u64, s * c);
             let xt = Tensor::from_f32(ctx, "x", &[s, c], &x).unwrap();
             let partials =
@@ -602,17 +624,20 @@ fn chunked_gram_matches_the_host_gram_and_is_exactly_symmetric() {
 #[test]
 fn the_gemm_gram_takes_three_dispatches_and_the_chunked_one_four() {
     let ctx = &contexts()[0];
+    // (T, c, forced kernel or the rule, kernel used, dispatches). The rule:
+    // chunked up to s²·c = 2^24 ([16, 64K]) and past LP_LOOP_LIMIT
+    // columns, the GEMM between.
+    assert_eq!(16 * 16 * 65_536, CHUNKED_GRAM_MAX_MACS);
     let cases = [
-        (8, 524_288, None, GramKernel::Gemm, 3),
-        (
-            8,
-            524_288,
-            Some(GramKernel::Chunked),
-            GramKernel::Chunked,
-            4,
-        ),
+        (16, 65_536, None, GramKernel::Chunked, 4),
+        (8, 4096, None, GramKernel::Chunked, 4),
+        (24, 32_768, None, GramKernel::Gemm, 3),
+        (64, LP_LOOP_LIMIT, None, GramKernel::Gemm, 3),
+        (64, LP_LOOP_LIMIT + 1, None, GramKernel::Chunked, 4),
+        (8, 524_288, None, GramKernel::Chunked, 4),
         (16, 65_536, Some(GramKernel::Gemm), GramKernel::Gemm, 3),
         // Tall: Xᵀ·X stays a GEMM whatever is asked.
+        (70, 5, None, GramKernel::Gemm, 3),
         (70, 5, Some(GramKernel::Chunked), GramKernel::Gemm, 3),
     ];
     for (tasks, cols, asked, kernel, dispatches) in cases {

@@ -3,24 +3,28 @@
 //! one workgroup gives the s×s factor M, and one GEMM applies it (M·X when
 //! wide, X·M when tall).
 //!
-//! The Gram of a wide X takes one of two kernels (`GramKernel`; the GEMM
-//! by default, measured faster on lavapipe: see its docs):
+//! The Gram of a wide X takes one of two kernels (`GramKernel::for_matrix`
+//! picks by the measured crossover):
 //! - `Gemm` (NT): s×s outputs, so one or a few workgroups walk the whole
 //!   K = cols loop (no split-K). 3 dispatches (Gram, factor, apply).
 //! - `Chunked`: `gram_partials` splits the columns into chunks of
-//!   `GRAM_CHUNK`, one lane per pair summing its chunk alone, and
+//!   `GRAM_CHUNK`; a workgroup sums one 4×4 block of pairs over one chunk
+//!   (lanes across the columns, vec4 reads when rows are vec4-aligned,
+//!   one reduction in workgroup memory in lane order), and
 //!   `reduce::column_sums` adds the chunks in a fixed order (split-K,
 //!   deterministic, no atomics). The partials hold both triangles, so the
 //!   column sum writes the full s×s G the factor rotates in place: no
-//!   expansion pass, no packed-triangle input for the factor. 4 dispatches
-//!   (partials, column sum, factor, apply).
-//!   Not `weighting::gram` (a 256-lane workgroup and tree per pair and
-//!   chunk, packed triangle): measured on lavapipe, LAF gradient [8, 512K]
-//!   282 ms and [64, 64K] 1.07 s, against 190 ms and 430 ms for this
-//!   kernel (every pair's workgroup rereads both rows; the trees cost
-//!   barriers). An 8×8-block variant (lanes across the columns, 64
-//!   accumulators each, one reduction in workgroup memory) was slower
-//!   still there: the Gram alone 93 ms at [8, 512K], 452 ms at [64, 64K].
+//!   expansion pass and no packed-triangle input for the factor.
+//!   4 dispatches (partials, column sum, factor, apply).
+//!
+//! Not `weighting::gram` (a 256-lane workgroup and tree per pair and
+//! chunk, packed triangle): measured on lavapipe, LAF gradient [8, 512K]
+//! 282 ms and [64, 64K] 1.07 s against 176 ms and 0.20 s by the GEMM
+//! (every pair's workgroup rereads both rows; the trees cost barriers).
+//! Tried and dropped, Gram alone at [8, 512K] and [64, 64K] against
+//! 21 ms and 134 ms for this kernel: one lane per pair walking its chunk
+//! alone (76 ms, 326 ms: gathers from two rows a lane), 8×8 blocks with 64
+//! accumulators a lane (93 ms, 452 ms: they spill).
 //!
 //! A tall X [r, s] keeps the TN GEMM: its Gram is over strided columns.
 
@@ -60,13 +64,15 @@ impl Jacobi {
         } else {
             None
         };
-        Ok(Jacobi {
+        let mut j = Jacobi {
             wide,
-            kernel: GramKernel::default(),
+            kernel: GramKernel::Gemm,
             partials,
             gram: Tensor::empty(ctx, "trace_norm.gram", &[s, s], DType::F32)?,
             m: Tensor::empty(ctx, "trace_norm.factor", &[s, s], DType::F32)?,
-        })
+        };
+        j.set_kernel(GramKernel::for_matrix(rows, cols));
+        Ok(j)
     }
 
     /// Uses `kernel` for the Gram where it applies (`Chunked` needs a wide

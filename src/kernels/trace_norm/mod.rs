@@ -12,8 +12,8 @@
 //!
 //! Each unfolding is a matrix X [r, c]; route (a) (`jacobi`) when its small
 //! side is ≤ `MAX_TASKS`, else route (b) (`newton_schulz`). Route (a) forms
-//! a wide X's Gram by a GEMM (3 dispatches) or, opted into with
-//! `TraceNormPlan::with_gram_kernel`, by a deterministic split over the
+//! a wide X's Gram by a GEMM (3 dispatches) or, when the Gram is small
+//! enough (`GramKernel::for_matrix`), by a deterministic split over the
 //! columns (`GramKernel::Chunked`, 4 dispatches). The gradient
 //! λ·U·Vᵀ of every unfolding is folded back into storage order and added
 //! to the weight gradient; the value is the sum of the norms. The proximal
@@ -73,28 +73,50 @@ pub fn specs() -> Vec<KernelSpec> {
     ]
 }
 
+/// Route (a) forms a wide X's Gram by the chunked kernel when it holds at
+/// most this many multiply-adds, s²·c (`GramKernel::for_matrix`).
+///
+/// Measured on lavapipe (2 CPU cores shared with a parallel build; CPU
+/// times, criterion `trace_norm_gram`, the Gram alone, GEMM / chunked):
+/// [8, 64K] 26.5 / 3.3 ms, [12, 64K] 34.3 / 9.4, [16, 16K] 8.9 / 4.0,
+/// [16, 64K] 28.2 / 13.4 (s²·c = 2^24), then [24, 64K] 22.7 / 32.8,
+/// [32, 64K] 22.7 / 52.2, [48, 64K] 117 / 121. The chunked kernel's time
+/// grows as s²·c (it rereads each row once per block pair).
+pub const CHUNKED_GRAM_MAX_MACS: usize = 1 << 24;
+
+/// Loop iterations lavapipe / llvmpipe run per shader invocation, summed
+/// over all its loops (gallivm's `LP_MAX_TGSI_LOOP_ITERATIONS`): past it a
+/// loop stops early, silently. The GEMM kernels loop over K in one
+/// invocation, so an NT Gram of X [s, c] with c > this sums only the first
+/// 65535 columns there (measured: [1, 300 000] gave ‖X‖_* = 147 for 316).
+/// The chunked kernel's loops are ≤ 64 iterations.
+pub const LP_LOOP_LIMIT: usize = 65_535;
+
 /// How route (a) forms the Gram X·Xᵀ of a wide X [s, c] (s ≤ c, s ≤ 64);
 /// a tall X's Xᵀ·X (strided columns) is always the GEMM.
-///
-/// The default is the GEMM: measured on lavapipe (2 CPU cores; CPU times,
-/// criterion `trace_norm/laf_gradient_flat_{gemm,chunked}`), it was as fast
-/// or faster at every shape tried. LAF gradient [8, 512K]: 129 ms against
-/// 190 ms chunked (the Gram alone 23 ms against 76 ms); [16, 64K] 74 ms
-/// against 79 ms; [8, 4096] 16 against 18; [64, 4096] 120 against 158;
-/// [64, 16K] 159 against 420; [64, 64K] 397 against 430. On a CPU
-/// adapter one workgroup already uses half the machine and reads X once
-/// in order, while the chunked kernel's lanes gather from two rows each
-/// (the s×s GEMM's missing split-K costs a GPU its parallelism, not
-/// lavapipe). Not measured on a GPU (none here): measure with that bench
-/// before making `Chunked` a default there.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GramKernel {
-    /// One NT GEMM: s×s outputs, so one or a few workgroups walk all of c.
-    #[default]
+    /// One NT GEMM: s×s outputs, so one or a few workgroups walk all of c
+    /// (no split-K).
     Gemm,
-    /// Split-K: per-chunk partials of every pair (`gram_partials`, one lane
-    /// per pair), then a fixed-order column sum (deterministic).
+    /// Split-K: per-chunk partials of 4×4 blocks of pairs
+    /// (`gram_partials`), then a fixed-order column sum (deterministic).
     Chunked,
+}
+
+impl GramKernel {
+    /// `Chunked` for a wide X with s²·c ≤ `CHUNKED_GRAM_MAX_MACS` (faster,
+    /// measured) or c > `LP_LOOP_LIMIT` (the GEMM is wrong there on CPU
+    /// adapters, and on a GPU a K loop that long is what the GEMM's missing
+    /// split-K makes slow: not measured, no GPU here), else `Gemm`.
+    pub fn for_matrix(rows: usize, cols: usize) -> GramKernel {
+        let wide = rows <= cols && rows <= MAX_TASKS;
+        if wide && (rows * rows * cols <= CHUNKED_GRAM_MAX_MACS || cols > LP_LOOP_LIMIT) {
+            GramKernel::Chunked
+        } else {
+            GramKernel::Gemm
+        }
+    }
 }
 
 /// Partial-sum rows the chunked Gram of an X with `cols` columns needs.
@@ -421,8 +443,9 @@ impl TraceNormPlan {
         self.steps = steps;
     }
 
-    /// Forms every wide route (a) Gram with `kernel` instead of the default
-    /// GEMM (tall ones keep the GEMM).
+    /// Forms every wide route (a) Gram with `kernel` instead of by the
+    /// `GramKernel::for_matrix` rule (tall ones keep the GEMM): for tests
+    /// and benches that compare the two.
     pub fn with_gram_kernel(mut self, kernel: GramKernel) -> Self {
         for (_, m) in &mut self.parts {
             if let MatrixRoute::Jacobi(j) = &mut m.route {

@@ -143,13 +143,15 @@ pub fn swap_leading_axes(
     rec.dispatch_1d(op, &SWAP_LEADING_AXES, &params, &binds, n as u64, WG)
 }
 
-/// Columns of X one `gram_partials` lane sums: few enough chunks that
+/// Columns of X one `gram_partials` workgroup sums: few enough chunks that
 /// `reduce::column_sums` takes them in one pass up to 1M columns (256
-/// rows), enough workgroups (chunks × pair tiles) to fill the adapter.
+/// rows), enough workgroups (chunks × block pairs) to fill the adapter
+/// (16384 measured no better on lavapipe, within its noise).
 pub const GRAM_CHUNK: usize = 4096;
 
 /// partials [chunks, s, s] of X [s, c] (s ≤ 64): chunk b's Σ x_ik·x_jk,
-/// both triangles.
+/// both triangles; one workgroup per chunk and 4×4 block of pairs. X is
+/// bound twice, as f32 and as vec4 (the vec4 reads when c % 4 = 0).
 pub fn gram_partials(
     rec: &mut Recorder,
     op: &'static str,
@@ -164,8 +166,9 @@ pub fn gram_partials(
         d2: GRAM_CHUNK as u32,
         ..Params::default()
     };
-    let tiles = (s * (s + 1) / 2).div_ceil(64);
-    let binds = [Bind::read(4, x), Bind::write(6, partials)];
+    let blocks = s.div_ceil(4);
+    let tiles = blocks * (blocks + 1) / 2;
+    let binds = [Bind::read(4, x), Bind::read(7, x), Bind::write(6, partials)];
     rec.dispatch(
         op,
         &GRAM_PARTIALS,
