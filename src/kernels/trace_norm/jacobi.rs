@@ -4,7 +4,8 @@
 //! wide, X·M when tall).
 //!
 //! The Gram of a wide X takes one of two kernels (`GramKernel::for_matrix`
-//! picks by the measured crossover):
+//! picks by the measured crossover, and the chunked one past
+//! `LP_LOOP_LIMIT` columns, where the GEMM is wrong on CPU adapters):
 //! - `Gemm` (NT): s×s outputs, so one or a few workgroups walk the whole
 //!   K = cols loop (no split-K). 3 dispatches (Gram, factor, apply).
 //! - `Chunked`: `gram_partials` splits the columns into chunks of
@@ -26,7 +27,10 @@
 //! alone (76 ms, 326 ms: gathers from two rows a lane), 8×8 blocks with 64
 //! accumulators a lane (93 ms, 452 ms: they spill).
 //!
-//! A tall X [r, s] keeps the TN GEMM: its Gram is over strided columns.
+//! A tall X [r, s] keeps the TN GEMM: its Gram is over strided columns,
+//! which `gram_partials` (contiguous rows) does not read. With r >
+//! `LP_LOOP_LIMIT` that GEMM is wrong on lavapipe / llvmpipe too (K = r):
+//! not fixed here.
 
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};

@@ -13,8 +13,9 @@
 //! Each unfolding is a matrix X [r, c]; route (a) (`jacobi`) when its small
 //! side is ≤ `MAX_TASKS`, else route (b) (`newton_schulz`). Route (a) forms
 //! a wide X's Gram by a GEMM (3 dispatches) or, when the Gram is small
-//! enough (`GramKernel::for_matrix`), by a deterministic split over the
-//! columns (`GramKernel::Chunked`, 4 dispatches). The gradient
+//! enough or X longer than `LP_LOOP_LIMIT` (`GramKernel::for_matrix`), by
+//! a deterministic split over the columns (`GramKernel::Chunked`, 4
+//! dispatches). The gradient
 //! λ·U·Vᵀ of every unfolding is folded back into storage order and added
 //! to the weight gradient; the value is the sum of the norms. The proximal
 //! step exists for `LastAxis` only: the prox of a sum of nuclear norms of
