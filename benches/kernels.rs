@@ -501,7 +501,7 @@ fn sluice_bench(c: &mut Criterion) {
 /// Newton–Schulz (24 steps: ~10 GFLOP per Tucker gradient, seconds on
 /// lavapipe at the full layer size); a [256, 512] matrix for the NS prox.
 fn trace_norm_bench(c: &mut Criterion) {
-    use manytask::kernels::trace_norm::{TaskStack, TraceNormPlan, TraceNormVariant};
+    use manytask::kernels::trace_norm::{GramKernel, TaskStack, TraceNormPlan, TraceNormVariant};
     let ctx = context();
     let mut group = c.benchmark_group("trace_norm");
     group
@@ -539,6 +539,56 @@ fn trace_norm_bench(c: &mut Criterion) {
                     } else {
                         plan.gradient(rec, &w, 0.01, &out, &norm).expect("gradient")
                     }
+                })
+            })
+        });
+    }
+    // Route (a)'s Gram on long thin LAF stacks [T, d] (the flattened
+    // layer): GB/s of X read, once by the Gram and once by the apply GEMM
+    // (8·T·d bytes). `laf_gradient_flat` is the plan as built
+    // (`GramKernel::for_matrix`), `_gemm` / `_chunked` force the Gram
+    // kernel. Prints each plan's dispatch count once.
+    let mut flat = Vec::new();
+    // No forced GEMM past 65536 columns: on lavapipe / llvmpipe its K loop
+    // stops after 65535 (`LP_LOOP_LIMIT`), so it would time a wrong result.
+    for shape in [(8usize, 524_288usize), (16, 65_536)] {
+        flat.push((shape, None));
+        if shape.1 <= 65_536 {
+            flat.push((shape, Some(GramKernel::Gemm)));
+        }
+        flat.push((shape, Some(GramKernel::Chunked)));
+    }
+    for ((tasks, d), kernel) in flat {
+        let s = TaskStack::flat(tasks, d);
+        let mut plan =
+            TraceNormPlan::new(&ctx, s, TraceNormVariant::LastAxis, false).expect("plan");
+        let name = match kernel {
+            None => "laf_gradient_flat",
+            Some(k) => {
+                plan = plan.with_gram_kernel(k);
+                match k {
+                    GramKernel::Gemm => "laf_gradient_flat_gemm",
+                    GramKernel::Chunked => "laf_gradient_flat_chunked",
+                }
+            }
+        };
+        let w = tensor(&ctx, "w", s.len());
+        let out = Tensor::zeros(&ctx, "out", &[s.len()]).expect("alloc");
+        let norm = Tensor::zeros(&ctx, "norm", &[1]).expect("alloc");
+        let mut rec = ctx.recorder("count");
+        plan.gradient(&mut rec, &w, 0.01, &out, &norm)
+            .expect("gradient");
+        eprintln!(
+            "trace_norm {name} T{tasks}x{d}: {} dispatches",
+            rec.dispatch_count()
+        );
+        drop(rec);
+        group.throughput(Throughput::Bytes(8 * s.len() as u64));
+        let id = BenchmarkId::new(name, format!("T{tasks}x{d}"));
+        group.bench_function(id, |bench| {
+            bench.iter_custom(|iters| {
+                time_submits(&ctx, iters, |rec| {
+                    plan.gradient(rec, &w, 0.01, &out, &norm).expect("gradient")
                 })
             })
         });
@@ -700,9 +750,58 @@ fn soft_sharing_bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// Route (a)'s Gram alone, GEMM against the chunked kernel, across the
+/// crossover `CHUNKED_GRAM_MAX_MACS` documents (s²·c = 2^24): the rule's
+/// evidence. Throughput: bytes of X read once. Columns ≤ 65536 (at 65536
+/// the GEMM drops one column on lavapipe, `LP_LOOP_LIMIT`; past it, more:
+/// its time would be of a wrong result).
+fn trace_norm_gram_bench(c: &mut Criterion) {
+    use manytask::kernels::trace_norm::{chunked_gram, gram_chunks};
+    let ctx = context();
+    let mut group = c.benchmark_group("trace_norm_gram");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
+    let shapes = [
+        (8usize, 65_536usize),
+        (12, 65_536),
+        (16, 16_384),
+        (16, 65_536),
+        (24, 65_536),
+        (32, 65_536),
+        (48, 65_536),
+    ];
+    for (s, cols) in shapes {
+        let x = tensor(&ctx, "x", s * cols)
+            .reshape(&[s, cols])
+            .expect("reshape");
+        let g = Tensor::empty(&ctx, "g", &[s, s], DType::F32).expect("alloc");
+        let partials = Tensor::empty(&ctx, "partials", &[gram_chunks(cols), s * s], DType::F32)
+            .expect("alloc");
+        group.throughput(Throughput::Bytes(4 * (s * cols) as u64));
+        let shape = format!("T{s}x{cols}");
+        group.bench_function(BenchmarkId::new("gemm", &shape), |bench| {
+            bench.iter_custom(|iters| {
+                time_submits(&ctx, iters, |rec| {
+                    gemm::gemm(rec, Layout::NT, &x, &x, &g, &Epilogue::default()).expect("gemm")
+                })
+            })
+        });
+        group.bench_function(BenchmarkId::new("chunked", &shape), |bench| {
+            bench.iter_custom(|iters| {
+                time_submits(&ctx, iters, |rec| {
+                    chunked_gram(rec, &x, &partials, &g).expect("chunked gram")
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = elementwise_bench, reduce_bench, optim_bench, dispatch_bench, transfer_bench, gemm_bench, dense_bench, heads_bench, cross_stitch_bench, sluice_bench, trace_norm_bench, soft_sharing_bench, fused_mlp_bench
+    targets = elementwise_bench, reduce_bench, optim_bench, dispatch_bench, transfer_bench, gemm_bench, dense_bench, heads_bench, cross_stitch_bench, sluice_bench, trace_norm_bench, trace_norm_gram_bench, soft_sharing_bench, fused_mlp_bench
 }
 criterion_main!(benches);

@@ -6,8 +6,8 @@
 
 use manytask::gpu::{DType, GpuContext, Tensor};
 use manytask::kernels::trace_norm::{
-    trace_norm_gradient, trace_norm_prox, Route, TaskStack, TraceNormPlan, TraceNormVariant,
-    NS_STEPS, REL_TOL,
+    chunked_gram, gram_chunks, trace_norm_gradient, trace_norm_prox, GramKernel, Route, TaskStack,
+    TraceNormPlan, TraceNormVariant, CHUNKED_GRAM_MAX_MACS, LP_LOOP_LIMIT, NS_STEPS, REL_TOL,
 };
 use manytask::reference::trace_norm as reference;
 use manytask::util::rng::Rng;
@@ -399,4 +399,264 @@ fn more_than_64_tasks_take_the_gram_on_the_other_side() {
 #[test]
 fn trace_norm_matches_reference() {
     check_cases("trace_norm", |c| c.kernel.starts_with("trace_norm::"));
+}
+
+/// (T, c) for the chunked Gram: T = 1, 2, 5, 16, 64 against c = 1, 7, one
+/// chunk + 1 (4097), three chunks + 1 (12289) and 300 000 (74 chunks).
+/// Shapes with T > c are tall and keep the GEMM (checked, still run).
+const GRAM_TASKS: &[usize] = &[1, 2, 5, 16, 64];
+const GRAM_COLS: &[usize] = &[1, 7, 4097, 12289, 300_000];
+
+/// max |a − b| relative to max |b| (the polar factor's entries shrink as
+/// 1/sqrt(c), so an absolute bound would say nothing at large c).
+fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    max_err(a, b)
+        / b.iter()
+            .fold(0f32, |m, v| m.max(v.abs()))
+            .max(f32::MIN_POSITIVE)
+}
+
+#[test]
+fn both_gram_kernels_give_the_polar_factor_and_norm_at_awkward_shapes() {
+    for &cols in GRAM_COLS {
+        for &tasks in GRAM_TASKS {
+            let s = matrix(tasks, cols);
+            let x = data((tasks * 7 + cols) as u64, tasks * cols);
+            let (want_norm, want) = reference::polar_factor(&x, tasks, REL_TOL as f64);
+            let zeros = vec![0.0; x.len()];
+            // The largest shapes on the first adapter only (seconds each on
+            // a CPU adapter); every shape up to 12289 columns on all.
+            let ctxs = if tasks * cols > 2_000_000 {
+                &contexts()[..1]
+            } else {
+                contexts()
+            };
+            // Both Gram kernels, whichever the rule picks; the GEMM only
+            // up to LP_LOOP_LIMIT columns (past it its K loop stops early
+            // on lavapipe / llvmpipe: `GramKernel::for_matrix`).
+            let kernels: &[GramKernel] = if cols <= LP_LOOP_LIMIT {
+                &[GramKernel::Chunked, GramKernel::Gemm]
+            } else {
+                &[GramKernel::Chunked]
+            };
+            let runs = ctxs
+                .iter()
+                .flat_map(|c| kernels.iter().map(move |&k| (c, k)));
+            for (ctx, kernel) in runs {
+                let plan = TraceNormPlan::new(ctx, s, TraceNormVariant::LastAxis, false)
+                    .unwrap()
+                    .with_gram_kernel(kernel);
+                let expect = if tasks <= cols {
+                    kernel
+                } else {
+                    GramKernel::Gemm
+                };
+                assert_eq!(plan.gram_kernels(), [Some(expect)], "T={tasks} c={cols}");
+                let wt = Tensor::from_f32(ctx, "w", &[x.len()], &x).unwrap();
+                let out = Tensor::from_f32(ctx, "out", &[x.len()], &zeros).unwrap();
+                let norm = Tensor::empty(ctx, "norm", &[1], DType::F32).unwrap();
+                let mut rec = ctx.recorder("chunked gram");
+                plan.gradient(&mut rec, &wt, 1.0, &out, &norm).unwrap();
+                rec.submit().unwrap();
+                let norm = norm.to_f32_vec(ctx).unwrap()[0];
+                let p = out.to_f32_vec(ctx).unwrap();
+                assert!(
+                    (norm as f64 - want_norm).abs() <= 1e-4 * want_norm,
+                    "T={tasks} c={cols} {kernel:?} {}: ‖X‖_* {norm} vs {want_norm}",
+                    ctx.describe()
+                );
+                let err = rel_err(&p, &want);
+                assert!(
+                    err <= 1e-3,
+                    "T={tasks} c={cols} {kernel:?} {}: max |UVᵀ − ref| / max |ref| = {err}",
+                    ctx.describe()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn chunked_gram_prox_matches_the_reference() {
+    for ctx in contexts() {
+        for (tasks, cols) in [(5, 4097), (16, 12289)] {
+            let x = data((tasks + cols) as u64, tasks * cols);
+            let (mut sigma, _) = reference::left_svd(&x, tasks);
+            sigma.sort_by(|a, b| b.total_cmp(a));
+            let tau = ((sigma[0] + sigma[tasks - 1]) / 2.0) as f32;
+            let plan =
+                TraceNormPlan::new(ctx, matrix(tasks, cols), TraceNormVariant::LastAxis, true)
+                    .unwrap()
+                    .with_gram_kernel(GramKernel::Chunked);
+            assert_eq!(plan.gram_kernels(), [Some(GramKernel::Chunked)]);
+            let wt = Tensor::from_f32(ctx, "w", &[x.len()], &x).unwrap();
+            let out = Tensor::zeros(ctx, "out", &[x.len()]).unwrap();
+            let norm = Tensor::empty(ctx, "norm", &[1], DType::F32).unwrap();
+            let mut rec = ctx.recorder("chunked gram prox");
+            plan.prox(&mut rec, &wt, tau, &out, &norm).unwrap();
+            rec.submit().unwrap();
+            let (want_norm, want) = reference::prox(&x, tasks, tau as f64, REL_TOL as f64);
+            let norm = norm.to_f32_vec(ctx).unwrap()[0] as f64;
+            assert!(
+                (norm - want_norm).abs() <= 1e-4 * want_norm,
+                "T={tasks} c={cols}"
+            );
+            let err = rel_err(&out.to_f32_vec(ctx).unwrap(), &want);
+            assert!(err <= 1e-3, "T={tasks} c={cols}: {err}");
+        }
+    }
+}
+
+#[test]
+fn chunked_gram_is_bit_identical_run_to_run() {
+    for ctx in contexts() {
+        for (tasks, cols) in [(16, 12289), (8, 300_000)] {
+            let x = data(41, tasks * cols);
+            let g0 = data(42, tasks * cols);
+            let s = matrix(tasks, cols);
+            let once = || {
+                let plan = TraceNormPlan::new(ctx, s, TraceNormVariant::LastAxis, false)
+                    .unwrap()
+                    .with_gram_kernel(GramKernel::Chunked);
+                run_plan_with(ctx, &plan, &x, &g0, 0.5)
+            };
+            let (n1, g1) = once();
+            let (n2, g2) = once();
+            assert_eq!(n1.to_bits(), n2.to_bits(), "T={tasks} c={cols}: norm");
+            assert!(
+                g1.iter().zip(&g2).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "T={tasks} c={cols}: gradient differs between two runs"
+            );
+        }
+    }
+}
+
+/// (norm, out) of a built gradient plan on `w` with λ added to `g0`.
+fn run_plan_with(
+    ctx: &GpuContext,
+    plan: &TraceNormPlan,
+    w: &[f32],
+    g0: &[f32],
+    lambda: f32,
+) -> (f32, Vec<f32>) {
+    let wt = Tensor::from_f32(ctx, "w", &[w.len()], w).unwrap();
+    let out = Tensor::from_f32(ctx, "out", &[w.len()], g0).unwrap();
+    let norm = Tensor::empty(ctx, "norm", &[1], DType::F32).unwrap();
+    let mut rec = ctx.recorder("trace norm plan");
+    plan.gradient(&mut rec, &wt, lambda, &out, &norm).unwrap();
+    rec.submit().unwrap();
+    (
+        norm.to_f32_vec(ctx).unwrap()[0],
+        out.to_f32_vec(ctx).unwrap(),
+    )
+}
+
+/// X·Xᵀ of x [s, c] in f64.
+fn host_gram(x: &[f32], s: usize, c: usize) -> Vec<f64> {
+    let mut g = vec![0f64; s * s];
+    for i in 0..s {
+        for j in 0..s {
+            g[i * s + j] = (0..c)
+                .map(|k| x[i * c + k] as f64 * x[j * c + k] as f64)
+                .sum();
+        }
+    }
+    g
+}
+
+#[test]
+fn chunked_gram_matches_the_host_gram_and_is_exactly_symmetric() {
+    for ctx in contexts() {
+        // c % 4 = 0 takes the vec4 reads: (3, 8200), (64, 64), (64, 12288).
+        let shapes = [
+            (1, 1),
+            (2, 7),
+            (3, 8200),
+            (5, 4097),
+            (16, 12289),
+            (64, 64),
+            (64, 4097),
+            (64, 12288),
+        ];
+        for &(s, c) in &shapes {
+            let x = data((s * 13 + c) as u64, s * c);
+            let xt = Tensor::from_f32(ctx, "x", &[s, c], &x).unwrap();
+            let partials =
+                Tensor::empty(ctx, "partials", &[gram_chunks(c), s * s], DType::F32).unwrap();
+            let g = Tensor::empty(ctx, "g", &[s, s], DType::F32).unwrap();
+            let mut rec = ctx.recorder("chunked gram");
+            chunked_gram(&mut rec, &xt, &partials, &g).unwrap();
+            assert_eq!(rec.dispatch_count(), 2);
+            rec.submit().unwrap();
+            let got = g.to_f32_vec(ctx).unwrap();
+            let want = host_gram(&x, s, c);
+            let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+            for i in 0..s {
+                for j in 0..s {
+                    let (a, b) = (got[i * s + j], got[j * s + i]);
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "s={s} c={c}: G[{i},{j}] ≠ G[{j},{i}]"
+                    );
+                    let err = (a as f64 - want[i * s + j]).abs();
+                    assert!(
+                        err <= 1e-5 * scale,
+                        "s={s} c={c} G[{i},{j}]: {a} vs {}",
+                        want[i * s + j]
+                    );
+                }
+            }
+        }
+        let mut rec = ctx.recorder("bad");
+        let x = Tensor::zeros(ctx, "x", &[3, 10]).unwrap();
+        let g = Tensor::zeros(ctx, "g", &[3, 3]).unwrap();
+        let short = Tensor::zeros(ctx, "partials", &[1, 8]).unwrap();
+        let e = chunked_gram(&mut rec, &x, &short, &g).unwrap_err();
+        assert!(e.to_string().contains("do not fit"), "{e}");
+        let tall = Tensor::zeros(ctx, "tall", &[10, 3]).unwrap();
+        let partials = Tensor::zeros(ctx, "partials", &[1, 100]).unwrap();
+        assert!(chunked_gram(&mut rec, &tall, &partials, &g).is_err());
+        assert_eq!(rec.dispatch_count(), 0);
+    }
+}
+
+#[test]
+fn the_gemm_gram_takes_three_dispatches_and_the_chunked_one_four() {
+    let ctx = &contexts()[0];
+    // (T, c, forced kernel or the rule, kernel used, dispatches). The rule:
+    // chunked up to s²·c = 2^24 ([16, 64K]) and past LP_LOOP_LIMIT
+    // columns, the GEMM between.
+    assert_eq!(16 * 16 * 65_536, CHUNKED_GRAM_MAX_MACS);
+    let cases = [
+        (16, 65_536, None, GramKernel::Chunked, 4),
+        (8, 4096, None, GramKernel::Chunked, 4),
+        (24, 32_768, None, GramKernel::Gemm, 3),
+        (64, LP_LOOP_LIMIT, None, GramKernel::Gemm, 3),
+        (64, LP_LOOP_LIMIT + 1, None, GramKernel::Chunked, 4),
+        (8, 524_288, None, GramKernel::Chunked, 4),
+        (16, 65_536, Some(GramKernel::Gemm), GramKernel::Gemm, 3),
+        // Tall: Xᵀ·X stays a GEMM whatever is asked.
+        (70, 5, None, GramKernel::Gemm, 3),
+        (70, 5, Some(GramKernel::Chunked), GramKernel::Gemm, 3),
+    ];
+    for (tasks, cols, asked, kernel, dispatches) in cases {
+        let s = matrix(tasks, cols);
+        let mut plan = TraceNormPlan::new(ctx, s, TraceNormVariant::LastAxis, false).unwrap();
+        if let Some(k) = asked {
+            plan = plan.with_gram_kernel(k);
+        }
+        assert_eq!(plan.gram_kernels(), [Some(kernel)], "T={tasks} c={cols}");
+        let w = Tensor::zeros(ctx, "w", &[s.len()]).unwrap();
+        let g = Tensor::zeros(ctx, "g", &[s.len()]).unwrap();
+        let norm = Tensor::zeros(ctx, "norm", &[1]).unwrap();
+        let mut rec = ctx.recorder("count");
+        plan.gradient(&mut rec, &w, 1.0, &g, &norm).unwrap();
+        assert_eq!(rec.dispatch_count(), dispatches, "T={tasks} c={cols}");
+    }
+    // Route (b) has no Gram kernel.
+    let plan = TraceNormPlan::new(ctx, matrix(96, 130), TraceNormVariant::LastAxis, false)
+        .unwrap()
+        .with_gram_kernel(GramKernel::Chunked);
+    assert_eq!(plan.gram_kernels(), [None]);
 }

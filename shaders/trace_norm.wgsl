@@ -21,6 +21,16 @@
 //   product            dst = src ∘ src2 (for ⟨U·Vᵀ, X⟩ with the sum reduce).
 //   swap_leading_axes  dst[j, i, k] (+)= alpha·src[i, j, k], src [d0, d1, d2]:
 //                      the input-axis unfolding of [T, in, out] and its fold.
+//   gram_partials      route (a)'s Gram of a wide X [d0, d1] (row-major,
+//                      d0 ≤ 64) split over the columns: workgroup (chunk b
+//                      of d2 columns, y = block pair bi ≤ bj of 4 rows each);
+//                      64 lanes stride over the chunk's columns (as vec4s
+//                      when d1 % 4 = 0) accumulating the 4×4 block of dot
+//                      products, then lane e < 16 sums entry e over the lanes
+//                      in lane order: no atomics, so deterministic. Writes
+//                      both dst[b, i, j] and dst[b, j, i] of the partials
+//                      [chunks, d0, d0]; reduce::column_sums adds the chunks
+//                      in a fixed order into the full G.
 // The element-wise helpers fold their grid into (x, y) like elementwise.wgsl.
 
 struct Params {
@@ -186,6 +196,107 @@ fn swap_leading_axes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
             dst[e] = dst[e] + v;
         } else {
             dst[e] = v;
+        }
+    }
+}
+
+var<workgroup> block_sums: array<vec4<f32>, 256>;
+// X again as vec4s (same buffer as `src`), for rows of a multiple of 4.
+@group(0) @binding(7) var<storage, read> src4: array<vec4<f32>>;
+
+// Where row r of X starts; rows past the last read the last row (their
+// sums are never written).
+fn row_offset(r: u32) -> u32 {
+    return min(r, p.d0 - 1u) * p.d1;
+}
+
+@compute @workgroup_size(64)
+fn gram_partials(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(local_invocation_index) lane: u32) {
+    let n = p.d0;
+    // wid.y → row blocks (bi ≤ bj) of 4, in pair order.
+    let nb = (n + 3u) / 4u;
+    var bi = 0u;
+    var first = 0u;
+    loop {
+        let row = nb - bi;
+        if (wid.y < first + row) { break; }
+        first = first + row;
+        bi = bi + 1u;
+    }
+    let bj = bi + (wid.y - first);
+    let i0 = bi * 4u;
+    let j0 = bj * 4u;
+    let diagonal = bi == bj;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    if (p.d1 % 4u == 0u) {
+        // Rows start on vec4 boundaries: each lane reads 4 columns at once.
+        let c4 = p.d1 / 4u;
+        let oi = vec4<u32>(row_offset(i0), row_offset(i0 + 1u), row_offset(i0 + 2u), row_offset(i0 + 3u)) / 4u;
+        let oj = vec4<u32>(row_offset(j0), row_offset(j0 + 1u), row_offset(j0 + 2u), row_offset(j0 + 3u)) / 4u;
+        let start = wid.x * (p.d2 / 4u);
+        let end = min(start + p.d2 / 4u, c4);
+        for (var k = start + lane; k < end; k = k + 64u) {
+            let j0v = src4[oj.x + k];
+            let j1v = src4[oj.y + k];
+            let j2v = src4[oj.z + k];
+            let j3v = src4[oj.w + k];
+            var i0v = j0v;
+            var i1v = j1v;
+            var i2v = j2v;
+            var i3v = j3v;
+            if (!diagonal) {
+                i0v = src4[oi.x + k];
+                i1v = src4[oi.y + k];
+                i2v = src4[oi.z + k];
+                i3v = src4[oi.w + k];
+            }
+            for (var e = 0u; e < 4u; e = e + 1u) {
+                let xj = vec4<f32>(j0v[e], j1v[e], j2v[e], j3v[e]);
+                acc0 = fma(vec4<f32>(i0v[e]), xj, acc0);
+                acc1 = fma(vec4<f32>(i1v[e]), xj, acc1);
+                acc2 = fma(vec4<f32>(i2v[e]), xj, acc2);
+                acc3 = fma(vec4<f32>(i3v[e]), xj, acc3);
+            }
+        }
+    } else {
+        let oi = vec4<u32>(row_offset(i0), row_offset(i0 + 1u), row_offset(i0 + 2u), row_offset(i0 + 3u));
+        let oj = vec4<u32>(row_offset(j0), row_offset(j0 + 1u), row_offset(j0 + 2u), row_offset(j0 + 3u));
+        let start = wid.x * p.d2;
+        let end = min(start + p.d2, p.d1);
+        for (var k = start + lane; k < end; k = k + 64u) {
+            let xj = vec4<f32>(src[oj.x + k], src[oj.y + k], src[oj.z + k], src[oj.w + k]);
+            var xi = xj;
+            if (!diagonal) {
+                xi = vec4<f32>(src[oi.x + k], src[oi.y + k], src[oi.z + k], src[oi.w + k]);
+            }
+            acc0 = fma(vec4<f32>(xi.x), xj, acc0);
+            acc1 = fma(vec4<f32>(xi.y), xj, acc1);
+            acc2 = fma(vec4<f32>(xi.z), xj, acc2);
+            acc3 = fma(vec4<f32>(xi.w), xj, acc3);
+        }
+    }
+    block_sums[lane * 4u] = acc0;
+    block_sums[lane * 4u + 1u] = acc1;
+    block_sums[lane * 4u + 2u] = acc2;
+    block_sums[lane * 4u + 3u] = acc3;
+    workgroupBarrier();
+    // Lane e < 16 sums entry (e / 4, e % 4) of the block over the 64 lanes
+    // in order, and writes it and its mirror.
+    if (lane < 16u) {
+        let r = lane / 4u;
+        let col = lane % 4u;
+        var sum = 0.0;
+        for (var l = 0u; l < 64u; l = l + 1u) { sum = sum + block_sums[l * 4u + r][col]; }
+        let i = i0 + r;
+        let j = j0 + col;
+        if (i < n && j < n && i <= j) {
+            let base = wid.x * n * n;
+            dst[base + i * n + j] = sum;
+            dst[base + j * n + i] = sum;
         }
     }
 }

@@ -11,7 +11,11 @@
 //!   row order (‖·‖_* ignores both and ‖Aᵀ‖_* = ‖A‖_*).
 //!
 //! Each unfolding is a matrix X [r, c]; route (a) (`jacobi`) when its small
-//! side is ≤ `MAX_TASKS`, else route (b) (`newton_schulz`). The gradient
+//! side is ≤ `MAX_TASKS`, else route (b) (`newton_schulz`). Route (a) forms
+//! a wide X's Gram by a GEMM (3 dispatches) or, when the Gram is small
+//! enough or X longer than `LP_LOOP_LIMIT` (`GramKernel::for_matrix`), by
+//! a deterministic split over the columns (`GramKernel::Chunked`, 4
+//! dispatches). The gradient
 //! λ·U·Vᵀ of every unfolding is folded back into storage order and added
 //! to the weight gradient; the value is the sum of the norms. The proximal
 //! step exists for `LastAxis` only: the prox of a sum of nuclear norms of
@@ -27,8 +31,8 @@ mod ops;
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, KernelSpec, Recorder, Tensor};
 use crate::kernels::check::require_f32;
-use crate::kernels::elementwise;
 use crate::kernels::gemm::Epilogue;
+use crate::kernels::{elementwise, reduce};
 
 use jacobi::Jacobi;
 use newton_schulz::NewtonSchulz;
@@ -56,7 +60,8 @@ pub fn factor_spec(prox: bool) -> KernelSpec {
     ops::factor_spec(prox)
 }
 
-/// Every pipeline this module can build (for the naga cross-compile test).
+/// Every pipeline this module can build (for the naga cross-compile test;
+/// the chunked Gram's column sum is in `reduce::specs`).
 pub fn specs() -> Vec<KernelSpec> {
     vec![
         ops::factor_spec(false),
@@ -65,7 +70,103 @@ pub fn specs() -> Vec<KernelSpec> {
         ops::ADD_DIAGONAL,
         ops::PRODUCT,
         ops::SWAP_LEADING_AXES,
+        ops::GRAM_PARTIALS,
     ]
+}
+
+/// Route (a) forms a wide X's Gram by the chunked kernel when it holds at
+/// most this many multiply-adds, s²·c (`GramKernel::for_matrix`).
+///
+/// Measured on lavapipe (2 CPU cores shared with a parallel build; CPU
+/// times, criterion `trace_norm_gram`, the Gram alone, GEMM / chunked):
+/// [8, 64K] 26.5 / 3.3 ms, [12, 64K] 34.3 / 9.4, [16, 16K] 8.9 / 4.0,
+/// [16, 64K] 28.2 / 13.4 (s²·c = 2^24), then [24, 64K] 22.7 / 32.8,
+/// [32, 64K] 22.7 / 52.2, [48, 64K] 117 / 121. The chunked kernel's time
+/// grows as s²·c (it rereads each row once per block pair).
+pub const CHUNKED_GRAM_MAX_MACS: usize = 1 << 24;
+
+/// Loop iterations lavapipe / llvmpipe run per shader invocation, summed
+/// over all its loops (gallivm's `LP_MAX_TGSI_LOOP_ITERATIONS`): past it a
+/// loop stops early, silently. The GEMM kernels loop over K in one
+/// invocation, so an NT Gram of X [s, c] with c > this sums only the first
+/// 65535 columns there (measured: [1, 300 000] gave ‖X‖_* = 147 for 316).
+/// The chunked kernel's loops are ≤ 64 iterations.
+pub const LP_LOOP_LIMIT: usize = 65_535;
+
+/// How route (a) forms the Gram X·Xᵀ of a wide X [s, c] (s ≤ c, s ≤ 64);
+/// a tall X's Xᵀ·X (strided columns) is always the GEMM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GramKernel {
+    /// One NT GEMM: s×s outputs, so one or a few workgroups walk all of c
+    /// (no split-K).
+    Gemm,
+    /// Split-K: per-chunk partials of 4×4 blocks of pairs
+    /// (`gram_partials`), then a fixed-order column sum (deterministic).
+    Chunked,
+}
+
+impl GramKernel {
+    /// `Chunked` for a wide X with s²·c ≤ `CHUNKED_GRAM_MAX_MACS` (faster,
+    /// measured) or c > `LP_LOOP_LIMIT` (the GEMM is wrong there on CPU
+    /// adapters, and on a GPU a K loop that long is what the GEMM's missing
+    /// split-K makes slow: not measured, no GPU here), else `Gemm`.
+    pub fn for_matrix(rows: usize, cols: usize) -> GramKernel {
+        let wide = rows <= cols && rows <= MAX_TASKS;
+        if wide && (rows * rows * cols <= CHUNKED_GRAM_MAX_MACS || cols > LP_LOOP_LIMIT) {
+            GramKernel::Chunked
+        } else {
+            GramKernel::Gemm
+        }
+    }
+}
+
+/// Partial-sum rows the chunked Gram of an X with `cols` columns needs.
+pub fn gram_chunks(cols: usize) -> usize {
+    cols.div_ceil(ops::GRAM_CHUNK)
+}
+
+/// G [s, s] = X·Xᵀ of a wide X [s, c] (s ≤ c, s ≤ `MAX_TASKS`) by route
+/// (a)'s chunked kernel (`GramKernel::Chunked`), with `partials`
+/// [`gram_chunks(c)`, s·s] as scratch: 2 dispatches. Plans own their
+/// scratch; this is the kernel on its own, for tests.
+pub fn chunked_gram(rec: &mut Recorder, x: &Tensor, partials: &Tensor, g: &Tensor) -> Result<()> {
+    const OP: &str = "trace_norm::chunked_gram";
+    for t in [x, partials, g] {
+        require_f32(OP, t)?;
+    }
+    let &[s, c] = x.shape() else {
+        return Err(shape_err(
+            OP,
+            format!(
+                "'{}' is {:?}; X must be a matrix [s, c]",
+                x.label(),
+                x.shape()
+            ),
+        ));
+    };
+    if s == 0 || s > c || s > MAX_TASKS {
+        return Err(shape_err(
+            OP,
+            format!("X [{s}, {c}] must be wide with 1..={MAX_TASKS} rows"),
+        ));
+    }
+    if g.shape() != [s, s] || partials.shape() != [gram_chunks(c), s * s] {
+        return Err(shape_err(
+            OP,
+            format!(
+                "G {:?} / partials {:?} do not fit X [{s}, {c}]: [{s}, {s}] and [{}, {}]",
+                g.shape(),
+                partials.shape(),
+                gram_chunks(c),
+                s * s
+            ),
+        ));
+    }
+    if g.overlaps(x) || partials.overlaps(x) || g.overlaps(partials) {
+        return Err(shape_err(OP, "X, partials and G must not alias".into()));
+    }
+    ops::gram_partials(rec, OP, x, partials)?;
+    reduce::column_sums(rec, partials, &g.reshape(&[s * s])?)
 }
 
 /// A layer's per-task weights as stored: every task's [inputs, outputs]
@@ -167,7 +268,8 @@ impl Unfolding {
 /// How a matrix's trace norm is computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
-    /// (a): Gram on the small side (≤ `MAX_TASKS`), Jacobi, one GEMM.
+    /// (a): Gram on the small side (≤ `MAX_TASKS`; `GramKernel`), Jacobi,
+    /// one GEMM.
     Jacobi,
     /// (b): Newton–Schulz by GEMMs.
     NewtonSchulz,
@@ -205,6 +307,14 @@ impl MatrixPlan {
             }
         };
         Ok(MatrixPlan { rows, cols, route })
+    }
+
+    /// Route (a)'s Gram kernel (None on route (b)).
+    fn gram_kernel(&self) -> Option<GramKernel> {
+        match &self.route {
+            MatrixRoute::Jacobi(j) => Some(j.kernel()),
+            MatrixRoute::NewtonSchulz(_) => None,
+        }
     }
 
     /// out (+)= alpha·U·Vᵀ; norm = ‖X‖_*.
@@ -332,6 +442,24 @@ impl TraceNormPlan {
     /// `with_steps` on a built plan.
     pub fn set_steps(&mut self, steps: u32) {
         self.steps = steps;
+    }
+
+    /// Forms every wide route (a) Gram with `kernel` instead of by the
+    /// `GramKernel::for_matrix` rule (tall ones keep the GEMM): for tests
+    /// and benches that compare the two.
+    pub fn with_gram_kernel(mut self, kernel: GramKernel) -> Self {
+        for (_, m) in &mut self.parts {
+            if let MatrixRoute::Jacobi(j) = &mut m.route {
+                j.set_kernel(kernel);
+            }
+        }
+        self
+    }
+
+    /// Each unfolding's route (a) Gram kernel (None on route (b)), in the
+    /// order they run.
+    pub fn gram_kernels(&self) -> Vec<Option<GramKernel>> {
+        self.parts.iter().map(|(_, m)| m.gram_kernel()).collect()
     }
 
     /// The regularised weights' shape.

@@ -9,6 +9,7 @@ pub const NS_NORMALISE: KernelSpec = KernelSpec::new(Shader::TraceNorm, "ns_norm
 pub const ADD_DIAGONAL: KernelSpec = KernelSpec::new(Shader::TraceNorm, "add_diagonal");
 pub const PRODUCT: KernelSpec = KernelSpec::new(Shader::TraceNorm, "product");
 pub const SWAP_LEADING_AXES: KernelSpec = KernelSpec::new(Shader::TraceNorm, "swap_leading_axes");
+pub const GRAM_PARTIALS: KernelSpec = KernelSpec::new(Shader::TraceNorm, "gram_partials");
 
 pub fn factor_spec(prox: bool) -> KernelSpec {
     KernelSpec::new(Shader::TraceNorm, "trace_norm_factor").with("MODE", prox as u32)
@@ -140,4 +141,39 @@ pub fn swap_leading_axes(
     };
     let binds = [Bind::read(4, src), Bind::write(6, dst)];
     rec.dispatch_1d(op, &SWAP_LEADING_AXES, &params, &binds, n as u64, WG)
+}
+
+/// Columns of X one `gram_partials` workgroup sums: few enough chunks that
+/// `reduce::column_sums` takes them in one pass up to 1M columns (256
+/// rows), enough workgroups (chunks × block pairs) to fill the adapter
+/// (16384 measured no better on lavapipe, within its noise).
+pub const GRAM_CHUNK: usize = 4096;
+
+/// partials [chunks, s, s] of X [s, c] (s ≤ 64): chunk b's Σ x_ik·x_jk,
+/// both triangles; one workgroup per chunk and 4×4 block of pairs. X is
+/// bound twice, as f32 and as vec4 (the vec4 reads when c % 4 = 0).
+pub fn gram_partials(
+    rec: &mut Recorder,
+    op: &'static str,
+    x: &Tensor,
+    partials: &Tensor,
+) -> Result<()> {
+    let (s, c) = (x.shape()[0], x.shape()[1]);
+    let chunks = c.div_ceil(GRAM_CHUNK);
+    let params = Params {
+        d0: s as u32,
+        d1: c as u32,
+        d2: GRAM_CHUNK as u32,
+        ..Params::default()
+    };
+    let blocks = s.div_ceil(4);
+    let tiles = blocks * (blocks + 1) / 2;
+    let binds = [Bind::read(4, x), Bind::read(7, x), Bind::write(6, partials)];
+    rec.dispatch(
+        op,
+        &GRAM_PARTIALS,
+        &params,
+        &binds,
+        [chunks as u32, tiles as u32, 1],
+    )
 }
