@@ -89,6 +89,24 @@ pub enum Error {
         detail: String,
     },
 
+    /// A kernel invocation would loop more often than the adapter allows:
+    /// Mesa's llvmpipe / lavapipe silently stop an invocation after 65535
+    /// loop iterations in all (`GpuContext::loop_limit`), which would
+    /// truncate the result, so the launch is refused instead.
+    #[error("{op}: {detail}; {adapter} stops every invocation after {limit} loop iterations (Mesa's LP_MAX_TGSI_LOOP_ITERATIONS) and would silently truncate the result: {hint}")]
+    LoopLimit {
+        /// The launcher.
+        op: &'static str,
+        /// What needs how many iterations.
+        detail: String,
+        /// The adapter.
+        adapter: String,
+        /// Its limit.
+        limit: u64,
+        /// What to do instead.
+        hint: &'static str,
+    },
+
     /// One buffer bound both for writing and for another use in a single
     /// dispatch; WebGPU forbids it, so we refuse before wgpu does.
     #[error("{op}: tensor '{label}' is bound twice and written; use a separate output tensor")]

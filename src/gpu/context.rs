@@ -346,6 +346,17 @@ impl GpuContext {
     pub fn describe(&self) -> String {
         describe_adapter(&self.info)
     }
+    /// The most loop iterations one shader invocation may run, all its
+    /// loops together, when the driver caps them: Mesa's llvmpipe (GL)
+    /// and lavapipe (Vulkan) stop an invocation after 65535
+    /// (`LP_MAX_TGSI_LOOP_ITERATIONS`) without an error, so a longer loop
+    /// silently returns a partial result (measured: a GEMM with K = 65536
+    /// sums 65535 terms). None: no known cap. Launchers whose loops grow
+    /// with the data check it (`kernels::check::require_loop_budget`).
+    pub fn loop_limit(&self) -> Option<u64> {
+        self.info.name.contains("llvmpipe").then_some(65_535)
+    }
+
     /// The optional features the device was opened with.
     pub fn granted(&self) -> &GrantedFeatures {
         &self.granted

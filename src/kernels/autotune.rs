@@ -208,6 +208,23 @@ pub fn default_variant(ctx: &GpuContext) -> Variant {
 /// The variant `gemm::gemm` uses for this problem, timing the candidates
 /// the first time its class is seen.
 pub fn gemm_variant(ctx: &GpuContext, layout: Layout, shape: GemmShape) -> Result<Variant> {
+    let chosen = tuned_variant(ctx, layout, shape)?;
+    // Where the driver caps an invocation's loop iterations, a variant
+    // that would pass the cap yields to the default when that one fits
+    // (else the launch reports the cap).
+    let fits = |v: Variant| {
+        ctx.loop_limit()
+            .is_none_or(|limit| v.loop_iterations(shape.k as u64) <= limit)
+    };
+    let fallback = default_variant(ctx);
+    Ok(if !fits(chosen) && fits(fallback) {
+        fallback
+    } else {
+        chosen
+    })
+}
+
+fn tuned_variant(ctx: &GpuContext, layout: Layout, shape: GemmShape) -> Result<Variant> {
     if !enabled() {
         return Ok(default_variant(ctx));
     }
@@ -284,9 +301,15 @@ pub fn measure(
     layout: Layout,
     shape: GemmShape,
 ) -> Result<(Variant, Vec<(Variant, f64)>)> {
+    // Variants past the driver's loop cap would be refused (and wrong).
+    let fits = |v: &Variant| {
+        ctx.loop_limit()
+            .is_none_or(|limit| v.loop_iterations(shape.k as u64) <= limit)
+    };
     let candidates: Vec<Variant> = available_variants(ctx)
         .into_iter()
         .filter(|&v| v != Variant::Naive)
+        .filter(fits)
         .collect();
     let mut times: Vec<(Variant, f64)> = time_variants(ctx, layout, shape, &candidates, 3)?
         .into_iter()

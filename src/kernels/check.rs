@@ -2,7 +2,7 @@
 //! the op and the offending tensors.
 
 use crate::error::{Error, Result};
-use crate::gpu::{DType, Tensor};
+use crate::gpu::{DType, GpuContext, Tensor};
 
 /// `Error::DType` unless `t` holds f32.
 pub fn require_f32(op: &'static str, t: &Tensor) -> Result<()> {
@@ -42,4 +42,26 @@ pub fn require_shape(op: &'static str, t: &Tensor, expected: &[usize]) -> Result
         });
     }
     Ok(())
+}
+
+/// `Error::LoopLimit` when one invocation of `op` would run more than the
+/// adapter's `GpuContext::loop_limit` loop iterations (`iterations`, an
+/// upper estimate from the launcher; `detail` says what needs them).
+pub fn require_loop_budget(
+    ctx: &GpuContext,
+    op: &'static str,
+    iterations: u64,
+    detail: impl FnOnce() -> String,
+    hint: &'static str,
+) -> Result<()> {
+    match ctx.loop_limit() {
+        Some(limit) if iterations > limit => Err(Error::LoopLimit {
+            op,
+            detail: detail(),
+            adapter: ctx.describe(),
+            limit,
+            hint,
+        }),
+        _ => Ok(()),
+    }
 }

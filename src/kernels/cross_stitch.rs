@@ -140,6 +140,15 @@ pub fn stitch_mix(
         tasks: unit.tasks as u32,
         row_groups: gx,
     };
+    // Each invocation runs T outputs × T sources.
+    let t = unit.tasks as u64;
+    crate::kernels::check::require_loop_budget(
+        rec.ctx(),
+        OP,
+        t * t + t,
+        || format!("{t} tasks loop {} times per invocation", t * t + t),
+        "stitch fewer task columns per unit; or run on a GPU",
+    )?;
     let binds = [Bind::read(1, x), Bind::read(2, alpha), Bind::write(3, out)];
     rec.dispatch(
         OP,
@@ -192,6 +201,21 @@ pub fn stitch_alpha_grad(
         tasks: unit.tasks as u32,
         row_groups: gx,
     };
+    // Per layer: each lane walks rows / phases rows and channels / span
+    // channels (the shader's lane split); per channel: every row.
+    let iterations = if unit.per_channel {
+        rows as u64
+    } else {
+        let span = channels.clamp(1, 256) as u64;
+        (rows as u64).div_ceil(256 / span) * (channels as u64).div_ceil(span) + 8
+    };
+    crate::kernels::check::require_loop_budget(
+        rec.ctx(),
+        OP,
+        iterations,
+        || format!("{rows} rows × {channels} channels loop {iterations} times per lane"),
+        "split the batch into fewer rows per step, or run on a GPU",
+    )?;
     let binds = [Bind::read(1, x), Bind::write(3, dalpha), Bind::read(4, dy)];
     rec.dispatch(
         OP,

@@ -338,6 +338,28 @@ impl TrunkSpec {
         }
     }
 
+    /// An upper estimate of the loop iterations one invocation of the
+    /// forward, backward or weight-gradient kernel runs (the most of the
+    /// three, forward and backward walks added up to stay above both):
+    /// input chunks (tile loads and products), dX chunks, every layer's
+    /// product and row loops, and the weight gradients' walk over rows.
+    fn loop_iterations(&self, rows: usize) -> u64 {
+        let lanes = self.lanes() as u64;
+        let tile = (TILE_ROWS * MAX_WIDTH) as u64;
+        let chunks = (self.inputs as u64).div_ceil(MAX_WIDTH as u64);
+        let layers: u64 = (0..self.layers.len())
+            .map(|l| (self.fan_in(l).min(MAX_WIDTH) + TILE_ROWS + 8) as u64)
+            .sum();
+        // Forward: X chunks (tile load + product + rows); backward: dX
+        // in chunks of 4·lanes columns (product + rows).
+        let per_chunk = MAX_WIDTH as u64 + TILE_ROWS as u64;
+        let forward = chunks * (tile.div_ceil(lanes) + per_chunk);
+        let dx = (self.inputs as u64).div_ceil(4 * lanes) * per_chunk;
+        let walk = forward + dx + tile.div_ceil(lanes) + layers;
+        let sums = rows as u64 + MAX_DEPTH as u64;
+        walk.max(sums)
+    }
+
     fn total_grad_blocks(&self) -> usize {
         (0..self.layers.len()).map(|l| self.grad_blocks(l)).sum()
     }
@@ -392,6 +414,7 @@ fn require_len(what: &str, t: &Tensor, len: usize) -> Result<()> {
 
 /// Checks X and the flat buffers every pass reads; returns rows.
 fn check_common(
+    ctx: &GpuContext,
     trunk: &TrunkSpec,
     x: &Tensor,
     params: &Tensor,
@@ -435,6 +458,20 @@ fn check_common(
         )));
     }
     let widest = trunk.inputs.max(MAX_WIDTH);
+    let iterations = trunk.loop_iterations(rows);
+    crate::kernels::check::require_loop_budget(
+        ctx,
+        OP,
+        iterations,
+        || {
+            format!(
+                "{rows} rows of {} inputs loop up to {iterations} times per invocation",
+                trunk.inputs
+            )
+        },
+        "fewer rows per step (the weight gradients walk every row) or a narrower input; \
+         or use kernels::dense layers",
+    )?;
     if trunk.acts_len(rows).max(rows * widest) > u32::MAX as usize {
         return Err(shape_err(format!(
             "{rows} rows: offsets do not fit in u32; split the batch"
@@ -461,7 +498,7 @@ pub fn trunk_forward(
     acts: &Tensor,
     zs: Option<&Tensor>,
 ) -> Result<()> {
-    let rows = check_common(trunk, x, params, acts, zs, false)?;
+    let rows = check_common(rec.ctx(), trunk, x, params, acts, zs, false)?;
     let (groups, groups_x) = grid(rec, rows.div_ceil(TILE_ROWS))?;
     let keep_z = zs.is_some();
     let stand_in;
@@ -519,7 +556,7 @@ pub fn trunk_backward(
     dy: &Tensor,
     grads: &TrunkGrads,
 ) -> Result<()> {
-    let rows = check_common(trunk, x, params, acts, zs, true)?;
+    let rows = check_common(rec.ctx(), trunk, x, params, acts, zs, true)?;
     require_shape("dL/dY", dy, &[rows, trunk.outputs()])?;
     if let Some(dx) = grads.dx {
         require_shape("dX", dx, &[rows, trunk.inputs])?;

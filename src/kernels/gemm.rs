@@ -73,6 +73,16 @@ impl Variant {
         }
     }
 
+    /// Loop iterations one invocation runs for a K-deep product (measured
+    /// on llvmpipe, whose invocations stop after 65535: the tiled
+    /// variant's tile loads add one iteration per 8 k).
+    pub fn loop_iterations(self, k: u64) -> u64 {
+        match self {
+            Variant::Tiled => k.div_ceil(8) * 9,
+            _ => k,
+        }
+    }
+
     /// Whether this adapter can run the variant.
     pub fn available(self, ctx: &GpuContext) -> bool {
         match self {
@@ -726,6 +736,21 @@ pub(crate) fn launch(
         })?,
         _ => 0,
     };
+    let k = call.params.k as u64;
+    crate::kernels::check::require_loop_budget(
+        ctx,
+        OP,
+        call.variant.loop_iterations(k),
+        || {
+            format!(
+                "a {:?} GEMM with K = {k} loops {} times in one invocation",
+                call.variant,
+                call.variant.loop_iterations(k)
+            )
+        },
+        "split K into chunks of at most 65535 and add the partial products (Epilogue beta = 1), \
+         e.g. fewer rows per batch for a weight gradient; or run on a GPU",
+    )?;
     let (tile_rows, tile_cols) = call.variant.tile(sg);
     let tiles_m = (call.grid_m as u64).div_ceil(tile_rows);
     let tiles = tiles_m * (call.grid_n as u64).div_ceil(tile_cols);

@@ -169,6 +169,15 @@ pub fn layer_stitch_beta_grad(
             detail: format!("{groups} (task, layer) pairs need one workgroup row"),
         });
     }
+    // Each lane walks every row, its channels strided by 256.
+    let iterations = rows as u64 * (channels as u64).div_ceil(256) + 8;
+    crate::kernels::check::require_loop_budget(
+        rec.ctx(),
+        OP,
+        iterations,
+        || format!("{rows} rows × {channels} channels loop {iterations} times per lane"),
+        "split the batch into fewer rows per step, or run on a GPU",
+    )?;
     let binds = [Bind::read(1, h), Bind::write(3, dbeta), Bind::read(4, dz)];
     let params = unit.params(rows, channels, gx);
     rec.dispatch(

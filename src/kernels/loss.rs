@@ -294,6 +294,23 @@ pub fn masked_losses(
             detail: format!("{n_tasks} tasks exceed {max} workgroups; split the table"),
         });
     }
+    // One workgroup per task: each lane walks rows/256 rows, each row its
+    // width about 4 times (softmax max, sum, loss, gradient).
+    for t in &table.tasks {
+        let iterations = (t.rows as u64).div_ceil(256) * (2 + 4 * t.width as u64) + 16;
+        crate::kernels::check::require_loop_budget(
+            rec.ctx(),
+            OP,
+            iterations,
+            || {
+                format!(
+                    "a task of {} rows × {} outputs loops about {iterations} times per lane",
+                    t.rows, t.width
+                )
+            },
+            "fewer rows per step or fewer outputs per task; or run on a GPU",
+        )?;
+    }
     // Unused inputs get stand-ins the kernel never reads.
     let stand_in = inp.logits;
     let binds = [

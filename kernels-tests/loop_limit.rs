@@ -1,0 +1,101 @@
+//! Mesa's llvmpipe / lavapipe stop a shader invocation after 65535 loop
+//! iterations in all and return what was computed so far: a GEMM with
+//! K = 65536 sums 65535 terms. Launchers whose loops grow with the data
+//! refuse such launches on those adapters (`Error::LoopLimit`), and the
+//! autotuner avoids a variant that would pass the cap when another fits.
+
+use manytask::gpu::{GpuContext, Tensor};
+use manytask::kernels::cross_stitch::{stitch_alpha_grad, Stitch};
+use manytask::kernels::fused_mlp::{trunk_backward, TrunkGrads, TrunkSpec};
+use manytask::kernels::gemm::{gemm, gemm_with, Epilogue, Layout, Variant};
+use manytask::reference::activation::Activation;
+use manytask::reference::fused_mlp::TrunkLayer;
+use manytask::Error;
+
+use crate::common::contexts;
+
+/// C [1, 1] = ones[1, k] · ones[k, 1] with `variant` (None: autotuned).
+fn dot_of_ones(ctx: &GpuContext, k: usize, variant: Option<Variant>) -> manytask::Result<f32> {
+    let a = Tensor::from_f32(ctx, "a", &[1, k], &vec![1.0; k])?;
+    let b = Tensor::from_f32(ctx, "b", &[k, 1], &vec![1.0; k])?;
+    let c = Tensor::zeros(ctx, "c", &[1, 1])?;
+    let mut rec = ctx.recorder("dot");
+    match variant {
+        Some(v) => gemm_with(&mut rec, v, Layout::NN, &a, &b, &c, &Epilogue::default())?,
+        None => gemm(&mut rec, Layout::NN, &a, &b, &c, &Epilogue::default())?,
+    }
+    rec.submit()?;
+    Ok(c.to_f32_vec(ctx)?[0])
+}
+
+fn is_loop_limit(e: &Error, what: &str) -> bool {
+    matches!(e, Error::LoopLimit { .. })
+        && e.to_string().contains(what)
+        && e.to_string().contains("65535")
+}
+
+#[test]
+fn gemms_past_the_loop_cap_are_refused_not_truncated() {
+    for ctx in contexts() {
+        let Some(limit) = ctx.loop_limit() else {
+            assert!(!ctx.describe().contains("llvmpipe"));
+            continue;
+        };
+        assert_eq!(limit, 65_535);
+        // At the cap: exact.
+        assert_eq!(
+            dot_of_ones(ctx, 65_535, Some(Variant::RegisterBlocked)).unwrap(),
+            65_535.0
+        );
+        // One past it: refused (it would return 65535).
+        let e = dot_of_ones(ctx, 65_536, Some(Variant::RegisterBlocked)).unwrap_err();
+        assert!(is_loop_limit(&e, "K = 65536"), "{e}");
+        // The tiled variant loops 9 times per 8 k: refused at 60 000 when
+        // pinned, while the autotuner picks a variant that fits.
+        let e = dot_of_ones(ctx, 60_000, Some(Variant::Tiled)).unwrap_err();
+        assert!(is_loop_limit(&e, "Tiled GEMM with K = 60000"), "{e}");
+        assert_eq!(dot_of_ones(ctx, 60_000, None).unwrap(), 60_000.0);
+    }
+}
+
+#[test]
+fn row_loops_past_the_loop_cap_are_refused() {
+    for ctx in contexts().iter().filter(|c| c.loop_limit().is_some()) {
+        let rows = 70_000;
+        // Per-channel dα walks every row in one invocation.
+        let unit = Stitch {
+            tasks: 2,
+            per_channel: true,
+        };
+        let x = Tensor::zeros(ctx, "x", &[rows, 2]).unwrap();
+        let dalpha = Tensor::zeros(ctx, "dalpha", &unit.alpha_shape(1)).unwrap();
+        let mut rec = ctx.recorder("stitch");
+        let e = stitch_alpha_grad(&mut rec, &unit, &x, &x.clone(), &dalpha, false).unwrap_err();
+        assert!(is_loop_limit(&e, "70000 rows"), "{e}");
+        // The fused trunk's weight gradients walk every row too.
+        let layer = TrunkLayer {
+            outputs: 2,
+            act: Activation::Relu,
+            bias: true,
+        };
+        let trunk = TrunkSpec::packed(ctx, 2, &[layer]).unwrap();
+        let zeros = |n: usize| Tensor::zeros(ctx, "z", &[n]).unwrap();
+        let (params, acts, deltas, grads) = (
+            zeros(trunk.param_len()),
+            zeros(trunk.acts_len(rows)),
+            zeros(trunk.acts_len(rows)),
+            zeros(trunk.param_len()),
+        );
+        let dy = Tensor::zeros(ctx, "dy", &[rows, 2]).unwrap();
+        let out = TrunkGrads {
+            dx: None,
+            grads: &grads,
+            deltas: &deltas,
+            accumulate: false,
+            accumulate_dx: false,
+        };
+        let mut rec = ctx.recorder("trunk");
+        let e = trunk_backward(&mut rec, &trunk, &x, &params, &acts, None, &dy, &out).unwrap_err();
+        assert!(is_loop_limit(&e, "70000 rows"), "{e}");
+    }
+}
