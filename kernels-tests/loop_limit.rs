@@ -8,6 +8,9 @@ use manytask::gpu::{GpuContext, Tensor};
 use manytask::kernels::cross_stitch::{stitch_alpha_grad, Stitch};
 use manytask::kernels::fused_mlp::{trunk_backward, TrunkGrads, TrunkSpec};
 use manytask::kernels::gemm::{gemm, gemm_with, Epilogue, Layout, Variant};
+use manytask::kernels::loss::{
+    masked_losses, LossInputs, LossKind, LossOutputs, LossTable, LossTask,
+};
 use manytask::reference::activation::Activation;
 use manytask::reference::fused_mlp::TrunkLayer;
 use manytask::Error;
@@ -97,5 +100,44 @@ fn row_loops_past_the_loop_cap_are_refused() {
         let mut rec = ctx.recorder("trunk");
         let e = trunk_backward(&mut rec, &trunk, &x, &params, &acts, None, &dy, &out).unwrap_err();
         assert!(is_loop_limit(&e, "70000 rows"), "{e}");
+    }
+}
+
+#[test]
+fn a_loss_over_many_rows_and_classes_is_refused_past_the_cap() {
+    for ctx in contexts().iter().filter(|c| c.loop_limit().is_some()) {
+        // 8192 rows × 600 classes: 32 rows per lane × ~2400 passes.
+        let (rows, width) = (8192, 600);
+        let task = LossTask {
+            kind: LossKind::MeanSquaredError,
+            rows,
+            width,
+            logit_offset: 0,
+            logit_ld: width,
+            target_offset: 0,
+            target_ld: width,
+            mask_offset: None,
+        };
+        let table = LossTable::new(ctx, &[task]).unwrap();
+        let z = Tensor::zeros(ctx, "z", &[rows, width]).unwrap();
+        let g = Tensor::zeros(ctx, "g", &[rows, width]).unwrap();
+        let up = Tensor::zeros(ctx, "up", &[1]).unwrap();
+        let losses = Tensor::zeros(ctx, "losses", &[1]).unwrap();
+        let stats = Tensor::from_u32(ctx, "stats", &[1, 4], &[0; 4]).unwrap();
+        let inp = LossInputs {
+            logits: &z,
+            targets: Some(&z),
+            labels: None,
+            masks: None,
+            upstream: &up,
+        };
+        let out = LossOutputs {
+            grads: &g,
+            losses: &losses,
+            stats: &stats,
+        };
+        let mut rec = ctx.recorder("loss");
+        let e = masked_losses(&mut rec, &table, &inp, &out).unwrap_err();
+        assert!(is_loop_limit(&e, "8192 rows × 600 outputs"), "{e}");
     }
 }

@@ -635,7 +635,7 @@ fn the_gemm_gram_takes_three_dispatches_and_the_chunked_one_four() {
         (64, LP_LOOP_LIMIT, None, GramKernel::Gemm, 3),
         (64, LP_LOOP_LIMIT + 1, None, GramKernel::Chunked, 4),
         (8, 524_288, None, GramKernel::Chunked, 4),
-        (16, 65_536, Some(GramKernel::Gemm), GramKernel::Gemm, 3),
+        (16, 32_768, Some(GramKernel::Gemm), GramKernel::Gemm, 3),
         // Tall: Xᵀ·X stays a GEMM whatever is asked.
         (70, 5, None, GramKernel::Gemm, 3),
         (70, 5, Some(GramKernel::Chunked), GramKernel::Gemm, 3),
@@ -653,6 +653,20 @@ fn the_gemm_gram_takes_three_dispatches_and_the_chunked_one_four() {
         let mut rec = ctx.recorder("count");
         plan.gradient(&mut rec, &w, 1.0, &g, &norm).unwrap();
         assert_eq!(rec.dispatch_count(), dispatches, "T={tasks} c={cols}");
+    }
+    // A GEMM Gram forced past llvmpipe's loop cap is refused there (it
+    // would sum 65535 of the 65536 columns).
+    if ctx.loop_limit().is_some() {
+        let s = matrix(16, 65_536);
+        let plan = TraceNormPlan::new(ctx, s, TraceNormVariant::LastAxis, false)
+            .unwrap()
+            .with_gram_kernel(GramKernel::Gemm);
+        let w = Tensor::zeros(ctx, "w", &[s.len()]).unwrap();
+        let g = Tensor::zeros(ctx, "g", &[s.len()]).unwrap();
+        let norm = Tensor::zeros(ctx, "norm", &[1]).unwrap();
+        let mut rec = ctx.recorder("capped");
+        let e = plan.gradient(&mut rec, &w, 1.0, &g, &norm).unwrap_err();
+        assert!(matches!(e, manytask::Error::LoopLimit { .. }), "{e}");
     }
     // Route (b) has no Gram kernel.
     let plan = TraceNormPlan::new(ctx, matrix(96, 130), TraceNormVariant::LastAxis, false)

@@ -340,7 +340,7 @@ impl TrunkSpec {
 
     /// An upper estimate of the loop iterations one invocation of the
     /// forward, backward or weight-gradient kernel runs (the most of the
-    /// three, forward and backward walks added up to stay above both):
+    /// three):
     /// input chunks (tile loads and products), dX chunks, every layer's
     /// product and row loops, and the weight gradients' walk over rows.
     fn loop_iterations(&self, rows: usize) -> u64 {
@@ -353,11 +353,11 @@ impl TrunkSpec {
         // Forward: X chunks (tile load + product + rows); backward: dX
         // in chunks of 4·lanes columns (product + rows).
         let per_chunk = MAX_WIDTH as u64 + TILE_ROWS as u64;
-        let forward = chunks * (tile.div_ceil(lanes) + per_chunk);
-        let dx = (self.inputs as u64).div_ceil(4 * lanes) * per_chunk;
-        let walk = forward + dx + tile.div_ceil(lanes) + layers;
+        let forward = chunks * (tile.div_ceil(lanes) + per_chunk) + layers;
+        let backward =
+            tile.div_ceil(lanes) + (self.inputs as u64).div_ceil(4 * lanes) * per_chunk + layers;
         let sums = rows as u64 + MAX_DEPTH as u64;
-        walk.max(sums)
+        forward.max(backward).max(sums)
     }
 
     fn total_grad_blocks(&self) -> usize {
