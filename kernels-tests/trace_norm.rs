@@ -551,19 +551,6 @@ fn run_plan_with(
     )
 }
 
-/// X·Xᵀ of x [s, c] in f64.
-fn host_gram(x: &[f32], s: usize, c: usize) -> Vec<f64> {
-    let mut g = vec![0f64; s * s];
-    for i in 0..s {
-        for j in 0..s {
-            g[i * s + j] = (0..c)
-                .map(|k| x[i * c + k] as f64 * x[j * c + k] as f64)
-                .sum();
-        }
-    }
-    g
-}
-
 #[test]
 fn chunked_gram_matches_the_host_gram_and_is_exactly_symmetric() {
     for ctx in contexts() {
@@ -589,7 +576,7 @@ fn chunked_gram_matches_the_host_gram_and_is_exactly_symmetric() {
             assert_eq!(rec.dispatch_count(), 2);
             rec.submit().unwrap();
             let got = g.to_f32_vec(ctx).unwrap();
-            let want = host_gram(&x, s, c);
+            let want = manytask::reference::trace_norm::gram(&x, s, c);
             let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
             for i in 0..s {
                 for j in 0..s {

@@ -65,3 +65,21 @@ pub fn require_loop_budget(
         _ => Ok(()),
     }
 }
+
+/// `require_loop_budget` for kernels whose lanes walk the rows of a
+/// [rows, channels] operand (`iterations` per lane, from the launcher).
+pub fn require_row_walk(
+    ctx: &GpuContext,
+    op: &'static str,
+    rows: usize,
+    channels: usize,
+    iterations: u64,
+) -> Result<()> {
+    require_loop_budget(
+        ctx,
+        op,
+        iterations,
+        || format!("{rows} rows × {channels} channels loop {iterations} times per lane"),
+        "split the batch into fewer rows per step, or run on a GPU",
+    )
+}

@@ -209,13 +209,7 @@ pub fn stitch_alpha_grad(
         let span = channels.clamp(1, 256) as u64;
         (rows as u64).div_ceil(256 / span) * (channels as u64).div_ceil(span) + 8
     };
-    crate::kernels::check::require_loop_budget(
-        rec.ctx(),
-        OP,
-        iterations,
-        || format!("{rows} rows × {channels} channels loop {iterations} times per lane"),
-        "split the batch into fewer rows per step, or run on a GPU",
-    )?;
+    crate::kernels::check::require_row_walk(rec.ctx(), OP, rows, channels, iterations)?;
     let binds = [Bind::read(1, x), Bind::write(3, dalpha), Bind::read(4, dy)];
     rec.dispatch(
         OP,

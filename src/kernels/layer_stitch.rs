@@ -171,13 +171,7 @@ pub fn layer_stitch_beta_grad(
     }
     // Each lane walks every row, its channels strided by 256.
     let iterations = rows as u64 * (channels as u64).div_ceil(256) + 8;
-    crate::kernels::check::require_loop_budget(
-        rec.ctx(),
-        OP,
-        iterations,
-        || format!("{rows} rows × {channels} channels loop {iterations} times per lane"),
-        "split the batch into fewer rows per step, or run on a GPU",
-    )?;
+    crate::kernels::check::require_row_walk(rec.ctx(), OP, rows, channels, iterations)?;
     let binds = [Bind::read(1, h), Bind::write(3, dbeta), Bind::read(4, dz)];
     let params = unit.params(rows, channels, gx);
     rec.dispatch(

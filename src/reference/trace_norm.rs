@@ -11,14 +11,7 @@ use crate::kernels::trace_norm::{TaskStack, TraceNormVariant, Unfolding};
 pub fn left_svd(x: &[f32], tasks: usize) -> (Vec<f64>, Vec<f64>) {
     let d = x.len() / tasks;
     let n = tasks;
-    let mut a = vec![0f64; n * n];
-    for i in 0..n {
-        for j in 0..n {
-            a[i * n + j] = (0..d)
-                .map(|k| x[i * d + k] as f64 * x[j * d + k] as f64)
-                .sum();
-        }
-    }
+    let mut a = gram(x, n, d);
     let mut v = vec![0f64; n * n];
     (0..n).for_each(|i| v[i * n + i] = 1.0);
     // Converged when the off-diagonal mass is negligible next to ‖G‖²_F.
@@ -244,4 +237,17 @@ pub fn stack_value(w: &[f32], s: TaskStack, variant: TraceNormVariant) -> f64 {
             singular_values(&m, r, c).iter().sum::<f64>()
         })
         .sum()
+}
+
+/// X·Xᵀ of x [s, c] (row-major) in f64, [s, s] row-major.
+pub fn gram(x: &[f32], s: usize, c: usize) -> Vec<f64> {
+    let mut g = vec![0f64; s * s];
+    for i in 0..s {
+        for j in 0..s {
+            g[i * s + j] = (0..c)
+                .map(|k| x[i * c + k] as f64 * x[j * c + k] as f64)
+                .sum();
+        }
+    }
+    g
 }
