@@ -129,7 +129,9 @@ pub fn build(
                         pieces::layer(pieces, &piece, &name, col, inputs, o, total, col);
                         col += o;
                     }
-                    if group.len() == tasks.len() {
+                    // Gradient balancing reads per-task gradients at this
+                    // layer's input: not through a reversal.
+                    if group.len() == tasks.len() && !adversarial {
                         first_layer = Some((node, outs.clone()));
                     }
                     node
