@@ -101,7 +101,12 @@ fn gradient_balancing_refuses_adversarial_tasks() {
         .set_balancing(gram())
         .unwrap();
     spec.tasks[1].adversarial = true;
-    let e = spec.clone().build(ctx).unwrap().set_balancing(gram()).unwrap_err();
+    let e = spec
+        .clone()
+        .build(ctx)
+        .unwrap()
+        .set_balancing(gram())
+        .unwrap_err();
     assert!(e.to_string().contains("no adversarial task"), "{e}");
     // Every task adversarial: still one op, but behind the reversal.
     for t in &mut spec.tasks {
