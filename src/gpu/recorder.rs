@@ -68,8 +68,17 @@ struct PendingDispatch {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
-    /// "op kernel-label", kept for profiles.
-    label: String,
+    /// "op kernel-label", kept for profiles (None when not profiling).
+    label: Option<String>,
+}
+
+impl PendingDispatch {
+    fn encode(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let [x, y, z] = self.groups;
+        pass.dispatch_workgroups(x, y, z);
+    }
 }
 
 struct ArenaChunk {
@@ -213,7 +222,7 @@ impl<'a> Recorder<'a> {
             pipeline: cached.pipeline.clone(),
             bind_group,
             groups,
-            label: format!("{op} {label}"),
+            label: self.profiler.is_some().then(|| format!("{op} {label}")),
         });
         self.dispatches += 1;
         Ok(())
@@ -288,18 +297,15 @@ impl<'a> Recorder<'a> {
         }
         if let Some(profiler) = &mut self.profiler {
             // One pass per dispatch: timestamps bracket passes.
-            for d in self.pending.drain(..) {
-                let writes = profiler.next(self.ctx, d.label);
+            for mut d in self.pending.drain(..) {
+                let writes = profiler.next(self.ctx, d.label.take().unwrap_or_default());
                 let mut pass = self
                     .encoder
                     .begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some(&self.label),
                         timestamp_writes: Some(writes),
                     });
-                pass.set_pipeline(&d.pipeline);
-                pass.set_bind_group(0, &d.bind_group, &[]);
-                let [x, y, z] = d.groups;
-                pass.dispatch_workgroups(x, y, z);
+                d.encode(&mut pass);
             }
             return;
         }
@@ -310,10 +316,7 @@ impl<'a> Recorder<'a> {
                 timestamp_writes: None,
             });
         for d in self.pending.drain(..) {
-            pass.set_pipeline(&d.pipeline);
-            pass.set_bind_group(0, &d.bind_group, &[]);
-            let [x, y, z] = d.groups;
-            pass.dispatch_workgroups(x, y, z);
+            d.encode(&mut pass);
         }
     }
 

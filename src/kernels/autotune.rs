@@ -212,10 +212,7 @@ pub fn gemm_variant(ctx: &GpuContext, layout: Layout, shape: GemmShape) -> Resul
     // Where the driver caps an invocation's loop iterations, a variant
     // that would pass the cap yields to the default when that one fits
     // (else the launch reports the cap).
-    let fits = |v: Variant| {
-        ctx.loop_limit()
-            .is_none_or(|limit| v.loop_iterations(shape.k as u64) <= limit)
-    };
+    let fits = |v: Variant| v.fits_loop_limit(ctx, shape.k as u64);
     let fallback = default_variant(ctx);
     Ok(if !fits(chosen) && fits(fallback) {
         fallback
@@ -302,10 +299,7 @@ pub fn measure(
     shape: GemmShape,
 ) -> Result<(Variant, Vec<(Variant, f64)>)> {
     // Variants past the driver's loop cap would be refused (and wrong).
-    let fits = |v: &Variant| {
-        ctx.loop_limit()
-            .is_none_or(|limit| v.loop_iterations(shape.k as u64) <= limit)
-    };
+    let fits = |v: &Variant| v.fits_loop_limit(ctx, shape.k as u64);
     let candidates: Vec<Variant> = available_variants(ctx)
         .into_iter()
         .filter(|&v| v != Variant::Naive)

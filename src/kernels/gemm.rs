@@ -83,6 +83,13 @@ impl Variant {
         }
     }
 
+    /// Whether a K-deep product stays within the adapter's loop cap
+    /// (`GpuContext::loop_limit`; always, where there is none).
+    pub fn fits_loop_limit(self, ctx: &GpuContext, k: u64) -> bool {
+        ctx.loop_limit()
+            .is_none_or(|limit| self.loop_iterations(k) <= limit)
+    }
+
     /// Whether this adapter can run the variant.
     pub fn available(self, ctx: &GpuContext) -> bool {
         match self {
