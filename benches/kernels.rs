@@ -22,7 +22,7 @@ use manytask::gpu::{DType, GpuContext, Tensor};
 use manytask::kernels::dense::BackwardPlan;
 use manytask::kernels::gemm::{self, Epilogue, Layout, Variant};
 use manytask::kernels::{elementwise, optim, reduce};
-use manytask::reference::activation::Activation;
+use manytask::types::Activation;
 use manytask::util::rng::Rng;
 
 fn context() -> GpuContext {

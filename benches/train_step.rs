@@ -121,8 +121,8 @@ fn architecture_bench(c: &mut Criterion) {
 fn balancing_bench(c: &mut Criterion) {
     use manytask::arch::{ModelSpec, Sharing, TaskKind, TaskSpec};
     use manytask::graph::{Optimizer, Program};
-    use manytask::reference::activation::Activation;
-    use manytask::reference::optim::AdamW;
+    use manytask::types::Activation;
+    use manytask::types::AdamW;
     use manytask::weighting::Balancer;
     let ctx = GpuContext::from_env().expect("an adapter");
     let mut group = c.benchmark_group("balancing");

@@ -24,7 +24,7 @@
 use manytask::arch::{ModelNodes, ModelSpec, Sharing, TaskKind, TaskSpec};
 use manytask::checkpoint::{self, Restore};
 use manytask::graph::{Optimizer, Program, StepOptions};
-use manytask::reference::{activation::Activation, optim::AdamW};
+use manytask::types::{Activation, AdamW};
 use manytask::GpuContext;
 
 const FEATURES: usize = 16;

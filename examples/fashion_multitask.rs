@@ -21,7 +21,7 @@ use manytask::cli::metrics::{evaluate, write_batch};
 use manytask::data::fashion_mnist::{self, FashionMnist};
 use manytask::data::{Batcher, Dataset, Order};
 use manytask::graph::{Optimizer, Program, StepOptions};
-use manytask::reference::{activation::Activation, optim::AdamW};
+use manytask::types::{Activation, AdamW};
 use manytask::GpuContext;
 
 const ROWS: usize = 128;

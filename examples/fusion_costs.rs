@@ -9,7 +9,7 @@ use manytask::gpu::{DType, GpuContext, Tensor};
 use manytask::kernels::gemm::{
     gemm_fused, Epilogue, Fusion, Layout, Operand, Prologue, Saved, Variant,
 };
-use manytask::reference::activation::Activation;
+use manytask::types::Activation;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ctx = GpuContext::from_env()?;

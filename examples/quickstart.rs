@@ -12,7 +12,7 @@ use manytask::cli::metrics::{evaluate, write_batch};
 use manytask::data::synthetic::{Synthetic, SyntheticSpec};
 use manytask::data::{Batcher, Dataset, Order, SplitFractions};
 use manytask::graph::{Optimizer, Program, StepOptions};
-use manytask::reference::{activation::Activation, optim::AdamW};
+use manytask::types::{Activation, AdamW};
 use manytask::GpuContext;
 
 fn main() -> manytask::Result<()> {

@@ -27,9 +27,9 @@ use manytask::cli::metrics::{evaluate, write_batch};
 use manytask::data::synthetic::{Synthetic, SyntheticSpec};
 use manytask::data::{Batcher, Dataset, Order, SplitFractions};
 use manytask::graph::{Optimizer, Program, StepOptions};
-use manytask::kernels::soft_sharing::Regulariser;
-use manytask::kernels::trace_norm::TraceNormVariant;
-use manytask::reference::{activation::Activation, optim::Sgd};
+use manytask::types::Regulariser;
+use manytask::types::TraceNormVariant;
+use manytask::types::{Activation, Sgd};
 use manytask::GpuContext;
 
 /// SGD's momentum μ.

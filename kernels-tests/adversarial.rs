@@ -5,8 +5,8 @@
 
 use manytask::arch::{ModelSpec, Sharing, TaskKind, TaskSpec};
 use manytask::graph::{Optimizer, Program, ReversalSchedule, StepOptions};
-use manytask::reference::activation::Activation;
-use manytask::reference::optim::AdamW;
+use manytask::types::Activation;
+use manytask::types::AdamW;
 use manytask::util::rng::Rng;
 
 use crate::arch::{feed, small_spec};

@@ -9,11 +9,11 @@ use manytask::data::synthetic::{Synthetic, SyntheticSpec};
 use manytask::gpu::{DType, GpuContext, Tensor};
 use manytask::graph::{Graph, Optimizer, Program, StepOptions};
 use manytask::kernels::layer_stitch::{layer_stitch_mix, LayerStitch};
-use manytask::kernels::soft_sharing::Regulariser;
 use manytask::kernels::subspace::{Orthogonality, Subspaces};
-use manytask::reference::activation::Activation;
-use manytask::reference::optim::AdamW;
 use manytask::reference::subspace as reference;
+use manytask::types::Activation;
+use manytask::types::AdamW;
+use manytask::types::Regulariser;
 use manytask::util::rng::Rng;
 
 use crate::common::{
@@ -520,7 +520,7 @@ fn every_architecture_lowers_every_task_loss_on_the_synthetic_benchmark() {
                     Regulariser::L2Distance { lambda: 1e-3 },
                     Regulariser::TraceNorm {
                         lambda: 1e-3,
-                        variant: manytask::kernels::trace_norm::TraceNormVariant::LastAxis,
+                        variant: manytask::types::TraceNormVariant::LastAxis,
                     },
                 ],
             },

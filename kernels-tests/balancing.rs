@@ -6,8 +6,8 @@
 use manytask::arch::{Model, ModelSpec, Sharing, TaskKind, TaskSpec};
 use manytask::gpu::GpuContext;
 use manytask::graph::{Balancing, GramSpace, Optimizer, Program, StepOptions};
-use manytask::reference::activation::Activation;
-use manytask::reference::optim::Sgd;
+use manytask::types::Activation;
+use manytask::types::Sgd;
 use manytask::util::rng::Rng;
 
 use crate::common::{contexts, private_contexts};
@@ -323,7 +323,7 @@ fn relative_losses(ctx: &GpuContext, weighting: &str, steps: usize) -> Vec<f32> 
     let mut m = model.build(ctx).unwrap();
     m.set_balancing(balancer.balancing()).unwrap();
     let (x, t) = (m.nodes.x, m.nodes.targets.unwrap());
-    let opt = Optimizer::AdamW(manytask::reference::optim::AdamW {
+    let opt = Optimizer::AdamW(manytask::types::AdamW {
         lr: 1e-2,
         ..Default::default()
     });
@@ -414,7 +414,7 @@ fn gradnorm_toy_ratios(ctx: &GpuContext, weighting: &str, steps: usize) -> Vec<f
     let mut m = model.build(ctx).unwrap();
     m.set_balancing(balancer.balancing()).unwrap();
     let nodes = m.nodes.clone();
-    let opt = Optimizer::AdamW(manytask::reference::optim::AdamW {
+    let opt = Optimizer::AdamW(manytask::types::AdamW {
         lr: 1e-3,
         ..Default::default()
     });

@@ -8,8 +8,8 @@ use manytask::arch::{ModelSpec, Sharing, StitchOptions, TaskKind, TaskSpec};
 use manytask::checkpoint::{self, Restore};
 use manytask::gpu::GpuContext;
 use manytask::graph::{Optimizer, Program, StepOptions};
-use manytask::reference::activation::Activation;
-use manytask::reference::optim::AdamW;
+use manytask::types::Activation;
+use manytask::types::AdamW;
 
 use crate::common::{contexts, randomize_inputs};
 

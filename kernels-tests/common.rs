@@ -204,7 +204,7 @@ pub fn max_err(a: &[f32], b: &[f32]) -> f32 {
 
 /// Plain SGD (no momentum, no weight decay).
 pub fn sgd(lr: f32) -> manytask::graph::Optimizer {
-    manytask::graph::Optimizer::Sgd(manytask::reference::optim::Sgd {
+    manytask::graph::Optimizer::Sgd(manytask::types::Sgd {
         lr,
         momentum: 0.0,
         weight_decay: 0.0,
@@ -224,12 +224,12 @@ pub fn mse_heads(
     use manytask::graph::{TaskBlock, TaskLoss};
     let rows = g.shape(h)[0];
     let blocks = vec![TaskBlock { inputs, outputs: 2 }; tasks];
-    let act = manytask::reference::activation::Activation::Identity;
+    let act = manytask::types::Activation::Identity;
     let logits = g.task_dense(name, h, &blocks, act).unwrap();
-    let targets = g.input("targets", &[rows, 2 * tasks], manytask::gpu::DType::F32);
+    let targets = g.input("targets", &[rows, 2 * tasks], manytask::types::DType::F32);
     let losses = vec![
         TaskLoss {
-            kind: manytask::kernels::loss::LossKind::MeanSquaredError,
+            kind: manytask::types::LossKind::MeanSquaredError,
             width: 2,
             masked: false
         };

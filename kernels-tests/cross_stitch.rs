@@ -5,7 +5,7 @@
 use manytask::gpu::{DType, GpuContext, Tensor};
 use manytask::graph::{Graph, NodeId, Program, StepOptions, TaskBlock};
 use manytask::kernels::cross_stitch::{stitch_mix, Stitch};
-use manytask::reference::activation::Activation;
+use manytask::types::Activation;
 use manytask::util::rng::Rng;
 
 use crate::common::{assert_gradients_match, check_cases, contexts, sgd};

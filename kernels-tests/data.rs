@@ -19,8 +19,8 @@ use manytask::data::safetensors::{self as st, Precision};
 use manytask::data::synthetic::{Synthetic, SyntheticSpec};
 use manytask::gpu::GpuContext;
 use manytask::graph::{Optimizer, Program, StepOptions};
-use manytask::reference::activation::Activation;
-use manytask::reference::optim::Sgd;
+use manytask::types::Activation;
+use manytask::types::Sgd;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::common::contexts;

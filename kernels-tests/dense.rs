@@ -5,7 +5,7 @@
 use manytask::gpu::{GpuContext, Tensor};
 use manytask::kernels::dense::{dense_backward, dense_forward, BackwardPlan, Dense, DenseGrads};
 use manytask::kernels::gemm::{Saved, Variant};
-use manytask::reference::activation::Activation;
+use manytask::types::Activation;
 use manytask::Error;
 
 use crate::common::{check_cases, contexts, data, max_err};
@@ -63,7 +63,7 @@ fn loss(ctx: &GpuContext, s: &Small, act: Activation) -> f64 {
     let x = Tensor::from_f32(ctx, "x", &[ROWS, INPUTS], &s.x).unwrap();
     let w = Tensor::from_f32(ctx, "w", &[INPUTS, OUTPUTS], &s.w).unwrap();
     let b = Tensor::from_f32(ctx, "b", &[OUTPUTS], &s.b).unwrap();
-    let y = Tensor::empty(ctx, "y", &[ROWS, OUTPUTS], manytask::gpu::DType::F32).unwrap();
+    let y = Tensor::empty(ctx, "y", &[ROWS, OUTPUTS], manytask::types::DType::F32).unwrap();
     let mut rec = ctx.recorder("fd forward");
     let layer = Dense {
         x: &x,

@@ -7,9 +7,9 @@ use manytask::conformance::{self, Expected};
 use manytask::gpu::{DType, GpuContext, Tensor};
 use manytask::graph::{Graph, Optimizer, Program, StepOptions, TaskLoss, TrunkLayer};
 use manytask::kernels::fused_mlp::{trunk_backward, trunk_forward, TrunkGrads, TrunkSpec};
-use manytask::kernels::loss::LossKind;
-use manytask::reference::activation::Activation;
-use manytask::reference::optim::Sgd;
+use manytask::types::Activation;
+use manytask::types::LossKind;
+use manytask::types::Sgd;
 use manytask::Error;
 use std::sync::Arc;
 

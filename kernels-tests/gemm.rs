@@ -5,7 +5,7 @@ use manytask::conformance::{self, Requirement};
 use manytask::gpu::{DType, Tensor};
 use manytask::kernels::autotune::{self, Settings};
 use manytask::kernels::gemm::{self, Epilogue, GemmShape, Layout, Variant};
-use manytask::reference::activation::Activation;
+use manytask::types::Activation;
 use manytask::Error;
 
 use crate::common::{check_cases, contexts, data};

@@ -6,8 +6,8 @@ use manytask::gpu::{DType, GpuContext};
 use manytask::graph::{Graph, NodeId, Program, StepOptions, TaskBlock, TaskLoss};
 use manytask::kernels::dense::BackwardPlan;
 use manytask::kernels::gemm::Variant;
-use manytask::kernels::loss::LossKind;
-use manytask::reference::activation::Activation;
+use manytask::types::Activation;
+use manytask::types::LossKind;
 use manytask::util::rng::Rng;
 
 use crate::common::{assert_gradients_match, contexts, private_contexts, sample_indices, sgd};

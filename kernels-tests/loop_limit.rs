@@ -11,8 +11,8 @@ use manytask::kernels::gemm::{gemm, gemm_with, Epilogue, Layout, Variant};
 use manytask::kernels::loss::{
     masked_losses, LossInputs, LossKind, LossOutputs, LossTable, LossTask,
 };
-use manytask::reference::activation::Activation;
 use manytask::reference::fused_mlp::TrunkLayer;
+use manytask::types::Activation;
 use manytask::Error;
 
 use crate::common::contexts;

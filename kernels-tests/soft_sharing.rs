@@ -85,12 +85,12 @@ fn group_lasso_zeroes_small_rows_and_shrinks_the_others_by_the_step() {
 mod in_a_graph {
     use manytask::gpu::{DType, GpuContext};
     use manytask::graph::{Graph, NodeId, Optimizer, Program, StepOptions, TaskBlock, TaskLoss};
-    use manytask::kernels::loss::LossKind;
-    use manytask::kernels::soft_sharing::Regulariser;
-    use manytask::kernels::trace_norm::TraceNormVariant;
-    use manytask::reference::activation::Activation;
-    use manytask::reference::optim::Sgd;
     use manytask::reference::soft_sharing as reference;
+    use manytask::types::Activation;
+    use manytask::types::LossKind;
+    use manytask::types::Regulariser;
+    use manytask::types::Sgd;
+    use manytask::types::TraceNormVariant;
 
     use crate::common::contexts;
 

@@ -1,7 +1,7 @@
 //! The one error type of the crate. Every public entry point returns
 //! `Result<T>`; messages name the op, the shapes and what to do instead.
 
-use crate::gpu::DType;
+use crate::types::DType;
 
 /// Everything that can go wrong in manytask; `Display` gives the whole
 /// message (what failed, the shapes, what to do instead).

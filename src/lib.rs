@@ -27,6 +27,7 @@ pub mod gpu;
 pub mod graph;
 pub mod kernels;
 pub mod reference;
+pub mod types;
 pub mod util;
 pub mod weighting;
 

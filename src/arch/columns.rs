@@ -5,8 +5,8 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Op, ParamId, TaskBlock};
-use crate::kernels::soft_sharing::Regulariser;
-use crate::reference::activation::Activation;
+use crate::types::Activation;
+use crate::types::Regulariser;
 
 use super::heads::{Feat, HeadInput};
 use super::pieces::{self, Piece};

@@ -7,7 +7,7 @@
 
 use crate::error::Result;
 use crate::graph::{Graph, NodeId, TaskBlock};
-use crate::reference::activation::Activation;
+use crate::types::Activation;
 
 use super::pieces::{self, Piece};
 use super::TaskSpec;

@@ -16,8 +16,8 @@ use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::kernels::dense::BackwardPlan;
 use crate::kernels::gemm::{self, Epilogue, Layout, Variant};
 use crate::kernels::{elementwise, optim, reduce, roofline};
-use crate::reference::activation::Activation;
-use crate::reference::optim::AdamW;
+use crate::types::Activation;
+use crate::types::AdamW;
 
 use crate::graph::StepOptions;
 use workloads::{ArchWorkload, DenseWorkload, HeadsWorkload, LossWorkload, MtlMlpWorkload};

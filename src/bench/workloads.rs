@@ -8,7 +8,7 @@ use crate::kernels::gemm::{self, Epilogue, Layout, Saved, Variant};
 use crate::kernels::loss::{masked_losses, LossInputs, LossKind, LossOutputs, LossTable, LossTask};
 use crate::kernels::task_gemm::{task_gemm, TaskProblem, TaskTable};
 use crate::kernels::{elementwise, reduce};
-use crate::reference::activation::Activation;
+use crate::types::Activation;
 use crate::util::rng::Rng;
 
 fn random(ctx: &GpuContext, label: &str, shape: &[usize], seed: u64) -> Result<Tensor> {
@@ -375,7 +375,7 @@ impl MtlMlpWorkload {
         classes: usize,
     ) -> Result<Self> {
         use crate::graph::{Graph, Optimizer, Program, TaskBlock, TaskLoss};
-        use crate::reference::optim::Sgd;
+        use crate::types::Sgd;
         let mut g = Graph::new(ctx);
         let x = g.input("x", &[rows, features], DType::F32);
         let mut h = x;
@@ -476,8 +476,8 @@ pub struct ArchWorkload {
 impl ArchWorkload {
     /// (name, sharing) of the architectures compared by the benches.
     pub fn mtl_mlp_sharings() -> Vec<(&'static str, crate::arch::Sharing)> {
-        use crate::arch::{Sharing, StitchOptions};
-        use crate::kernels::soft_sharing::Regulariser;
+        use crate::types::Regulariser;
+        use crate::types::{Sharing, StitchOptions};
         let stitch = StitchOptions::default();
         vec![
             (
@@ -509,7 +509,7 @@ impl ArchWorkload {
                     columns: vec![128, 128],
                     regularisers: vec![Regulariser::TraceNorm {
                         lambda: 1e-3,
-                        variant: crate::kernels::trace_norm::TraceNormVariant::LastAxis,
+                        variant: crate::types::TraceNormVariant::LastAxis,
                     }],
                 },
             ),
@@ -520,7 +520,7 @@ impl ArchWorkload {
     pub fn mtl_mlp(ctx: &GpuContext, sharing: crate::arch::Sharing) -> Result<Self> {
         use crate::arch::{ModelSpec, TaskKind, TaskSpec};
         use crate::graph::{Optimizer, Program};
-        use crate::reference::optim::Sgd;
+        use crate::types::Sgd;
         let (rows, tasks, classes) = (256, 8, 10);
         let spec = ModelSpec {
             rows,

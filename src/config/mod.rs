@@ -27,9 +27,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::arch::{ModelSpec, TaskSpec};
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
+use crate::types::{ModelSpec, TaskSpec};
 
 pub use data::DataConfig;
 pub use model::{ModelConfig, RegulariserConfig, StitchConfig};

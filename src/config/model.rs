@@ -4,10 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::{invalid, misplaced, quoted};
-use crate::arch::{Sharing, StitchOptions};
-use crate::kernels::soft_sharing::Regulariser;
-use crate::kernels::trace_norm::TraceNormVariant;
-use crate::reference::activation::Activation;
+use crate::types::Activation;
+use crate::types::Regulariser;
+use crate::types::TraceNormVariant;
+use crate::types::{Sharing, StitchOptions};
 
 /// The model kinds, as `model.kind` (and `--model`) name them.
 pub const MODEL_KINDS: &[&str] = &["hard", "hard_fused", "cross_stitch", "sluice", "soft"];

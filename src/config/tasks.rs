@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{invalid, misplaced, quoted};
-use crate::arch::{TaskKind, TaskSpec};
+use crate::types::{TaskKind, TaskSpec};
 
 /// One `[[tasks]]` entry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

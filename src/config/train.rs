@@ -7,8 +7,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{invalid, misplaced, quoted};
 use crate::data::dataset::Order;
-use crate::graph::{Optimizer, ReversalSchedule};
-use crate::reference::optim::{AdamW, Sgd};
+use crate::types::{AdamW, Sgd};
+use crate::types::{Optimizer, ReversalSchedule};
 use crate::weighting::{
     self, CaGradRescale, GradNormMode, GradNormUpdate, MgdaNormalisation, Weighting,
 };

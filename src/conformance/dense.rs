@@ -15,10 +15,10 @@ use crate::conformance::{poisoned_output, Case, Expected, HostTensor, Requiremen
 use crate::gpu::Tensor;
 use crate::kernels::dense::{dense_backward, dense_forward, BackwardPlan, Dense, DenseGrads};
 use crate::kernels::gemm::{Saved, Variant};
-use crate::reference::activation::Activation;
 use crate::reference::dense::{
     dense_backward as ref_backward, dense_delta, dense_forward as ref_forward, DenseProblem,
 };
+use crate::types::Activation;
 use crate::util::rng::Rng;
 
 /// (rows, inputs, outputs): one element, one row, odd sizes, sizes that

@@ -12,11 +12,11 @@ use crate::conformance::{Case, Expected, HostTensor, Requirement, Tolerance};
 use crate::gpu::Tensor;
 use crate::kernels::dense::{dense_backward, dense_forward, BackwardPlan, Dense, DenseGrads};
 use crate::kernels::gemm::{gemm_with, Epilogue, Layout, Saved, Variant};
-use crate::reference::activation::Activation;
 use crate::reference::dense::{
     dense_backward as ref_backward, dense_delta, dense_forward as ref_forward, DenseProblem,
 };
 use crate::reference::gemm::{self as reference, GemmProblem};
+use crate::types::Activation;
 use crate::util::rng::Rng;
 
 /// (M, N, K).

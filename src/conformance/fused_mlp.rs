@@ -15,11 +15,11 @@ use crate::conformance::{poisoned_output, Case, Expected, HostTensor, Requiremen
 use crate::error::Result;
 use crate::gpu::{GpuContext, Recorder, Tensor};
 use crate::kernels::fused_mlp::{trunk_backward, trunk_forward, TrunkGrads, TrunkSpec};
-use crate::reference::activation::Activation;
 use crate::reference::fused_mlp::{
     trunk_backward as ref_backward, trunk_forward as ref_forward, LayerParams, LayerValues,
     TrunkLayer,
 };
+use crate::types::Activation;
 use crate::util::rng::Rng;
 
 use Activation::{Gelu, Identity, Relu, Sigmoid, Tanh};

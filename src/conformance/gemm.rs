@@ -10,8 +10,8 @@ use std::sync::Arc;
 use crate::conformance::{poisoned_output, Case, Expected, HostTensor, Requirement, Tolerance};
 use crate::gpu::Tensor;
 use crate::kernels::gemm::{self as kernels, Epilogue, Layout, Variant};
-use crate::reference::activation::Activation;
 use crate::reference::gemm::{self as reference, GemmProblem};
+use crate::types::Activation;
 use crate::util::rng::Rng;
 
 /// (M, N, K): one element, a row, odd sizes, and sizes that are multiples

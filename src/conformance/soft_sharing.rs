@@ -54,7 +54,7 @@ fn case(what: What, (tasks, d): (usize, usize)) -> Case {
         case: format!("tasks={tasks} d={d} lambda={LAMBDA}"),
         inputs: Arc::new(inputs),
         gpu: Arc::new(move |rec, t| {
-            let partial = Tensor::empty(rec.ctx(), "partials", &[d], crate::gpu::DType::F32)?;
+            let partial = Tensor::empty(rec.ctx(), "partials", &[d], crate::types::DType::F32)?;
             match what {
                 What::Grad(r) => {
                     add_gradient(rec, &r, tasks, &t[0], &t[1], &partial)?;

@@ -14,8 +14,8 @@ use crate::conformance::{poisoned_output, Case, Expected, HostTensor, Requiremen
 use crate::gpu::Tensor;
 use crate::kernels::gemm::{Epilogue, Fusion, Layout, Operand, Prologue, Saved, Variant};
 use crate::kernels::task_gemm::{block_diagonal, task_gemm, TaskTable};
-use crate::reference::activation::Activation;
 use crate::reference::task_gemm::{self as reference, RefPrologue, TaskGemmProblem, TaskProblem};
+use crate::types::Activation;
 use crate::util::rng::Rng;
 
 /// (input widths h_t, output widths k_t) of the task heads: one task of

@@ -12,9 +12,9 @@
 //! unmasked model is refused with an error saying what to change.
 //! `Batch::real_rows` counts the rows that hold samples.
 
-use crate::arch::{ModelSpec, TaskSpec};
 use crate::data::dataset::{Dataset, Order, Targets};
 use crate::error::Result;
+use crate::types::{ModelSpec, TaskSpec};
 
 /// What to do with the last batch of an epoch when it has fewer samples
 /// than the model's rows.

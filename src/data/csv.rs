@@ -11,9 +11,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::arch::TaskKind;
 use crate::data::dataset::{Dataset, Targets, TaskData};
 use crate::error::{Error, Result};
+use crate::types::TaskKind;
 
 /// One task's target columns.
 #[derive(Clone, Debug, PartialEq)]

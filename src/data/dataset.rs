@@ -4,9 +4,9 @@
 //! validates everything once, so splitting and batching cannot fail on
 //! the values.
 
-use crate::arch::{TaskKind, TaskSpec};
 use crate::data::synthetic::Synthetic;
 use crate::error::{Error, Result};
+use crate::types::{TaskKind, TaskSpec};
 use crate::util::rng::Rng;
 
 /// A task as the data sees it: its name and kind (the part of a

@@ -15,9 +15,9 @@ use std::path::Path;
 
 use ::safetensors::tensor::{Dtype, SafeTensors, TensorView, View};
 
-use crate::arch::TaskKind;
 use crate::data::dataset::{Dataset, Targets, TaskData, TaskSchema};
 use crate::error::{Error, Result};
+use crate::types::TaskKind;
 
 /// Element type of `x` in a written file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

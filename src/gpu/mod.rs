@@ -10,6 +10,7 @@ pub mod readback;
 pub mod recorder;
 pub mod tensor;
 
+pub use crate::types::DType;
 pub use context::{describe_adapter, BackendChoice, GpuContext, GrantedFeatures, BACKEND_ENV};
 pub use counters::CounterSnapshot;
 pub use pipelines::{KernelSpec, Shader};
@@ -17,7 +18,7 @@ pub use profile::{DispatchTime, LabelTotal, PendingProfile, Profile};
 pub use readback::Readback;
 pub(crate) use recorder::check_aliasing;
 pub use recorder::{fold_grid, Access, Bind, Recorder, Submitted};
-pub use tensor::{DType, Tensor};
+pub use tensor::Tensor;
 
 impl GpuContext {
     /// A recorder for one batch of work (e.g. one training step).

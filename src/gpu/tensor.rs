@@ -10,47 +10,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::pool::BufferPool;
 use crate::gpu::readback::Readback;
-
-/// Element types a tensor can hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DType {
-    /// IEEE single precision.
-    F32,
-    /// IEEE half; host I/O through the `half` crate. Kernels that take f16
-    /// say so; the others reject it with `Error::DType`.
-    F16,
-    /// 32-bit unsigned integers: class labels, task tables. Only kernels
-    /// that document a u32 operand accept it.
-    U32,
-}
-
-impl DType {
-    /// Bytes per element.
-    pub fn size_bytes(self) -> u64 {
-        match self {
-            DType::F32 => 4,
-            DType::F16 => 2,
-            DType::U32 => 4,
-        }
-    }
-}
-
-impl DType {
-    /// "f32", "f16" or "u32" (the WGSL name), for messages.
-    pub const fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::F16 => "f16",
-            DType::U32 => "u32",
-        }
-    }
-}
-
-impl fmt::Display for DType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use crate::types::DType;
 
 /// Usage of every tensor buffer: bound as storage, filled and read by copies.
 pub(crate) const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE

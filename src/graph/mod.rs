@@ -15,11 +15,7 @@ pub mod plan;
 pub mod program;
 pub mod tape;
 
+pub use crate::types::{reversal_lambda, Optimizer, ReversalSchedule};
 pub use params::{Init, ParamArena, ParamId, ParamLayout};
-pub use program::{
-    LossReport, MemoryReport, Optimizer, PendingLosses, Program, StepOptions, StepReport,
-};
-pub use tape::{
-    reversal_lambda, Balancing, GramSpace, Graph, NodeId, Op, ReversalSchedule, TaskBlock,
-    TaskLoss, TrunkLayer,
-};
+pub use program::{LossReport, MemoryReport, PendingLosses, Program, StepOptions, StepReport};
+pub use tape::{Balancing, GramSpace, Graph, NodeId, Op, TaskBlock, TaskLoss, TrunkLayer};

@@ -22,17 +22,8 @@ use crate::kernels::task_gemm::{
 use crate::kernels::trace_norm::TraceNormPlan;
 use crate::kernels::weighting::{self, GramScratch};
 use crate::kernels::{block, cross_stitch, elementwise, layer_stitch, optim, reduce};
-use crate::reference::activation::Activation;
-use crate::reference::optim::{AdamW, Sgd};
-
-/// The optimiser a program applies after backward (one dispatch).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Optimizer {
-    /// SGD with momentum and weight decay.
-    Sgd(Sgd),
-    /// AdamW (decoupled weight decay), bias-corrected by the step count.
-    AdamW(AdamW),
-}
+use crate::types::Activation;
+use crate::types::{AdamW, Optimizer, Sgd};
 
 /// What one `step` does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

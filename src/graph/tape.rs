@@ -7,11 +7,11 @@ use crate::gpu::{DType, GpuContext};
 use crate::graph::params::{Init, ParamId, ParamLayout};
 use crate::kernels::fused_mlp::{MAX_DEPTH, MAX_WIDTH};
 use crate::kernels::loss::{LossKind, LossTask};
-use crate::kernels::soft_sharing::Regulariser;
 use crate::kernels::trace_norm::{TaskStack, TraceNormVariant};
+use crate::types::Regulariser;
 
 pub use crate::kernels::fused_mlp::TrunkLayer;
-use crate::reference::activation::Activation;
+use crate::types::Activation;
 
 /// A node of the graph (its value, and its gradient when it needs one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -227,7 +227,7 @@ pub struct Graph {
     pub(crate) regularisers: Vec<(
         ParamId,
         crate::kernels::trace_norm::TaskStack,
-        crate::kernels::soft_sharing::Regulariser,
+        crate::types::Regulariser,
     )>,
     /// Task balancing beyond loss weights (see `Balancing`).
     pub(crate) balancing: Balancing,
@@ -583,7 +583,7 @@ impl Graph {
         &mut self,
         param: ParamId,
         tasks: usize,
-        reg: crate::kernels::soft_sharing::Regulariser,
+        reg: crate::types::Regulariser,
     ) -> Result<()> {
         let len = self.params.get(param).len();
         if tasks < 2 || !len.is_multiple_of(tasks) {
@@ -628,7 +628,7 @@ impl Graph {
         &mut self,
         param: ParamId,
         stack: TaskStack,
-        reg: crate::kernels::soft_sharing::Regulariser,
+        reg: crate::types::Regulariser,
     ) -> Result<()> {
         let name = &self.params.get(param).name;
         let len = self.params.get(param).len();
@@ -909,31 +909,5 @@ impl Graph {
                 task
             })
             .collect()
-    }
-}
-
-/// The standard gradient-reversal schedule λ(p) = 2 / (1 + e^(−10p)) − 1
-/// for training progress p in [0, 1] (Ganin & Lempitsky 2015).
-pub fn reversal_lambda(progress: f32) -> f32 {
-    2.0 / (1.0 + (-10.0 * progress.clamp(0.0, 1.0)).exp()) - 1.0
-}
-
-/// How λ of the gradient-reversal nodes follows training.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum ReversalSchedule {
-    /// `reversal_lambda(step / steps)`: 0 at the start (the adversary's
-    /// head learns first), → 1 by the end. The default.
-    Ganin,
-    /// The same λ at every step.
-    Constant(f32),
-}
-
-impl ReversalSchedule {
-    /// λ at `step` (0-based) of `steps`.
-    pub fn lambda(self, step: usize, steps: usize) -> f32 {
-        match self {
-            ReversalSchedule::Ganin => reversal_lambda(step as f32 / steps.max(1) as f32),
-            ReversalSchedule::Constant(l) => l,
-        }
     }
 }

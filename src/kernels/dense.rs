@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Recorder, Tensor};
 use crate::kernels::elementwise;
 use crate::kernels::gemm::{self, Epilogue, Fusion, Layout, Operand, Prologue, Saved, Variant};
-use crate::reference::activation::Activation;
+use crate::types::Activation;
 
 const OP: &str = "dense";
 
@@ -40,8 +40,8 @@ impl BackwardPlan {
     /// --filter dense`); GPUs are expected to prefer the prologue (D's
     /// traffic saved, GEMM compute-bound) but that is not measured here.
     /// f16 always uses the prologue (the elementwise kernels are f32).
-    pub fn default_for(ctx: &crate::gpu::GpuContext, dtype: crate::gpu::DType) -> BackwardPlan {
-        if dtype == crate::gpu::DType::F32 && ctx.info().device_type == wgpu::DeviceType::Cpu {
+    pub fn default_for(ctx: &crate::gpu::GpuContext, dtype: crate::types::DType) -> BackwardPlan {
+        if dtype == crate::types::DType::F32 && ctx.info().device_type == wgpu::DeviceType::Cpu {
             BackwardPlan::StoreDelta
         } else {
             BackwardPlan::Prologue
@@ -206,7 +206,7 @@ pub fn dense_backward(
         },
     )?;
     let plan = plan.unwrap_or_else(|| BackwardPlan::default_for(rec.ctx(), g.dtype()));
-    if plan == BackwardPlan::StoreDelta && g.dtype() != crate::gpu::DType::F32 {
+    if plan == BackwardPlan::StoreDelta && g.dtype() != crate::types::DType::F32 {
         return Err(Error::DType {
             op: OP,
             got: g.dtype(),

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Bind, KernelSpec, Recorder, Shader, Tensor};
 use crate::kernels::check::{require_f32, require_same_shape};
 
-pub use crate::reference::activation::Activation;
+pub use crate::types::Activation;
 
 /// Invocations per workgroup in every elementwise entry point.
 const WG: u32 = 256;

@@ -19,7 +19,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Bind, DType, GpuContext, KernelSpec, Recorder, Shader, Tensor};
-use crate::reference::activation::Activation;
+use crate::types::Activation;
 
 pub use crate::reference::fused_mlp::TrunkLayer;
 

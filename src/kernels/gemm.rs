@@ -14,9 +14,9 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 use crate::gpu::{Bind, DType, GpuContext, KernelSpec, Recorder, Shader, Tensor};
 use crate::kernels::autotune;
-use crate::reference::activation::Activation;
+use crate::types::Activation;
 
-pub use crate::reference::gemm::Layout;
+pub use crate::types::Layout;
 
 /// GEMM implementations; all compute the same k-ordered fma chain per
 /// output, so they agree to the rounding of fma itself.

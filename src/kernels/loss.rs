@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Bind, DType, GpuContext, KernelSpec, Recorder, Shader, Tensor};
 use crate::kernels::check::require_f32;
 
-pub use crate::reference::loss::LossKind;
+pub use crate::types::LossKind;
 
 const OP: &str = "loss";
 /// u32 words per loss-table row (`LossTask` in the shader).

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Bind, KernelSpec, Recorder, Shader, Tensor};
 use crate::kernels::check::{require_f32, require_same_shape};
 
-pub use crate::reference::optim::{AdamW, Sgd};
+pub use crate::types::{AdamW, Sgd};
 
 const WG: u32 = 256;
 

@@ -4,7 +4,8 @@
 //! X is rows×inputs, W inputs×outputs (the kernels' layout), all row-major;
 //! sums in f64.
 
-use crate::reference::activation::{act, act_grad, act_grad_from_output, Activation};
+use crate::reference::activation::{act, act_grad, act_grad_from_output};
+use crate::types::Activation;
 
 /// One layer on host arrays.
 #[derive(Clone, Copy, Debug)]

@@ -1,7 +1,8 @@
 //! CPU references for `shaders/elementwise.wgsl`: plain loops, computed in
 //! f64 and rounded once, so they are at least as accurate as the kernels.
 
-use crate::reference::activation::{act, act_grad, Activation};
+use crate::reference::activation::{act, act_grad};
+use crate::types::Activation;
 
 // All functions below: x, y, a, b, z, g: (n,)
 

@@ -5,8 +5,8 @@
 //! like the kernels), G_{l-1} = D_l·W_lᵀ rounded to f32 between layers,
 //! dW_l = Y_{l-1}ᵀ·D_l, db_l = colsum(D_l). Sums in f64.
 
-use crate::reference::activation::Activation;
 use crate::reference::dense::{dense_backward, dense_delta, dense_forward, DenseProblem};
+use crate::types::Activation;
 
 /// One layer of a trunk: its width, activation and whether it has a bias.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

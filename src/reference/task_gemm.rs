@@ -3,8 +3,9 @@
 //! flat buffers (element offset + leading dimension), so heads of
 //! different widths run in one dispatch.
 
-use crate::reference::activation::{act, act_grad, act_grad_from_output, Activation};
-use crate::reference::gemm::Layout;
+use crate::reference::activation::{act, act_grad, act_grad_from_output};
+use crate::types::Activation;
+use crate::types::Layout;
 
 /// One task's GEMM: `C_t (m×n) = op(A_t)·op(B_t)` where each operand is a
 /// row-major window of a flat buffer starting at its offset with its own

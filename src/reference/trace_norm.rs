@@ -5,7 +5,7 @@
 //! Tucker / TT: the unfoldings of the stored [T, in, out] stack, their
 //! norms and folded-back polar factors; Newton–Schulz as route (b) runs it.
 
-use crate::kernels::trace_norm::{TaskStack, TraceNormVariant, Unfolding};
+use crate::types::{TaskStack, TraceNormVariant, Unfolding};
 
 /// (σ descending, U columns as rows of a T×T row-major matrix: `U[i][k]`).
 pub fn left_svd(x: &[f32], tasks: usize) -> (Vec<f64>, Vec<f64>) {

@@ -1,0 +1,96 @@
+//! A model's description: input width, how the tasks share parameters,
+//! the tasks. `arch` builds the graph from it (`ModelSpec::build`).
+
+use crate::types::{Activation, Regulariser, TaskSpec};
+
+/// How the tasks share parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Sharing {
+    /// A shared trunk of dense layers of these widths.
+    Hard {
+        /// Output width of each trunk layer, input side first.
+        trunk: Vec<usize>,
+    },
+    /// Hard sharing whose whole trunk runs as ONE fully fused op per pass
+    /// (`Graph::fused_trunk`: layer widths ≤ 128, any input width, ≤ 8
+    /// layers; wider trunks are an error saying to use `Hard`). Same
+    /// parameters and checkpoint names as `Hard`.
+    HardFused {
+        /// Output width of each trunk layer (each ≤ 128, ≤ 8 layers).
+        trunk: Vec<usize>,
+    },
+    /// One column per task with these layer widths; a cross-stitch unit
+    /// after each layer index in `stitch_after`.
+    CrossStitch {
+        /// Output width of each column layer (the same for every task).
+        columns: Vec<usize>,
+        /// 0-based layer indices followed by a cross-stitch unit.
+        stitch_after: Vec<usize>,
+        /// α's shape, initialisation and learning-rate multiplier.
+        stitch: StitchOptions,
+    },
+    /// Columns of one width split into `subspaces` blocks, a (T·G)² stitch
+    /// after every layer, the orthogonality penalty λ (0: off), and a layer
+    /// stitch over all layers' outputs into the heads.
+    Sluice {
+        /// Column layer widths; all equal, divisible by `subspaces`.
+        columns: Vec<usize>,
+        /// Subspaces G per column layer.
+        subspaces: usize,
+        /// λ of the subspace orthogonality penalty (0: off; > 0 needs
+        /// G ≥ 2).
+        orthogonality: f32,
+        /// α and β's initialisation and learning-rate multiplier.
+        stitch: StitchOptions,
+    },
+    /// Columns regularised on every layer's stacked task weights.
+    Soft {
+        /// Output width of each column layer.
+        columns: Vec<usize>,
+        /// Applied to every column layer's stacked [T, in, out] weights
+        /// (none with a single task).
+        regularisers: Vec<Regulariser>,
+    },
+}
+
+/// α (and β) of cross-stitch and sluice units.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StitchOptions {
+    /// One T×T α per channel instead of per layer.
+    pub per_channel: bool,
+    /// α's diagonal p (off-diagonal (1 − p)/(T − 1)); `None`: all ones
+    /// (LibMTL's init).
+    pub diagonal: Option<f32>,
+    /// Learning-rate multiplier of α and β.
+    pub lr_scale: f32,
+}
+
+impl Default for StitchOptions {
+    /// Misra et al.'s p = 0.9 per layer. Their α also learns faster (10³×
+    /// with SGD); the default multiplier is 1 because the right factor
+    /// depends on the optimiser (AdamW already rescales per parameter).
+    fn default() -> Self {
+        StitchOptions {
+            per_channel: false,
+            diagonal: Some(0.9),
+            lr_scale: 1.0,
+        }
+    }
+}
+
+/// A whole model: batch rows, input width, sharing, tasks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSpec {
+    /// Rows of every batch (the program's buffers are planned for it).
+    pub rows: usize,
+    /// Features per row: x is [rows, inputs].
+    pub inputs: usize,
+    /// Activation of every hidden layer (trunk, columns, hidden head
+    /// layers); output layers are linear (the loss applies softmax or
+    /// sigmoid).
+    pub activation: Activation,
+    /// How the tasks share parameters.
+    pub sharing: Sharing,
+    /// The tasks, in logit-column and loss order (≥ 1).
+    pub tasks: Vec<TaskSpec>,
+}
