@@ -818,6 +818,24 @@ impl Program {
         self.reversal_lambda = lambda;
     }
 
+    /// The optimiser's base learning rate (before per-group multipliers).
+    pub fn learning_rate(&self) -> f32 {
+        match self.optimizer {
+            Optimizer::Sgd(c) => c.lr,
+            Optimizer::AdamW(c) => c.lr,
+        }
+    }
+
+    /// Sets the optimiser's base learning rate from the next step on. It
+    /// travels in the optimiser dispatch's parameters, recorded with the
+    /// step: a schedule costs no extra submit or upload.
+    pub fn set_learning_rate(&mut self, lr: f32) {
+        match &mut self.optimizer {
+            Optimizer::Sgd(c) => c.lr = lr,
+            Optimizer::AdamW(c) => c.lr = lr,
+        }
+    }
+
     /// Overrides the dense layers' backward plan (default:
     /// `BackwardPlan::default_for` the adapter). Layers without a planned
     /// D buffer (the plan was not StoreDelta at build) take pool scratch.
