@@ -144,6 +144,7 @@ fn balancing_bench(c: &mut Criterion) {
     for tasks in [2usize, 8, 32] {
         for method in methods {
             let spec = ModelSpec {
+                init: manytask::types::WeightInit::Glorot,
                 rows: 64,
                 inputs: 128,
                 activation: Activation::Relu,

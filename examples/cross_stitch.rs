@@ -36,6 +36,7 @@ fn main() -> manytask::Result<()> {
         ..TaskSpec::new(&t.name, t.targets.kind(), &[])
     });
     let spec = ModelSpec {
+        init: manytask::types::WeightInit::Glorot,
         rows: 64,
         inputs: data.features(),
         activation: Activation::Relu,

@@ -97,6 +97,7 @@ impl HostData {
 
 fn spec() -> ModelSpec {
     ModelSpec {
+        init: manytask::types::WeightInit::Glorot,
         rows: ROWS,
         inputs: FEATURES,
         activation: Activation::Relu,

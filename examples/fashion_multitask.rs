@@ -107,6 +107,7 @@ fn train(
         ..TaskSpec::new(&t.name, t.targets.kind(), &[])
     });
     let spec = ModelSpec {
+        init: manytask::types::WeightInit::Glorot,
         rows: ROWS,
         inputs: train.features(),
         activation: Activation::Relu,

@@ -134,6 +134,7 @@ fn train_with_nuisance(adversarial: bool, steps: usize) -> [[f32; 2]; 2] {
     let mut nuisance = TaskSpec::new("nuisance", TaskKind::Binary { labels: 1 }, &[8]);
     nuisance.adversarial = adversarial;
     let spec = ModelSpec {
+        init: manytask::types::WeightInit::Glorot,
         rows,
         inputs: features,
         activation: Activation::Tanh,

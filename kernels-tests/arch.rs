@@ -149,6 +149,7 @@ pub fn small_spec(sharing: Sharing) -> ModelSpec {
     ];
     tasks[1].masked = true;
     ModelSpec {
+        init: manytask::types::WeightInit::Glorot,
         rows: 7,
         inputs: 5,
         activation: Activation::Tanh,
@@ -407,6 +408,7 @@ fn bad_model_specs_are_clear_errors() {
 
 fn hard_spec(tasks: usize) -> ModelSpec {
     ModelSpec {
+        init: manytask::types::WeightInit::Glorot,
         rows: 16,
         inputs: 12,
         activation: Activation::Relu,
@@ -449,6 +451,7 @@ fn train_synthetic(ctx: &GpuContext, sharing: Sharing, steps: usize) -> (Vec<f32
     let rows = 32;
     let data = Synthetic::generate(&spec, 256).unwrap();
     let model = ModelSpec {
+        init: manytask::types::WeightInit::Glorot,
         rows,
         inputs: spec.inputs,
         activation: Activation::Tanh,

@@ -20,6 +20,7 @@ fn spec() -> ModelSpec {
     ];
     tasks[1].masked = true;
     ModelSpec {
+        init: manytask::types::WeightInit::Glorot,
         rows: 9,
         inputs: 6,
         activation: Activation::Tanh,
@@ -305,6 +306,7 @@ fn relative_losses(ctx: &GpuContext, weighting: &str, steps: usize) -> Vec<f32> 
     let data = Synthetic::generate(&spec, 512).unwrap();
     let rows = 32;
     let model = ModelSpec {
+        init: manytask::types::WeightInit::Glorot,
         rows,
         inputs: 250,
         activation: Activation::Tanh,
@@ -398,6 +400,7 @@ fn gradnorm_toy_ratios(ctx: &GpuContext, weighting: &str, steps: usize) -> Vec<f
     let train = data.split(fractions, 0).unwrap().train;
     let train = FeatureStats::of(&train).apply(&train).unwrap();
     let model = ModelSpec {
+        init: manytask::types::WeightInit::Glorot,
         rows: 64,
         inputs: 250,
         activation: Activation::Relu,

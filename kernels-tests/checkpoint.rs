@@ -21,6 +21,7 @@ fn dir() -> PathBuf {
 
 fn spec(sharing: Sharing) -> ModelSpec {
     ModelSpec {
+        init: manytask::types::WeightInit::Glorot,
         rows: 5,
         inputs: 4,
         activation: Activation::Relu,

@@ -506,6 +506,7 @@ fn batch_layout_matches_the_model_inputs() {
     // Model order differs from the data's: reg, digit, tags.
     let specs = small_specs();
     let model = ModelSpec {
+        init: manytask::types::WeightInit::Glorot,
         rows: 6,
         inputs: 3,
         activation: Activation::Relu,
@@ -595,6 +596,7 @@ fn padded_batch_gives_the_losses_of_its_real_rows() {
         let mut reports = Vec::new();
         for rows in [4, 6] {
             let model = ModelSpec {
+                init: manytask::types::WeightInit::Glorot,
                 rows,
                 inputs: 3,
                 activation: Activation::Tanh,

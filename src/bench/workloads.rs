@@ -523,6 +523,7 @@ impl ArchWorkload {
         use crate::types::Sgd;
         let (rows, tasks, classes) = (256, 8, 10);
         let spec = ModelSpec {
+            init: crate::types::WeightInit::Glorot,
             rows,
             inputs: 512,
             activation: Activation::Relu,

@@ -205,6 +205,7 @@ impl Config {
     pub fn model_spec(&self, inputs: usize) -> Result<ModelSpec> {
         let fail = |d: String| self.error(d);
         Ok(ModelSpec {
+            init: crate::types::WeightInit::default(),
             rows: self.train.batch,
             inputs,
             activation: self.model.activation().map_err(fail)?,

@@ -6,6 +6,7 @@
 
 mod activation;
 mod dtype;
+mod init;
 mod layout;
 mod loss;
 mod model;
@@ -17,6 +18,7 @@ mod trace_norm;
 
 pub use activation::Activation;
 pub use dtype::DType;
+pub use init::WeightInit;
 pub use layout::Layout;
 pub use loss::LossKind;
 pub use model::{ModelSpec, Sharing, StitchOptions};

@@ -1,7 +1,7 @@
 //! A model's description: input width, how the tasks share parameters,
 //! the tasks. `arch` builds the graph from it (`ModelSpec::build`).
 
-use crate::types::{Activation, Regulariser, TaskSpec};
+use crate::types::{Activation, Regulariser, TaskSpec, WeightInit};
 
 /// How the tasks share parameters.
 #[derive(Clone, Debug, PartialEq)]
@@ -93,4 +93,7 @@ pub struct ModelSpec {
     pub sharing: Sharing,
     /// The tasks, in logit-column and loss order (≥ 1).
     pub tasks: Vec<TaskSpec>,
+    /// How dense weights and biases start (`WeightInit::default()`:
+    /// PyTorch's `nn.Linear` init).
+    pub init: WeightInit,
 }
