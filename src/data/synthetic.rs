@@ -14,6 +14,11 @@
 use crate::error::{Error, Result};
 use crate::util::rng::Rng;
 
+/// The most multiply-adds (rows·tasks·outputs·inputs) `generate` takes
+/// on: 2^32, a few seconds on one core. The default 2000 samples × 250
+/// inputs × 100 outputs allow 85 tasks.
+pub const MAX_GENERATION_WORK: u128 = 1 << 32;
+
 /// The benchmark's definition (not its samples).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SyntheticSpec {
@@ -86,6 +91,24 @@ impl Synthetic {
                 detail: format!(
                     "{tasks} tasks, {inputs} inputs, {outputs} outputs, {rows} rows and {} scales: all must be ≥ 1 and one scale per task",
                     spec.scales.len()
+                ),
+            });
+        }
+        // Generation costs rows·T·outputs·inputs multiply-adds, and a model
+        // for it has a T·outputs-wide head: past this bound the run would
+        // spend minutes before its first step, so it is refused up front.
+        let work = [rows, tasks, outputs, inputs]
+            .iter()
+            .try_fold(1u128, |acc, &n| acc.checked_mul(n as u128));
+        if work.is_none_or(|w| w > MAX_GENERATION_WORK) {
+            let per_task = (rows as u128) * (outputs as u128) * (inputs as u128);
+            let max_tasks = MAX_GENERATION_WORK / per_task.max(1);
+            return Err(Error::Shape {
+                op: "synthetic",
+                detail: format!(
+                    "{tasks} tasks × {rows} samples × {outputs} outputs × {inputs} inputs is past the synthetic \
+                     benchmark's limit of {MAX_GENERATION_WORK} multiply-adds to generate: at these sizes use \
+                     at most {max_tasks} tasks, or fewer samples or outputs"
                 ),
             });
         }
