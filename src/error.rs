@@ -129,6 +129,16 @@ pub enum Error {
         message: String,
     },
 
+    /// A state the engine's own invariants rule out (a bug in manytask,
+    /// not in the caller's input), reported instead of a panic.
+    #[error("internal error in {op}: {detail} (a bug in manytask: please report it)")]
+    Internal {
+        /// Where it was detected.
+        op: &'static str,
+        /// What was found.
+        detail: String,
+    },
+
     /// A checkpoint that cannot be written, read, or does not fit the
     /// model; `detail` names the tensor and what was expected.
     #[error("checkpoint {file}: {detail}")]

@@ -172,7 +172,10 @@ pub fn soft(
     let (h, layer_nodes, _) = layers(g, x, tasks, widths, act, |_, _, h| Ok(h))?;
     if tasks >= 2 {
         for &l in &layer_nodes {
-            let w = column_weights(g, l).expect("column layers are task_dense");
+            let w = column_weights(g, l).ok_or_else(|| Error::Internal {
+                op: "arch::columns",
+                detail: "a column layer is not a task_dense op".into(),
+            })?;
             for reg in regularisers {
                 g.regularise(w, tasks, *reg)?;
             }

@@ -5,12 +5,19 @@
 //! heads need none. Adversarial tasks' first layer is a second op that
 //! reads the shared input through one gradient-reversal node.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, TaskBlock};
 use crate::types::Activation;
 
 use super::pieces::{self, Piece};
 use super::TaskSpec;
+
+fn internal(what: &str) -> Error {
+    Error::Internal {
+        op: "arch::heads",
+        detail: format!("{what} was not built"),
+    }
+}
 
 /// Columns [start, start + width) of a node: one task's features.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,8 +144,10 @@ pub fn build(
                     node
                 }
                 _ => {
-                    let feats: Vec<Feat> =
-                        group.iter().map(|&t| cur[t].expect("features")).collect();
+                    let feats = group
+                        .iter()
+                        .map(|&t| cur[t].ok_or_else(|| internal("a task's features")))
+                        .collect::<Result<Vec<Feat>>>()?;
                     let x = gather(g, &format!("{name}.input"), &feats)?;
                     let blocks: Vec<TaskBlock> = feats
                         .iter()
@@ -176,9 +185,9 @@ pub fn build(
             }
         }
     }
-    let finals: Vec<Feat> = out
+    let finals = out
         .into_iter()
-        .map(|f| f.expect("every task has an output layer"))
-        .collect();
+        .map(|f| f.ok_or_else(|| internal("a task's output layer")))
+        .collect::<Result<Vec<Feat>>>()?;
     Ok((gather(g, "heads.logits", &finals)?, first_layer))
 }

@@ -1,21 +1,35 @@
 //! A thin reverse-mode autograd graph that schedules the kernels.
 //!
-//! - [`tape`]: `Graph`, ops as a plain enum holding input ids, shapes
-//!   checked as ops are added;
-//! - [`params`]: parameters, gradients and optimiser states in flat
-//!   arenas (one optimiser dispatch, one checkpoint read);
-//! - [`plan`]: intermediates assigned to buffers by liveness;
-//! - [`program`]: the built graph; `step` = forward + backward (reverse
-//!   node order, one `match` arm per op) + optimiser in ONE submit.
+//! - [`ops`]: the `Op` enum (input ids, parameter ids) and what each reads;
+//! - [`builder`]: `Graph`, ops added one by one with their shapes checked;
+//! - [`params`]: parameters, gradients, optimiser states in flat arenas;
+//! - [`analysis`]: GPU-free: gradient flow, accumulate flags, lifetimes;
+//! - [`plan`]: intermediates assigned to shared buffers by liveness;
+//! - [`buffers`]: every node's state and the arenas, allocated from both;
+//! - [`forward`] / [`backward`]: the passes, one `match` arm per op;
+//! - [`balancing`]: task split, Gram phase and finish step, DWA, uncertainty;
+//! - [`regularisers`]: soft-sharing gradient terms and proximal steps;
+//! - [`program`]: the compiled graph; `step` = forward + backward +
+//!   optimiser in ONE submit.
 //!
-//! Tests: kernels-tests/graph.rs; bench: benches/train_step.rs.
+//! Tests: kernels-tests/graph.rs and the analysis unit tests; bench:
+//! benches/train_step.rs.
 
+pub(crate) mod analysis;
+pub(crate) mod backward;
+pub mod balancing;
+pub(crate) mod buffers;
+pub mod builder;
+pub(crate) mod forward;
+pub mod ops;
 pub mod params;
 pub mod plan;
 pub mod program;
-pub mod tape;
+pub(crate) mod regularisers;
 
 pub use crate::types::{reversal_lambda, Optimizer, ReversalSchedule};
+pub use balancing::GramPhase;
+pub use builder::Graph;
+pub use ops::{Balancing, GramSpace, NodeId, Op, TaskBlock, TaskLoss, TrunkLayer};
 pub use params::{Init, ParamArena, ParamId, ParamLayout};
 pub use program::{LossReport, MemoryReport, PendingLosses, Program, StepOptions, StepReport};
-pub use tape::{Balancing, GramSpace, Graph, NodeId, Op, TaskBlock, TaskLoss, TrunkLayer};

@@ -1,0 +1,343 @@
+//! Task balancing in the program: the per-task gradients of the heads'
+//! input (the task split), gradient methods' two phases (`gram_phase`:
+//! per-task gradients and their Gram matrix; `finish_step`: the update
+//! with the solver's coefficients), DWA's epoch losses and uncertainty
+//! weighting's log-variances.
+
+use std::ops::Range;
+
+use crate::error::{Error, Result};
+use crate::gpu::{DType, GpuContext, Tensor};
+use crate::graph::builder::Graph;
+use crate::graph::ops::{GramSpace, NodeId, Op};
+use crate::graph::params::{ParamArena, ParamId};
+use crate::graph::program::{Program, StepOptions, StepReport};
+use crate::kernels::gemm::Layout;
+use crate::kernels::task_gemm::{TaskProblem, TaskTable};
+use crate::kernels::weighting::{self, GramScratch};
+
+fn err(detail: String) -> Error {
+    Error::Shape {
+        op: "graph",
+        detail,
+    }
+}
+
+/// The per-task gradients of the task heads' input (`split_task_grads`).
+pub(crate) struct TaskSplit {
+    /// The first head layer (a dense op over every task's columns).
+    pub layer: NodeId,
+    /// dH_t = D[:, block t] · W[:, block t]ᵀ, one problem per task.
+    pub table: TaskTable,
+    /// [T, rows, inputs].
+    pub grads: Tensor,
+}
+
+impl TaskSplit {
+    /// The split declared by `Graph::split_task_grads`, if any.
+    pub(crate) fn new(ctx: &GpuContext, graph: &Graph) -> Result<Option<TaskSplit>> {
+        let Some((layer, widths)) = &graph.task_split else {
+            return Ok(None);
+        };
+        let Op::Dense { x, .. } = &graph.nodes[layer.0].op else {
+            return Err(err(format!(
+                "'{}' is not a dense layer",
+                graph.nodes[layer.0].name
+            )));
+        };
+        let (rows, inputs) = (graph.nodes[x.0].shape[0], graph.nodes[x.0].shape[1]);
+        let total: usize = widths.iter().sum();
+        let mut problems = Vec::new();
+        let mut col = 0;
+        for (t, &h) in widths.iter().enumerate() {
+            // dH_t = D[:, col..col+h] · W[:, col..col+h]ᵀ
+            problems.push(TaskProblem {
+                m: rows,
+                n: inputs,
+                k: h,
+                a_offset: col,
+                lda: total,
+                b_offset: col,
+                ldb: total,
+                c_offset: t * rows * inputs,
+                ldc: inputs,
+                bias_offset: 0,
+            });
+            col += h;
+        }
+        Ok(Some(TaskSplit {
+            layer: *layer,
+            table: TaskTable::new(ctx, Layout::NT, &problems)?,
+            grads: Tensor::empty(
+                ctx,
+                "per-task input grads",
+                &[widths.len(), rows, inputs],
+                DType::F32,
+            )?,
+        }))
+    }
+}
+
+/// Whose per-task gradients the Gram phase compares, with their buffers.
+pub(crate) enum GramSource {
+    /// dL_t/dH: the task split's gradients themselves.
+    Representation,
+    /// Parameter gradients: the per-task passes run the backward of
+    /// `trunk` seeded with task t's dL_t/dH and copy `shared` (a view of
+    /// the compared parameters' gradients in the arena) into row t of
+    /// `per_task` [T, P].
+    Parameters {
+        trunk: Range<usize>,
+        shared: Tensor,
+        per_task: Tensor,
+    },
+}
+
+/// Buffers of Gram-based balancing (`Balancing::Gram`).
+pub(crate) struct GramParts {
+    /// The heads' shared input H (the split layer's input).
+    h: NodeId,
+    source: GramSource,
+    scratch: GramScratch,
+    ones: Vec<f32>,
+}
+
+/// What `Program::gram_phase` measured: the per-task losses (unweighted)
+/// and the T×T Gram matrix of the per-task gradients, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GramPhase {
+    /// Each task's loss, unweighted.
+    pub losses: Vec<f32>,
+    /// G[s·T + t] = ⟨g_s, g_t⟩, [T, T] row-major.
+    pub gram: Vec<f32>,
+}
+
+impl GramParts {
+    /// The Gram phase's buffers: which nodes the per-task passes run and
+    /// which arena range holds the compared gradients (checked
+    /// contiguous).
+    pub(crate) fn new(
+        ctx: &GpuContext,
+        graph: &Graph,
+        arena: &ParamArena,
+        space: GramSpace,
+        tasks: usize,
+    ) -> Result<GramParts> {
+        let Some((layer, _)) = &graph.task_split else {
+            return Err(err(
+                "gradient-based balancing needs the per-task gradients of the heads' input (split_task_grads)".into(),
+            ));
+        };
+        let Op::Dense { x: h, .. } = graph.nodes[layer.0].op else {
+            return Err(err(format!(
+                "'{}' is not a dense layer",
+                graph.nodes[layer.0].name
+            )));
+        };
+        let (rows, width) = (graph.nodes[h.0].shape[0], graph.nodes[h.0].shape[1]);
+        let trunk = match space {
+            GramSpace::Representation => 0..0,
+            GramSpace::LastSharedLayer => h.0..h.0 + 1,
+            GramSpace::SharedParameters => 0..h.0 + 1,
+        };
+        let params: Vec<ParamId> = match space {
+            GramSpace::Representation => Vec::new(),
+            GramSpace::LastSharedLayer => match graph.nodes[h.0].op {
+                Op::Dense { w, .. } => vec![w],
+                _ => return Err(err(format!(
+                    "GradNorm's last shared layer: '{}' (the heads' input) is not a dense layer",
+                    graph.nodes[h.0].name
+                ))),
+            },
+            GramSpace::SharedParameters => trunk
+                .clone()
+                .flat_map(|i| graph.nodes[i].op.params())
+                .collect(),
+        };
+        let source = match space {
+            GramSpace::Representation => GramSource::Representation,
+            _ if params.is_empty() => {
+                return Err(err("the shared trunk has no parameters to compare".into()))
+            }
+            _ => {
+                let (start, len) = contiguous_range(arena, &params)?;
+                GramSource::Parameters {
+                    trunk,
+                    shared: arena.grads.view(ctx, start, &[len])?,
+                    per_task: Tensor::empty(
+                        ctx,
+                        "per-task shared grads",
+                        &[tasks, len],
+                        DType::F32,
+                    )?,
+                }
+            }
+        };
+        let n = match &source {
+            GramSource::Parameters { per_task, .. } => per_task.len() / tasks,
+            GramSource::Representation => rows * width,
+        };
+        Ok(GramParts {
+            h,
+            source,
+            scratch: GramScratch::new(ctx, tasks, n)?,
+            ones: vec![1.0; tasks],
+        })
+    }
+}
+
+/// The arena range [start, start + len) that holds exactly `params`.
+fn contiguous_range(arena: &ParamArena, params: &[ParamId]) -> Result<(usize, usize)> {
+    let info = |p: &ParamId| arena.layout.get(*p);
+    let start = params.iter().map(|p| info(p).offset).min().unwrap_or(0);
+    let end = params
+        .iter()
+        .map(|p| info(p).offset + info(p).len())
+        .max()
+        .unwrap_or(0);
+    // Another parameter inside [start, end) would be mixed in.
+    if let Some(other) = arena.layout.entries().iter().find(|e| {
+        e.offset < end
+            && e.offset + e.len() > start
+            && !params.iter().any(|p| info(p).name == e.name)
+    }) {
+        return Err(err(format!(
+            "the shared parameters are not contiguous in the arena ('{}' lies between them): build the trunk before the heads, with one learning rate",
+            other.name
+        )));
+    }
+    Ok((start, end - start))
+}
+
+impl Program {
+    /// Phase one of a gradient-balanced step (`Balancing::Gram`): forward
+    /// with every task weighted 1, the heads' backward (writing each task's
+    /// dL_t/dH), the per-task gradients of the chosen space, and their Gram
+    /// matrix — in one submit, then waits for the T×T matrix and the
+    /// losses. Nothing is updated; `finish_step` with the solver's
+    /// coefficients completes the step.
+    pub fn gram_phase(&mut self, ctx: &GpuContext) -> Result<GramPhase> {
+        let (Some(gp), Some(split)) = (&self.gram, &self.task_split) else {
+            return Err(err(
+                "gram_phase needs Balancing::Gram (Graph::set_balancing)".into(),
+            ));
+        };
+        let t = gp.ones.len();
+        self.loss.upstream.write_f32(ctx, &gp.ones)?;
+        let mut rec = ctx.recorder("gram phase");
+        self.record_forward(&mut rec)?;
+        self.record_backward(&mut rec, split.layer.0..self.graph.nodes.len())?;
+        let task_grads = &split.grads;
+        match &gp.source {
+            GramSource::Representation => {
+                let flat = task_grads.reshape(&[task_grads.len()])?;
+                weighting::gram(&mut rec, &flat, t, &gp.scratch)?;
+            }
+            GramSource::Parameters {
+                trunk,
+                shared,
+                per_task,
+            } => {
+                let Some(dh) = self.grad(gp.h) else {
+                    return Err(self.missing(gp.h.0, "gradient (the heads' input takes one)"));
+                };
+                let block = dh.len();
+                let p = shared.len();
+                for task in 0..t {
+                    // Seed H's gradient with task t's block, run the trunk
+                    // backward, keep the shared gradients.
+                    let seed = task_grads.view(ctx, task * block, &[block])?;
+                    rec.copy(&seed, &dh.reshape(&[block])?)?;
+                    self.record_backward(&mut rec, trunk.clone())?;
+                    rec.copy(shared, &per_task.view(ctx, task * p, &[p])?)?;
+                }
+                weighting::gram(&mut rec, per_task, t, &gp.scratch)?;
+            }
+        }
+        let gram = rec.read(&gp.scratch.sums);
+        let losses = rec.read(&self.loss.losses);
+        rec.submit()?;
+        let pairs = gram.wait_f32(ctx)?;
+        Ok(GramPhase {
+            losses: losses.wait_f32(ctx)?,
+            gram: weighting::gram_matrix(t, &pairs),
+        })
+    }
+
+    /// Phase two: the update with the gradient of Σ_t c_t·L_t (the
+    /// balancing method's coefficients), in one submit: the loss kernel
+    /// again with weights c, the whole backward pass, regularisers and the
+    /// optimiser.
+    pub fn finish_step(
+        &mut self,
+        ctx: &GpuContext,
+        coefficients: &[f32],
+        opts: StepOptions,
+    ) -> Result<StepReport> {
+        let t = self.loss.upstream.len();
+        if coefficients.len() != t || coefficients.iter().any(|c| !c.is_finite()) {
+            return Err(err(format!(
+                "finish_step takes {t} finite task coefficients, got {coefficients:?}"
+            )));
+        }
+        if self.gram.is_none() {
+            return Err(err(
+                "finish_step follows gram_phase (Balancing::Gram)".into()
+            ));
+        }
+        let before = ctx.counters();
+        self.loss.upstream.write_f32(ctx, coefficients)?;
+        let mut rec = ctx.recorder("finish step");
+        self.record_losses(&mut rec)?;
+        self.record_backward(&mut rec, 0..self.graph.nodes.len())?;
+        let pending = self.record_after_backward(&mut rec, opts)?;
+        rec.submit()?;
+        Ok(StepReport::since(ctx, &before, pending))
+    }
+
+    /// The mean loss of every task over the steps since the last call
+    /// (`Balancing::EpochLosses`, for DWA), and resets the sums.
+    pub fn take_epoch_losses(&mut self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        let Some((sums, steps)) = &mut self.epoch_losses else {
+            return Err(err("take_epoch_losses needs Balancing::EpochLosses".into()));
+        };
+        let n = (*steps).max(1) as f32;
+        let means = sums.to_f32_vec(ctx)?.into_iter().map(|s| s / n).collect();
+        sums.write_f32(ctx, &vec![0.0; sums.len()])?;
+        *steps = 0;
+        Ok(means)
+    }
+
+    /// Uncertainty weighting's s_t = log σ_t², as of the last step.
+    pub fn log_variances(&self, ctx: &GpuContext) -> Result<Option<Vec<f32>>> {
+        self.graph
+            .log_var
+            .map(|s| self.arena.value(s).to_f32_vec(ctx))
+            .transpose()
+    }
+
+    /// Overwrites uncertainty weighting's s_t (one value per task).
+    pub fn set_log_variances(&self, ctx: &GpuContext, s: &[f32]) -> Result<()> {
+        let Some(id) = self.graph.log_var else {
+            return Err(Error::Shape {
+                op: "set_log_variances",
+                detail: "the program has no uncertainty weighting (set_balancing(Uncertainty))"
+                    .into(),
+            });
+        };
+        let value = self.arena.value(id);
+        if value.len() != s.len() {
+            return Err(Error::Shape {
+                op: "set_log_variances",
+                detail: format!("{} values for {} tasks", s.len(), value.len()),
+            });
+        }
+        value.write_f32(ctx, s)
+    }
+
+    /// The per-task gradients of the task heads' input, [T, rows, inputs]
+    /// (see `Graph::split_task_grads`), as of the last step.
+    pub fn task_input_grads(&self) -> Option<&Tensor> {
+        self.task_split.as_ref().map(|s| &s.grads)
+    }
+}

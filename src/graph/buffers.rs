@@ -1,0 +1,378 @@
+//! The program's buffers, allocated from the analysis: the parameter
+//! arenas and their learning-rate groups, every node's state (its value,
+//! and when it takes a gradient its gradient, kept Z and D, all views of
+//! the planned slots), the task tables of block-diagonal layers, the
+//! fused trunks' specs and the loss kernel's buffers.
+
+use crate::error::{Error, Result};
+use crate::gpu::{DType, GpuContext, Tensor};
+use crate::graph::analysis::{BufferKind, DenseDelta, GradientFlow, Intermediate};
+use crate::graph::builder::{param_alignment, Graph};
+use crate::graph::ops::{NodeId, Op, TaskLoss};
+use crate::graph::params::ParamArena;
+use crate::graph::plan::{self, Interval};
+use crate::graph::program::MemoryReport;
+use crate::kernels::fused_mlp::{ParamOffsets, TrunkSpec};
+use crate::kernels::gemm::Layout;
+use crate::kernels::loss::{LossKind, LossTable, LossTask, STATS_PER_TASK};
+use crate::kernels::task_gemm::{block_diagonal, shared_input as shared_input_problems, TaskTable};
+use crate::types::Optimizer;
+
+/// Everything one node owns in a step.
+pub(crate) struct NodeState {
+    /// Its value: an input's buffer, a planned view, or (the losses node)
+    /// the per-task losses \[T\].
+    pub value: Tensor,
+    /// Its backward buffers, when it takes a gradient.
+    pub backward: Option<Backward>,
+    /// Buffers only some ops have.
+    pub op: OpBuffers,
+}
+
+/// The backward buffers and flags of a node that takes a gradient.
+pub(crate) struct Backward {
+    /// Its gradient (planned, or its own buffer when retained).
+    pub grad: Tensor,
+    /// The pre-activations its forward keeps for the backward (GELU).
+    pub z: Option<Tensor>,
+    /// D = G ⊙ act'(Z) between the backward's dispatches, when planned.
+    pub delta: Option<Tensor>,
+    /// Per input slot: its contribution to that input's gradient
+    /// accumulates (another consumer wrote first).
+    pub accumulate_inputs: Vec<bool>,
+    /// Its parameters' gradients accumulate (shared weights).
+    pub accumulate_params: bool,
+}
+
+/// Buffers only some ops have.
+pub(crate) enum OpBuffers {
+    /// Nothing beyond value and gradient.
+    Plain,
+    /// A block-diagonal (or shared-input) task layer's tables.
+    TaskDense(TaskTables),
+    /// A fused trunk: its shape with the arena offsets of its parameters,
+    /// and every layer's Y (the node's value is the view of the last
+    /// layer's, at the start).
+    FusedTrunk {
+        /// Shapes and arena offsets.
+        spec: TrunkSpec,
+        /// Every layer's output, flat.
+        acts: Tensor,
+    },
+}
+
+/// A task layer's GEMM tables for each pass.
+pub(crate) struct TaskTables {
+    pub forward: TaskTable,
+    pub dx: TaskTable,
+    pub dw: TaskTable,
+    /// Shared-input layers: the per-task dX_t [T, rows·in] before their
+    /// sum, and the sum itself when it is added to another contribution.
+    pub dx_per_task: Option<(Tensor, Option<Tensor>)>,
+}
+
+/// One learning-rate group of the arenas.
+pub(crate) struct OptimGroup {
+    pub lr_scale: f32,
+    pub values: Tensor,
+    pub grads: Tensor,
+    pub states: Vec<Tensor>,
+}
+
+/// The loss kernel's table and buffers, and the nodes it reads.
+pub(crate) struct LossParts {
+    pub table: LossTable,
+    /// dObjective/dL_t: the task weights.
+    pub upstream: Tensor,
+    /// The per-task losses \[T\] (the losses node's value).
+    pub losses: Tensor,
+    pub stats: Tensor,
+    pub logits: NodeId,
+    pub labels: Option<NodeId>,
+    pub targets: Option<NodeId>,
+    pub masks: Option<NodeId>,
+}
+
+fn internal(detail: String) -> Error {
+    Error::Internal {
+        op: "Program::build",
+        detail,
+    }
+}
+
+/// The arenas, laid out by learning-rate group: one optimiser dispatch
+/// per group (one in all for models without multipliers).
+pub(crate) fn arena(
+    ctx: &GpuContext,
+    graph: &Graph,
+    optimizer: Optimizer,
+    seed: u64,
+) -> Result<(ParamArena, Vec<OptimGroup>)> {
+    let states = match optimizer {
+        Optimizer::Sgd(_) => 1,
+        Optimizer::AdamW(_) => 2,
+    };
+    let (layout, group_ranges) = graph.params.grouped(param_alignment(ctx));
+    let arena = ParamArena::new(ctx, layout, seed, states)?;
+    let view = |t: &Tensor, start: usize, len: usize| t.view(ctx, start, &[len]);
+    let groups = group_ranges
+        .into_iter()
+        .map(|(scale, start, len)| {
+            Ok(OptimGroup {
+                lr_scale: scale,
+                values: view(&arena.values, start, len)?,
+                grads: view(&arena.grads, start, len)?,
+                states: arena
+                    .states
+                    .iter()
+                    .map(|st| view(st, start, len))
+                    .collect::<Result<_>>()?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((arena, groups))
+}
+
+/// The losses node's table and buffers; the task weights start at 1
+/// (the objective is the sum of the task losses).
+pub(crate) fn loss_parts(ctx: &GpuContext, graph: &Graph, loss_node: NodeId) -> Result<LossParts> {
+    let Op::Losses {
+        logits,
+        tasks,
+        labels,
+        targets,
+        masks,
+    } = &graph.nodes[loss_node.0].op
+    else {
+        return Err(internal("the losses node holds no losses op".into()));
+    };
+    let rows = graph.nodes[logits.0].shape[0];
+    let t = tasks.len();
+    Ok(LossParts {
+        table: LossTable::new(ctx, &loss_tasks(rows, tasks))?,
+        // The objective is the mean of the task losses by default.
+        upstream: Tensor::from_f32(ctx, "task weights", &[t], &vec![1.0 / t as f32; t])?,
+        losses: Tensor::zeros(ctx, "task losses", &[t])?,
+        stats: Tensor::from_u32(
+            ctx,
+            "loss stats",
+            &[t, STATS_PER_TASK],
+            &vec![0; t * STATS_PER_TASK],
+        )?,
+        logits: *logits,
+        labels: *labels,
+        targets: *targets,
+        masks: *masks,
+    })
+}
+
+/// The planned intermediates' views, per node and kind.
+struct Planned {
+    value: Option<Tensor>,
+    grad: Option<Tensor>,
+    z: Option<Tensor>,
+    delta: Option<Tensor>,
+    /// A fused trunk's flat view of every layer's output.
+    acts: Option<Tensor>,
+}
+
+/// Every node's state: the intermediates planned by liveness into shared
+/// slots, inputs in buffers of their own, the losses node's value the
+/// task losses. Returns them with the plan's memory report.
+pub(crate) fn node_states(
+    ctx: &GpuContext,
+    graph: &Graph,
+    flow: &GradientFlow,
+    delta: DenseDelta,
+    arena: &ParamArena,
+    loss: &LossParts,
+) -> Result<(Vec<NodeState>, MemoryReport)> {
+    let intermediates = flow.intermediates(graph, delta);
+    let mut intervals: Vec<Interval> = intermediates.iter().map(|t| t.interval).collect();
+    if matches!(graph.balancing, crate::graph::ops::Balancing::Gram(_)) {
+        crate::graph::analysis::keep_all_live(&mut intervals);
+    }
+    let plan = plan::plan(&intervals);
+    let slots = plan
+        .slot_len
+        .iter()
+        .enumerate()
+        .map(|(s, &len)| Tensor::empty(ctx, &format!("graph slot {s}"), &[len.max(1)], DType::F32))
+        .collect::<Result<Vec<_>>>()?;
+    let mut planned: Vec<Planned> = (0..graph.nodes.len())
+        .map(|_| Planned {
+            value: None,
+            grad: None,
+            z: None,
+            delta: None,
+            acts: None,
+        })
+        .collect();
+    for (t, im) in intermediates.iter().enumerate() {
+        let Intermediate {
+            kind,
+            node,
+            interval,
+        } = *im;
+        let slot = &slots[plan.slot_of[t]];
+        let graph_node = &graph.nodes[node.0];
+        let is_trunk = matches!(graph_node.op, Op::FusedTrunk { .. });
+        let into = &mut planned[node.0];
+        // A trunk's buffers are flat; its value is the first block.
+        if is_trunk && kind == BufferKind::Value {
+            into.acts = Some(slot.view(ctx, 0, &[interval.len])?);
+        }
+        let flat = [interval.len];
+        let shape = if is_trunk && matches!(kind, BufferKind::Z | BufferKind::Delta) {
+            &flat[..]
+        } else {
+            &graph_node.shape[..]
+        };
+        let view = if kind == BufferKind::Grad && graph.retained.contains(&node) {
+            Tensor::empty(ctx, &format!("{} grad", graph_node.name), shape, DType::F32)?
+        } else {
+            slot.view(ctx, 0, shape)?
+        };
+        let target = match kind {
+            BufferKind::Value => &mut into.value,
+            BufferKind::Grad => &mut into.grad,
+            BufferKind::Z => &mut into.z,
+            BufferKind::Delta => &mut into.delta,
+        };
+        *target = Some(view);
+    }
+    let memory = MemoryReport {
+        planned_bytes: 4 * plan.planned_elems() as u64,
+        no_reuse_bytes: 4 * plan::no_reuse_elems(&intervals) as u64,
+        buffers: slots.len(),
+        intermediates: intervals.len(),
+    };
+    let mut states = Vec::with_capacity(graph.nodes.len());
+    for (i, (node, p)) in graph.nodes.iter().zip(planned).enumerate() {
+        let missing = |what: &str| internal(format!("'{}' has no planned {what}", node.name));
+        let value = match node.op {
+            Op::Input { dtype } => Tensor::empty(ctx, &node.name, &node.shape, dtype)?,
+            Op::Losses { .. } => loss.losses.clone(),
+            _ => p.value.ok_or_else(|| missing("value"))?,
+        };
+        let backward = match p.grad {
+            Some(grad) => Some(Backward {
+                grad,
+                z: p.z,
+                delta: p.delta,
+                accumulate_inputs: flow.accumulate_inputs[i].clone(),
+                accumulate_params: flow.accumulate_params[i],
+            }),
+            None => None,
+        };
+        let op = match &node.op {
+            Op::TaskDense { .. } => OpBuffers::TaskDense(task_tables(ctx, graph, flow, i)?),
+            Op::FusedTrunk { x, layers, params } => {
+                let offsets: Vec<ParamOffsets> = params
+                    .iter()
+                    .map(|&(w, b)| ParamOffsets {
+                        w: arena.layout.get(w).offset,
+                        b: b.map(|b| arena.layout.get(b).offset),
+                    })
+                    .collect();
+                let inputs = graph.nodes[x.0].shape[1];
+                OpBuffers::FusedTrunk {
+                    spec: TrunkSpec::with_offsets(ctx, inputs, layers, &offsets)?,
+                    acts: p.acts.ok_or_else(|| missing("activations"))?,
+                }
+            }
+            _ => OpBuffers::Plain,
+        };
+        states.push(NodeState {
+            value,
+            backward,
+            op,
+        });
+    }
+    Ok((states, memory))
+}
+
+/// The GEMM tables of task layer `i` for the forward, dX and dW passes.
+fn task_tables(
+    ctx: &GpuContext,
+    graph: &Graph,
+    flow: &GradientFlow,
+    i: usize,
+) -> Result<TaskTables> {
+    let node = &graph.nodes[i];
+    let Op::TaskDense {
+        x,
+        blocks,
+        shared_input,
+        ..
+    } = &node.op
+    else {
+        return Err(internal(format!("'{}' is not a task layer", node.name)));
+    };
+    let rows = node.shape[0];
+    let b: Vec<(usize, usize)> = blocks.iter().map(|b| (b.inputs, b.outputs)).collect();
+    let outs: Vec<usize> = blocks.iter().map(|b| b.outputs).collect();
+    let inputs = graph.nodes[x.0].shape[1];
+    let table = |l| {
+        let problems = if *shared_input {
+            shared_input_problems(rows, inputs, &outs, l)
+        } else {
+            block_diagonal(rows, &b, l)
+        };
+        TaskTable::new(ctx, l, &problems)
+    };
+    let dx_per_task = if *shared_input && flow.has_grad[x.0] {
+        let t = blocks.len();
+        let per_task = Tensor::empty(
+            ctx,
+            "shared-input dX per task",
+            &[t, rows * inputs],
+            DType::F32,
+        )?;
+        let sum = if flow.accumulate_inputs[i][0] {
+            Some(Tensor::empty(
+                ctx,
+                "shared-input dX sum",
+                &[rows * inputs],
+                DType::F32,
+            )?)
+        } else {
+            None
+        };
+        Some((per_task, sum))
+    } else {
+        None
+    };
+    Ok(TaskTables {
+        forward: table(Layout::NN)?,
+        dx: table(Layout::NT)?,
+        dw: table(Layout::TN)?,
+        dx_per_task,
+    })
+}
+
+/// The kernel-level loss table rows for a losses node.
+fn loss_tasks(rows: usize, tasks: &[TaskLoss]) -> Vec<LossTask> {
+    let width: usize = tasks.iter().map(|t| t.width).sum();
+    let (mut col, mut ce) = (0, 0);
+    tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let is_ce = t.kind == LossKind::SoftmaxCrossEntropy;
+            let task = LossTask {
+                kind: t.kind,
+                rows,
+                width: t.width,
+                logit_offset: col,
+                logit_ld: width,
+                target_offset: if is_ce { ce * rows } else { col },
+                target_ld: width,
+                mask_offset: t.masked.then_some(i * rows),
+            };
+            col += t.width;
+            ce += usize::from(is_ce);
+            task
+        })
+        .collect()
+}
