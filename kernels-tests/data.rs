@@ -266,6 +266,7 @@ fn write_text(name: &str, text: &str) -> PathBuf {
 fn csv_columns() -> CsvColumns {
     CsvColumns {
         features: Some(vec!["a".into(), "b".into()]),
+        exclude: Vec::new(),
         tasks: vec![
             CsvTask::new("kind", TaskKind::Classification { classes: 3 }, &["k"]),
             CsvTask::new("size", TaskKind::Regression { outputs: 2 }, &["w", "h"]),
@@ -299,6 +300,7 @@ fn csv_reads_features_targets_and_missing_labels() {
     let path = write_text("all.csv", "a,k,b\n1,1,2\n");
     let columns = CsvColumns {
         features: None,
+        exclude: Vec::new(),
         tasks: vec![CsvTask::new(
             "kind",
             TaskKind::Classification { classes: 2 },

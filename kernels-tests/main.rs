@@ -20,6 +20,7 @@ mod f16;
 mod fused_mlp;
 mod gemm;
 mod graph;
+mod hostile;
 mod layers;
 mod loop_limit;
 mod loss;

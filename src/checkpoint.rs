@@ -115,7 +115,8 @@ pub fn save(
 /// The metadata of the checkpoint at `path` (its own keys and the
 /// caller's), without reading the tensors into a model.
 pub fn metadata(path: &Path) -> Result<HashMap<String, String>> {
-    let bytes = std::fs::read(path).map_err(|e| err(path, format!("reading: {e}")))?;
+    let bytes =
+        crate::util::fs::read_safetensors(path).map_err(|e| err(path, format!("reading: {e}")))?;
     header_metadata(path, &bytes)
 }
 
@@ -152,7 +153,8 @@ pub fn load(
     path: &Path,
     restore: Restore,
 ) -> Result<HashMap<String, String>> {
-    let bytes = std::fs::read(path).map_err(|e| err(path, format!("reading: {e}")))?;
+    let bytes =
+        crate::util::fs::read_safetensors(path).map_err(|e| err(path, format!("reading: {e}")))?;
     let meta = header_metadata(path, &bytes)?;
     let file = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(path, e))?;
     let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {

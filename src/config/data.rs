@@ -318,6 +318,7 @@ impl DataConfig {
         }
         Ok(CsvColumns {
             features: self.features.clone(),
+            exclude: Vec::new(),
             tasks: csv_tasks,
         })
     }

@@ -36,6 +36,10 @@ pub use model::{ModelConfig, RegulariserConfig, StitchConfig};
 pub use tasks::TaskConfig;
 pub use train::{TrainConfig, WeightingConfig};
 
+/// The largest config file `Config::load` reads (a run config is a few
+/// hundred bytes; this only stops a wrong path from being read whole).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// A whole run: model, tasks, data and training settings.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -85,9 +89,17 @@ impl Config {
     /// checkpoint's config then works from any folder).
     pub fn load(path: &Path) -> Result<Config> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+        let cannot_read = |detail: String| Error::Config {
             file: file.clone(),
-            detail: format!("cannot read: {e}"),
+            detail: format!("cannot read: {detail}"),
+        };
+        let bytes = crate::util::fs::read_regular(path, MAX_CONFIG_BYTES)
+            .map_err(|e| cannot_read(e.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            cannot_read(format!(
+                "not UTF-8 text (at byte {})",
+                e.utf8_error().valid_up_to()
+            ))
         })?;
         let mut config = Config::from_toml(&text, &file)?;
         // A bare file name has the empty path as parent: the current folder.

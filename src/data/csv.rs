@@ -41,8 +41,11 @@ impl CsvTask {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CsvColumns {
     /// Feature columns by header name, in this order; `None`: every column
-    /// no task uses, in file order.
+    /// no task uses and `exclude` does not list, in file order.
     pub features: Option<Vec<String>>,
+    /// Columns that are neither features nor targets of these tasks (the
+    /// labels of tasks not trained, ids): never taken as features.
+    pub exclude: Vec<String>,
     /// The tasks and their target columns.
     pub tasks: Vec<CsvTask>,
 }
@@ -78,12 +81,14 @@ fn data_err(path: &Path, detail: String) -> Error {
 /// Reads the file at `path` with the column mapping `columns`.
 pub fn read(path: &Path, columns: &CsvColumns) -> Result<Dataset> {
     let err = |detail: String| data_err(path, detail);
+    let (file, size) =
+        crate::util::fs::open_regular(path).map_err(|e| err(format!("cannot read: {e}")))?;
     let mut reader = ::csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true) // ragged rows are reported below, with their line
         .trim(::csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| err(format!("cannot read: {e}")))?;
+        // Never past the size the file had when opened.
+        .from_reader(std::io::Read::take(file, size));
     let header: Vec<String> = reader
         .headers()
         .map_err(|e| err(format!("cannot read the header row: {e}")))?

@@ -1,7 +1,10 @@
 //! IDX files (the MNIST family): big-endian magic (0x00000803 for u8
 //! images [count, rows, cols], 0x00000801 for u8 labels \[count\]), the
 //! dimensions as big-endian u32, then the bytes. Files may be gzipped;
-//! the gzip header (1f 8b) is detected, not the file name.
+//! the gzip header (1f 8b) is detected, not the file name. A gzip file is
+//! read member after member; bytes after the last member that are not
+//! another member are an error, as is a payload longer or shorter than
+//! the dimensions say.
 
 use std::io::Read;
 use std::path::Path;
@@ -52,71 +55,204 @@ fn data_err(path: &Path, detail: String) -> Error {
     }
 }
 
-/// The file's bytes, gunzipped when they start with the gzip magic.
-fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| data_err(path, format!("cannot read: {e}")))?;
-    if !raw.starts_with(&[0x1f, 0x8b]) {
-        return Ok(raw);
+/// The first bytes of every gzip member.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Deflate expands at most ~1032:1; a header asking for more bytes than
+/// the compressed file could hold is refused before any allocation.
+const MAX_DEFLATE_RATIO: u64 = 1100;
+
+/// The gunzipped content of a gzip file: its members one after the other
+/// (as `gzip -d` reads `cat a.gz b.gz`), each checked against its CRC
+/// and length. Bytes after the last member that do not start another one
+/// are an error, not silently ignored.
+struct GzMembers<'a> {
+    decoder: Option<flate2::bufread::GzDecoder<&'a [u8]>>,
+}
+
+impl<'a> GzMembers<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        GzMembers {
+            decoder: Some(flate2::bufread::GzDecoder::new(bytes)),
+        }
     }
-    let mut out = Vec::with_capacity(raw.len() * 4);
-    flate2::read::GzDecoder::new(raw.as_slice())
-        .read_to_end(&mut out)
-        .map_err(|e| data_err(path, format!("gzip stream is corrupt or truncated: {e}")))?;
-    Ok(out)
+}
+
+impl Read for GzMembers<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let Some(decoder) = self.decoder.as_mut() else {
+                return Ok(0);
+            };
+            let n = decoder.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // This member ended: what follows it is another member or nothing.
+            let Some(done) = self.decoder.take() else {
+                return Ok(0);
+            };
+            let rest = done.into_inner();
+            if rest.is_empty() {
+                return Ok(0);
+            }
+            if !rest.starts_with(&GZIP_MAGIC) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{} bytes of trailing data after the gzip stream",
+                        rest.len()
+                    ),
+                ));
+            }
+            self.decoder = Some(flate2::bufread::GzDecoder::new(rest));
+        }
+    }
+}
+
+/// Reads an IDX tensor of `magic` from the file at `path`, gzipped or
+/// not: checks the magic, the dimensions against what the file can hold
+/// (before allocating), and that the payload is exactly what the
+/// dimensions say. Returns the dimensions and the payload.
+fn read_idx(path: &Path, magic: u32, what: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+    let raw = crate::util::fs::read_regular(path, u64::MAX)
+        .map_err(|e| data_err(path, format!("cannot read: {e}")))?;
+    if raw.starts_with(&GZIP_MAGIC) {
+        let limit = (raw.len() as u64).saturating_mul(MAX_DEFLATE_RATIO);
+        parse(
+            path,
+            GzMembers::new(&raw),
+            magic,
+            what,
+            Content::Gzip { limit },
+        )
+    } else {
+        let total = raw.len() as u64;
+        parse(path, raw.as_slice(), magic, what, Content::Raw { total })
+    }
+}
+
+/// What the IDX bytes come from, for the size checks and messages.
+#[derive(Clone, Copy)]
+enum Content {
+    /// A plain file of `total` bytes.
+    Raw { total: u64 },
+    /// A gzip file that can hold at most `limit` bytes once gunzipped.
+    Gzip { limit: u64 },
+}
+
+fn read_error(path: &Path, content: Content, e: std::io::Error) -> Error {
+    match content {
+        Content::Gzip { .. } => data_err(path, format!("gzip stream is corrupt or truncated: {e}")),
+        Content::Raw { .. } => data_err(path, format!("cannot read: {e}")),
+    }
+}
+
+/// Reads `buf.len()` bytes, or returns how many there were before the end.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// Checks the magic and sizes; returns the dimensions and the payload.
-fn parse(path: &Path, bytes: &[u8], magic: u32, what: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+fn parse(
+    path: &Path,
+    mut bytes: impl Read,
+    magic: u32,
+    what: &str,
+    content: Content,
+) -> Result<(Vec<usize>, Vec<u8>)> {
     let err = |detail: String| data_err(path, detail);
-    let word = |i: usize| -> Option<u32> {
-        let b = bytes.get(4 * i..4 * i + 4)?;
-        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let found = word(0).ok_or_else(|| {
-        err(format!(
-            "{} bytes: too short for an IDX header",
-            bytes.len()
-        ))
-    })?;
+    let mut word = [0u8; 4];
+    let got = read_full(&mut bytes, &mut word).map_err(|e| read_error(path, content, e))?;
+    if got < 4 {
+        return Err(err(format!("{got} bytes: too short for an IDX header")));
+    }
+    let found = u32::from_be_bytes(word);
     if found != magic {
-        return Err(err(format!(
-            "magic 0x{found:08x}, expected 0x{magic:08x} (IDX {what})"
-        )));
+        // Only an IDX-shaped magic (0x0000TTRR) is shown: other first
+        // bytes are the file's content, not a format we know.
+        return Err(if found >> 16 == 0 {
+            err(format!(
+                "magic 0x{found:08x}, expected 0x{magic:08x} (IDX {what})"
+            ))
+        } else {
+            err(format!(
+                "not an IDX file: its first 4 bytes are not an IDX magic number \
+                 (expected 0x{magic:08x}, IDX {what})"
+            ))
+        });
     }
     let rank = (magic & 0xff) as usize;
-    let dims: Vec<usize> = (1..=rank)
-        .map(|i| word(i).map(|d| d as usize))
-        .collect::<Option<_>>()
-        .ok_or_else(|| {
-            err(format!(
-                "truncated header: {} bytes, expected {}",
-                bytes.len(),
-                4 * (rank + 1)
-            ))
-        })?;
     let header = 4 * (rank + 1);
+    let mut dims = Vec::with_capacity(rank);
+    for i in 0..rank {
+        let got = read_full(&mut bytes, &mut word).map_err(|e| read_error(path, content, e))?;
+        if got < 4 {
+            return Err(err(format!(
+                "truncated header: {} bytes, expected {header}",
+                4 * (i + 1) + got
+            )));
+        }
+        dims.push(u32::from_be_bytes(word) as usize);
+    }
     let payload = dims
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
         .ok_or_else(|| err(format!("dimensions {dims:?} overflow")))?;
-    let found = bytes.len() - header;
-    if found != payload {
-        let kind = if found < payload {
+    let mismatch = |found: u64| {
+        let kind = if found < payload as u64 {
             "truncated"
         } else {
             "too long"
         };
-        return Err(err(format!(
+        err(format!(
             "{kind}: dimensions {dims:?} need {payload} data bytes after the header, found {found}"
-        )));
+        ))
+    };
+    match content {
+        Content::Raw { total } if total - header as u64 != payload as u64 => {
+            return Err(mismatch(total - header as u64));
+        }
+        Content::Gzip { limit } if payload as u64 > limit => {
+            return Err(err(format!(
+                "dimensions {dims:?} need {payload} data bytes, more than this gzip file \
+                 can hold"
+            )));
+        }
+        _ => {}
     }
-    Ok((dims, bytes[header..].to_vec()))
+    // Grows as bytes arrive: a gzip stream shorter than its header says
+    // costs only what it holds.
+    let mut data = Vec::new();
+    (&mut bytes)
+        .take(payload as u64)
+        .read_to_end(&mut data)
+        .map_err(|e| read_error(path, content, e))?;
+    if data.len() < payload {
+        return Err(mismatch(data.len() as u64));
+    }
+    // The end must follow (for gzip this also checks what trails it).
+    let mut extra = [0u8; 1];
+    if read_full(&mut bytes, &mut extra).map_err(|e| read_error(path, content, e))? > 0 {
+        let more = 1 + std::io::copy(&mut bytes, &mut std::io::sink())
+            .map_err(|e| read_error(path, content, e))?;
+        return Err(mismatch(payload as u64 + more));
+    }
+    Ok((dims, data))
 }
 
 /// Reads an IDX image file (magic 0x00000803), gzipped or not.
 pub fn read_images(path: &Path) -> Result<IdxImages> {
-    let bytes = read_bytes(path)?;
-    let (dims, pixels) = parse(path, &bytes, IMAGES_MAGIC, "images")?;
+    let (dims, pixels) = read_idx(path, IMAGES_MAGIC, "images")?;
     Ok(IdxImages {
         count: dims[0],
         height: dims[1],
@@ -127,8 +263,7 @@ pub fn read_images(path: &Path) -> Result<IdxImages> {
 
 /// Reads an IDX label file (magic 0x00000801), gzipped or not.
 pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
-    let bytes = read_bytes(path)?;
-    Ok(parse(path, &bytes, LABELS_MAGIC, "labels")?.1)
+    Ok(read_idx(path, LABELS_MAGIC, "labels")?.1)
 }
 
 /// Writes images (magic, dims, pixels; not gzipped): for tests and tools.

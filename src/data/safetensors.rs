@@ -38,7 +38,13 @@ fn data_err(path: &Path, detail: String) -> Error {
 /// Reads `tasks` (name and kind each) from the file at `path`, or, with
 /// `None`, the tasks its metadata lists (files made by [`write()`]).
 pub fn read(path: &Path, tasks: Option<&[TaskSchema]>) -> Result<Dataset> {
-    let bytes = std::fs::read(path).map_err(|e| data_err(path, format!("cannot read: {e}")))?;
+    let bytes = crate::util::fs::read_safetensors(path).map_err(|e| {
+        let what = match e.kind() {
+            std::io::ErrorKind::InvalidData => "not a valid safetensors file",
+            _ => "cannot read",
+        };
+        data_err(path, format!("{what}: {e}"))
+    })?;
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| data_err(path, format!("not a valid safetensors file: {e}")))?;
     let listed;
