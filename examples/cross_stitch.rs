@@ -10,13 +10,20 @@
 //!   cargo run --release --example cross_stitch              # 300 steps
 //!   cargo run --release --example cross_stitch -- --steps 50
 
-use manytask::arch::{ModelSpec, Sharing, StitchOptions, TaskSpec};
-use manytask::cli::metrics::{evaluate, write_batch};
 use manytask::data::synthetic::{Synthetic, SyntheticSpec};
-use manytask::data::{Batcher, Dataset, Order, SplitFractions};
-use manytask::graph::{Optimizer, Program, StepOptions};
-use manytask::types::{Activation, AdamW};
-use manytask::GpuContext;
+use manytask::prelude::*;
+
+/// Prints the losses of every logged step.
+struct PrintLosses;
+
+impl Observer for PrintLosses {
+    fn on_step(&mut self, e: &StepEvent) -> manytask::Result<()> {
+        if let (true, Some(losses)) = (e.logged, e.losses) {
+            println!("step {:>5}/{}  losses {losses:?}", e.step, e.total_steps);
+        }
+        Ok(())
+    }
+}
 
 fn main() -> manytask::Result<()> {
     let steps = steps_arg(300);
@@ -32,11 +39,11 @@ fn main() -> manytask::Result<()> {
         0,
     )?;
     let tasks = data.tasks().iter().map(|t| TaskSpec {
-        masked: true, // evaluation pads its last batch with masked-out rows
+        masked: true, // short last batches are padded with masked-out rows
         ..TaskSpec::new(&t.name, t.targets.kind(), &[])
     });
     let spec = ModelSpec {
-        init: manytask::types::WeightInit::Glorot,
+        init: WeightInit::Glorot,
         rows: 64,
         inputs: data.features(),
         activation: Activation::Relu,
@@ -50,36 +57,30 @@ fn main() -> manytask::Result<()> {
         },
         tasks: tasks.collect(),
     };
-    let model = spec.build(&ctx)?;
     let optimizer = Optimizer::AdamW(AdamW {
         lr: 1e-3,
         ..AdamW::default()
     });
-    let mut program = Program::build(&ctx, model.graph, optimizer, 0)?;
-    print_alphas(&ctx, &program, "initial")?;
+    let mut learner = Learner::new(&ctx, spec, optimizer, Weighting::Equal, 0)?;
+    print_alphas(&ctx, &learner.program, "initial")?;
 
-    let batcher = Batcher::for_model(&split.train, &spec)?;
-    for (step, batch) in (1..).zip(batcher.steps(Order::Shuffled { seed: 0 }, steps)?) {
-        write_batch(&ctx, &program, &model.nodes, &batch)?;
-        let read = step % 50 == 0 || step == steps;
-        let opts = if read {
-            StepOptions::TRAIN_AND_READ
-        } else {
-            StepOptions::TRAIN
-        };
-        if let Some(losses) = program.step(&ctx, opts)?.losses {
-            println!(
-                "step {step:>5}/{steps}  losses {:?}",
-                losses.wait(&ctx)?.losses
-            );
-        }
-    }
+    let mut printer = PrintLosses;
+    Trainer::new(TrainOptions::steps(steps).shuffle(0).read_every(50))
+        .observe(&mut printer)
+        .fit(&ctx, &mut learner, &split.train, Some(&split.validation))?;
 
-    for (task, metrics) in evaluate(&ctx, &program, &model.nodes, &spec, &split.test)? {
-        let cells: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-        println!("test {task} {}", cells.join("  "));
+    for t in learner.evaluate(&ctx, &split.test, "test")?.tasks {
+        let cells: Vec<String> = t
+            .values
+            .iter()
+            .map(|(k, v)| match v {
+                Some(v) => format!("{k} {v:.4}"),
+                None => format!("{k} -"),
+            })
+            .collect();
+        println!("test {} {}", t.task, cells.join("  "));
     }
-    print_alphas(&ctx, &program, "learned")?;
+    print_alphas(&ctx, &learner.program, "learned")?;
     Ok(())
 }
 

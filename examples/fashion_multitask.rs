@@ -3,7 +3,8 @@
 //! bottoms and dresses, footwear, bags). Trains the same budget with hard
 //! sharing (trunk 784→128→128, ReLU) and with a cross-stitch network (one
 //! 784→128→128 column per task, α after each layer), then prints each
-//! model's test accuracy per task.
+//! model's test accuracy per task. Training is the library's `Trainer`;
+//! an `Observer` prints the losses a few times per run.
 //!
 //! Needs the Debian package `dataset-fashion-mnist` (files under
 //! /usr/share/datasets/fashion-mnist; another directory with `--data DIR`);
@@ -16,13 +17,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use manytask::arch::{ModelSpec, Sharing, StitchOptions, TaskSpec};
-use manytask::cli::metrics::{evaluate, write_batch};
 use manytask::data::fashion_mnist::{self, FashionMnist};
-use manytask::data::{Batcher, Dataset, Order};
-use manytask::graph::{Optimizer, Program, StepOptions};
-use manytask::types::{Activation, AdamW};
-use manytask::GpuContext;
+use manytask::prelude::*;
 
 const ROWS: usize = 128;
 
@@ -85,12 +81,31 @@ fn run(data: &FashionMnist, steps: usize, test_rows: usize) -> manytask::Result<
     }
     println!();
     for (name, metrics) in &results {
-        for (task, m) in metrics {
-            let cells: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-            println!("test {name} {task} {}", cells.join("  "));
+        for t in &metrics.tasks {
+            let cells: Vec<String> = t
+                .values
+                .iter()
+                .map(|(k, v)| match v {
+                    Some(v) => format!("{k} {v:.4}"),
+                    None => format!("{k} -"),
+                })
+                .collect();
+            println!("test {name} {} {}", t.task, cells.join("  "));
         }
     }
     Ok(())
+}
+
+/// Prints the losses of every logged step, indented under the model.
+struct PrintLosses;
+
+impl Observer for PrintLosses {
+    fn on_step(&mut self, e: &StepEvent) -> manytask::Result<()> {
+        if let (true, Some(losses)) = (e.logged, e.losses) {
+            println!("  step {:>5}/{}  losses {losses:?}", e.step, e.total_steps);
+        }
+        Ok(())
+    }
 }
 
 /// Trains one model for `steps` batches of the training images and returns
@@ -101,43 +116,32 @@ fn train(
     test: &Dataset,
     sharing: Sharing,
     steps: usize,
-) -> manytask::Result<manytask::cli::metrics::Metrics> {
+) -> manytask::Result<Metrics> {
     let tasks = train.tasks().iter().map(|t| TaskSpec {
-        masked: true, // the test set's last batch is padded with masked-out rows
+        masked: true, // short last batches are padded with masked-out rows
         ..TaskSpec::new(&t.name, t.targets.kind(), &[])
     });
     let spec = ModelSpec {
-        init: manytask::types::WeightInit::Glorot,
+        init: WeightInit::Glorot,
         rows: ROWS,
         inputs: train.features(),
         activation: Activation::Relu,
         sharing,
         tasks: tasks.collect(),
     };
-    let model = spec.build(ctx)?;
     let optimizer = Optimizer::AdamW(AdamW {
         lr: 1e-3,
         ..AdamW::default()
     });
-    let mut program = Program::build(ctx, model.graph, optimizer, 0)?;
-    let batcher = Batcher::for_model(train, &spec)?;
-    let every = (steps / 4).max(1);
-    for (step, batch) in (1..).zip(batcher.steps(Order::Shuffled { seed: 0 }, steps)?) {
-        write_batch(ctx, &program, &model.nodes, &batch)?;
-        let read = step % every == 0 || step == steps;
-        let opts = if read {
-            StepOptions::TRAIN_AND_READ
-        } else {
-            StepOptions::TRAIN
-        };
-        if let Some(losses) = program.step(ctx, opts)?.losses {
-            println!(
-                "  step {step:>5}/{steps}  losses {:?}",
-                losses.wait(ctx)?.losses
-            );
-        }
-    }
-    evaluate(ctx, &program, &model.nodes, &spec, test)
+    let mut learner = Learner::new(ctx, spec, optimizer, Weighting::Equal, 0)?;
+    let options = TrainOptions::steps(steps)
+        .shuffle(0)
+        .read_every((steps / 4).max(1));
+    let mut printer = PrintLosses;
+    Trainer::new(options)
+        .observe(&mut printer)
+        .fit(ctx, &mut learner, train, None)?;
+    learner.evaluate(ctx, test, "test")
 }
 
 /// The value after `flag` on the command line, if present; exits with

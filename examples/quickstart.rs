@@ -1,19 +1,28 @@
 //! The embedded default of `manytask train` in a few lines of library API:
 //! GradNorm's synthetic benchmark (4 regression tasks, 250 inputs → 4 × 100
 //! outputs, σ from 1 to 100), hard sharing (trunk 250→256→256 ReLU, linear
-//! heads), AdamW; prints the per-task losses while training and the
-//! per-task test metrics (MSE, RMSE, MAE) at the end.
+//! heads), AdamW, trained by the library's `Trainer` (shuffled epochs,
+//! a validation pass per epoch); prints the per-task losses while training
+//! (an `Observer`) and the per-task test metrics (loss, MSE, RMSE, MAE) at
+//! the end.
 //!
 //!   cargo run --release --example quickstart              # 400 steps
 //!   cargo run --release --example quickstart -- --steps 50
 
-use manytask::arch::{ModelSpec, Sharing, TaskSpec};
-use manytask::cli::metrics::{evaluate, write_batch};
 use manytask::data::synthetic::{Synthetic, SyntheticSpec};
-use manytask::data::{Batcher, Dataset, Order, SplitFractions};
-use manytask::graph::{Optimizer, Program, StepOptions};
-use manytask::types::{Activation, AdamW};
-use manytask::GpuContext;
+use manytask::prelude::*;
+
+/// Prints the losses of every logged step.
+struct PrintLosses;
+
+impl Observer for PrintLosses {
+    fn on_step(&mut self, e: &StepEvent) -> manytask::Result<()> {
+        if let (true, Some(losses)) = (e.logged, e.losses) {
+            println!("step {:>5}/{}  losses {losses:?}", e.step, e.total_steps);
+        }
+        Ok(())
+    }
+}
 
 fn main() -> manytask::Result<()> {
     let steps = steps_arg(400);
@@ -30,13 +39,14 @@ fn main() -> manytask::Result<()> {
         },
         0,
     )?;
-    // One model task per data task, masked so evaluation can pad its last batch.
+    // One model task per data task, masked so a short last batch can be
+    // padded with masked-out rows.
     let tasks = data.tasks().iter().map(|t| TaskSpec {
         masked: true,
         ..TaskSpec::new(&t.name, t.targets.kind(), &[])
     });
     let spec = ModelSpec {
-        init: manytask::types::WeightInit::Glorot,
+        init: WeightInit::Glorot,
         rows: 64,
         inputs: data.features(),
         activation: Activation::Relu,
@@ -45,39 +55,34 @@ fn main() -> manytask::Result<()> {
         },
         tasks: tasks.collect(),
     };
-    let model = spec.build(&ctx)?;
     let optimizer = Optimizer::AdamW(AdamW {
         lr: 1e-3,
         ..AdamW::default()
     });
-    let mut program = Program::build(&ctx, model.graph, optimizer, 0)?;
-    // As `manytask train --weighting equal`: every task weight 1 (the
-    // program's default is 1/T, the mean of the task losses).
-    program.set_task_weights(&ctx, &[1.0; 4])?;
+    // Equal weighting, as `manytask train --weighting equal`: every task
+    // weight 1.
+    let mut learner = Learner::new(&ctx, spec, optimizer, Weighting::Equal, 0)?;
+    let mut printer = PrintLosses;
+    Trainer::new(TrainOptions::steps(steps).shuffle(0).read_every(50))
+        .observe(&mut printer)
+        .fit(&ctx, &mut learner, &split.train, Some(&split.validation))?;
 
-    let batcher = Batcher::for_model(&split.train, &spec)?;
-    let batches = batcher.steps(Order::Shuffled { seed: 0 }, steps)?;
-    for (step, batch) in (1..).zip(batches) {
-        write_batch(&ctx, &program, &model.nodes, &batch)?;
-        let read = step % 50 == 0 || step == steps;
-        let opts = if read {
-            StepOptions::TRAIN_AND_READ
-        } else {
-            StepOptions::TRAIN
-        };
-        if let Some(losses) = program.step(&ctx, opts)?.losses {
-            println!(
-                "step {step:>5}/{steps}  losses {:?}",
-                losses.wait(&ctx)?.losses
-            );
-        }
-    }
-
-    for (task, metrics) in evaluate(&ctx, &program, &model.nodes, &spec, &split.test)? {
-        let cells: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-        println!("test {task} {}", cells.join("  "));
+    for t in learner.evaluate(&ctx, &split.test, "test")?.tasks {
+        println!("test {} {}", t.task, cells(&t.values));
     }
     Ok(())
+}
+
+/// `metric value` pairs, `-` for a metric without samples.
+fn cells(values: &[(String, Option<f64>)]) -> String {
+    let cells: Vec<String> = values
+        .iter()
+        .map(|(k, v)| match v {
+            Some(v) => format!("{k} {v:.4}"),
+            None => format!("{k} -"),
+        })
+        .collect();
+    cells.join("  ")
 }
 
 /// `--steps N` from the command line, else `default`.

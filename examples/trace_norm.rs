@@ -11,7 +11,10 @@
 //!   by lr·λ after the optimiser),
 //!
 //! printing each layer's regulariser value (λ included) going down with the
-//! per-task losses, then the per-task test metrics of both. SGD (momentum
+//! per-task losses (an `Observer` of the library's `Trainer`, reading the
+//! values through the learner it is shown), then the per-task test metrics
+//! of both. The objective is the mean of the task losses (static weights
+//! 1/T). SGD (momentum
 //! μ = 0.9, lr 2e-3) and λ = 1 by default (`--lambda`, `--lr`). The prox
 //! runs with λ/(1 − μ) = 10λ: momentum multiplies the step of a steady
 //! gradient term by 1/(1 − μ), while the prox shrinks by lr·λ once per
@@ -22,18 +25,36 @@
 //!   cargo run --release --example trace_norm                 # 300 steps each
 //!   cargo run --release --example trace_norm -- --steps 50 --lambda 0.1
 
-use manytask::arch::{ModelSpec, Sharing, TaskSpec};
-use manytask::cli::metrics::{evaluate, write_batch};
 use manytask::data::synthetic::{Synthetic, SyntheticSpec};
-use manytask::data::{Batcher, Dataset, Order, SplitFractions};
-use manytask::graph::{Optimizer, Program, StepOptions};
-use manytask::types::Regulariser;
-use manytask::types::TraceNormVariant;
-use manytask::types::{Activation, Sgd};
-use manytask::GpuContext;
+use manytask::prelude::*;
+use manytask::types::{Regulariser, TraceNormVariant};
 
 /// SGD's momentum μ.
 const MOMENTUM: f32 = 0.9;
+
+/// Prints each read step's regulariser values and losses: the first step
+/// and every logged one.
+struct PrintRegulariser {
+    mode: &'static str,
+}
+
+impl Observer for PrintRegulariser {
+    fn wants_losses(&self, step: usize) -> bool {
+        step == 1
+    }
+
+    fn on_step(&mut self, e: &StepEvent) -> manytask::Result<()> {
+        if let Some(losses) = e.losses {
+            // One value per column layer, as of this step.
+            let reg = e.learner.program.regulariser_values(e.ctx)?;
+            println!(
+                "{} step {:>5}/{}  regulariser {reg:?}  losses {losses:?}",
+                self.mode, e.step, e.total_steps
+            );
+        }
+        Ok(())
+    }
+}
 
 fn main() -> manytask::Result<()> {
     let steps = steps_arg(300);
@@ -64,11 +85,11 @@ fn main() -> manytask::Result<()> {
     for (mode, regulariser) in modes {
         println!("\n{mode}: {regulariser:?}, SGD lr {lr}");
         let tasks = data.tasks().iter().map(|t| TaskSpec {
-            masked: true, // evaluation pads its last batch with masked-out rows
+            masked: true, // short last batches are padded with masked-out rows
             ..TaskSpec::new(&t.name, t.targets.kind(), &[])
         });
         let spec = ModelSpec {
-            init: manytask::types::WeightInit::Glorot,
+            init: WeightInit::Glorot,
             rows: 64,
             inputs: data.features(),
             activation: Activation::Relu,
@@ -78,34 +99,33 @@ fn main() -> manytask::Result<()> {
             },
             tasks: tasks.collect(),
         };
-        let model = spec.build(&ctx)?;
         let optimizer = Optimizer::Sgd(Sgd {
             lr,
             momentum: MOMENTUM,
             weight_decay: 0.0,
         });
-        let mut program = Program::build(&ctx, model.graph, optimizer, 0)?;
-
-        let batcher = Batcher::for_model(&split.train, &spec)?;
-        let every = (steps / 6).max(1);
-        for (step, batch) in (1..).zip(batcher.steps(Order::Shuffled { seed: 0 }, steps)?) {
-            write_batch(&ctx, &program, &model.nodes, &batch)?;
-            let read = step == 1 || step % every == 0 || step == steps;
-            let opts = if read {
-                StepOptions::TRAIN_AND_READ
-            } else {
-                StepOptions::TRAIN
-            };
-            if let Some(losses) = program.step(&ctx, opts)?.losses {
-                let losses = losses.wait(&ctx)?.losses;
-                // One value per column layer, as of this step.
-                let reg = program.regulariser_values(&ctx)?;
-                println!("{mode} step {step:>5}/{steps}  regulariser {reg:?}  losses {losses:?}");
-            }
-        }
-        for (task, metrics) in evaluate(&ctx, &program, &model.nodes, &spec, &split.test)? {
-            let cells: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
-            println!("test {mode} {task} {}", cells.join("  "));
+        let weighting = Weighting::Static(vec![0.25; 4]);
+        let mut learner = Learner::new(&ctx, spec, optimizer, weighting, 0)?;
+        let options = TrainOptions::steps(steps)
+            .shuffle(0)
+            .read_every((steps / 6).max(1));
+        let mut printer = PrintRegulariser { mode };
+        Trainer::new(options).observe(&mut printer).fit(
+            &ctx,
+            &mut learner,
+            &split.train,
+            Some(&split.validation),
+        )?;
+        for t in learner.evaluate(&ctx, &split.test, "test")?.tasks {
+            let cells: Vec<String> = t
+                .values
+                .iter()
+                .map(|(k, v)| match v {
+                    Some(v) => format!("{k} {v:.4}"),
+                    None => format!("{k} -"),
+                })
+                .collect();
+            println!("test {mode} {} {}", t.task, cells.join("  "));
         }
     }
     Ok(())

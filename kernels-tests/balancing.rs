@@ -386,9 +386,9 @@ fn every_weighting_method_trains() {
 /// trunk and affine heads, AdamW 1e-3, batches of 64. Returns each task's
 /// training-loss ratio `mean(L_t over the last 50 steps) / L_t(first step)`.
 fn gradnorm_toy_ratios(ctx: &GpuContext, weighting: &str, steps: usize) -> Vec<f64> {
-    use manytask::cli::metrics::write_batch;
     use manytask::data::synthetic::{Synthetic, SyntheticSpec};
     use manytask::data::{Batcher, Dataset, FeatureStats, LastBatch, Order, SplitFractions};
+    use manytask::train::batches::write_batch;
     use manytask::weighting::Balancer;
     let tasks = 4;
     let spec = SyntheticSpec::new(tasks, 250, 100, 100.0, 0);

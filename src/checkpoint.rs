@@ -8,9 +8,11 @@
 //!
 //! Saves are atomic: the file is written next to the target under a
 //! temporary name, synced, then renamed over it, so a failed or
-//! interrupted save leaves the previous checkpoint intact.
+//! interrupted save leaves the previous checkpoint intact. They are also
+//! deterministic: the same parameters, state and metadata give the same
+//! bytes (the header's metadata is written sorted by key).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -104,26 +106,69 @@ pub fn save(
             .map_err(|e| err(path, format!("tensor '{name}': {e}")))?;
         views.push((name.clone(), view));
     }
-    let mut meta: HashMap<String, String> = metadata.iter().cloned().collect();
+    let mut meta: BTreeMap<String, String> = metadata.iter().cloned().collect();
     meta.insert(VERSION_KEY.into(), env!("CARGO_PKG_VERSION").into());
     meta.insert(LAYOUT_KEY.into(), layout_text(program));
-    let bytes = safetensors::tensor::serialize(views, Some(meta))
+    let bytes = safetensors::tensor::serialize(views, None)
         .map_err(|e| err(path, format!("serialising: {e}")))?;
+    let bytes = with_sorted_metadata(&bytes, &meta).map_err(|e| err(path, e))?;
     crate::util::fs::write_atomic(path, &bytes).map_err(|e| err(path, format!("writing: {e}")))
+}
+
+/// `file` (a safetensors serialisation without metadata) with `meta` as
+/// its `__metadata__`, keys in order. The safetensors crate takes the
+/// metadata as a `HashMap` and writes it in the map's (random) order, so
+/// two saves of the same model would differ; this writes the same header
+/// with the keys sorted: 8-byte little-endian header length, the JSON
+/// header padded with spaces to a multiple of 8, then the data as is.
+fn with_sorted_metadata(
+    file: &[u8],
+    meta: &BTreeMap<String, String>,
+) -> std::result::Result<Vec<u8>, String> {
+    let bad = || "serialising: unexpected safetensors layout".to_string();
+    let n = u64::from_le_bytes(
+        file.get(..8)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?,
+    );
+    let end = usize::try_from(n).map_err(|_| bad())? + 8;
+    let header = std::str::from_utf8(file.get(8..end).ok_or_else(bad)?).map_err(|_| bad())?;
+    let tensors = header.trim_end().strip_prefix('{').ok_or_else(bad)?;
+    let meta_json =
+        serde_json::to_string(meta).map_err(|e| format!("serialising metadata: {e}"))?;
+    let mut text = format!("{{\"__metadata__\":{meta_json}");
+    if tensors != "}" {
+        text.push(',');
+    }
+    text.push_str(tensors);
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + file.len() - end);
+    out.extend((text.len() as u64).to_le_bytes());
+    out.extend(text.as_bytes());
+    out.extend(&file[end..]);
+    Ok(out)
 }
 
 /// The metadata of the checkpoint at `path` (its own keys and the
 /// caller's), without reading the tensors into a model.
-pub fn metadata(path: &Path) -> Result<HashMap<String, String>> {
+pub fn metadata(path: &Path) -> Result<BTreeMap<String, String>> {
     let bytes =
         crate::util::fs::read_safetensors(path).map_err(|e| err(path, format!("reading: {e}")))?;
     header_metadata(path, &bytes)
 }
 
 /// The metadata in a safetensors file's header.
-fn header_metadata(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String>> {
+fn header_metadata(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, String>> {
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(path, e))?;
-    Ok(header.metadata().clone().unwrap_or_default())
+    Ok(header
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect())
 }
 
 fn corrupt(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -152,7 +197,7 @@ pub fn load(
     pieces: &[Piece],
     path: &Path,
     restore: Restore,
-) -> Result<HashMap<String, String>> {
+) -> Result<BTreeMap<String, String>> {
     let bytes =
         crate::util::fs::read_safetensors(path).map_err(|e| err(path, format!("reading: {e}")))?;
     let meta = header_metadata(path, &bytes)?;

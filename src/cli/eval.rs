@@ -8,13 +8,13 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 
-use crate::checkpoint::{self, Restore};
-use crate::cli::metrics::evaluate;
-use crate::cli::setup::{self, Setup};
+use crate::checkpoint;
 use crate::cli::summary::metrics_table;
 use crate::cli::{backend_from, open_contexts, BackendArg};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::train::setup::{self, Setup};
+use crate::train::state;
 
 /// `manytask eval`'s flags.
 #[derive(Args, Debug, Clone)]
@@ -49,18 +49,13 @@ fn config(args: &EvalArgs) -> Result<Config> {
     if let Some(path) = &args.config {
         return Config::load(path);
     }
-    let meta = checkpoint::metadata(&args.checkpoint)?;
-    let json = meta
-        .get(checkpoint::CONFIG_KEY)
-        .ok_or_else(|| Error::Checkpoint {
-            file: args.checkpoint.display().to_string(),
-            detail: format!(
-                "no '{}' metadata (not saved by `manytask train --save`?): pass the run's --config",
-                checkpoint::CONFIG_KEY
-            ),
-        })?;
-    let source = format!("stored in {}", args.checkpoint.display());
-    Config::from_json(json, &source)
+    setup::checkpoint_config(&args.checkpoint)?.ok_or_else(|| Error::Checkpoint {
+        file: args.checkpoint.display().to_string(),
+        detail: format!(
+            "no '{}' metadata (not saved by `manytask train --save`?): pass the run's --config",
+            checkpoint::CONFIG_KEY
+        ),
+    })
 }
 
 /// Loads the checkpoint into the config's model and prints the metrics.
@@ -72,19 +67,9 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
         .expect("open_contexts returns at least one adapter");
     println!("manytask eval on {}", ctx.describe());
     let Setup {
-        split,
-        spec,
-        mut program,
-        nodes,
-        ..
+        split, mut learner, ..
     } = setup::build(&ctx, &mut config, None)?;
-    checkpoint::load(
-        &ctx,
-        &mut program,
-        &nodes.pieces,
-        &args.checkpoint,
-        Restore::Parameters,
-    )?;
+    state::load_parameters(&ctx, &mut learner, &args.checkpoint)?;
     println!(
         "checkpoint: {} ({} sharing, widths {:?}; config {})",
         args.checkpoint.display(),
@@ -97,8 +82,8 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
         SplitArg::Validation => ("validation", &split.validation),
         SplitArg::Test => ("test", &split.test),
     };
-    let metrics = evaluate(&ctx, &program, &nodes, &spec, part)?;
+    let metrics = learner.evaluate(&ctx, part, name)?;
     // The same table as `train` prints.
-    print!("\n{}", metrics_table(name, part.rows(), &metrics, None));
+    print!("\n{}", metrics_table(&metrics, None));
     Ok(ExitCode::SUCCESS)
 }

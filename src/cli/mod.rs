@@ -1,15 +1,14 @@
-//! The `manytask` command line: verbs over the library, nothing more.
+//! The `manytask` command line: verbs over the library, nothing more —
+//! flags, printing, progress, the run log and plots. Training itself is
+//! `crate::train`'s. Behind the cargo feature `cli` (on by default).
 
-pub mod baseline;
 pub mod bench;
 pub mod eval;
 pub mod info;
-pub mod metrics;
 pub mod overrides;
 pub mod plot;
 pub mod progress;
 pub mod runlog;
-pub mod setup;
 pub mod summary;
 pub mod train;
 pub mod validate;

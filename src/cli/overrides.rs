@@ -3,6 +3,7 @@
 
 use crate::cli::train::TrainArgs;
 use crate::config::model::MODEL_KINDS;
+use crate::config::train::{EarlyStoppingConfig, ScheduleConfig};
 use crate::config::{Config, WeightingConfig};
 use crate::error::{Error, Result};
 use crate::weighting;
@@ -63,8 +64,84 @@ pub fn resolve(args: &TrainArgs) -> Result<Config> {
     if let Some(every) = args.every {
         c.train.every = every;
     }
+    if args.drop_last {
+        c.train.drop_last = true;
+    }
+    schedule_flags(args, &mut c);
+    if let Some(patience) = args.patience {
+        let e = c
+            .train
+            .early_stopping
+            .get_or_insert_with(|| EarlyStoppingConfig::new("loss", patience));
+        e.patience = Some(patience);
+    }
+    if let Some(metric) = &args.monitor {
+        match &mut c.train.early_stopping {
+            Some(e) => {
+                e.metric = metric.clone();
+                e.mode = None;
+            }
+            None if args.save_best.is_some() || c.train.save_best.is_some() => {
+                return Err(c.error(format!(
+                    "--monitor {metric}: the best checkpoint watches early stopping's metric; \
+                     give --patience too (or [train.early_stopping] in the config)"
+                )));
+            }
+            None => {
+                return Err(c.error(format!(
+                    "--monitor {metric}: only with early stopping (--patience) or --save-best"
+                )));
+            }
+        }
+    }
+    if let Some(path) = &args.save_best {
+        c.train.save_best = Some(path.clone());
+    }
+    if let Some(n) = args.save_every {
+        c.train.save_every = Some(n);
+    }
+    if let Some(path) = &args.save_every_path {
+        c.train.save_every_path = Some(path.clone());
+    }
     c.validate()?;
     Ok(c)
+}
+
+/// `--schedule` replaces the config's kind (and drops the keys of another
+/// kind); `--warmup`, `--min-lr`, `--step-size` and `--gamma` set theirs.
+fn schedule_flags(args: &TrainArgs, c: &mut Config) {
+    let any = args.schedule.is_some()
+        || args.warmup.is_some()
+        || args.min_lr.is_some()
+        || args.step_size.is_some()
+        || args.gamma.is_some();
+    if !any {
+        return;
+    }
+    let s = c
+        .train
+        .schedule
+        .get_or_insert_with(|| ScheduleConfig::named("constant"));
+    if let Some(kind) = &args.schedule {
+        if *kind != s.kind {
+            *s = ScheduleConfig {
+                warmup_steps: s.warmup_steps,
+                ..ScheduleConfig::named(kind)
+            };
+        }
+    }
+    if let Some(w) = args.warmup {
+        s.warmup_steps = w;
+    }
+    if args.min_lr.is_some() {
+        s.min_lr = args.min_lr;
+    }
+    if args.step_size.is_some() {
+        s.step_size = args.step_size;
+    }
+    if args.gamma.is_some() {
+        s.gamma = args.gamma;
+    }
 }
 
 /// Names checked against their flag first, so the message names the flag

@@ -13,13 +13,35 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::train::{Observer, StartEvent, StepEvent};
 
-/// Losses and weights sampled during training.
+/// Losses and weights sampled during training: about 200 points however
+/// long the run (an observer of the trainer's events).
 #[derive(Clone, Debug, Default)]
 pub struct History {
     steps: Vec<usize>,
     losses: Vec<Vec<f32>>,
     weights: Vec<Vec<f32>>,
+    /// Steps between samples.
+    every: usize,
+}
+
+impl Observer for History {
+    fn wants_losses(&self, step: usize) -> bool {
+        self.every > 0 && step % self.every == 0
+    }
+
+    fn on_start(&mut self, e: &StartEvent) -> Result<()> {
+        self.every = e.total_steps.div_ceil(200).max(1);
+        Ok(())
+    }
+
+    fn on_step(&mut self, e: &StepEvent) -> Result<()> {
+        if let Some(losses) = e.losses {
+            self.push(e.step, losses, e.weights);
+        }
+        Ok(())
+    }
 }
 
 impl History {
@@ -76,24 +98,6 @@ pub fn write_svg(path: &Path, tasks: &[String], history: &History) -> Result<()>
     let mut svg = String::new();
     draw(&mut svg, tasks, history).map_err(|e| fail(format!("drawing: {e}")))?;
     std::fs::write(path, svg).map_err(|e| fail(format!("writing: {e}")))
-}
-
-/// Checks before training that `path` names a file in an existing
-/// directory, so a typo fails at once rather than after the run.
-pub fn check_destination(path: &Path) -> Result<()> {
-    let fail = |detail: &str| Error::Data {
-        file: path.display().to_string(),
-        detail: format!("--plot: {detail}"),
-    };
-    if path.file_name().is_none() || path.is_dir() {
-        return Err(fail("not a file path"));
-    }
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
-            Err(fail("its directory does not exist"))
-        }
-        _ => Ok(()),
-    }
 }
 
 type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;

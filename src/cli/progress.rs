@@ -1,14 +1,17 @@
 //! What `train` shows while it runs: a progress bar on a terminal, plain
 //! periodic lines otherwise (CI logs stay readable), or nothing with
-//! `--quiet`.
+//! `--quiet`. An observer of the trainer's events.
 
-use std::cell::Cell;
 use std::io::IsTerminal as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::runlog::json_list;
+use crate::error::Result;
+use crate::train::{
+    CheckpointEvent, CheckpointKind, EvaluationEvent, Observer, StartEvent, StepEvent,
+};
 
 /// How progress is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,69 +38,30 @@ impl Mode {
     }
 }
 
-/// Progress of one training run of `total` steps.
+/// Progress of one training run.
 pub struct Progress {
     mode: Mode,
-    total: usize,
     bar: Option<ProgressBar>,
-    start: Instant,
     /// The mean task loss of the last read step.
-    mean_loss: Cell<Option<f32>>,
+    mean_loss: Option<f32>,
 }
 
 impl Progress {
-    /// Starts showing progress (the bar appears at once in `Mode::Bar`).
-    pub fn new(mode: Mode, total: usize) -> Progress {
-        let bar = (mode == Mode::Bar).then(|| {
-            // The bar shares stdout with the summary, so it draws there.
-            let bar =
-                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stdout());
-            let style =
-                ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar());
-            bar.set_style(style);
-            bar.enable_steady_tick(Duration::from_millis(250));
-            bar
-        });
+    /// Progress shown in `mode`; the bar appears when training starts.
+    pub fn new(mode: Mode) -> Progress {
         Progress {
             mode,
-            total,
-            bar,
-            start: Instant::now(),
-            mean_loss: Cell::new(None),
+            bar: None,
+            mean_loss: None,
         }
     }
 
-    /// `step` steps are done.
-    pub fn advance(&self, step: usize) {
-        if let Some(bar) = &self.bar {
-            // Steps/s over the whole run, as the plain lines report it
-            // (indicatif's own estimate weighs the first, compiling steps).
-            let rate = step as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
-            let loss = match self.mean_loss.get() {
-                Some(l) => format!("{l:.4}"),
-                None => "-".into(),
-            };
-            bar.set_message(format!("mean loss {loss}  {rate:.1} steps/s"));
-            bar.set_position(step as u64);
-        }
-    }
-
-    /// The losses and weights read after `step` steps; `line` marks a
-    /// logged step (`--every`), which `Mode::Lines` prints.
-    pub fn losses(&self, step: usize, losses: &[f32], weights: &[f32], rate: f64, line: bool) {
-        match self.mode {
-            Mode::Bar => {
-                let mean = losses.iter().sum::<f32>() / losses.len().max(1) as f32;
-                self.mean_loss.set(Some(mean));
-            }
-            Mode::Lines if line => println!(
-                "step {step:>6}/{}  losses {}  weights {}  {rate:.1} steps/s",
-                self.total,
-                json_list(losses),
-                json_list(weights)
-            ),
-            Mode::Lines | Mode::Quiet => {}
+    /// Prints a line above the bar, or plainly (not in `Quiet`).
+    fn say(&self, line: &str) {
+        match (&self.bar, self.mode) {
+            (Some(bar), _) => bar.println(line),
+            (None, Mode::Quiet) => {}
+            (None, _) => println!("{line}"),
         }
     }
 
@@ -113,5 +77,102 @@ impl Drop for Progress {
     /// An error ends the run mid-bar: clear it so the message starts a line.
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+impl Observer for Progress {
+    fn on_start(&mut self, e: &StartEvent) -> Result<()> {
+        let resumed = if e.start_step > 0 {
+            format!(", from step {}", e.start_step)
+        } else {
+            String::new()
+        };
+        println!(
+            "training: {} steps, {} per epoch{resumed}",
+            e.total_steps, e.steps_per_epoch
+        );
+        if self.mode == Mode::Bar {
+            // The bar shares stdout with the summary, so it draws there.
+            let bar = ProgressBar::with_draw_target(
+                Some(e.total_steps as u64),
+                ProgressDrawTarget::stdout(),
+            );
+            let style =
+                ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.set_position(e.start_step as u64);
+            bar.enable_steady_tick(Duration::from_millis(250));
+            self.bar = Some(bar);
+        }
+        Ok(())
+    }
+
+    fn on_step(&mut self, e: &StepEvent) -> Result<()> {
+        // Steps/s over the whole run (indicatif's own estimate weighs the
+        // first, compiling steps).
+        let rate = e.step as f64 / e.elapsed.as_secs_f64().max(1e-9);
+        if let Some(losses) = e.losses {
+            self.mean_loss = Some(losses.iter().sum::<f32>() / losses.len().max(1) as f32);
+            if self.mode == Mode::Lines && e.logged {
+                println!(
+                    "step {:>6}/{}  losses {}  weights {}  lr {:.3e}  {rate:.1} steps/s",
+                    e.step,
+                    e.total_steps,
+                    json_list(losses),
+                    json_list(e.weights),
+                    e.lr
+                );
+            }
+        }
+        if let Some(bar) = &self.bar {
+            let loss = match self.mean_loss {
+                Some(l) => format!("{l:.4}"),
+                None => "-".into(),
+            };
+            bar.set_message(format!("mean loss {loss}  {rate:.1} steps/s"));
+            bar.set_position(e.step as u64);
+        }
+        Ok(())
+    }
+
+    fn on_evaluation(&mut self, e: &EvaluationEvent) -> Result<()> {
+        if self.mode != Mode::Lines {
+            return Ok(());
+        }
+        let loss = match e.metrics.loss() {
+            Some(l) => format!("{l:.4}"),
+            None => "-".into(),
+        };
+        let mut line = format!(
+            "epoch {:>4}{}  step {:>6}  validation loss {loss}",
+            e.epoch,
+            if e.complete { "" } else { " (partial)" },
+            e.step
+        );
+        if let Some(w) = &e.watched {
+            if w.metric != "loss" {
+                line.push_str(&format!("  {} {:.4}", w.metric, w.value));
+            }
+            if w.verdict.improved {
+                line.push_str("  (best)");
+            }
+        }
+        self.say(&line);
+        Ok(())
+    }
+
+    fn on_checkpoint(&mut self, e: &CheckpointEvent) -> Result<()> {
+        let why = match e.kind {
+            CheckpointKind::Best => "best",
+            CheckpointKind::Periodic => "periodic",
+        };
+        self.say(&format!(
+            "checkpoint ({why}, epoch {}, step {}): {}",
+            e.epoch,
+            e.step,
+            e.path.display()
+        ));
+        Ok(())
     }
 }

@@ -1,13 +1,15 @@
 //! `train --log F.jsonl`: one JSON object per line, a step record every
 //! `--every` steps and an epoch record with validation metrics at every
-//! epoch end. The schema is documented in the README ("Training output").
+//! validation pass (each epoch end, and the end of a run stopping
+//! mid-epoch). A metric over zero samples is `null`, and each task's
+//! `samples` says how many counted. An observer of the trainer's events.
 
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
-use crate::cli::metrics::Metrics;
 use crate::error::{Error, Result};
+use crate::train::{EvaluationEvent, Metrics, Observer, StepEvent};
 
 /// A JSON array of numbers; non-finite values are written as `null`
 /// (JSON has no NaN or infinity).
@@ -30,10 +32,17 @@ fn json_string(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
 
+/// A value that may be missing: the number, or `null`.
+fn json_option(v: Option<f64>) -> String {
+    v.map_or_else(|| "null".into(), |v| json_number(v, v))
+}
+
 /// One step record's contents.
 pub struct StepRecord<'a> {
     /// Steps done.
     pub step: usize,
+    /// The learning rate of that step.
+    pub lr: f32,
     /// Per-task losses of that step.
     pub losses: &'a [f32],
     /// The task coefficients the step used.
@@ -65,12 +74,14 @@ impl RunLog {
         })
     }
 
-    /// `{"step":N,"losses":[…],"weights":[…]}`, plus `"regularisers":[…]`
-    /// and `"orthogonality":[…]` when the model has them.
+    /// `{"step":N,"lr":…,"losses":[…],"weights":[…]}`, plus
+    /// `"regularisers":[…]` and `"orthogonality":[…]` when the model has
+    /// them.
     pub fn step(&mut self, r: &StepRecord) -> Result<()> {
         let mut line = format!(
-            "{{\"step\":{},\"losses\":{},\"weights\":{}",
+            "{{\"step\":{},\"lr\":{},\"losses\":{},\"weights\":{}",
             r.step,
+            json_number(r.lr as f64, r.lr),
             json_list(r.losses),
             json_list(r.weights)
         );
@@ -87,22 +98,41 @@ impl RunLog {
         self.write_line(&line)
     }
 
-    /// `{"epoch":K,"step":N,"split":S,"metrics":{task:{metric:value}}}`
-    /// after epoch K (1-based) ended at step N.
-    pub fn epoch(&mut self, epoch: u64, step: usize, split: &str, metrics: &Metrics) -> Result<()> {
+    /// `{"epoch":K,"step":N,"complete":B,"split":S,"metrics":{task:{metric:value,
+    /// "samples":n}}}` after a validation pass in epoch K (1-based; B
+    /// false when the run ended mid-epoch) at step N; classification tasks
+    /// add `"per_class_accuracy":[…]`.
+    pub fn epoch(
+        &mut self,
+        epoch: usize,
+        step: usize,
+        complete: bool,
+        metrics: &Metrics,
+    ) -> Result<()> {
         let tasks: Vec<String> = metrics
+            .tasks
             .iter()
-            .map(|(task, m)| {
-                let values: Vec<String> = m
+            .map(|t| {
+                let mut values: Vec<String> = t
+                    .values
                     .iter()
-                    .map(|(k, v)| format!("{}:{}", json_string(k), json_number(*v, v)))
+                    .map(|(k, v)| format!("{}:{}", json_string(k), json_option(*v)))
                     .collect();
-                format!("{}:{{{}}}", json_string(task), values.join(","))
+                if !t.per_class_accuracy.is_empty() {
+                    let per_class: Vec<String> = t
+                        .per_class_accuracy
+                        .iter()
+                        .map(|v| json_option(*v))
+                        .collect();
+                    values.push(format!("\"per_class_accuracy\":[{}]", per_class.join(",")));
+                }
+                values.push(format!("\"samples\":{}", t.labelled));
+                format!("{}:{{{}}}", json_string(&t.task), values.join(","))
             })
             .collect();
         let line = format!(
-            "{{\"epoch\":{epoch},\"step\":{step},\"split\":{},\"metrics\":{{{}}}}}",
-            json_string(split),
+            "{{\"epoch\":{epoch},\"step\":{step},\"complete\":{complete},\"split\":{},\"metrics\":{{{}}}}}",
+            json_string(&metrics.split),
             tasks.join(",")
         );
         self.write_line(&line)
@@ -119,9 +149,30 @@ impl RunLog {
     }
 }
 
+impl Observer for RunLog {
+    fn on_step(&mut self, e: &StepEvent) -> Result<()> {
+        match e.losses {
+            Some(losses) if e.logged => self.step(&StepRecord {
+                step: e.step,
+                lr: e.lr,
+                losses,
+                weights: e.weights,
+                regularisers: e.regularisers,
+                orthogonality: e.orthogonality,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn on_evaluation(&mut self, e: &EvaluationEvent) -> Result<()> {
+        self.epoch(e.epoch, e.step, e.complete, e.metrics)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::TaskMetrics;
 
     #[test]
     fn records_are_valid_json_with_escaped_names() {
@@ -131,14 +182,32 @@ mod tests {
         let mut log = RunLog::create(&path).unwrap();
         log.step(&StepRecord {
             step: 3,
+            lr: 0.5,
             losses: &[1.5, f32::NAN],
             weights: &[1.0, 0.25],
             regularisers: &[],
             orthogonality: &[0.125],
         })
         .unwrap();
-        let metrics: Metrics = vec![("a \"quoted\"\\task".into(), vec![("mse", 0.5)])];
-        log.epoch(1, 3, "validation", &metrics).unwrap();
+        let metrics = Metrics {
+            split: "validation".into(),
+            rows: 4,
+            tasks: vec![
+                TaskMetrics {
+                    task: "a \"quoted\"\\task".into(),
+                    labelled: 4,
+                    values: vec![("mse".into(), Some(0.5))],
+                    per_class_accuracy: Vec::new(),
+                },
+                TaskMetrics {
+                    task: "b".into(),
+                    labelled: 0,
+                    values: vec![("accuracy".into(), None)],
+                    per_class_accuracy: vec![None, None],
+                },
+            ],
+        };
+        log.epoch(1, 3, true, &metrics).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
@@ -146,12 +215,13 @@ mod tests {
             .collect();
         assert_eq!(
             lines[0],
-            serde_json::json!({"step":3,"losses":[1.5,null],"weights":[1,0.25],"orthogonality":[0.125]})
+            serde_json::json!({"step":3,"lr":0.5,"losses":[1.5,null],"weights":[1,0.25],"orthogonality":[0.125]})
         );
         assert_eq!(
             lines[1],
-            serde_json::json!({"epoch":1,"step":3,"split":"validation",
-                "metrics":{"a \"quoted\"\\task":{"mse":0.5}}})
+            serde_json::json!({"epoch":1,"step":3,"complete":true,"split":"validation",
+                "metrics":{"a \"quoted\"\\task":{"mse":0.5,"samples":4},
+                    "b":{"accuracy":null,"per_class_accuracy":[null,null],"samples":0}}})
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

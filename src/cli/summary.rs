@@ -1,45 +1,64 @@
 //! The table `train` prints at the end: per-task test metrics, Δm% against
-//! single-task baselines when given, and what the run cost.
+//! single-task baselines when given, and what the run cost. A metric over
+//! zero samples prints as `-`, with a line saying why.
 
-use crate::cli::baseline::DeltaM;
-use crate::cli::metrics::Metrics;
+use crate::error::Result;
+use crate::train::baseline::DeltaM;
+use crate::train::{EndEvent, Metrics, Observer, StepEvent, StopReason};
 
-/// What the footer reports about the run.
-#[derive(Clone, Debug, PartialEq)]
+/// What the footer reports about the run (an observer of the trainer's
+/// events).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RunStats {
-    /// Optimiser steps taken.
+    /// Optimiser steps this run took.
     pub steps: usize,
-    /// Wall time of the training loop.
+    /// Wall time of the training loop (validation passes included).
     pub seconds: f64,
-    /// The last step's dispatches and submits (`StepReport`); None with no step.
+    /// The last step's dispatches and submits; None with no step.
     pub last_step: Option<(u64, u64)>,
+    /// Early stopping ended the run after this epoch.
+    pub stopped_early: Option<usize>,
+}
+
+impl Observer for RunStats {
+    fn on_step(&mut self, e: &StepEvent) -> Result<()> {
+        self.last_step = Some((e.dispatches, e.submits));
+        Ok(())
+    }
+
+    fn on_end(&mut self, e: &EndEvent) -> Result<()> {
+        self.steps = e.steps_run;
+        self.seconds = e.elapsed.as_secs_f64();
+        if let StopReason::EarlyStopped { epoch } = e.reason {
+            self.stopped_early = Some(epoch);
+        }
+        Ok(())
+    }
 }
 
 /// A split's per-task metrics as an aligned table (`train` and `eval`
 /// print the same): a `"<split> split (N samples):"` line, a header, one
 /// row per task (metric columns in first-seen order, '-' where a task has
-/// no such metric; a Δm% column with `delta`).
-pub fn metrics_table(
-    split: &str,
-    rows: usize,
-    metrics: &Metrics,
-    delta: Option<&DeltaM>,
-) -> String {
+/// no such metric or no value; a Δm% column with `delta`), then a line
+/// per task without samples saying why, and each classification task's
+/// per-class accuracy.
+pub fn metrics_table(metrics: &Metrics, delta: Option<&DeltaM>) -> String {
     let mut columns: Vec<&str> = Vec::new();
-    for (_, m) in metrics {
-        for (name, _) in m {
-            if !columns.contains(name) {
+    for t in &metrics.tasks {
+        for (name, _) in &t.values {
+            if !columns.contains(&name.as_str()) {
                 columns.push(name);
             }
         }
     }
     let name_width = metrics
+        .tasks
         .iter()
-        .map(|(n, _)| n.chars().count())
+        .map(|t| t.task.chars().count())
         .chain(["task".len()])
         .max()
         .unwrap_or(4);
-    let mut out = format!("{split} split ({rows} samples):\n");
+    let mut out = format!("{} split ({} samples):\n", metrics.split, metrics.rows);
     let mut header = format!("  {:<name_width$}", "task");
     for c in &columns {
         header.push_str(&format!("  {c:>12}"));
@@ -49,11 +68,16 @@ pub fn metrics_table(
     }
     out.push_str(header.trim_end());
     out.push('\n');
-    for (t, (name, m)) in metrics.iter().enumerate() {
-        let mut row = format!("  {name:<name_width$}");
+    for (t, task) in metrics.tasks.iter().enumerate() {
+        let mut row = format!("  {:<name_width$}", task.task);
         for c in &columns {
-            match m.iter().find(|(k, _)| k == c) {
-                Some((_, v)) => row.push_str(&format!("  {v:>12.4}")),
+            match task
+                .values
+                .iter()
+                .find(|(k, _)| k == c)
+                .and_then(|(_, v)| *v)
+            {
+                Some(v) => row.push_str(&format!("  {v:>12.4}")),
                 None => row.push_str(&format!("  {:>12}", "-")),
             }
         }
@@ -66,24 +90,48 @@ pub fn metrics_table(
         out.push_str(&row);
         out.push('\n');
     }
+    for task in &metrics.tasks {
+        if let Some(why) = metrics.why_empty(task) {
+            out.push_str(&format!("  ('-' for '{}': {why})\n", task.task));
+        }
+    }
+    for task in metrics.tasks.iter().filter(|t| t.labelled > 0) {
+        if task.per_class_accuracy.is_empty() {
+            continue;
+        }
+        let cells: Vec<String> = task
+            .per_class_accuracy
+            .iter()
+            .enumerate()
+            .map(|(c, v)| match v {
+                Some(v) => format!("{c}:{v:.3}"),
+                None => format!("{c}:-"),
+            })
+            .collect();
+        out.push_str(&format!(
+            "  per-class accuracy of '{}': {}\n",
+            task.task,
+            cells.join(" ")
+        ));
+    }
     out
 }
 
 /// The summary as text, one line per row, every line ending in '\n': the
 /// test split's [`metrics_table`], the overall Δm% with `delta`, and a
 /// footer with the run's speed and per-step cost.
-pub fn format_summary(
-    test_rows: usize,
-    metrics: &Metrics,
-    delta: Option<&DeltaM>,
-    stats: &RunStats,
-) -> String {
-    let mut out = metrics_table("test", test_rows, metrics, delta);
+pub fn format_summary(metrics: &Metrics, delta: Option<&DeltaM>, stats: &RunStats) -> String {
+    let mut out = metrics_table(metrics, delta);
     if let Some(d) = delta {
         out.push_str(&format!(
             "Δm% vs single-task baselines: {} (mean over {} task-metric pair(s); positive = multi-task better)\n",
             percent(d.overall),
             d.pairs
+        ));
+    }
+    if let Some(epoch) = stats.stopped_early {
+        out.push_str(&format!(
+            "early stopping: the watched validation metric stopped improving; stopped after epoch {epoch}\n"
         ));
     }
     let rate = stats.steps as f64 / stats.seconds.max(1e-9);
@@ -110,28 +158,49 @@ fn percent(v: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::TaskMetrics;
+
+    fn task(name: &str, labelled: usize, values: &[(&str, Option<f64>)]) -> TaskMetrics {
+        TaskMetrics {
+            task: name.into(),
+            labelled,
+            values: values.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            per_class_accuracy: Vec::new(),
+        }
+    }
 
     fn metrics() -> Metrics {
-        vec![
-            ("depth".into(), vec![("mse", 0.25), ("mae", 1234.5)]),
-            ("segmentation".into(), vec![("accuracy", 0.875)]),
-        ]
+        let mut seg = task("segmentation", 200, &[("accuracy", Some(0.875))]);
+        seg.per_class_accuracy = vec![Some(0.5), None, Some(1.0)];
+        Metrics {
+            split: "test".into(),
+            rows: 200,
+            tasks: vec![
+                task("depth", 200, &[("mse", Some(0.25)), ("mae", Some(1234.5))]),
+                seg,
+                task("normals", 0, &[("mse", None)]),
+            ],
+        }
     }
 
     const STATS: RunStats = RunStats {
         steps: 400,
         seconds: 20.0,
         last_step: Some((12, 1)),
+        stopped_early: None,
     };
 
     #[test]
-    fn summary_aligns_columns_and_marks_missing_metrics() {
-        let text = format_summary(200, &metrics(), None, &STATS);
+    fn summary_aligns_columns_and_marks_missing_metrics_and_why() {
+        let text = format_summary(&metrics(), None, &STATS);
         let want = "\
 test split (200 samples):
   task                   mse           mae      accuracy
   depth               0.2500     1234.5000             -
   segmentation             -             -        0.8750
+  normals                  -             -             -
+  ('-' for 'normals': none of the 200 samples of the test split is labelled for task 'normals')
+  per-class accuracy of 'segmentation': 0:0.500 1:- 2:1.000
 400 steps in 20.0 s (20.0 steps/s); last step: 12 dispatches, 1 submit(s)
 ";
         assert_eq!(text, want, "\n{text}");
@@ -143,24 +212,30 @@ test split (200 samples):
             per_task: vec![
                 ("depth".into(), Some(12.345)),
                 ("segmentation".into(), None),
+                ("normals".into(), None),
             ],
             overall: Some(-3.0),
             pairs: 2,
             missing: vec!["segmentation".into()],
         };
-        let text = format_summary(200, &metrics(), Some(&delta), &STATS);
+        let stats = RunStats {
+            stopped_early: Some(3),
+            ..STATS
+        };
+        let text = format_summary(&metrics(), Some(&delta), &stats);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[1].ends_with("accuracy        Δm%"), "{text}");
         assert!(lines[2].ends_with("-     +12.35"), "{text}");
         assert!(lines[3].ends_with("0.8750          -"), "{text}");
         assert!(
-            lines[4].starts_with("Δm% vs single-task baselines: -3.00 (mean over 2"),
+            lines[7].starts_with("Δm% vs single-task baselines: -3.00 (mean over 2"),
             "{text}"
         );
+        assert!(lines[8].contains("stopped after epoch 3"), "{text}");
         // Every table row is as wide as the header.
         let width = |l: &str| l.chars().count();
         assert!(
-            lines[1..4].iter().all(|l| width(l) == width(lines[1])),
+            lines[1..5].iter().all(|l| width(l) == width(lines[1])),
             "{text}"
         );
     }

@@ -1,27 +1,26 @@
-//! `manytask train`: trains an MTL model and reports per-task metrics.
-//! With no data file it runs the embedded default: GradNorm's synthetic
-//! multi-task regression benchmark (../shared/MATH.md §7), generated from
-//! the seed, with hard sharing.
+//! `manytask train`: the flags, and what the run prints and writes. The
+//! training itself is the library's (`train::Trainer`). With no data file
+//! it runs the embedded default: GradNorm's synthetic multi-task
+//! regression benchmark, generated from the seed, with hard sharing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::Args;
 
-use crate::checkpoint::{self, Restore};
-use crate::cli::baseline::{self, Baseline};
-use crate::cli::metrics::{evaluate, write_batch};
+use crate::checkpoint;
 use crate::cli::overrides::resolve;
 use crate::cli::plot::{self, History};
 use crate::cli::progress::{Mode, Progress};
-use crate::cli::runlog::{RunLog, StepRecord};
-use crate::cli::setup::{self, Setup};
+use crate::cli::runlog::RunLog;
 use crate::cli::summary::{format_summary, RunStats};
 use crate::cli::{backend_from, open_contexts, BackendArg};
-use crate::data::batch::{Batcher, LastBatch};
+use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::graph::{StepOptions, StepReport};
+use crate::train::baseline::{self, Baseline};
+use crate::train::paths::check_output;
+use crate::train::setup::{self, Setup};
+use crate::train::{state, Observer, TrainState, Trainer};
 
 /// `manytask train`'s flags. Settings flags left out take the config
 /// file's value (`--config`), else the default shown.
@@ -36,7 +35,7 @@ pub struct TrainArgs {
     /// Tasks of the embedded synthetic benchmark [default: 4].
     #[arg(long)]
     pub tasks: Option<usize>,
-    /// Optimiser steps (default 400, or --epochs).
+    /// Optimiser steps, counted from the start of training (default 400, or --epochs).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Epochs over the training split (instead of --steps).
@@ -45,6 +44,9 @@ pub struct TrainArgs {
     /// Rows per batch [default: 64].
     #[arg(long)]
     pub batch: Option<usize>,
+    /// Drop the short last batch of each epoch (default: train on it).
+    #[arg(long)]
+    pub drop_last: bool,
     /// Seed of data generation, splits, shuffling and initialisation [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
@@ -57,12 +59,27 @@ pub struct TrainArgs {
     /// Trunk (or per-task column) layer widths [default: 256,256].
     #[arg(long, value_delimiter = ',')]
     pub widths: Option<Vec<usize>>,
-    /// Optimiser: sgd or adamw [default: adamw].
+    /// Optimiser: sgd (plain unless the config gives momentum) or adamw [default: adamw].
     #[arg(long)]
     pub optimizer: Option<String>,
     /// Learning rate (default: 1e-3 for adamw, 1e-2 for sgd).
     #[arg(long)]
     pub lr: Option<f32>,
+    /// Learning-rate schedule: constant, step or cosine [default: constant].
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// Steps of linear learning-rate warmup before the schedule [default: 0].
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Cosine schedule: the rate at the end of the run [default: 0].
+    #[arg(long)]
+    pub min_lr: Option<f32>,
+    /// Step schedule: steps between decays.
+    #[arg(long)]
+    pub step_size: Option<usize>,
+    /// Step schedule: the decay factor [default: 0.1].
+    #[arg(long)]
+    pub gamma: Option<f32>,
     /// Task weighting: equal, static:w1,w2,…, uncertainty, uncertainty_warm, gradnorm, dwa, pcgrad, mgda, mgda_ub, cagrad, imtl_g, rlw [default: equal].
     #[arg(long)]
     pub weighting: Option<String>,
@@ -75,12 +92,27 @@ pub struct TrainArgs {
     /// Load parameters (PyTorch-layout safetensors) before training.
     #[arg(long, conflicts_with = "resume")]
     pub init: Option<PathBuf>,
-    /// Resume: parameters, optimiser state and step count.
+    /// Resume a run: parameters, optimiser state, and its step, epoch and place in the epoch's order.
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Save a checkpoint here at the end (atomically); its metadata holds the resolved config as JSON.
     #[arg(long)]
     pub save: Option<PathBuf>,
+    /// Keep the best checkpoint here (the watched validation metric: --monitor, else the loss).
+    #[arg(long)]
+    pub save_best: Option<PathBuf>,
+    /// Epochs between periodic checkpoints (to --save-every-path).
+    #[arg(long)]
+    pub save_every: Option<usize>,
+    /// Where --save-every writes: `{epoch}` and `{step}` are replaced.
+    #[arg(long)]
+    pub save_every_path: Option<PathBuf>,
+    /// Early stopping: validation passes without improvement before training stops.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// The validation metric early stopping and --save-best watch: loss or <task>.<metric> [default: loss].
+    #[arg(long)]
+    pub monitor: Option<String>,
     /// Write JSON lines: losses, task weights and regulariser values every --every steps, validation metrics every epoch.
     #[arg(long)]
     pub log: Option<PathBuf>,
@@ -110,17 +142,74 @@ impl Default for TrainArgs {
     }
 }
 
+/// The baseline to report Δm% against (a run of several tasks), read
+/// before training so a bad file fails at once.
 fn read_baseline(args: &TrainArgs) -> Result<Option<Baseline>> {
-    match &args.baseline {
-        Some(path) if args.single_task.is_none() || path.exists() => baseline::read(path).map(Some),
+    match (&args.baseline, &args.single_task) {
+        (Some(path), None) => baseline::read(path).map(Some),
+        // A file to merge into: a corrupt one fails now, not after training.
+        (Some(path), Some(_)) if path.exists() => baseline::read(path).map(|_| None),
         _ => Ok(None),
     }
+}
+
+/// Every output path the flags and the config name, checked writable
+/// before the first step.
+fn check_outputs(args: &TrainArgs, options: &crate::train::TrainOptions) -> Result<()> {
+    let mut outputs: Vec<(&Path, &str)> = Vec::new();
+    if let Some(p) = &args.save {
+        outputs.push((p, "--save"));
+    }
+    if let Some(p) = &args.log {
+        outputs.push((p, "--log"));
+    }
+    if let Some(p) = &args.plot {
+        outputs.push((p, "--plot"));
+    }
+    if let (Some(p), Some(_)) = (&args.baseline, &args.single_task) {
+        outputs.push((p, "--baseline"));
+    }
+    if let Some(p) = &options.save_best {
+        outputs.push((p, "save_best"));
+    }
+    for (path, what) in outputs {
+        check_output(path, what)?;
+    }
+    if let Some(p) = &options.save_every {
+        check_output(&p.path(1, 0), "save_every_path")?;
+    }
+    Ok(())
+}
+
+/// A single-task baseline needs test samples of its task: refused before
+/// training rather than recorded from nothing.
+fn check_baseline_samples(args: &TrainArgs, test: &Dataset) -> Result<()> {
+    let (Some(path), Some(task)) = (&args.baseline, &args.single_task) else {
+        return Ok(());
+    };
+    let labelled = test.task(task).map_or(0, |t| {
+        (0..test.rows()).filter(|&r| t.is_labelled(r)).count()
+    });
+    if labelled == 0 {
+        return Err(Error::Data {
+            file: path.display().to_string(),
+            detail: format!(
+                "--baseline: the test split has no labelled sample of task '{task}' ({} samples): \
+                 a baseline from zero samples would be meaningless",
+                test.rows()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Trains the model `args` (and its `--config`) describe, prints per-task
 /// test metrics, and saves a checkpoint holding the resolved config.
 pub fn run(args: &TrainArgs) -> Result<ExitCode> {
     let mut config = resolve(args)?;
+    let mut options = setup::train_options(&config)?;
+    check_outputs(args, &options)?;
+    let baseline = read_baseline(args)?;
     let ctx = open_contexts(backend_from(args.backend)?)?
         .into_iter()
         .next()
@@ -129,10 +218,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
     let Setup {
         data,
         split,
-        spec,
-        mut balancer,
-        mut program,
-        nodes,
+        mut learner,
     } = setup::build(&ctx, &mut config, args.single_task.as_deref())?;
     println!(
         "data: {} ({} samples: {} train / {} validation / {} test), {} task(s): {}",
@@ -141,118 +227,69 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         split.train.rows(),
         split.validation.rows(),
         split.test.rows(),
-        spec.tasks.len(),
-        spec.tasks
-            .iter()
-            .map(|t| t.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        learner.spec.tasks.len(),
+        learner.task_names().join(", ")
     );
+    check_baseline_samples(args, &split.test)?;
     if let Some(path) = &args.init {
-        checkpoint::load(&ctx, &mut program, &nodes.pieces, path, Restore::Parameters)?;
+        state::load_parameters(&ctx, &mut learner, path)?;
     }
-    if let Some(path) = &args.resume {
-        checkpoint::load(&ctx, &mut program, &nodes.pieces, path, Restore::Everything)?;
-    }
-    let batcher = Batcher::for_model(&split.train, &spec)?;
-    let per_epoch = batcher
-        .batch_count(split.train.rows(), LastBatch::Drop)
-        .max(1);
-    let steps = config.train.total_steps(per_epoch);
+    let start = match &args.resume {
+        Some(path) => {
+            let s = state::resume(&ctx, &mut learner, path)?;
+            println!(
+                "resume: {} at step {} (epoch {}, batch {} of it)",
+                path.display(),
+                s.step,
+                s.epoch + 1,
+                s.batch
+            );
+            s
+        }
+        None => TrainState::default(),
+    };
+    let config_json = config.to_json()?;
+    options = options.checkpoint_metadata(checkpoint::CONFIG_KEY, &config_json);
     println!(
-        "model: {} sharing, widths {:?}; weighting {}; {} steps of {} rows",
+        "model: {} sharing, widths {:?}; weighting {}; batches of {} rows{}",
         config.model.kind,
         config.model.widths,
-        balancer.weighting().name(),
-        steps,
-        config.train.batch
-    );
-    // Adversarial tasks: λ of their gradient reversal follows the schedule.
-    let reversal = match spec.tasks.iter().filter(|t| t.adversarial).count() {
-        0 => None,
-        n => {
-            let schedule = config.train.reversal().map_err(|d| config.error(d))?;
-            println!("adversarial: {n} task(s) behind a gradient reversal, λ {schedule:?}");
-            Some(schedule)
+        learner.balancer.weighting().name(),
+        config.train.batch,
+        if config.train.drop_last {
+            " (short last batch dropped)"
+        } else {
+            ""
         }
-    };
-    // Fail before training on a baseline that cannot be read or a plot
-    // that cannot be written, not after it.
-    let baseline = read_baseline(args)?;
-    if let Some(path) = &args.plot {
-        plot::check_destination(path)?;
+    );
+    let adversarial = learner.spec.tasks.iter().filter(|t| t.adversarial).count();
+    if adversarial > 0 {
+        println!(
+            "adversarial: {adversarial} task(s) behind a gradient reversal, λ {:?}",
+            options.reversal
+        );
     }
     let mut log = args.log.as_deref().map(RunLog::create).transpose()?;
     let mut history = args.plot.as_ref().map(|_| History::default());
-    // The plot samples about 200 points however long the run.
-    let plot_every = steps.div_ceil(200).max(1);
-    let every = config.train.every;
-    let order = config.train.order();
-    let progress = Progress::new(Mode::detect(args.quiet), steps);
-    let start = Instant::now();
-    let mut last: Option<StepReport> = None;
-    let (mut step, mut epoch) = (0usize, 0u64);
-    while step < steps {
-        for batch in batcher.epoch(order, epoch, LastBatch::Drop)? {
-            if step >= steps {
-                break;
-            }
-            write_batch(&ctx, &program, &nodes, &batch)?;
-            let logged = (step + 1) % every == 0 || step + 1 == steps;
-            let sampled = history.is_some() && (step + 1) % plot_every == 0;
-            let opts = if logged || sampled {
-                StepOptions::TRAIN_AND_READ
-            } else {
-                StepOptions::TRAIN
-            };
-            if let Some(r) = reversal {
-                program.set_reversal_lambda(r.lambda(step, steps));
-            }
-            let mut done = balancer.step(&ctx, &mut program, opts)?;
-            if let Some(pending) = done.report.losses.take() {
-                let losses = pending.wait(&ctx)?.losses;
-                if let Some(t) = losses.iter().position(|l| !l.is_finite()) {
-                    // Nothing is saved after this: a previous checkpoint stays intact.
-                    return Err(Error::Diverged {
-                        step: step as u64 + 1,
-                        task: format!("task '{}'", spec.tasks[t].name),
-                        value: losses[t],
-                    });
-                }
-                let rate = (step + 1) as f64 / start.elapsed().as_secs_f64();
-                progress.losses(step + 1, &losses, &done.weights, rate, logged);
-                if let Some(h) = &mut history {
-                    h.push(step + 1, &losses, &done.weights);
-                }
-                if let (true, Some(log)) = (logged, &mut log) {
-                    // One small readback per term: logged steps only.
-                    log.step(&StepRecord {
-                        step: step + 1,
-                        losses: &losses,
-                        weights: &done.weights,
-                        regularisers: &program.regulariser_values(&ctx)?,
-                        orthogonality: &program.orthogonality_values(&ctx)?,
-                    })?;
-                }
-            }
-            last = Some(done.report);
-            step += 1;
-            progress.advance(step);
+    let mut progress = Progress::new(Mode::detect(args.quiet));
+    let mut stats = RunStats::default();
+    let report = {
+        let mut observers: Vec<&mut dyn Observer> = vec![&mut progress, &mut stats];
+        if let Some(l) = &mut log {
+            observers.push(l);
         }
-        balancer.end_epoch(&ctx, &mut program)?;
-        epoch += 1;
-        if let (Some(log), true) = (&mut log, split.validation.rows() > 0) {
-            let metrics = evaluate(&ctx, &program, &nodes, &spec, &split.validation)?;
-            log.epoch(epoch, step, "validation", &metrics)?;
+        if let Some(h) = &mut history {
+            observers.push(h);
         }
-    }
-    progress.finish();
-    let seconds = start.elapsed().as_secs_f64();
-    let metrics = evaluate(&ctx, &program, &nodes, &spec, &split.test)?;
-    let delta = match (&baseline, &args.single_task) {
-        (Some(b), None) => Some(baseline::delta_m(&metrics, b)),
-        _ => None,
+        let mut trainer = Trainer::new(options).resume_from(start);
+        for o in observers {
+            trainer = trainer.observe(o);
+        }
+        trainer.fit(&ctx, &mut learner, &split.train, Some(&split.validation))?
     };
+    progress.finish();
+    let metrics = learner.evaluate(&ctx, &split.test, "test")?;
+    let delta = baseline.as_ref().map(|b| baseline::delta_m(&metrics, b));
     if let (Some(d), Some(path)) = (&delta, &args.baseline) {
         for task in &d.missing {
             eprintln!(
@@ -263,18 +300,10 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
             );
         }
     }
-    let stats = RunStats {
-        steps,
-        seconds,
-        last_step: last.as_ref().map(|r| (r.dispatches, r.submits)),
-    };
-    print!(
-        "\n{}",
-        format_summary(split.test.rows(), &metrics, delta.as_ref(), &stats)
-    );
+    print!("\n{}", format_summary(&metrics, delta.as_ref(), &stats));
     if let Some(path) = &args.save {
-        let meta = vec![(checkpoint::CONFIG_KEY.to_string(), config.to_json()?)];
-        checkpoint::save(&ctx, &program, &nodes.pieces, &meta, path)?;
+        let meta = vec![(checkpoint::CONFIG_KEY.to_string(), config_json)];
+        state::save(&ctx, &learner, &report.state, &meta, path)?;
         println!("saved {}", path.display());
     }
     if let (Some(path), Some(task)) = (&args.baseline, &args.single_task) {
@@ -282,8 +311,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         println!("baseline: wrote task '{task}' into {}", path.display());
     }
     if let (Some(path), Some(h)) = (&args.plot, &history) {
-        let names: Vec<String> = spec.tasks.iter().map(|t| t.name.clone()).collect();
-        plot::write_svg(path, &names, h)?;
+        plot::write_svg(path, &learner.task_names(), h)?;
         println!("plot: wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -10,22 +10,19 @@
 //!
 //! Δm% follows Maninis et al. 2019 ("Attentive single-tasking of multiple
 //! tasks") as LibMTL computes it: positive means the multi-task model is
-//! better than the single-task ones.
+//! better than the single-task ones. It averages the task metrics
+//! (accuracy, mse, rmse, mae), not the training loss (another view of the
+//! same errors) nor the original-unit errors (the same relative change
+//! as their standardised twins); a metric with no value is left out.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::cli::metrics::Metrics;
 use crate::error::{Error, Result};
+use crate::train::metrics::{lower_is_better, Metrics};
 
 /// Task name → metric name → value, as stored in a baseline file.
 pub type Baseline = BTreeMap<String, BTreeMap<String, f64>>;
-
-/// l_t of Δm%: true when a lower value of the metric is better (the
-/// regression errors mse, rmse, mae); false for accuracy.
-pub fn lower_is_better(metric: &str) -> bool {
-    matches!(metric, "mse" | "rmse" | "mae")
-}
 
 /// Δm% of one run against a baseline.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,15 +47,19 @@ pub fn delta_m(run: &Metrics, baseline: &Baseline) -> DeltaM {
     let mut all = Vec::new();
     let mut per_task = Vec::new();
     let mut missing = Vec::new();
-    for (task, metrics) in run {
+    for t in &run.tasks {
+        let task = &t.task;
         let Some(base) = baseline.get(task) else {
             missing.push(task.clone());
             per_task.push((task.clone(), None));
             continue;
         };
         let mut terms = Vec::new();
-        for (metric, mt) in metrics {
-            let Some(&st) = base.get(*metric) else {
+        for (metric, mt) in &t.values {
+            if !counts_in_delta_m(metric) {
+                continue;
+            }
+            let (Some(mt), Some(&st)) = (mt, base.get(metric)) else {
                 continue;
             };
             if st == 0.0 || !st.is_finite() {
@@ -76,6 +77,11 @@ pub fn delta_m(run: &Metrics, baseline: &Baseline) -> DeltaM {
         pairs: all.len(),
         missing,
     }
+}
+
+/// Whether Δm% averages `metric` (module docs).
+fn counts_in_delta_m(metric: &str) -> bool {
+    metric != "loss" && !metric.starts_with("orig_")
 }
 
 fn mean(v: &[f64]) -> Option<f64> {
@@ -126,18 +132,31 @@ fn parse(text: &str) -> std::result::Result<Baseline, String> {
 }
 
 /// Writes `run`'s tasks into the baseline file at `path`: creates it, or
-/// replaces those tasks in it and keeps the others. The write is atomic
-/// (a temporary file beside it, then a rename), so concurrent readers see
+/// replaces those tasks in it and keeps the others. A task with no
+/// labelled sample in the run's split has no metrics to record: an error
+/// naming it, and the file is left as it was. The write is atomic (a
+/// temporary file beside it, then a rename), so concurrent readers see
 /// the old or the new file, never half of one.
 pub fn merge_write(path: &Path, run: &Metrics) -> Result<()> {
+    if let Some(t) = run.tasks.iter().find(|t| t.labelled == 0) {
+        let why = run.why_empty(t).unwrap_or_default();
+        return Err(data_error(
+            path,
+            format!("no baseline for task '{}' from zero samples: {why}", t.task),
+        ));
+    }
     let mut baseline = if path.exists() {
         read(path)?
     } else {
         Baseline::new()
     };
-    for (task, metrics) in run {
-        let m = metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-        baseline.insert(task.clone(), m);
+    for t in &run.tasks {
+        let m = t
+            .values
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| (k.clone(), v)))
+            .collect();
+        baseline.insert(t.task.clone(), m);
     }
     let text = serde_json::to_string_pretty(&baseline)
         .map_err(|e| data_error(path, format!("serialising the baseline: {e}")))?;
@@ -149,19 +168,42 @@ pub fn merge_write(path: &Path, run: &Metrics) -> Result<()> {
 mod tests {
     use super::*;
 
+    use crate::train::metrics::TaskMetrics;
+
+    fn task(name: &str, values: &[(&str, f64)]) -> TaskMetrics {
+        TaskMetrics {
+            task: name.into(),
+            labelled: 4,
+            values: values
+                .iter()
+                .map(|(k, v)| (k.to_string(), Some(*v)))
+                .collect(),
+            per_class_accuracy: Vec::new(),
+        }
+    }
+
     fn run() -> Metrics {
-        vec![
-            ("a".into(), vec![("mse", 0.8), ("mae", 1.1)]),
-            ("b".into(), vec![("accuracy", 0.9)]),
-            ("c".into(), vec![("mse", 5.0)]),
-        ]
+        Metrics {
+            split: "test".into(),
+            rows: 4,
+            tasks: vec![
+                task("a", &[("loss", 9.0), ("mse", 0.8), ("mae", 1.1)]),
+                task("b", &[("accuracy", 0.9)]),
+                task("c", &[("mse", 5.0)]),
+            ],
+        }
     }
 
     fn baseline() -> Baseline {
         let mut b = Baseline::new();
         b.insert(
             "a".into(),
-            [("mse".into(), 1.0), ("mae".into(), 1.0)].into(),
+            [
+                ("loss".into(), 1.0),
+                ("mse".into(), 1.0),
+                ("mae".into(), 1.0),
+            ]
+            .into(),
         );
         b.insert("b".into(), [("accuracy".into(), 0.75)].into());
         b
@@ -190,6 +232,19 @@ mod tests {
         assert_eq!(d.overall, None);
         assert_eq!(d.per_task[0].1, None);
         assert_eq!(d.missing, vec!["b".to_string(), "c".to_string()]);
+    }
+
+    #[test]
+    fn metrics_without_a_value_are_skipped_and_never_recorded() {
+        let mut r = run();
+        r.tasks[0].values[2].1 = None;
+        let d = delta_m(&r, &baseline());
+        assert_eq!(d.pairs, 2, "{d:?}");
+        r.tasks[1].labelled = 0;
+        let path = std::env::temp_dir().join(format!("manytask-base-{}.json", std::process::id()));
+        let e = merge_write(&path, &r).unwrap_err().to_string();
+        assert!(e.contains("task 'b' from zero samples"), "{e}");
+        assert!(!path.exists());
     }
 
     #[test]
