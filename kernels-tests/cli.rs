@@ -1,8 +1,52 @@
 //! The `manytask` binary end to end: exit codes and output formats.
+//! Training runs go through `run_timed`: a hung run fails its test.
 
-use std::process::Command;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::common::{manytask, scratch_dir};
+
+/// Runs `cmd` to its end and returns its output; a run still going after
+/// `secs` seconds is killed and fails the test.
+fn run_timed(cmd: &mut Command, secs: u64) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).ok();
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(secs) {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("still running after {secs} s, killed: {cmd:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// The time bound of one small training run (generous: the suite shares
+/// two slow cores).
+const RUN_SECS: u64 = 300;
 
 #[test]
 fn info_lists_every_adapter_with_features_and_limits() {
@@ -162,14 +206,15 @@ fn train_runs_the_embedded_benchmark_saves_and_reloads() {
     let base = [
         "train", "--steps", "6", "--every", "3", "--batch", "16", "--tasks", "2", "--widths", "32",
     ];
-    let out = manytask()
-        .args(base)
-        .args(["--weighting", "mgda_ub", "--save"])
-        .arg(&ckpt)
-        .arg("--log")
-        .arg(&log)
-        .output()
-        .unwrap();
+    let out = run_timed(
+        manytask()
+            .args(base)
+            .args(["--weighting", "mgda_ub", "--save"])
+            .arg(&ckpt)
+            .arg("--log")
+            .arg(&log),
+        RUN_SECS,
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -198,24 +243,20 @@ fn train_runs_the_embedded_benchmark_saves_and_reloads() {
         "{lines}"
     );
     // --init loads it; a checkpoint of another shape is refused.
-    let ok = manytask()
-        .args(base)
-        .arg("--init")
-        .arg(&ckpt)
-        .output()
-        .unwrap();
+    let ok = run_timed(manytask().args(base).arg("--init").arg(&ckpt), RUN_SECS);
     assert!(
         ok.status.success(),
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    let wrong = manytask()
-        .args([
-            "train", "--steps", "1", "--batch", "16", "--tasks", "2", "--widths", "8", "--init",
-        ])
-        .arg(&ckpt)
-        .output()
-        .unwrap();
+    let wrong = run_timed(
+        manytask()
+            .args([
+                "train", "--steps", "1", "--batch", "16", "--tasks", "2", "--widths", "8", "--init",
+            ])
+            .arg(&ckpt),
+        RUN_SECS,
+    );
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("different model"));
 }
@@ -238,7 +279,7 @@ fn train_rejects_bad_options_with_clear_errors() {
             "nonexistent",
         ),
     ] {
-        let out = manytask().args(&args).output().unwrap();
+        let out = run_timed(manytask().args(&args), RUN_SECS);
         assert!(!out.status.success(), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{args:?}: {err}");
@@ -264,12 +305,7 @@ fn a_diverging_run_stops_naming_step_and_task_and_keeps_the_checkpoint() {
         "--optimizer",
         "sgd",
     ];
-    let good = manytask()
-        .args(base)
-        .arg("--save")
-        .arg(&ckpt)
-        .output()
-        .unwrap();
+    let good = run_timed(manytask().args(base).arg("--save").arg(&ckpt), RUN_SECS);
     assert!(
         good.status.success(),
         "{}",
@@ -277,12 +313,13 @@ fn a_diverging_run_stops_naming_step_and_task_and_keeps_the_checkpoint() {
     );
     let before = std::fs::read(&ckpt).unwrap();
     // lr 1e30 overflows the parameters to ±inf within a step or two.
-    let bad = manytask()
-        .args(base)
-        .args(["--lr", "1e30", "--save"])
-        .arg(&ckpt)
-        .output()
-        .unwrap();
+    let bad = run_timed(
+        manytask()
+            .args(base)
+            .args(["--lr", "1e30", "--save"])
+            .arg(&ckpt),
+        RUN_SECS,
+    );
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success(), "a diverging run must fail: {err}");
     assert!(err.contains("step ") && err.contains("task '"), "{err}");
@@ -296,7 +333,7 @@ fn a_diverging_run_stops_naming_step_and_task_and_keeps_the_checkpoint() {
 }
 
 fn run_ok(cmd: &mut Command) -> (String, String) {
-    let out = cmd.output().unwrap();
+    let out = run_timed(cmd, RUN_SECS);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
@@ -319,7 +356,8 @@ fn train_log_has_regulariser_values_and_a_validation_record_per_epoch() {
     let dir = scratch_dir("cli-log");
     for (model, key) in [("soft", "regularisers"), ("sluice", "orthogonality")] {
         let log = dir.join(format!("{model}.jsonl"));
-        // 1600 training rows / 256 = 6 steps per epoch.
+        // 1600 training rows / 256 = 6.25: 7 steps per epoch, the last
+        // one short (kept: drop_last is false).
         run_ok(
             small_train("2")
                 .args(["--epochs", "2", "--model", model, "--log"])
@@ -338,7 +376,9 @@ fn train_log_has_regulariser_values_and_a_validation_record_per_epoch() {
             .iter()
             .filter(|r| r.get("epoch").is_some())
             .collect();
-        assert_eq!(steps.len(), 4, "{model}: {text}");
+        // Every 3 steps of 14, and the last.
+        let logged: Vec<u64> = steps.iter().map(|r| r["step"].as_u64().unwrap()).collect();
+        assert_eq!(logged, vec![3, 6, 9, 12, 14], "{model}: {text}");
         for r in &steps {
             let values = r[key]
                 .as_array()
@@ -351,7 +391,8 @@ fn train_log_has_regulariser_values_and_a_validation_record_per_epoch() {
         assert_eq!(epochs.len(), 2, "{model}: {text}");
         for (k, r) in epochs.iter().enumerate() {
             assert_eq!(r["epoch"], k as u64 + 1, "{r}");
-            assert_eq!(r["step"], 6 * (k as u64 + 1), "{r}");
+            assert_eq!(r["step"], 7 * (k as u64 + 1), "{r}");
+            assert_eq!(r["complete"], true, "{r}");
             assert_eq!(r["split"], "validation", "{r}");
             for task in ["task0", "task1"] {
                 let mse = r["metrics"][task]["mse"].as_f64();
@@ -387,10 +428,10 @@ fn train_plot_draws_one_curve_per_task_in_each_panel() {
         assert!(text.contains(task), "legend misses {task}");
     }
     // A path in a missing directory fails before training, naming the file.
-    let out = small_train("3")
-        .args(["--steps", "8", "--plot", "/nonexistent-dir/curves.svg"])
-        .output()
-        .unwrap();
+    let out = run_timed(
+        small_train("3").args(["--steps", "8", "--plot", "/nonexistent-dir/curves.svg"]),
+        RUN_SECS,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -454,11 +495,12 @@ fn train_baseline_workflow_writes_merges_and_reports_delta_m() {
     // Δm% from the printed multi-task metrics, independently: mse, rmse and
     // mae are all lower-is-better, so each term is −(M_mt − M_st)/M_st.
     let mut terms = Vec::new();
+    // Columns: loss, mse, rmse, mae (the loss is not a Δm% metric).
     for task in ["task0", "task1"] {
         let cells = row(&stdout, task);
         for (i, metric) in ["mse", "rmse", "mae"].into_iter().enumerate() {
             let st = base[task][metric].as_f64().unwrap();
-            terms.push(-(cells[i] - st) / st * 100.0);
+            terms.push(-(cells[i + 1] - st) / st * 100.0);
         }
     }
     let want = terms.iter().sum::<f64>() / terms.len() as f64;
@@ -489,16 +531,17 @@ fn train_baseline_workflow_writes_merges_and_reports_delta_m() {
         "{stderr}"
     );
     assert!(
-        row(&stdout, "task2").len() == 3,
+        row(&stdout, "task2").len() == 4,
         "no Δm% for task2: {stdout}"
     );
     let corrupt = dir.join("corrupt.json");
     std::fs::write(&corrupt, "{\"task0\": {\"mse\": ").unwrap();
-    let out = small_train("2")
-        .args(["--steps", "3", "--baseline"])
-        .arg(&corrupt)
-        .output()
-        .unwrap();
+    let out = run_timed(
+        small_train("2")
+            .args(["--steps", "3", "--baseline"])
+            .arg(&corrupt),
+        RUN_SECS,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -506,4 +549,277 @@ fn train_baseline_workflow_writes_merges_and_reports_delta_m() {
         "{err}"
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("step "));
+}
+
+/// A config of a small synthetic benchmark: `samples` samples, 2 tasks of
+/// 2 outputs on 8 inputs, a trunk of 8.
+fn tiny_config(dir: &Path, samples: usize) -> PathBuf {
+    let path = dir.join(format!("tiny-{samples}.toml"));
+    let text = format!(
+        "[model]\nwidths = [8]\n\n[data]\nsource = \"synthetic\"\ntasks = 2\nsamples = {samples}\n\
+         inputs = 8\noutputs = 2\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_batch_larger_than_the_training_split_trains_or_fails_naming_the_split() {
+    let dir = scratch_dir("cli-short");
+    // 200 samples: 160 train. A batch of 161 is one short batch an epoch.
+    let config = tiny_config(&dir, 200);
+    let (stdout, _) = run_ok(
+        manytask()
+            .args([
+                "train", "--batch", "161", "--steps", "3", "--quiet", "--config",
+            ])
+            .arg(&config),
+    );
+    assert!(
+        stdout.contains("training: 3 steps of 161 rows (1 per epoch)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("3 steps in"), "{stdout}");
+    // Dropping the short batch leaves nothing: an error, not a hang.
+    let out = run_timed(
+        manytask()
+            .args([
+                "train",
+                "--batch",
+                "161",
+                "--steps",
+                "3",
+                "--drop-last",
+                "--config",
+            ])
+            .arg(&config),
+        RUN_SECS,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the training split has 160 samples, fewer than one batch of 161"),
+        "{stderr}"
+    );
+    // One sample: it trains, and the empty test split prints '-' and says why.
+    let one = tiny_config(&dir, 1);
+    let (stdout, _) = run_ok(
+        manytask()
+            .args(["train", "--steps", "2", "--quiet", "--config"])
+            .arg(&one),
+    );
+    assert!(stdout.contains("test split (0 samples):"), "{stdout}");
+    assert!(
+        stdout.contains("no value ('-') for task 'task0': the test split is empty"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("0.0000"),
+        "a metric over no sample: {stdout}"
+    );
+    // ... and no single-task baseline is recorded from it.
+    let base = dir.join("never.json");
+    let out = run_timed(
+        manytask()
+            .args([
+                "train",
+                "--steps",
+                "2",
+                "--single-task",
+                "task0",
+                "--config",
+            ])
+            .arg(&one)
+            .arg("--baseline")
+            .arg(&base),
+        RUN_SECS,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no labelled sample of task 'task0'"),
+        "{stderr}"
+    );
+    assert!(!base.exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_task_without_labels_prints_dashes_and_logs_nulls() {
+    use manytask::data::safetensors::{write, Precision};
+    use manytask::data::{Dataset, Targets, TaskData};
+    let dir = scratch_dir("cli-unlabelled");
+    let rows = 60;
+    let x: Vec<f32> = (0..rows * 3).map(|i| (i % 7) as f32 / 7.0).collect();
+    let tasks = vec![
+        TaskData::new(
+            "a",
+            Targets::Real {
+                outputs: 1,
+                values: (0..rows).map(|i| (i % 5) as f32).collect(),
+            },
+            None,
+        ),
+        TaskData::new(
+            "b",
+            Targets::Classes {
+                classes: 3,
+                ids: vec![0; rows],
+            },
+            Some(vec![false; rows]),
+        ),
+    ];
+    let data = Dataset::new("unlabelled", rows, 3, x, tasks).unwrap();
+    let file = dir.join("data.safetensors");
+    write(&file, &data, Precision::F32).unwrap();
+    let log = dir.join("log.jsonl");
+    let (stdout, _) = run_ok(
+        manytask()
+            .args([
+                "train", "--steps", "4", "--batch", "16", "--widths", "8", "--data",
+            ])
+            .arg(&file)
+            .arg("--log")
+            .arg(&log),
+    );
+    let row_b = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("b "))
+        .unwrap_or_else(|| panic!("no row for b: {stdout}"));
+    assert!(
+        row_b.split_whitespace().skip(1).all(|c| c == "-"),
+        "{row_b}\n{stdout}"
+    );
+    assert!(
+        stdout.contains("no value ('-') for task 'b': none of the 6 samples of the test split"),
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let b = &last["metrics"]["b"];
+    assert!(b["accuracy"].is_null() && b["loss"].is_null(), "{last}");
+    assert_eq!(b["samples"], 0, "{last}");
+    assert_eq!(
+        b["per_class_accuracy"],
+        serde_json::json!([null, null, null])
+    );
+    assert!(last["metrics"]["a"]["mse"].as_f64().is_some(), "{last}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn every_output_path_is_checked_before_the_first_step() {
+    let bad = "/nonexistent-dir/out.file";
+    let single = ["--single-task", "task0", "--baseline", bad];
+    for flags in [
+        vec!["--save", bad],
+        vec!["--save-best", bad],
+        vec!["--log", bad],
+        vec!["--plot", bad],
+        single.to_vec(),
+        vec!["--save-every", "1", "--save-every-path", bad],
+    ] {
+        let out = run_timed(
+            small_train("2").args(["--steps", "3"]).args(&flags),
+            RUN_SECS,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        let key = flags[flags.len() - 2]
+            .trim_start_matches("--")
+            .replace('-', "_");
+        assert!(
+            stderr.contains(bad) && stderr.replace('-', "_").contains(&key),
+            "{flags:?}: {stderr}"
+        );
+        assert!(!stdout.contains("training:"), "{flags:?} trained: {stdout}");
+    }
+}
+
+#[test]
+fn resume_continues_bit_for_bit_and_checkpoints_are_deterministic() {
+    let dir = scratch_dir("cli-resume");
+    // 7 batches an epoch (the last short); 5 steps, then on to 9: the
+    // resumed run crosses the epoch boundary, shuffled.
+    let run = |steps: &str, out: &Path, resume: Option<&Path>| {
+        let mut cmd = small_train("2");
+        cmd.args(["--quiet", "--steps", steps, "--save"]).arg(out);
+        if let Some(r) = resume {
+            cmd.arg("--resume").arg(r);
+        }
+        run_ok(&mut cmd).0
+    };
+    let (half, resumed) = (dir.join("half.st"), dir.join("resumed.st"));
+    let (straight, again) = (dir.join("straight.st"), dir.join("again.st"));
+    run("5", &half, None);
+    let stdout = run("9", &resumed, Some(&half));
+    assert!(
+        stdout.contains("resume:") && stdout.contains("at step 5 (epoch 1, batch 5 of it)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("4 steps in"), "{stdout}");
+    run("9", &straight, None);
+    run("9", &again, None);
+    let bytes = |p: &Path| std::fs::read(p).unwrap();
+    assert!(
+        bytes(&straight) == bytes(&again),
+        "two identical runs wrote different checkpoint files"
+    );
+    assert!(
+        bytes(&resumed) == bytes(&straight),
+        "5 steps + 4 resumed differ from 9 straight"
+    );
+    // Mid-epoch, another batch size cannot continue the epoch's order.
+    let out = run_timed(
+        manytask()
+            .args(["train", "--tasks", "2", "--widths", "16", "--steps", "9"])
+            .args(["--batch", "128", "--resume"])
+            .arg(&half),
+        RUN_SECS,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("batch 5 of an epoch of 7"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn best_and_periodic_checkpoints_are_written_and_evaluate() {
+    let dir = scratch_dir("cli-ckpts");
+    let best = dir.join("best.safetensors");
+    let pattern = dir.join("epoch-{epoch}.safetensors");
+    let (stdout, _) = run_ok(
+        small_train("2")
+            .args(["--epochs", "2", "--schedule", "cosine", "--warmup", "3"])
+            .args(["--patience", "5", "--monitor", "task1.mae"])
+            .arg("--save-best")
+            .arg(&best)
+            .args(["--save-every", "1", "--save-every-path"])
+            .arg(&pattern),
+    );
+    for epoch in 1..=2 {
+        let path = dir.join(format!("epoch-{epoch}.safetensors"));
+        assert!(path.is_file(), "{}: {stdout}", path.display());
+        assert!(
+            stdout.contains(&format!(
+                "checkpoint (periodic, epoch {epoch}, step {})",
+                7 * epoch
+            )),
+            "{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("checkpoint (best, epoch 1, step 7)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("task1.mae "), "{stdout}");
+    // The best checkpoint carries the config: eval rebuilds the model.
+    let (eval, _) = run_ok(
+        manytask()
+            .args(["eval", "--split", "validation", "--checkpoint"])
+            .arg(&best),
+    );
+    assert!(eval.contains("validation split (200 samples):"), "{eval}");
+    std::fs::remove_dir_all(&dir).ok();
 }

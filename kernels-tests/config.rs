@@ -596,3 +596,208 @@ fn an_adversarial_task_trains_behind_a_gradient_reversal_from_the_config() {
     assert_eq!(test_table(&out).len(), 4, "{out}"); // title, header, 2 tasks
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+// ---------------------------------------------------------------------
+// The training layer's keys (`[train]` drop_last, schedule, early
+// stopping, checkpoints; sgd's momentum default) and their flags.
+// ---------------------------------------------------------------------
+
+#[test]
+fn training_layer_keys_parse_round_trip_and_become_trainer_options() {
+    use manytask::data::batch::LastBatch;
+    use manytask::train::setup::train_options;
+    use manytask::train::{Direction, Length, ScheduleKind};
+    let c = Config::from_toml(
+        "[train]\nepochs = 30\ndrop_last = true\nsave_best = \"best.safetensors\"\n\
+         save_every = 5\nsave_every_path = \"ckpt/epoch-{epoch}.safetensors\"\n\
+         [train.schedule]\nkind = \"cosine\"\nwarmup_steps = 100\nmin_lr = 1e-5\n\
+         [train.early_stopping]\nmetric = \"task0.accuracy\"\npatience = 4\nmin_delta = 0.01\n",
+        "t.toml",
+    )
+    .unwrap();
+    let back = Config::from_json(&c.to_json().unwrap(), "json").unwrap();
+    assert_eq!(back.train, c.train);
+    let o = train_options(&c).unwrap();
+    assert_eq!(o.length, Length::Epochs(30));
+    assert_eq!(o.last_batch, LastBatch::Drop);
+    assert_eq!(o.schedule.kind, ScheduleKind::Cosine { min_lr: 1e-5 });
+    assert_eq!(o.schedule.warmup_steps, 100);
+    let e = o.early_stopping.clone().unwrap();
+    assert_eq!(e.patience, 4);
+    assert_eq!(e.monitor.metric, "task0.accuracy");
+    assert_eq!(
+        e.monitor.direction,
+        Direction::Max,
+        "accuracy: higher is better"
+    );
+    assert_eq!(e.monitor.min_delta, 0.01);
+    assert_eq!(o.save_best.as_deref(), Some(Path::new("best.safetensors")));
+    let p = o.save_every.clone().unwrap();
+    assert_eq!(p.epochs, 5);
+    assert_eq!(p.path(10, 250), Path::new("ckpt/epoch-10.safetensors"));
+    // An explicit mode wins over the name; a step schedule takes gamma 0.1.
+    let c = Config::from_toml(
+        "[train]\n[train.schedule]\nkind = \"step\"\nstep_size = 30\n\
+         [train.early_stopping]\nmetric = \"loss\"\nmode = \"max\"\npatience = 1\n",
+        "t.toml",
+    )
+    .unwrap();
+    let o = train_options(&c).unwrap();
+    assert_eq!(
+        o.schedule.kind,
+        ScheduleKind::Step {
+            step_size: 30,
+            gamma: 0.1
+        }
+    );
+    assert_eq!(o.early_stopping.unwrap().monitor.direction, Direction::Max);
+    // The defaults: keep the short batch, constant rate, nothing watched.
+    let o = train_options(&Config::defaults()).unwrap();
+    assert_eq!(o.last_batch, LastBatch::Pad);
+    assert!(o.schedule.is_constant() && o.monitor().is_none());
+    assert_eq!(o.length, Length::Steps(400));
+}
+
+#[test]
+fn sgd_is_plain_sgd_unless_momentum_is_given() {
+    let plain = Config::from_toml("[train]\noptimizer = \"sgd\"\n", "t.toml").unwrap();
+    match plain.train.optimizer().unwrap() {
+        Optimizer::Sgd(s) => assert_eq!((s.lr, s.momentum, s.weight_decay), (0.01, 0.0, 0.0)),
+        other => panic!("{other:?}"),
+    }
+    let heavy =
+        Config::from_toml("[train]\noptimizer = \"sgd\"\nmomentum = 0.9\n", "t.toml").unwrap();
+    match heavy.train.optimizer().unwrap() {
+        Optimizer::Sgd(s) => assert_eq!(s.momentum, 0.9),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn impossible_training_layer_keys_are_errors_naming_the_key() {
+    for (text, want) in [
+        (
+            "[train.schedule]\nkind = \"linear\"\n",
+            "train.schedule.kind = \"linear\": expected constant, step or cosine",
+        ),
+        (
+            "[train.schedule]\nkind = \"step\"\n",
+            "train.schedule.step_size: missing",
+        ),
+        (
+            "[train.schedule]\nkind = \"step\"\nstep_size = 0\n",
+            "train.schedule.step_size = 0",
+        ),
+        (
+            "[train.schedule]\nkind = \"step\"\nstep_size = 3\ngamma = 0\n",
+            "train.schedule.gamma = 0",
+        ),
+        (
+            "[train.schedule]\nkind = \"step\"\nstep_size = 3\nmin_lr = 0.1\n",
+            "train.schedule.min_lr: only for kind = \"cosine\"",
+        ),
+        (
+            "[train.schedule]\nkind = \"cosine\"\nmin_lr = -1\n",
+            "train.schedule.min_lr = -1",
+        ),
+        (
+            "[train.schedule]\nkind = \"cosine\"\nwarmup = 5\n",
+            "unknown field `warmup`",
+        ),
+        (
+            "[train.early_stopping]\nmetric = \"loss\"\n",
+            "train.early_stopping.patience: missing",
+        ),
+        (
+            "[train.early_stopping]\npatience = 0\n",
+            "train.early_stopping.patience = 0",
+        ),
+        (
+            "[train.early_stopping]\nmetric = \"task0.f1\"\npatience = 2\n",
+            "train.early_stopping.metric = \"task0.f1\"",
+        ),
+        (
+            "[train.early_stopping]\nmode = \"up\"\npatience = 2\n",
+            "train.early_stopping.mode = \"up\": expected min or max",
+        ),
+        (
+            "[train.early_stopping]\npatience = 2\nmin_delta = -0.1\n",
+            "train.early_stopping.min_delta = -0.1",
+        ),
+        (
+            "[train]\nsave_every = 2\n",
+            "train.save_every_path: missing",
+        ),
+        (
+            "[train]\nsave_every = 0\nsave_every_path = \"a\"\n",
+            "train.save_every = 0",
+        ),
+        (
+            "[train]\nsave_every_path = \"a\"\n",
+            "train.save_every_path: only with train.save_every",
+        ),
+        ("[train]\ndrop_last = 1\n", "drop_last"),
+    ] {
+        let e = error_of(text);
+        assert!(e.contains(want), "{text}\n→ {e}");
+    }
+}
+
+#[test]
+fn training_layer_flags_override_the_config() {
+    let c = overrides::resolve(&train_args(&[
+        "--drop-last",
+        "--schedule",
+        "cosine",
+        "--warmup",
+        "10",
+        "--min-lr",
+        "0.001",
+        "--patience",
+        "3",
+        "--monitor",
+        "task1.mae",
+        "--save-best",
+        "b.safetensors",
+        "--save-every",
+        "2",
+        "--save-every-path",
+        "e{epoch}.safetensors",
+    ]))
+    .unwrap();
+    let t = &c.train;
+    assert!(t.drop_last);
+    let s = t.schedule.as_ref().unwrap();
+    assert_eq!(
+        (s.kind.as_str(), s.warmup_steps, s.min_lr),
+        ("cosine", 10, Some(0.001))
+    );
+    let e = t.early_stopping.as_ref().unwrap();
+    assert_eq!((e.metric.as_str(), e.patience), ("task1.mae", Some(3)));
+    assert_eq!(t.save_best.as_deref(), Some(Path::new("b.safetensors")));
+    assert_eq!(t.save_every, Some(2));
+    // --schedule over a file's step schedule drops the step keys.
+    let dir = scratch_dir("config-train-flags");
+    let file = dir.join("step.toml");
+    std::fs::write(
+        &file,
+        "[train.schedule]\nkind = \"step\"\nstep_size = 5\ngamma = 0.5\nwarmup_steps = 2\n",
+    )
+    .unwrap();
+    let c = overrides::resolve(&train_args(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--schedule",
+        "cosine",
+    ]))
+    .unwrap();
+    let s = c.train.schedule.unwrap();
+    assert_eq!(
+        (s.kind.as_str(), s.step_size, s.warmup_steps),
+        ("cosine", None, 2)
+    );
+    // --monitor alone watches nothing.
+    let e = overrides::resolve(&train_args(&["--monitor", "loss"])).unwrap_err();
+    assert!(e.to_string().contains("--monitor loss: only with"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

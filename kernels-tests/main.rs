@@ -34,6 +34,7 @@ mod soft_sharing;
 mod task_gemm;
 mod tensor;
 mod trace_norm;
+mod train;
 mod validate;
 mod weighting;
 mod weighting_gpu;

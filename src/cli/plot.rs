@@ -28,7 +28,7 @@ pub struct History {
 
 impl Observer for History {
     fn wants_losses(&self, step: usize) -> bool {
-        self.every > 0 && step % self.every == 0
+        self.every > 0 && step.is_multiple_of(self.every)
     }
 
     fn on_start(&mut self, e: &StartEvent) -> Result<()> {

@@ -88,8 +88,8 @@ impl Observer for Progress {
             String::new()
         };
         println!(
-            "training: {} steps, {} per epoch{resumed}",
-            e.total_steps, e.steps_per_epoch
+            "training: {} steps of {} rows ({} per epoch){resumed}",
+            e.total_steps, e.batch_rows, e.steps_per_epoch
         );
         if self.mode == Mode::Bar {
             // The bar shares stdout with the summary, so it draws there.

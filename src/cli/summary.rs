@@ -39,9 +39,9 @@ impl Observer for RunStats {
 /// A split's per-task metrics as an aligned table (`train` and `eval`
 /// print the same): a `"<split> split (N samples):"` line, a header, one
 /// row per task (metric columns in first-seen order, '-' where a task has
-/// no such metric or no value; a Δm% column with `delta`), then a line
-/// per task without samples saying why, and each classification task's
-/// per-class accuracy.
+/// no such metric or no value; a Δm% column with `delta`), then, not
+/// indented, a line per task without samples saying why, and each
+/// classification task's per-class accuracy.
 pub fn metrics_table(metrics: &Metrics, delta: Option<&DeltaM>) -> String {
     let mut columns: Vec<&str> = Vec::new();
     for t in &metrics.tasks {
@@ -92,7 +92,7 @@ pub fn metrics_table(metrics: &Metrics, delta: Option<&DeltaM>) -> String {
     }
     for task in &metrics.tasks {
         if let Some(why) = metrics.why_empty(task) {
-            out.push_str(&format!("  ('-' for '{}': {why})\n", task.task));
+            out.push_str(&format!("no value ('-') for task '{}': {why}\n", task.task));
         }
     }
     for task in metrics.tasks.iter().filter(|t| t.labelled > 0) {
@@ -109,7 +109,7 @@ pub fn metrics_table(metrics: &Metrics, delta: Option<&DeltaM>) -> String {
             })
             .collect();
         out.push_str(&format!(
-            "  per-class accuracy of '{}': {}\n",
+            "per-class accuracy of task '{}': {}\n",
             task.task,
             cells.join(" ")
         ));
@@ -199,8 +199,8 @@ test split (200 samples):
   depth               0.2500     1234.5000             -
   segmentation             -             -        0.8750
   normals                  -             -             -
-  ('-' for 'normals': none of the 200 samples of the test split is labelled for task 'normals')
-  per-class accuracy of 'segmentation': 0:0.500 1:- 2:1.000
+no value ('-') for task 'normals': none of the 200 samples of the test split is labelled for task 'normals'
+per-class accuracy of task 'segmentation': 0:0.500 1:- 2:1.000
 400 steps in 20.0 s (20.0 steps/s); last step: 12 dispatches, 1 submit(s)
 ";
         assert_eq!(text, want, "\n{text}");

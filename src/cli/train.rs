@@ -251,11 +251,10 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
     let config_json = config.to_json()?;
     options = options.checkpoint_metadata(checkpoint::CONFIG_KEY, &config_json);
     println!(
-        "model: {} sharing, widths {:?}; weighting {}; batches of {} rows{}",
+        "model: {} sharing, widths {:?}; weighting {}{}",
         config.model.kind,
         config.model.widths,
         learner.balancer.weighting().name(),
-        config.train.batch,
         if config.train.drop_last {
             " (short last batch dropped)"
         } else {

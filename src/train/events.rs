@@ -23,6 +23,8 @@ pub struct StartEvent {
     pub total_steps: usize,
     /// Batches in one epoch of the training split.
     pub steps_per_epoch: usize,
+    /// Rows per batch (the model's).
+    pub batch_rows: usize,
 }
 
 /// One optimiser step is done.

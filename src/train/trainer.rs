@@ -153,6 +153,7 @@ impl<'o> Trainer<'o> {
             start_step,
             total_steps: run.total,
             steps_per_epoch: per_epoch,
+            batch_rows: batcher.rows(),
         };
         for o in self.observers.iter_mut() {
             o.on_start(&start)?;
@@ -224,7 +225,7 @@ impl<'o> Trainer<'o> {
             learner.program.set_reversal_lambda(lambda);
         }
         let done = s + 1;
-        let logged = done % self.options.read_every == 0 || done == run.total;
+        let logged = done.is_multiple_of(self.options.read_every) || done == run.total;
         // The last step of an epoch is always read: no checkpoint or
         // validation pass follows a diverged step unnoticed.
         let epoch_end = state.batch + 1 == run.per_epoch;
@@ -316,7 +317,7 @@ impl<'o> Trainer<'o> {
         }
         let periodic = self.options.save_every.as_ref();
         if let Some(path) = periodic
-            .filter(|p| state.epoch % p.epochs == 0)
+            .filter(|p| state.epoch.is_multiple_of(p.epochs))
             .map(|p| p.path(state.epoch, state.step))
         {
             self.checkpoint(ctx, learner, state, &path, CheckpointKind::Periodic)?;
