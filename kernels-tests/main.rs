@@ -23,6 +23,7 @@ mod graph;
 mod layers;
 mod loop_limit;
 mod loss;
+mod nonfinite;
 mod optim;
 mod pool;
 mod profile;
