@@ -1,8 +1,8 @@
 //! Kernel benchmarks: GFLOP/s of every GEMM variant (criterion prints
 //! "elem/s" for GEMM: one element = one flop), of the fused dense layer
 //! against the separate kernels it replaces and of batched task heads
-//! against one GEMM per head; GB/s of elementwise, reduction, loss and
-//! optimiser kernels; GFLOP/s of the trace norms (napkin GEMM flops,
+//! against one GEMM per head; GB/s of elementwise, reduction, loss,
+//! optimiser and non-finite watch kernels; GFLOP/s of the trace norms (napkin GEMM flops,
 //! `TraceNormPlan::flops`) and GB/s of the soft-sharing regularisers;
 //! dispatch and submit overhead; host <-> device
 //! transfer rates. `manytask bench` prints the same measurements as one
@@ -21,7 +21,7 @@ use manytask::bench::workloads::{DenseWorkload, HeadsWorkload, LossWorkload};
 use manytask::gpu::{DType, GpuContext, Tensor};
 use manytask::kernels::dense::BackwardPlan;
 use manytask::kernels::gemm::{self, Epilogue, Layout, Variant};
-use manytask::kernels::{elementwise, optim, reduce};
+use manytask::kernels::{elementwise, nonfinite, optim, reduce};
 use manytask::types::Activation;
 use manytask::util::rng::Rng;
 
@@ -164,6 +164,35 @@ fn optim_bench(c: &mut Criterion) {
                 })
             })
         });
+    }
+    group.finish();
+}
+
+/// The non-finite watch over T task losses (one workgroup): reads 4 bytes
+/// per task plus the 16-byte record. At training's T (a handful) it costs a
+/// dispatch; T up to 2^20 shows the one workgroup's own bandwidth.
+fn nonfinite_bench(c: &mut Criterion) {
+    let ctx = context();
+    let mut group = c.benchmark_group("nonfinite");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(3));
+    let record = nonfinite::new_record(&ctx, "record").expect("alloc");
+    for tasks in [8usize, 5000, 1 << 20] {
+        // All finite: every lane walks its whole stride.
+        let losses = tensor(&ctx, "losses", tasks);
+        group.throughput(Throughput::Bytes(4 * tasks as u64 + 16));
+        group.bench_with_input(
+            BenchmarkId::new("watch_losses", tasks),
+            &tasks,
+            |bench, _| {
+                bench.iter_custom(|iters| {
+                    time_submits(&ctx, iters, |rec| {
+                        nonfinite::watch_losses(rec, &losses, &record, 1).expect("watch")
+                    })
+                })
+            },
+        );
     }
     group.finish();
 }
@@ -802,6 +831,6 @@ fn trace_norm_gram_bench(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = elementwise_bench, reduce_bench, optim_bench, dispatch_bench, transfer_bench, gemm_bench, dense_bench, heads_bench, cross_stitch_bench, sluice_bench, trace_norm_bench, trace_norm_gram_bench, soft_sharing_bench, fused_mlp_bench
+    targets = elementwise_bench, reduce_bench, optim_bench, nonfinite_bench, dispatch_bench, transfer_bench, gemm_bench, dense_bench, heads_bench, cross_stitch_bench, sluice_bench, trace_norm_bench, trace_norm_gram_bench, soft_sharing_bench, fused_mlp_bench
 }
 criterion_main!(benches);

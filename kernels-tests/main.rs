@@ -24,6 +24,7 @@ mod hostile;
 mod layers;
 mod loop_limit;
 mod loss;
+mod nonfinite;
 mod optim;
 mod pool;
 mod profile;

@@ -21,6 +21,7 @@ const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
 const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
 const LAYER_STITCH: &str = include_str!("../../shaders/layer_stitch.wgsl");
 const LOSS: &str = include_str!("../../shaders/loss.wgsl");
+const NONFINITE: &str = include_str!("../../shaders/nonfinite.wgsl");
 const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
 const SOFT_SHARING: &str = include_str!("../../shaders/soft_sharing.wgsl");
 const TRACE_NORM: &str = include_str!("../../shaders/trace_norm.wgsl");
@@ -54,6 +55,8 @@ pub enum Shader {
     LayerStitch,
     /// `loss.wgsl`: masked per-task losses, forward and backward fused.
     Loss,
+    /// `nonfinite.wgsl`: the record of the first step with a NaN / ±inf loss.
+    Nonfinite,
     /// `optim.wgsl`: fused SGD / AdamW over a parameter arena.
     Optim,
     /// `reduce.wgsl`: deterministic sums and column sums.
@@ -83,6 +86,7 @@ impl Shader {
         Shader::GemmSubgroupF16,
         Shader::LayerStitch,
         Shader::Loss,
+        Shader::Nonfinite,
         Shader::Optim,
         Shader::Reduce,
         Shader::Roofline,
@@ -104,6 +108,7 @@ impl Shader {
             Shader::GemmSubgroupF16 => "gemm_subgroup_f16",
             Shader::LayerStitch => "layer_stitch",
             Shader::Loss => "loss",
+            Shader::Nonfinite => "nonfinite",
             Shader::Optim => "optim",
             Shader::Reduce => "reduce",
             Shader::Roofline => "roofline",
@@ -132,6 +137,7 @@ impl Shader {
             Shader::GemmSubgroupF16 => &[GEMM_F16, ACTIVATION, GEMM_COMMON, GEMM_SUBGROUP],
             Shader::LayerStitch => &[LAYER_STITCH],
             Shader::Loss => &[LOSS],
+            Shader::Nonfinite => &[NONFINITE],
             Shader::Optim => &[OPTIM],
             Shader::Reduce => &[REDUCE],
             Shader::Roofline => &[ROOFLINE],
