@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext};
 use crate::graph::params::{Init, ParamId, ParamLayout};
 use crate::kernels::fused_mlp::{MAX_DEPTH, MAX_WIDTH};
-use crate::kernels::loss::{LossKind, LossTask};
+use crate::kernels::loss::{LossKind, LossTask, Reduction};
 use crate::kernels::trace_norm::{TaskStack, TraceNormVariant};
 use crate::types::Regulariser;
 
@@ -32,6 +32,8 @@ pub struct TaskBlock {
 pub struct TaskLoss {
     /// The task's loss (softmax CE, MSE or BCE).
     pub kind: LossKind,
+    /// How its terms are reduced (`types::Reduction`).
+    pub reduction: Reduction,
     /// The task's logit columns.
     pub width: usize,
     /// Whether the task has a mask row in the masks input ([T, rows]).
@@ -896,6 +898,7 @@ impl Graph {
                 let is_ce = t.kind == LossKind::SoftmaxCrossEntropy;
                 let task = LossTask {
                     kind: t.kind,
+                    reduction: t.reduction,
                     rows,
                     width: t.width,
                     logit_offset: col,
