@@ -230,6 +230,8 @@ pub fn mse_heads(
     let losses = vec![
         TaskLoss {
             kind: manytask::types::LossKind::MeanSquaredError,
+            // Over 2 outputs the mean is the half sum, as before reductions.
+            reduction: manytask::types::Reduction::Mean,
             width: 2,
             masked: false
         };

@@ -291,6 +291,7 @@ fn model(ctx: &GpuContext, fused: bool) -> (Program, manytask::graph::NodeId) {
     let y = g.dense("head", h, 3, Activation::Identity).unwrap();
     let mse = TaskLoss {
         kind: LossKind::MeanSquaredError,
+        reduction: manytask::types::Reduction::Mean,
         width: 3,
         masked: false,
     };

@@ -7,7 +7,7 @@ use manytask::graph::{Graph, NodeId, Program, StepOptions, TaskBlock, TaskLoss};
 use manytask::kernels::dense::BackwardPlan;
 use manytask::kernels::gemm::Variant;
 use manytask::types::Activation;
-use manytask::types::LossKind;
+use manytask::types::{LossKind, Reduction};
 use manytask::util::rng::Rng;
 
 use crate::common::{assert_gradients_match, contexts, private_contexts, sample_indices, sgd};
@@ -52,12 +52,15 @@ fn mtl(
             if t % 2 == 0 {
                 TaskLoss {
                     kind: LossKind::SoftmaxCrossEntropy,
+                    reduction: Reduction::Mean,
                     width: 3,
                     masked: true,
                 }
             } else {
                 TaskLoss {
                     kind: LossKind::MeanSquaredError,
+                    // Over 2 outputs, the same as the half sum.
+                    reduction: Reduction::Mean,
                     width: 2,
                     masked: true,
                 }
@@ -163,6 +166,7 @@ fn a_tensor_used_twice_accumulates_its_gradient() {
         let r = g.add("residual 2", r1, h).unwrap();
         let tasks = [TaskLoss {
             kind: LossKind::MeanSquaredError,
+            reduction: Reduction::Sum,
             width: 6,
             masked: false,
         }];
@@ -300,6 +304,7 @@ fn graph_rejects_bad_models() {
     let h = g.dense("h", x, 5, Activation::Relu).unwrap();
     let tasks = [TaskLoss {
         kind: LossKind::SoftmaxCrossEntropy,
+        reduction: Reduction::Mean,
         width: 4,
         masked: false,
     }];
@@ -307,6 +312,7 @@ fn graph_rejects_bad_models() {
     assert!(e.to_string().contains("cover 4 logit columns"), "{e}");
     let tasks = [TaskLoss {
         kind: LossKind::SoftmaxCrossEntropy,
+        reduction: Reduction::Mean,
         width: 5,
         masked: false,
     }];
@@ -337,6 +343,7 @@ fn views_graph(ctx: &GpuContext, reverse: bool) -> (Graph, NodeId, NodeId) {
     let targets = g.input("targets", &[rows, 2], DType::F32);
     let tasks = [TaskLoss {
         kind: LossKind::MeanSquaredError,
+        reduction: Reduction::HalfSum,
         width: 2,
         masked: false,
     }];

@@ -110,6 +110,7 @@ fn a_loss_over_many_rows_and_classes_is_refused_past_the_cap() {
         let (rows, width) = (8192, 600);
         let task = LossTask {
             kind: LossKind::MeanSquaredError,
+            reduction: manytask::types::Reduction::Mean,
             rows,
             width,
             logit_offset: 0,

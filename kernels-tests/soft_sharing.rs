@@ -127,6 +127,7 @@ mod in_a_graph {
         let t = g.input("t", &[6, 2 * TASKS], DType::F32);
         let tasks = [TaskLoss {
             kind: LossKind::MeanSquaredError,
+            reduction: manytask::types::Reduction::Mean,
             width: 2,
             masked: false,
         }; TASKS];

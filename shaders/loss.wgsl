@@ -4,7 +4,9 @@
 // is a fixed tree in workgroup memory: deterministic, no atomics.
 //
 // Per task, with weights m_b (the mask: 1 labelled, 0 missing; other
-// non-negative values act as sample weights) and c = max(1, Σ_b m_b):
+// non-negative values act as sample weights), c = max(1, Σ_b m_b) and the
+// task's reduction scale s (table.scale: 1/width for the mean over
+// outputs, 1 for the sum, ½ for the half sum; 1 for cross-entropy):
 //   L_t       = Σ_b m_b ℓ_b / c
 //   dL/dz_b   = upstream_t · m_b · dℓ_b/dz_b / c
 // where upstream_t = dObjective/dL_t (1 for a plain sum of task losses;
@@ -14,10 +16,12 @@
 //           dℓ/dz_j = softmax(z)_j − [j = y]
 //           A label ≥ the class count is treated as missing (weight 0)
 //           and counted in stats[1]; it never reads out of bounds.
-//   kind 1  mean squared error: ℓ = ½ Σ_j (z_j − y_j)², dℓ/dz_j = z_j − y_j
+//   kind 1  squared error: ℓ = s Σ_j (z_j − y_j)², dℓ/dz_j = 2s (z_j − y_j)
 //   kind 2  binary cross-entropy with logits (multi-label):
-//           ℓ = Σ_j max(z_j, 0) − z_j y_j + log(1 + exp(−|z_j|)),
-//           dℓ/dz_j = sigmoid(z_j) − y_j
+//           ℓ = s Σ_j max(z_j, 0) − z_j y_j + log(1 + exp(−|z_j|)),
+//           dℓ/dz_j = s (sigmoid(z_j) − y_j)
+// (s = ½ gives ½‖z − y‖² as before reductions existed, bit for bit short
+// of underflow and overflow: halving and doubling are exact.)
 // Rows with weight 0 get zero gradients and never touch the loss, so a
 // NaN in an unlabelled row does not poison it. A non-finite loss on a
 // labelled row propagates into L_t (and its gradients) and is counted in
@@ -42,6 +46,7 @@ struct LossTask {
     target0: u32,     // kind 0: labels[target0 + r]; else targets[target0 + r·target_ld + j]
     target_ld: u32,
     mask0: u32,       // 0xffffffff: every row labelled
+    scale: f32,       // the reduction's scale s of the row sums (1 for kind 0)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -106,7 +111,7 @@ fn label_ok(t: LossTask, r: u32) -> bool {
     return t.kind != 0u || labels[t.target0 + r] < t.width;
 }
 
-// ℓ for row r, writing dℓ/dz · g to the gradients.
+// ℓ for row r, writing dℓ/dz · g to the gradients (g includes m_b / c).
 fn row_loss(t: LossTask, r: u32, g: f32) -> f32 {
     let z0 = t.logit0 + r * t.logit_ld;
     if (t.kind == 0u) {
@@ -122,20 +127,21 @@ fn row_loss(t: LossTask, r: u32, g: f32) -> f32 {
         return log(sum) + zmax - logits[z0 + y];
     }
     let y0 = t.target0 + r * t.target_ld;
+    let gs = g * t.scale;
     var l = 0.0;
     for (var j = 0u; j < t.width; j = j + 1u) {
         let z = logits[z0 + j];
         let y = targets[y0 + j];
         if (t.kind == 1u) {
             let d = z - y;
-            l = l + 0.5 * d * d;
-            grads[z0 + j] = g * d;
+            l = l + d * d;
+            grads[z0 + j] = gs * (2.0 * d);
         } else {
             l = l + max(z, 0.0) - z * y + softplus_neg_abs(z);
-            grads[z0 + j] = g * (1.0 / (1.0 + exp(-z)) - y);
+            grads[z0 + j] = gs * (1.0 / (1.0 + exp(-z)) - y);
         }
     }
-    return l;
+    return t.scale * l;
 }
 
 @compute @workgroup_size(256)

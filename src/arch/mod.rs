@@ -123,6 +123,10 @@ impl ModelSpec {
                     t.name
                 )));
             }
+            let name = &t.name;
+            t.reduction
+                .check(t.kind.loss())
+                .map_err(|why| spec_err(format!("task '{name}': {why}")))?;
         }
         let hard = matches!(
             self.sharing,
@@ -230,6 +234,7 @@ impl ModelSpec {
             .iter()
             .map(|s| TaskLoss {
                 kind: s.kind.loss(),
+                reduction: s.reduction,
                 width: s.kind.width(),
                 masked: s.masked,
             })

@@ -282,6 +282,7 @@ impl LossWorkload {
         let specs: Vec<LossTask> = (0..tasks)
             .map(|t| LossTask {
                 kind: LossKind::SoftmaxCrossEntropy,
+                reduction: crate::types::Reduction::Mean,
                 rows,
                 width: classes,
                 logit_offset: t * classes,
@@ -402,6 +403,7 @@ impl MtlMlpWorkload {
         let losses = vec![
             TaskLoss {
                 kind: LossKind::SoftmaxCrossEntropy,
+                reduction: crate::types::Reduction::Mean,
                 width: classes,
                 masked: false
             };

@@ -1,27 +1,69 @@
 //! Conformance cases for the masked per-task losses (`kernels::loss`):
-//! three tasks of different kinds side by side in one logits matrix (the
-//! hard-sharing layout), with missing labels and an out-of-range class id,
-//! checked for the loss vector, the gradients and the statistics.
+//! every loss kind with every reduction it defines, side by side in one
+//! logits matrix (the hard-sharing layout), at widths 1, 7 and 33, with
+//! missing labels, a task whose every row is missing and an out-of-range
+//! class id, checked for the loss vector, the gradients and the statistics.
 
 use std::sync::Arc;
 
 use crate::conformance::{Case, Expected, HostTensor, Requirement, Tolerance};
 use crate::gpu::Tensor;
 use crate::kernels::loss::{
-    masked_losses, LossInputs, LossKind, LossOutputs, LossTable, LossTask, STATS_PER_TASK,
+    masked_losses, LossInputs, LossKind, LossOutputs, LossTable, LossTask, Reduction,
+    STATS_PER_TASK,
 };
 use crate::reference::loss::{task_loss, TaskLossInput};
 use crate::util::rng::Rng;
 
-/// Task widths: 10 classes (CE), 3 regression outputs (MSE), 5 labels (BCE).
-const WIDTHS: [usize; 3] = [10, 3, 5];
-const KINDS: [LossKind; 3] = [
-    LossKind::SoftmaxCrossEntropy,
-    LossKind::MeanSquaredError,
-    LossKind::BinaryCrossEntropy,
+/// Every (kind, reduction) pair the kinds define.
+const PAIRS: [(LossKind, Reduction); 6] = [
+    (LossKind::SoftmaxCrossEntropy, Reduction::Mean),
+    (LossKind::MeanSquaredError, Reduction::Mean),
+    (LossKind::MeanSquaredError, Reduction::Sum),
+    (LossKind::MeanSquaredError, Reduction::HalfSum),
+    (LossKind::BinaryCrossEntropy, Reduction::Mean),
+    (LossKind::BinaryCrossEntropy, Reduction::Sum),
 ];
-/// Batch rows every loss kind is checked at.
+/// Task widths; layout k gives pair i the width `WIDTHS[(i + k) % 3]`, so
+/// the three layouts check every pair at every width.
+const WIDTHS: [usize; 3] = [1, 7, 33];
+/// Layouts (width rotations) per row count.
+const LAYOUTS: usize = 3;
+/// Batch rows every layout is checked at.
 pub const ROWS: &[usize] = &[1, 7, 257, 1000];
+
+/// One task of a case's table.
+#[derive(Clone, Copy, Debug)]
+struct Task {
+    kind: LossKind,
+    reduction: Reduction,
+    width: usize,
+    /// Every row unlabelled (its loss 0, its gradients 0).
+    all_missing: bool,
+}
+
+/// The tasks of layout `k`: the six pairs, then a seventh task whose every
+/// row is missing (a different pair per layout).
+fn layout(k: usize) -> Vec<Task> {
+    let mut tasks: Vec<Task> = PAIRS
+        .iter()
+        .enumerate()
+        .map(|(i, &(kind, reduction))| Task {
+            kind,
+            reduction,
+            width: WIDTHS[(i + k) % WIDTHS.len()],
+            all_missing: false,
+        })
+        .collect();
+    let (kind, reduction) = PAIRS[(2 * k + 1) % PAIRS.len()];
+    tasks.push(Task {
+        kind,
+        reduction,
+        width: 7,
+        all_missing: true,
+    });
+    tasks
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Output {
@@ -33,6 +75,8 @@ enum Output {
 #[derive(Clone, Copy, Debug)]
 struct LossCase {
     rows: usize,
+    /// Which width rotation (`layout`).
+    layout: usize,
     /// Logit magnitude: 80 checks the max-subtraction of softmax.
     scale: f32,
     /// Every row unlabelled for every task.
@@ -40,8 +84,8 @@ struct LossCase {
     output: Output,
 }
 
-/// Host data of one case: logits [rows, Σw], targets [rows, Σw] (the CE
-/// block unused), labels [rows], masks [3, rows], upstream [3].
+/// Host data of one case: logits [rows, Σw], targets [rows, Σw] (CE
+/// blocks unused), labels [T_ce, rows], masks [T, rows], upstream [T].
 struct Data {
     logits: Vec<f32>,
     targets: Vec<f32>,
@@ -51,63 +95,88 @@ struct Data {
 }
 
 impl LossCase {
-    fn total_width() -> usize {
-        WIDTHS.iter().sum()
+    fn layout(&self) -> Vec<Task> {
+        layout(self.layout)
+    }
+
+    fn total_width(&self) -> usize {
+        self.layout().iter().map(|t| t.width).sum()
     }
 
     fn data(&self) -> Data {
-        let (rows, w) = (self.rows, Self::total_width());
-        let mut rng = Rng::new(rows as u64 * 31 + self.scale as u64);
+        let (rows, w, tasks) = (self.rows, self.total_width(), self.layout());
+        let seed = rows as u64 * 31 + self.scale as u64 + 1000 * self.layout as u64;
+        let mut rng = Rng::new(seed);
         let logits = rng.uniform_vec(rows * w, -self.scale, self.scale);
         let mut targets = rng.uniform_vec(rows * w, -1.0, 1.0);
-        // BCE targets in {0, 1}.
-        let bce0 = WIDTHS[0] + WIDTHS[1];
-        for r in 0..rows {
-            for j in bce0..w {
-                targets[r * w + j] = (rng.next_u64() % 2) as f32;
-            }
-        }
-        let mut labels: Vec<u32> = (0..rows)
-            .map(|_| (rng.next_u64() % WIDTHS[0] as u64) as u32)
-            .collect();
-        // One out-of-range label on a labelled row (every case with ≥ 7 rows).
-        if rows >= 7 {
-            labels[3] = WIDTHS[0] as u32 + 5;
-        }
-        let masks = (0..3 * rows)
-            .map(|i| {
-                if self.all_missing || (i % 5 == 2 && rows > 1) {
-                    0.0
-                } else {
-                    1.0
+        let mut labels = Vec::new();
+        let mut col = 0;
+        for t in &tasks {
+            match t.kind {
+                // BCE targets in {0, 1}.
+                LossKind::BinaryCrossEntropy => {
+                    for r in 0..rows {
+                        for j in col..col + t.width {
+                            targets[r * w + j] = (rng.next_u64() % 2) as f32;
+                        }
+                    }
                 }
+                LossKind::SoftmaxCrossEntropy => {
+                    let first = labels.len();
+                    labels.extend((0..rows).map(|_| (rng.next_u64() % t.width as u64) as u32));
+                    // One out-of-range label on a labelled row (≥ 7 rows).
+                    if rows >= 7 {
+                        labels[first + 3] = t.width as u32 + 5;
+                    }
+                }
+                LossKind::MeanSquaredError => {}
+            }
+            col += t.width;
+        }
+        let masks = tasks
+            .iter()
+            .flat_map(|t| {
+                (0..rows).map(move |r| {
+                    let missing = self.all_missing || t.all_missing || (r % 5 == 2 && rows > 1);
+                    if missing {
+                        0.0
+                    } else {
+                        1.0
+                    }
+                })
             })
             .collect();
+        let upstream = (0..tasks.len()).map(|t| [1.0, 0.5, 2.0][t % 3]).collect();
         Data {
             logits,
             targets,
             labels,
             masks,
-            upstream: vec![1.0, 0.5, 2.0],
+            upstream,
         }
     }
 
     fn tasks(&self) -> Vec<LossTask> {
-        let w = Self::total_width();
-        let mut col = 0;
-        (0..3)
-            .map(|t| {
+        let w = self.total_width();
+        let (mut col, mut ce) = (0, 0);
+        self.layout()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let is_ce = t.kind == LossKind::SoftmaxCrossEntropy;
                 let task = LossTask {
-                    kind: KINDS[t],
+                    kind: t.kind,
+                    reduction: t.reduction,
                     rows: self.rows,
-                    width: WIDTHS[t],
+                    width: t.width,
                     logit_offset: col,
                     logit_ld: w,
-                    target_offset: if t == 0 { 0 } else { col },
+                    target_offset: if is_ce { ce * self.rows } else { col },
                     target_ld: w,
-                    mask_offset: Some(t * self.rows),
+                    mask_offset: Some(i * self.rows),
                 };
-                col += WIDTHS[t];
+                col += t.width;
+                ce += usize::from(is_ce);
                 task
             })
             .collect()
@@ -115,29 +184,42 @@ impl LossCase {
 
     fn expected(&self) -> Expected {
         let d = self.data();
-        let (rows, w) = (self.rows, Self::total_width());
+        let (rows, w) = (self.rows, self.total_width());
         let mut losses = Vec::new();
         let mut grads = vec![0f32; rows * w];
         let mut stats = Vec::new();
-        let mut col = 0;
-        for t in 0..3 {
-            let wt = WIDTHS[t];
+        let (mut col, mut ce) = (0, 0);
+        for (i, t) in self.layout().iter().enumerate() {
+            let wt = t.width;
             let block = |src: &[f32]| -> Vec<f32> {
                 (0..rows)
                     .flat_map(|r| src[r * w + col..r * w + col + wt].to_vec())
                     .collect()
             };
             let (z, y) = (block(&d.logits), block(&d.targets));
-            let out = task_loss(&TaskLossInput {
-                kind: KINDS[t],
+            let is_ce = t.kind == LossKind::SoftmaxCrossEntropy;
+            let labels = if is_ce {
+                &d.labels[ce * rows..(ce + 1) * rows]
+            } else {
+                &[]
+            };
+            let Some(out) = task_loss(&TaskLossInput {
+                kind: t.kind,
+                reduction: t.reduction,
                 rows,
                 width: wt,
                 logits: &z,
                 targets: &y,
-                labels: &d.labels,
-                mask: Some(&d.masks[t * rows..(t + 1) * rows]),
-                upstream: d.upstream[t],
-            });
+                labels,
+                mask: Some(&d.masks[i * rows..(i + 1) * rows]),
+                upstream: d.upstream[i],
+            }) else {
+                // No reference for the pair: an empty expectation fails.
+                return Expected {
+                    values: Vec::new(),
+                    tolerance: Tolerance::EXACT,
+                };
+            };
             for r in 0..rows {
                 grads[r * w + col..r * w + col + wt]
                     .copy_from_slice(&out.grads[r * wt..(r + 1) * wt]);
@@ -145,6 +227,7 @@ impl LossCase {
             losses.push(out.loss);
             stats.extend(out.stats.map(|s| s as f32));
             col += wt;
+            ce += usize::from(is_ce);
         }
         match self.output {
             // Per-row losses in f32 (exp/log of logits up to 80 in size),
@@ -170,15 +253,20 @@ impl LossCase {
     fn run(&self, rec: &mut crate::gpu::Recorder) -> crate::error::Result<Tensor> {
         let ctx = rec.ctx();
         let d = self.data();
-        let (rows, w) = (self.rows, Self::total_width());
+        let (rows, w, t) = (self.rows, self.total_width(), self.layout().len());
         let logits = Tensor::from_f32(ctx, "logits", &[rows, w], &d.logits)?;
         let targets = Tensor::from_f32(ctx, "targets", &[rows, w], &d.targets)?;
-        let labels = Tensor::from_u32(ctx, "labels", &[rows], &d.labels)?;
-        let masks = Tensor::from_f32(ctx, "masks", &[3, rows], &d.masks)?;
-        let upstream = Tensor::from_f32(ctx, "upstream", &[3], &d.upstream)?;
+        let labels = Tensor::from_u32(ctx, "labels", &[d.labels.len()], &d.labels)?;
+        let masks = Tensor::from_f32(ctx, "masks", &[t, rows], &d.masks)?;
+        let upstream = Tensor::from_f32(ctx, "upstream", &[t], &d.upstream)?;
         let grads = Tensor::from_f32(ctx, "grads", &[rows, w], &vec![f32::NAN; rows * w])?;
-        let losses = Tensor::from_f32(ctx, "losses", &[3], &[f32::NAN; 3])?;
-        let stats = Tensor::from_u32(ctx, "stats", &[3, STATS_PER_TASK], &[u32::MAX; 12])?;
+        let losses = Tensor::from_f32(ctx, "losses", &[t], &vec![f32::NAN; t])?;
+        let stats = Tensor::from_u32(
+            ctx,
+            "stats",
+            &[t, STATS_PER_TASK],
+            &vec![u32::MAX; t * STATS_PER_TASK],
+        )?;
         let table = LossTable::new(ctx, &self.tasks())?;
         let inp = LossInputs {
             logits: &logits,
@@ -200,6 +288,29 @@ impl LossCase {
         })
     }
 
+    /// "ce.mean×1 mse.mean×7 … bce.sum×7(missing)".
+    fn describe_layout(&self) -> String {
+        let kind = |k: LossKind| match k {
+            LossKind::SoftmaxCrossEntropy => "ce",
+            LossKind::MeanSquaredError => "mse",
+            LossKind::BinaryCrossEntropy => "bce",
+        };
+        let tasks: Vec<String> = self
+            .layout()
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}.{}×{}{}",
+                    kind(t.kind),
+                    t.reduction,
+                    t.width,
+                    if t.all_missing { "(missing)" } else { "" }
+                )
+            })
+            .collect();
+        tasks.join(" ")
+    }
+
     fn into_case(self) -> Case {
         let spec = self;
         let output = match self.output {
@@ -210,8 +321,9 @@ impl LossCase {
         Case {
             kernel: format!("loss::masked_losses[{output}]"),
             case: format!(
-                "rows={} ce10+mse3+bce5 logits±{}{}",
+                "rows={} {} logits±{}{}",
                 self.rows,
+                self.describe_layout(),
                 self.scale,
                 if self.all_missing { " all missing" } else { "" }
             ),
@@ -224,39 +336,25 @@ impl LossCase {
 }
 
 /// The conformance cases of `kernels::loss`, each against its CPU
-/// reference.
+/// reference: every layout at every row count, large logits, and every
+/// row of every task missing.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for output in [Output::Losses, Output::Grads, Output::Stats] {
-        for &rows in ROWS {
-            cases.push(
-                LossCase {
-                    rows,
-                    scale: 4.0,
-                    all_missing: false,
-                    output,
-                }
-                .into_case(),
-            );
+        for layout in 0..LAYOUTS {
+            let case = |rows, scale, all_missing| LossCase {
+                rows,
+                layout,
+                scale,
+                all_missing,
+                output,
+            };
+            for &rows in ROWS {
+                cases.push(case(rows, 4.0, false).into_case());
+            }
+            cases.push(case(65, 80.0, false).into_case());
+            cases.push(case(9, 4.0, true).into_case());
         }
-        cases.push(
-            LossCase {
-                rows: 65,
-                scale: 80.0,
-                all_missing: false,
-                output,
-            }
-            .into_case(),
-        );
-        cases.push(
-            LossCase {
-                rows: 9,
-                scale: 4.0,
-                all_missing: true,
-                output,
-            }
-            .into_case(),
-        );
     }
     cases
 }

@@ -314,11 +314,12 @@ mod tests {
     use crate::gpu::DType;
     use crate::graph::ops::TaskLoss;
     use crate::graph::plan;
-    use crate::types::LossKind;
+    use crate::types::{LossKind, Reduction};
 
     fn mse(width: usize) -> [TaskLoss; 1] {
         [TaskLoss {
             kind: LossKind::MeanSquaredError,
+            reduction: Reduction::Mean,
             width,
             masked: false,
         }]

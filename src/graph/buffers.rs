@@ -362,6 +362,7 @@ fn loss_tasks(rows: usize, tasks: &[TaskLoss]) -> Vec<LossTask> {
             let is_ce = t.kind == LossKind::SoftmaxCrossEntropy;
             let task = LossTask {
                 kind: t.kind,
+                reduction: t.reduction,
                 rows,
                 width: t.width,
                 logit_offset: col,

@@ -5,8 +5,8 @@
 
 use crate::gpu::DType;
 use crate::graph::params::ParamId;
-use crate::kernels::loss::LossKind;
 use crate::types::Activation;
+use crate::types::{LossKind, Reduction};
 
 pub use crate::kernels::fused_mlp::TrunkLayer;
 
@@ -29,6 +29,8 @@ pub struct TaskBlock {
 pub struct TaskLoss {
     /// The task's loss (softmax CE, MSE or BCE).
     pub kind: LossKind,
+    /// How its terms are reduced (`types::Reduction`).
+    pub reduction: Reduction,
     /// The task's logit columns.
     pub width: usize,
     /// Whether the task has a mask row in the masks input ([T, rows]).

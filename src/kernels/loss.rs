@@ -8,6 +8,11 @@
 //! - a class label ≥ the class count is treated as missing and counted in
 //!   `stats[1]` (the data loader rejects such files up front; this is the
 //!   kernel's last line of defence, never an out-of-bounds read);
+//! - reduction: each task's `Reduction` (PyTorch's mean by default) is a
+//!   per-task scale s in the table: a row's loss is s·Σ_j e_j (e_j the
+//!   squared error or the BCE term; CE's row loss with s = 1), so the
+//!   mean over outputs (s = 1/width), the sum (1) or the half sum (½) cost
+//!   no extra pass;
 //! - NaN/Inf: propagate into the loss and gradients, and the rows are
 //!   counted in `stats[2]` so a trainer can stop after reading T·4 words.
 //!
@@ -17,11 +22,11 @@ use crate::error::{Error, Result};
 use crate::gpu::{Bind, DType, GpuContext, KernelSpec, Recorder, Shader, Tensor};
 use crate::kernels::check::require_f32;
 
-pub use crate::types::LossKind;
+pub use crate::types::{LossKind, Reduction};
 
 const OP: &str = "loss";
 /// u32 words per loss-table row (`LossTask` in the shader).
-const TASK_WORDS: usize = 8;
+const TASK_WORDS: usize = 9;
 /// u32 statistics per task.
 pub const STATS_PER_TASK: usize = 4;
 const NO_MASK: u32 = u32::MAX;
@@ -40,6 +45,9 @@ pub fn specs() -> Vec<KernelSpec> {
 pub struct LossTask {
     /// Softmax cross-entropy, MSE or BCE with logits.
     pub kind: LossKind,
+    /// How the row's terms are reduced (`Reduction::check` says which
+    /// the kind defines; `LossTable::new` rejects the others).
+    pub reduction: Reduction,
     /// Rows of the batch.
     pub rows: usize,
     /// Classes (cross-entropy) or outputs per row.
@@ -64,7 +72,8 @@ pub struct LossTable {
 
 impl LossTable {
     /// Checks the tasks (widths ≥ 1, strides ≥ widths, offsets fit u32,
-    /// no two tasks' gradient windows overlap) and uploads the table.
+    /// reductions the kinds define, no two tasks' gradient windows
+    /// overlap) and uploads the table.
     pub fn new(ctx: &GpuContext, tasks: &[LossTask]) -> Result<LossTable> {
         let bad = |t: usize, detail: String| Error::Shape {
             op: OP,
@@ -93,6 +102,7 @@ impl LossTable {
                     format!("target_ld {} < width {}", t.target_ld, t.width),
                 ));
             }
+            t.reduction.check(t.kind).map_err(|why| bad(i, why))?;
             let fields = [
                 t.kind as usize,
                 t.rows,
@@ -101,7 +111,6 @@ impl LossTable {
                 t.logit_ld,
                 t.target_offset,
                 t.target_ld,
-                0,
             ];
             for f in fields {
                 words.push(
@@ -115,7 +124,8 @@ impl LossTable {
                     .filter(|&m| m != NO_MASK)
                     .ok_or_else(|| bad(i, format!("mask offset {m} does not fit in u32")))?,
             };
-            *words.last_mut().expect("fields pushed") = mask;
+            words.push(mask);
+            words.push(row_scale(t).to_bits());
         }
         // Gradient windows must not overlap (each row is written by one task).
         let mut runs: Vec<(usize, usize, usize)> = Vec::new();
@@ -145,6 +155,18 @@ impl LossTable {
     /// The tasks, as given.
     pub fn tasks(&self) -> &[LossTask] {
         &self.tasks
+    }
+}
+
+/// The scale s of a row's summed terms (the table's `scale`): 1/width for
+/// the mean over outputs, 1 for the sum (and cross-entropy's row loss), ½
+/// for the half sum.
+fn row_scale(t: &LossTask) -> f32 {
+    match (t.kind, t.reduction) {
+        (LossKind::SoftmaxCrossEntropy, _) => 1.0,
+        (_, Reduction::Mean) => 1.0 / t.width as f32,
+        (_, Reduction::Sum) => 1.0,
+        (_, Reduction::HalfSum) => 0.5,
     }
 }
 

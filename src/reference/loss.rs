@@ -1,8 +1,10 @@
-//! Reference for the masked per-task losses (`kernels::loss`,
-//! ../shared/MATH.md §2), in f64. The definitions are spelled out in
-//! shaders/loss.wgsl.
+//! Reference for the masked per-task losses (`kernels::loss`), in f64
+//! with plain loops. The definitions are spelled out in shaders/loss.wgsl
+//! and on `types::Reduction`; here each reduction is written out directly
+//! (the mean divides by the width, the half sum halves), not through the
+//! kernel's per-task scale.
 
-use crate::types::{Activation, LossKind};
+use crate::types::{Activation, LossKind, Reduction};
 
 /// One task's rows as dense host arrays: logits rows×width, targets
 /// rows×width (MSE/BCE) or labels \[rows\] (CE), mask \[rows\] or none.
@@ -10,6 +12,8 @@ use crate::types::{Activation, LossKind};
 pub struct TaskLossInput<'a> {
     /// The task's loss.
     pub kind: LossKind,
+    /// How its terms are reduced.
+    pub reduction: Reduction,
     /// Batch rows.
     pub rows: usize,
     /// Classes or outputs per row.
@@ -41,9 +45,20 @@ fn sigmoid(x: f64) -> f64 {
     crate::reference::activation::act(Activation::Sigmoid, x)
 }
 
-/// The loss, gradient and statistics the kernel writes for one task.
-pub fn task_loss(t: &TaskLossInput) -> TaskLossOutput {
+/// The loss, gradient and statistics the kernel writes for one task;
+/// None when the kind does not define the reduction (cross-entropy with
+/// anything but the mean, BCE with the half sum).
+pub fn task_loss(t: &TaskLossInput) -> Option<TaskLossOutput> {
     let w = t.width;
+    // What a row's summed terms are divided by.
+    let divisor = match (t.kind, t.reduction) {
+        (LossKind::SoftmaxCrossEntropy, Reduction::Mean) => 1.0,
+        (LossKind::SoftmaxCrossEntropy, _) => return None,
+        (LossKind::BinaryCrossEntropy, Reduction::HalfSum) => return None,
+        (_, Reduction::Mean) => w as f64,
+        (_, Reduction::Sum) => 1.0,
+        (_, Reduction::HalfSum) => 2.0,
+    };
     let mut stats = [0u32; 4];
     let weight = |r: usize| -> f64 {
         let m = t.mask.map_or(1.0, |m| m[r] as f64);
@@ -92,8 +107,8 @@ pub fn task_loss(t: &TaskLossInput) -> TaskLossOutput {
                 let mut l = 0.0;
                 for j in 0..w {
                     let d = z[j] as f64 - t.targets[r * w + j] as f64;
-                    l += 0.5 * d * d;
-                    out[j] = (g * m * d) as f32;
+                    l += d * d / divisor;
+                    out[j] = (g * m * 2.0 * d / divisor) as f32;
                 }
                 l
             }
@@ -101,8 +116,8 @@ pub fn task_loss(t: &TaskLossInput) -> TaskLossOutput {
                 let mut l = 0.0;
                 for j in 0..w {
                     let (zj, y) = (z[j] as f64, t.targets[r * w + j] as f64);
-                    l += zj.max(0.0) - zj * y + (-zj.abs()).exp().ln_1p();
-                    out[j] = (g * m * (sigmoid(zj) - y)) as f32;
+                    l += (zj.max(0.0) - zj * y + (-zj.abs()).exp().ln_1p()) / divisor;
+                    out[j] = (g * m * (sigmoid(zj) - y) / divisor) as f32;
                 }
                 l
             }
@@ -112,9 +127,9 @@ pub fn task_loss(t: &TaskLossInput) -> TaskLossOutput {
         }
         lsum += m * l;
     }
-    TaskLossOutput {
+    Some(TaskLossOutput {
         loss: (lsum / denom) as f32,
         grads,
         stats,
-    }
+    })
 }

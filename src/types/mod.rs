@@ -20,7 +20,7 @@ pub use activation::Activation;
 pub use dtype::DType;
 pub use init::WeightInit;
 pub use layout::Layout;
-pub use loss::LossKind;
+pub use loss::{LossKind, Reduction};
 pub use model::{ModelSpec, Sharing, StitchOptions};
 pub use optim::{AdamW, Optimizer, Sgd};
 pub use regulariser::Regulariser;

@@ -1,6 +1,6 @@
 //! Tasks: what each predicts (and so its loss and width), and its head.
 
-use crate::types::LossKind;
+use crate::types::{LossKind, Reduction};
 
 /// What a task predicts, and so its loss and logit width.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +54,10 @@ pub struct TaskSpec {
     pub hidden: Vec<usize>,
     /// Whether labels can be missing (a mask row per sample).
     pub masked: bool,
+    /// How the loss reduces the task's outputs (`Reduction::Mean`, PyTorch's
+    /// default, unless set; classification takes only the mean, binary
+    /// the mean or the sum).
+    pub reduction: Reduction,
     /// An adversarial auxiliary task (Ganin & Lempitsky 2015): its head
     /// reads the shared trunk through a gradient reversal, so the head
     /// learns to predict the task while the trunk learns to hide what the
@@ -64,15 +68,22 @@ pub struct TaskSpec {
 
 impl TaskSpec {
     /// A task with these head hidden widths, labels never missing
-    /// (`masked: false`), not adversarial.
+    /// (`masked: false`), the mean reduction, not adversarial.
     pub fn new(name: &str, kind: TaskKind, hidden: &[usize]) -> Self {
         TaskSpec {
             name: name.to_string(),
             kind,
             hidden: hidden.to_vec(),
             masked: false,
+            reduction: Reduction::Mean,
             adversarial: false,
         }
+    }
+
+    /// The same task with the loss reduction `reduction`.
+    pub fn with_reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction;
+        self
     }
 
     /// The same task as an adversarial auxiliary task (`adversarial`).
