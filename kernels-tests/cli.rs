@@ -332,6 +332,53 @@ fn a_diverging_run_stops_naming_step_and_task_and_keeps_the_checkpoint() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The step a diverged run names ("training diverged at step N: ...").
+fn diverged_step(stderr: &str) -> u64 {
+    let rest = stderr
+        .split("diverged at step ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no divergence reported: {stderr}"));
+    rest.split(':').next().unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn a_divergence_between_loss_reads_names_its_true_step() {
+    // Losses are read every step with --every 1, every 50 otherwise: the
+    // GPU's non-finite watch must name the same (first) step either way.
+    let run = |every: &str| {
+        let out = run_timed(
+            manytask().args([
+                "train",
+                "--steps",
+                "20",
+                "--batch",
+                "16",
+                "--tasks",
+                "2",
+                "--widths",
+                "16",
+                "--optimizer",
+                "sgd",
+                "--lr",
+                "1e30",
+                "--quiet",
+                "--every",
+                every,
+            ]),
+            RUN_SECS,
+        );
+        assert!(!out.status.success(), "lr 1e30 must diverge");
+        diverged_step(&String::from_utf8_lossy(&out.stderr))
+    };
+    let every_step = run("1");
+    let between_reads = run("50");
+    assert!(every_step < 20, "diverged at step {every_step}");
+    assert_eq!(
+        between_reads, every_step,
+        "read every 50 steps, the error must still name step {every_step}"
+    );
+}
+
 fn run_ok(cmd: &mut Command) -> (String, String) {
     let out = run_timed(cmd, RUN_SECS);
     let (stdout, stderr) = (

@@ -15,6 +15,7 @@ use crate::graph::program::MemoryReport;
 use crate::kernels::fused_mlp::{ParamOffsets, TrunkSpec};
 use crate::kernels::gemm::Layout;
 use crate::kernels::loss::{LossKind, LossTable, LossTask, STATS_PER_TASK};
+use crate::kernels::nonfinite;
 use crate::kernels::task_gemm::{block_diagonal, shared_input as shared_input_problems, TaskTable};
 use crate::types::Optimizer;
 
@@ -87,6 +88,9 @@ pub(crate) struct LossParts {
     /// The per-task losses \[T\] (the losses node's value).
     pub losses: Tensor,
     pub stats: Tensor,
+    /// The first training step with a non-finite task loss, recorded on
+    /// the GPU every step (`kernels::nonfinite`) and read with the losses.
+    pub watch: Tensor,
     pub logits: NodeId,
     pub labels: Option<NodeId>,
     pub targets: Option<NodeId>,
@@ -159,6 +163,7 @@ pub(crate) fn loss_parts(ctx: &GpuContext, graph: &Graph, loss_node: NodeId) -> 
             &[t, STATS_PER_TASK],
             &vec![0; t * STATS_PER_TASK],
         )?,
+        watch: nonfinite::new_record(ctx, "non-finite watch")?,
         logits: *logits,
         labels: *labels,
         targets: *targets,

@@ -16,6 +16,7 @@ use crate::graph::regularisers::{self, OrthParts, RegParts};
 use crate::kernels::dense::BackwardPlan;
 use crate::kernels::gemm::Variant;
 use crate::kernels::loss::STATS_PER_TASK;
+use crate::kernels::nonfinite::{self, NonFiniteRecord};
 use crate::kernels::{optim, weighting};
 use crate::types::{AdamW, DType, Optimizer, Sgd};
 
@@ -95,6 +96,8 @@ impl StepReport {
 pub struct PendingLosses {
     losses: Readback,
     stats: Readback,
+    /// The non-finite watch (training steps only; `predict` has none).
+    watch: Option<Readback>,
 }
 
 /// Per-task losses and the loss kernel's statistics.
@@ -109,6 +112,12 @@ pub struct LossReport {
     pub out_of_range_labels: Vec<u32>,
     /// Each task's rows whose loss is not finite.
     pub non_finite_rows: Vec<u32>,
+    /// The first training step (1-based, counted like `Program::steps`)
+    /// whose loss vector held a NaN or ±inf, and its lowest such task:
+    /// recorded on the GPU at every step, so it names the true step even
+    /// when losses are read only every N steps. `None` while all finite
+    /// (and for `predict`).
+    pub first_non_finite: Option<NonFiniteRecord>,
 }
 
 impl PendingLosses {
@@ -117,11 +126,16 @@ impl PendingLosses {
         let losses = self.losses.wait_f32(ctx)?;
         let stats = self.stats.wait_u32(ctx)?;
         let col = |j: usize| stats.chunks(STATS_PER_TASK).map(|s| s[j]).collect();
+        let first_non_finite = match self.watch {
+            Some(watch) => NonFiniteRecord::from_words(&watch.wait_u32(ctx)?)?,
+            None => None,
+        };
         Ok(LossReport {
             losses,
             labelled: col(0),
             out_of_range_labels: col(1),
             non_finite_rows: col(2),
+            first_non_finite,
         })
     }
 }
@@ -343,6 +357,13 @@ impl Program {
         Ok((StepReport::since(ctx, &before, pending), profile))
     }
 
+    /// Empties the GPU record of the first non-finite step
+    /// (`LossReport::first_non_finite`), e.g. after a caller has handled a
+    /// divergence and goes on from restored weights.
+    pub fn reset_non_finite_watch(&self, ctx: &GpuContext) -> Result<()> {
+        nonfinite::reset_record(ctx, &self.loss.watch)
+    }
+
     /// Records one step into the caller's recorder (to batch it with other
     /// work in one submit); the step counts as taken once recorded.
     pub fn record_step(
@@ -368,6 +389,7 @@ impl Program {
         let pending = PendingLosses {
             losses: rec.read(&self.loss.losses),
             stats: rec.read(&self.loss.stats),
+            watch: None,
         };
         rec.submit()?;
         Ok((out.wait_f32(ctx)?, pending.wait(ctx)?))
@@ -389,6 +411,8 @@ impl Program {
         }
         self.record_regulariser_gradients(rec)?;
         if opts.update {
+            // This step's losses, numbered as the step the update makes.
+            nonfinite::watch_losses(rec, &self.loss.losses, &self.loss.watch, self.step + 1)?;
             self.record_update(rec)?;
             self.step += 1;
             self.record_proximal_steps(rec, self.learning_rate())?;
@@ -396,6 +420,7 @@ impl Program {
         Ok(opts.read_losses.then(|| PendingLosses {
             losses: rec.read(&self.loss.losses),
             stats: rec.read(&self.loss.stats),
+            watch: Some(rec.read(&self.loss.watch)),
         }))
     }
 

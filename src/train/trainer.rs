@@ -237,10 +237,24 @@ impl<'o> Trainer<'o> {
         };
         let lr = learner.program.learning_rate();
         let mut balanced = learner.balancer.step(ctx, &mut learner.program, opts)?;
-        let losses = match balanced.report.losses.take() {
-            Some(pending) => Some(pending.wait(ctx)?.losses),
+        let report = match balanced.report.losses.take() {
+            Some(pending) => Some(pending.wait(ctx)?),
             None => None,
         };
+        // The GPU watched every step's losses: the error names the first
+        // step that went non-finite, not the step that read it.
+        if let Some(first) = report.as_ref().and_then(|r| r.first_non_finite) {
+            let task = learner.spec.tasks.get(first.task as usize);
+            return Err(Error::Diverged {
+                step: u64::from(first.step),
+                task: match task {
+                    Some(t) => format!("task '{}'", t.name),
+                    None => format!("task {}", first.task),
+                },
+                value: first.kind.value(),
+            });
+        }
+        let losses = report.map(|r| r.losses);
         if let Some(l) = &losses {
             if let Some(t) = l.iter().position(|v| !v.is_finite()) {
                 return Err(Error::Diverged {
