@@ -9,9 +9,12 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use manytask::arch::{ModelNodes, ModelSpec, Sharing, TaskKind, TaskSpec};
+use manytask::config::Config;
 use manytask::data::batch::{Batch, Batcher, LastBatch};
 use manytask::data::csv::{CsvColumns, CsvTask};
-use manytask::data::dataset::{Dataset, Order, SplitFractions, Targets, TaskData, TaskSchema};
+use manytask::data::dataset::{
+    Dataset, Order, SplitFractions, TargetScale, Targets, TaskData, TaskSchema,
+};
 use manytask::data::fashion_mnist::{self, FashionMnist, GROUP_OF_CLASS};
 use manytask::data::idx::{self, IdxImages};
 use manytask::data::multi_mnist::{self, MultiMnistSpec};
@@ -23,7 +26,7 @@ use manytask::types::Activation;
 use manytask::types::Sgd;
 use safetensors::tensor::{Dtype, TensorView};
 
-use crate::common::contexts;
+use crate::common::{contexts, manytask, scratch_dir};
 
 /// A fresh path in the temp dir, unique per test and process.
 fn temp(name: &str) -> PathBuf {
@@ -331,7 +334,8 @@ fn csv_errors_name_line_and_column() {
         "text.csv",
         &format!("{head}1,2,0,0.5,1.5\n1,two,0,0.5,1.5\n"),
     );
-    assert_mentions(&e, &["line 4", "column 2 ('b')", "'two' is not a number"]);
+    assert_mentions(&e, &["line 4", "column 2 ('b')", "not a number"]);
+    assert!(!e.contains("two"), "{e} quotes the cell");
     let e = csv_error("empty.csv", &format!("{head}1,,0,0.5,1.5\n"));
     assert_mentions(&e, &["line 3", "column 2 ('b')", "empty feature cell"]);
     let e = csv_error("class.csv", &format!("{head}1,2,3,0.5,1.5\n"));
@@ -765,4 +769,533 @@ fn fashion_mnist_feeds_multi_mnist() {
     let data = multi_mnist::build(&images, &labels, 10, spec).unwrap();
     assert_eq!((data.rows(), data.features()), (50, 784));
     assert_eq!(data.schema().len(), 2);
+}
+
+// ---- the config's data conventions (tasks, split files, paths, CSV
+// features, target scales, tiny data) ----
+
+/// `text` written as `name` in `dir` and loaded as a config file.
+fn config_in(dir: &std::path::Path, name: &str, text: &str) -> Config {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// x [rows, 2], y.a F32 [rows] (regression), y.b I64 [rows] (3 classes),
+/// and no header metadata: what PyTorch's `save_file` writes.
+fn write_plain_safetensors(path: &std::path::Path, rows: usize, features: usize) {
+    let x = f32_bytes(
+        &(0..rows * features)
+            .map(|i| i as f32 * 0.1)
+            .collect::<Vec<_>>(),
+    );
+    let a = f32_bytes(&(0..rows).map(|i| i as f32).collect::<Vec<_>>());
+    let b = i64_bytes(&(0..rows).map(|i| (i % 3) as i64).collect::<Vec<_>>());
+    let tensors = [
+        ("x", Dtype::F32, vec![rows, features], x),
+        ("y.a", Dtype::F32, vec![rows], a),
+        ("y.b", Dtype::I64, vec![rows], b),
+    ];
+    let views: Vec<(&str, TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (*n, TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
+}
+
+const AB_TASKS: &str = "[[tasks]]\nname = \"a\"\nkind = \"regression\"\noutputs = 1\n\
+                        [[tasks]]\nname = \"b\"\nkind = \"classification\"\nclasses = 3\n";
+
+#[test]
+fn a_safetensors_file_without_task_metadata_reads_the_config_tasks() {
+    let dir = scratch_dir("data-plain-st");
+    let file = dir.join("plain.safetensors");
+    write_plain_safetensors(&file, 12, 2);
+    let text = format!(
+        "[model]\nwidths = [4]\n{AB_TASKS}[data]\nsource = \"safetensors\"\n\
+         path = \"plain.safetensors\"\n[train]\nsteps = 2\nbatch = 4\n"
+    );
+    let mut c = config_in(&dir, "run.toml", &text);
+    let (data, split) = c.split().unwrap();
+    assert_eq!(
+        data.schema(),
+        vec![
+            TaskSchema::new("a", TaskKind::Regression { outputs: 1 }),
+            TaskSchema::new("b", TaskKind::Classification { classes: 3 }),
+        ]
+    );
+    assert_eq!(
+        split.train.rows() + split.validation.rows() + split.test.rows(),
+        12
+    );
+    // And the binary trains on it.
+    let (code, stderr) = crate::hostile::run_bounded(
+        &[
+            "train",
+            "--config",
+            dir.join("run.toml").to_str().unwrap(),
+            "--quiet",
+        ],
+        300,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // Without [[tasks]]: an error saying what to add, naming the targets.
+    let text = "[data]\nsource = \"safetensors\"\npath = \"plain.safetensors\"\n";
+    let e = err_text(config_in(&dir, "bare.toml", text).split());
+    assert_mentions(&e, &["plain.safetensors", "[[tasks]]", "y.a, y.b"]);
+
+    // A file whose metadata says otherwise: an error naming both.
+    let listed = dir.join("listed.safetensors");
+    st::write(
+        &listed,
+        &st::read(&file, Some(&data.schema())).unwrap(),
+        Precision::F32,
+    )
+    .unwrap();
+    let text = "[[tasks]]\nname = \"b\"\nkind = \"classification\"\nclasses = 4\n\
+                [data]\nsource = \"safetensors\"\npath = \"listed.safetensors\"\n";
+    let e = err_text(config_in(&dir, "other.toml", text).split());
+    assert_mentions(
+        &e,
+        &[
+            "listed.safetensors",
+            "task 'b'",
+            "classification with 4 classes",
+            "task.1",
+            "classification with 3 classes",
+        ],
+    );
+    // The same tasks as the metadata: read (a subset is fine).
+    let text = "[[tasks]]\nname = \"b\"\nkind = \"classification\"\nclasses = 3\n\
+                [data]\nsource = \"safetensors\"\npath = \"listed.safetensors\"\n";
+    let (data, _) = config_in(&dir, "same.toml", text).split().unwrap();
+    assert_eq!(data.tasks().len(), 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn split_files_are_the_split_and_must_share_the_schema() {
+    let dir = scratch_dir("data-split-files");
+    write_plain_safetensors(&dir.join("train.safetensors"), 10, 2);
+    write_plain_safetensors(&dir.join("val.safetensors"), 4, 2);
+    write_plain_safetensors(&dir.join("test.safetensors"), 3, 2);
+    write_plain_safetensors(&dir.join("wide.safetensors"), 3, 5);
+    let base =
+        format!("{AB_TASKS}[data]\nsource = \"safetensors\"\npath = \"train.safetensors\"\n");
+    let text =
+        format!("{base}validation_path = \"val.safetensors\"\ntest_path = \"test.safetensors\"\n");
+    let mut c = config_in(&dir, "files.toml", &text);
+    let (data, split) = c.split().unwrap();
+    assert_eq!(
+        (
+            data.rows(),
+            split.train.rows(),
+            split.validation.rows(),
+            split.test.rows()
+        ),
+        (10, 10, 4, 3)
+    );
+    assert!(split.validation.source().ends_with("val.safetensors"));
+    // The files' rows, in order: nothing shuffled or cut.
+    assert_eq!(
+        split.test.x(),
+        st::read(&dir.join("test.safetensors"), Some(&data.schema()))
+            .unwrap()
+            .x()
+    );
+    // One old entry point refuses rather than cut the training file.
+    assert_mentions(
+        &err_text(c.dataset()),
+        &["validation_path", "Config::split"],
+    );
+
+    // Only a test file: validation is empty, with the same schema.
+    let text = format!("{base}test_path = \"test.safetensors\"\n");
+    let (_, split) = config_in(&dir, "test-only.toml", &text).split().unwrap();
+    assert_eq!(
+        (
+            split.train.rows(),
+            split.validation.rows(),
+            split.test.rows()
+        ),
+        (10, 0, 3)
+    );
+    assert_eq!(split.validation.schema(), split.train.schema());
+
+    // Another schema: an error naming the file.
+    let text = format!("{base}test_path = \"wide.safetensors\"\n");
+    let e = err_text(config_in(&dir, "wide.toml", &text).split());
+    assert_mentions(
+        &e,
+        &[
+            "wide.safetensors",
+            "5 features",
+            "train.safetensors",
+            "has 2",
+        ],
+    );
+    // Fractions set beside split files: an error naming the key.
+    let text = format!("{base}test_path = \"test.safetensors\"\nvalidation = 0.2\n");
+    std::fs::write(dir.join("both.toml"), text).unwrap();
+    let e = err_text(Config::load(&dir.join("both.toml")));
+    assert_mentions(&e, &["data.validation", "test_path"]);
+    // Split files are for safetensors and csv only.
+    let e = err_text(Config::from_toml(
+        "[data]\nsource = \"synthetic\"\ntest_path = \"t.safetensors\"\n",
+        "t.toml",
+    ));
+    assert_mentions(
+        &e,
+        &["data.test_path", "not a key of source = \"synthetic\""],
+    );
+
+    // CSV split files: a validation file without a target column.
+    std::fs::write(dir.join("train.csv"), "x0,x1,a\n1,2,3\n4,5,6\n").unwrap();
+    std::fs::write(dir.join("val.csv"), "x0,x1\n1,2\n").unwrap();
+    let text = "[[tasks]]\nname = \"a\"\nkind = \"regression\"\noutputs = 1\n\
+                [data]\nsource = \"csv\"\npath = \"train.csv\"\nvalidation_path = \"val.csv\"\n";
+    let e = err_text(config_in(&dir, "csv.toml", text).split());
+    assert_mentions(&e, &["val.csv", "no column 'a'"]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn data_paths_are_stored_absolute_and_canonical() {
+    let dir = scratch_dir("data-paths");
+    std::fs::create_dir_all(dir.join("configs")).unwrap();
+    write_plain_safetensors(&dir.join("d.safetensors"), 10, 2);
+    let text = format!("{AB_TASKS}[data]\nsource = \"safetensors\"\npath = \"../d.safetensors\"\n");
+    let c = config_in(&dir.join("configs"), "run.toml", &text);
+    let stored = c.data.path.clone().unwrap();
+    assert_eq!(
+        stored,
+        std::fs::canonicalize(dir.join("d.safetensors")).unwrap()
+    );
+    // A config given as text: relative to the working folder, made
+    // absolute when the data is read.
+    let mut c = Config::from_toml(
+        &format!("{AB_TASKS}[data]\nsource = \"safetensors\"\npath = \"no-such.safetensors\"\n"),
+        "text",
+    )
+    .unwrap();
+    let e = err_text(c.split());
+    let abs = std::env::current_dir().unwrap().join("no-such.safetensors");
+    assert_mentions(&e, &[abs.to_str().unwrap()]);
+    assert_eq!(c.data.path.unwrap(), abs);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The "test split (…)" table of a train or eval run's stdout.
+fn test_table(stdout: &str) -> Vec<String> {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("test split ("))
+        .unwrap_or_else(|| panic!("no test table in:\n{stdout}"));
+    lines[start..]
+        .iter()
+        .take_while(|l| l.starts_with("test split (") || l.starts_with("  "))
+        .map(|l| l.to_string())
+        .collect()
+}
+
+/// Runs the binary in `dir` (bounded), returning stdout; fails on error.
+fn run_in(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = crate::hostile::run_output(manytask().current_dir(dir).args(args), 300);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{args:?} in {}:\n{stdout}\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn a_checkpoint_scores_the_same_data_from_any_working_folder() {
+    let dir = scratch_dir("data-two-folders");
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    for d in [&one, &two] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    write_plain_safetensors(&one.join("d.safetensors"), 24, 3);
+    std::fs::write(
+        one.join("run.toml"),
+        format!(
+            "[model]\nwidths = [4]\n{AB_TASKS}[data]\nsource = \"safetensors\"\n\
+             path = \"d.safetensors\"\ntest = 0.25\n[train]\nsteps = 3\nbatch = 4\n"
+        ),
+    )
+    .unwrap();
+    // Trained from folder one with relative paths, and with --data.
+    let train = run_in(
+        &one,
+        &[
+            "train",
+            "--config",
+            "run.toml",
+            "--save",
+            "ck.safetensors",
+            "--quiet",
+        ],
+    );
+    let ck = one.join("ck.safetensors");
+    let meta = manytask::checkpoint::metadata(&ck).unwrap();
+    let stored = Config::from_json(&meta[manytask::checkpoint::CONFIG_KEY], "meta").unwrap();
+    let path = stored.data.path.unwrap();
+    assert!(
+        path.is_absolute() && path == std::fs::canonicalize(&path).unwrap(),
+        "{path:?}"
+    );
+    // Scored from folder two: the same table.
+    let eval = run_in(&two, &["eval", "--checkpoint", ck.to_str().unwrap()]);
+    assert_eq!(test_table(&eval), test_table(&train));
+
+    // --data: a file whose metadata lists its tasks (no config here).
+    let schema = [
+        TaskSchema::new("a", TaskKind::Regression { outputs: 1 }),
+        TaskSchema::new("b", TaskKind::Classification { classes: 3 }),
+    ];
+    let listed = st::read(&one.join("d.safetensors"), Some(&schema)).unwrap();
+    st::write(&one.join("listed.safetensors"), &listed, Precision::F32).unwrap();
+    let mut args = vec!["train", "--data", "listed.safetensors", "--widths", "4"];
+    args.extend(["--steps", "2"]);
+    args.extend(["--batch", "4", "--save", "ck2.safetensors", "--quiet"]);
+    let train = run_in(&one, &args);
+    let eval = run_in(
+        &two,
+        &[
+            "eval",
+            "--checkpoint",
+            one.join("ck2.safetensors").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(test_table(&eval), test_table(&train));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn csv_default_features_leave_out_every_target_and_are_stored() {
+    let dir = scratch_dir("data-csv-features");
+    std::fs::write(
+        dir.join("multi.csv"),
+        "x0,price,x1,kind,label_color\n\
+         1,10,2,0,1\n3,11,4,1,0\n5,12,6,2,1\n7,13,8,0,0\n9,14,10,1,1\n",
+    )
+    .unwrap();
+    let price = "[[tasks]]\nname = \"price\"\nkind = \"regression\"\noutputs = 1\n";
+    let kind = "[[tasks]]\nname = \"kind\"\nkind = \"classification\"\nclasses = 3\n";
+    let data_keys =
+        "[data]\nsource = \"csv\"\npath = \"multi.csv\"\nvalidation = 0.0\ntest = 0.0\n";
+
+    // Every task's column is left out; a target-like column no task
+    // reads is an error naming it.
+    let mut c = config_in(&dir, "both.toml", &format!("{price}{kind}{data_keys}"));
+    let e = err_text(c.dataset());
+    assert_mentions(
+        &e,
+        &[
+            "multi.csv",
+            "column 5 ('label_color')",
+            "data.features",
+            "data.exclude",
+        ],
+    );
+    let text = format!("{price}{kind}{data_keys}exclude = [\"label_color\"]\n");
+    let mut c = config_in(&dir, "both.toml", &text);
+    let data = c.dataset().unwrap();
+    assert_eq!(data.features(), 2);
+    assert_eq!(data.sample(0), &[1.0, 2.0]);
+    // The list found is in the config, and survives --single-task.
+    assert_eq!(
+        c.data.features,
+        Some(vec!["x0".to_string(), "x1".to_string()])
+    );
+    c.keep_only_task("price").unwrap();
+    let mut again = Config::from_json(&c.to_json().unwrap(), "stored").unwrap();
+    let (data, _) = again.split().unwrap();
+    assert_eq!((data.features(), data.tasks().len()), (2, 1));
+
+    // Label leakage: a target column listed as a feature.
+    let text = format!("{price}{kind}{data_keys}features = [\"x0\", \"kind\"]\n");
+    std::fs::write(dir.join("leak.toml"), text).unwrap();
+    let e = err_text(Config::load(&dir.join("leak.toml")));
+    assert_mentions(&e, &["data.features", "\"kind\"", "label leakage"]);
+    // The reader refuses it too.
+    let columns = CsvColumns {
+        features: Some(vec!["x0".into(), "price".into()]),
+        exclude: Vec::new(),
+        tasks: vec![CsvTask::new(
+            "price",
+            TaskKind::Regression { outputs: 1 },
+            &["price"],
+        )],
+    };
+    let e = err_text(manytask::data::csv::read(&dir.join("multi.csv"), &columns));
+    assert_mentions(&e, &["multi.csv", "'price'", "label leakage"]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn target_scales_come_from_the_file_the_config_or_the_training_split() {
+    let dir = scratch_dir("data-scales");
+    // A file that stores its scale: read back.
+    let scale = TargetScale {
+        mean: 10.0,
+        std: 2.5,
+    };
+    let data = small().with_target_scale("reg", scale).unwrap();
+    let path = dir.join("scaled.safetensors");
+    st::write(&path, &data, Precision::F32).unwrap();
+    let back = st::read(&path, None).unwrap();
+    assert_eq!(back.target_scale("reg"), Some(scale));
+    assert_eq!(back.target_scale("digit"), None);
+    assert_eq!(scale.error_to_original(0.5), 1.25);
+    assert_eq!(scale.to_original(scale.to_stored(3.0)), 3.0);
+    // Only regression tasks have one.
+    assert_mentions(
+        &err_text(small().with_target_scale("digit", scale)),
+        &["digit", "regression"],
+    );
+
+    let base = "[data]\nsource = \"safetensors\"\npath = \"scaled.safetensors\"\n";
+    // The config agrees with the file, or the run is refused naming both.
+    let text = format!("{base}[data.target_scale]\nreg = [10.0, 2.5]\n");
+    let (data, split) = config_in(&dir, "same.toml", &text).split().unwrap();
+    assert_eq!(data.target_scale("reg"), Some(scale));
+    assert_eq!(split.test.target_scale("reg"), Some(scale));
+    let text = format!("{base}[data.target_scale]\nreg = [0.0, 1.0]\n");
+    let e = err_text(config_in(&dir, "differ.toml", &text).split());
+    assert_mentions(&e, &["task 'reg'", "mean 0, std 1", "mean 10, std 2.5"]);
+    let e = err_text(Config::from_toml(
+        &format!("{base}[data.target_scale]\nreg = [0.0, 0.0]\n"),
+        "t",
+    ));
+    assert_mentions(&e, &["data.target_scale.reg", "std"]);
+
+    // standardize_targets: the training split's mean and std, applied to
+    // every split; the original values come back with the scale.
+    let csv = dir.join("y.csv");
+    let rows: String = (0..20)
+        .map(|i| format!("{i},{}\n", 100.0 + 3.0 * i as f32))
+        .collect();
+    std::fs::write(&csv, format!("x,y\n{rows}")).unwrap();
+    let text = "[[tasks]]\nname = \"y\"\nkind = \"regression\"\noutputs = 1\n\
+                [data]\nsource = \"csv\"\npath = \"y.csv\"\nstandardize_targets = true\n\
+                validation = 0.2\ntest = 0.2\n";
+    let mut c = config_in(&dir, "std.toml", text);
+    let (_, split) = c.split().unwrap();
+    let ys = |d: &Dataset| match &d.task("y").unwrap().targets {
+        Targets::Real { values, .. } => values.clone(),
+        _ => unreachable!(),
+    };
+    let scale = split.train.target_scale("y").unwrap();
+    let train = ys(&split.train);
+    let mean = train.iter().sum::<f32>() / train.len() as f32;
+    let var = train.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / train.len() as f32;
+    assert!(
+        mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4,
+        "{mean} {var}"
+    );
+    assert_eq!(split.test.target_scale("y"), Some(scale));
+    for (row, &v) in ys(&split.test).iter().enumerate() {
+        let x = split.test.sample(row)[0];
+        let want = 100.0 + 3.0 * x;
+        assert!((scale.to_original(v) - want).abs() < 1e-3, "{v} → {want}");
+    }
+    // The same through the old entry point (what `train` cuts from it).
+    let data = c.dataset().unwrap();
+    let old = data.split(c.data.fractions(), c.train.seed).unwrap();
+    assert_eq!(old, split);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn tiny_and_empty_data_are_valid_or_name_the_empty_training_split() {
+    let dir = scratch_dir("data-tiny");
+    let task = "[[tasks]]\nname = \"y\"\nkind = \"regression\"\noutputs = 1\n";
+    // Header only: 0 samples read, the split says the training part is empty.
+    std::fs::write(dir.join("head.csv"), "x,y\n").unwrap();
+    let text = format!("{task}[data]\nsource = \"csv\"\npath = \"head.csv\"\n");
+    let mut c = config_in(&dir, "head.toml", &text);
+    assert_eq!(c.dataset().unwrap().rows(), 0);
+    assert_mentions(
+        &err_text(c.split()),
+        &["head.csv", "training split", "0 samples"],
+    );
+    // An empty file: no header row.
+    std::fs::write(dir.join("empty.csv"), "").unwrap();
+    let text = format!("{task}[data]\nsource = \"csv\"\npath = \"empty.csv\"\n");
+    assert_mentions(
+        &err_text(config_in(&dir, "empty.toml", &text).split()),
+        &["empty.csv", "header row"],
+    );
+    // One row: all of it trains.
+    std::fs::write(dir.join("one.csv"), "x,y\n1,2\n").unwrap();
+    let text = format!("{task}[data]\nsource = \"csv\"\npath = \"one.csv\"\n");
+    let (_, split) = config_in(&dir, "one.toml", &text).split().unwrap();
+    assert_eq!(
+        (
+            split.train.rows(),
+            split.validation.rows(),
+            split.test.rows()
+        ),
+        (1, 0, 0)
+    );
+    // Two rows, half for validation and test: the training part would be empty.
+    std::fs::write(dir.join("two.csv"), "x,y\n1,2\n3,4\n").unwrap();
+    let text = format!(
+        "{task}[data]\nsource = \"csv\"\npath = \"two.csv\"\nvalidation = 0.5\ntest = 0.4\n"
+    );
+    let e = err_text(config_in(&dir, "two.toml", &text).split());
+    assert_mentions(
+        &e,
+        &[
+            "two.csv",
+            "training split",
+            "2 sample(s), 1 for validation and 1 for test",
+        ],
+    );
+
+    // An IDX file of 0 images: a dataset of 0 samples, then the same error.
+    let (ip, lp) = (dir.join("img.idx"), dir.join("lab.idx"));
+    idx::write_images(&ip, &tiny_images(0)).unwrap();
+    idx::write_labels(&lp, &[]).unwrap();
+    assert_eq!(
+        idx::read_classification(&ip, &lp, "c", 10).unwrap().rows(),
+        0
+    );
+    let text = "[data]\nsource = \"idx\"\nimages = \"img.idx\"\nlabels = \"lab.idx\"\n";
+    assert_mentions(
+        &err_text(config_in(&dir, "idx.toml", text).split()),
+        &["img.idx", "training split"],
+    );
+    let text = "[data]\nsource = \"multi_mnist\"\nimages = \"img.idx\"\nlabels = \"lab.idx\"\n";
+    assert_mentions(
+        &err_text(config_in(&dir, "mm.toml", text).split()),
+        &["img.idx", "0 images"],
+    );
+    // x [0, 2] in safetensors.
+    write_plain_safetensors(&dir.join("none.safetensors"), 0, 2);
+    assert_eq!(
+        st::read(
+            &dir.join("none.safetensors"),
+            Some(&[TaskSchema::new("a", TaskKind::Regression { outputs: 1 })])
+        )
+        .unwrap()
+        .rows(),
+        0
+    );
+    // data.samples = 1.
+    let (_, split) = Config::from_toml(
+        "[data]\nsamples = 1\ntasks = 2\ninputs = 3\noutputs = 2\n",
+        "t",
+    )
+    .unwrap()
+    .split()
+    .unwrap();
+    assert_eq!(split.train.rows(), 1);
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -171,7 +171,9 @@ fn header_metadata(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, String>
         .collect())
 }
 
-fn corrupt(path: &Path, e: impl std::fmt::Display) -> Error {
+/// The crate's message may quote the file's header; ours does not.
+fn corrupt(path: &Path, e: safetensors::SafeTensorError) -> Error {
+    let e = crate::data::safetensors::describe_error(&e);
     err(
         path,
         format!("not a safetensors file (corrupt or truncated?): {e}"),

@@ -27,7 +27,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::dataset::Dataset;
+use crate::data::dataset::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::types::{ModelSpec, TaskSpec};
 
@@ -112,14 +112,38 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses and validates TOML text; `source` names it in errors.
+    /// Parses and validates TOML text; `source` names it in errors. A
+    /// parse error gives the line and column and the parser's message,
+    /// never the line itself (a wrong path may name a file that is not a
+    /// config at all, and errors do not echo file content).
     pub fn from_toml(text: &str, source: &str) -> Result<Config> {
-        let mut config: Config = toml::from_str(text).map_err(|e| Error::Config {
+        let config_err = |detail: String| Error::Config {
             file: source.to_string(),
-            detail: e.to_string().trim_end().to_string(),
-        })?;
+            detail,
+        };
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| config_err(toml_error(text, &e)))?;
         config.source = source.to_string();
         config.validate()?;
+        // Split files replace the random split: fractions set beside them
+        // would be silently unused, so they are refused here, where it is
+        // known whether the file set them (a stored config always holds
+        // them, and ignores them).
+        if config.data.has_split_files() {
+            let table: toml::Table =
+                toml::from_str(text).map_err(|e| config_err(toml_error(text, &e)))?;
+            let data = table.get("data").and_then(|d| d.as_table());
+            if let Some(key) = ["validation", "test"]
+                .into_iter()
+                .find(|k| data.is_some_and(|d| d.contains_key(*k)))
+            {
+                return Err(config_err(misplaced(
+                    format!("data.{key}"),
+                    "not with data.validation_path / data.test_path: the files are the \
+                     split, nothing is cut at random",
+                )));
+            }
+        }
         Ok(config)
     }
 
@@ -180,9 +204,28 @@ impl Config {
     }
 
     /// The data, read or generated as `[data]` says (the synthetic
-    /// benchmark and MultiMNIST are seeded by `train.seed`).
-    pub fn dataset(&self) -> Result<Dataset> {
+    /// benchmark and MultiMNIST are seeded by `train.seed`). First
+    /// completes `[data]` as a run stores it: paths absolute, a CSV
+    /// file's feature columns listed (`DataConfig::resolve`). With split
+    /// files (`data.validation_path` / `test_path`) this is an error:
+    /// use [`Config::split`].
+    pub fn dataset(&mut self) -> Result<Dataset> {
+        self.data.resolve(&self.tasks, &self.source)?;
         self.data.load(&self.tasks, self.train.seed, &self.source)
+    }
+
+    /// The data and its train / validation / test split, the one entry
+    /// point a run needs: from split files when `[data]` names them, else
+    /// cut at random from the fractions and `train.seed`. Completes
+    /// `[data]` first, like [`Config::dataset`]. The dataset returned
+    /// gives the schema (features, tasks): every sample for a random
+    /// split, the training file with split files. An empty training
+    /// split is an error naming it and its size. Then, as before,
+    /// `fill_tasks` and `keep_only_task`.
+    pub fn split(&mut self) -> Result<(Dataset, Split)> {
+        self.data.resolve(&self.tasks, &self.source)?;
+        self.data
+            .load_split(&self.tasks, self.train.seed, &self.source)
     }
 
     /// When no `[[tasks]]` are given, takes every task of `data` with a
@@ -224,5 +267,24 @@ impl Config {
             sharing: self.model.sharing().map_err(fail)?,
             tasks: self.task_specs()?,
         })
+    }
+}
+
+/// A TOML error as "line L, column C: message", without the source line
+/// the parser's own message quotes.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+            let start = before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            let column = 1 + String::from_utf8_lossy(&before[start..]).chars().count();
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
     }
 }

@@ -6,7 +6,14 @@
 //! none of them empty); an empty feature cell is an error. Class targets
 //! are integer cells in [0, classes), binary targets 0 or 1. Errors name
 //! the line (1-based, as an editor shows it), the column (1-based) and
-//! its header.
+//! its header when the caller named that column; they never quote a
+//! cell or a header the caller did not give (the file might not be a CSV
+//! file at all). A header-only file is a dataset of 0 samples.
+//!
+//! Default features ([`feature_columns`]): every column no task reads and
+//! `exclude` does not list; a leftover column that looks like a target
+//! is an error (label leakage), as is a target column listed as a
+//! feature.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -50,22 +57,23 @@ pub struct CsvColumns {
     pub tasks: Vec<CsvTask>,
 }
 
-/// A cell's place, for error messages.
+/// A cell's place, for error messages: its header is shown only when the
+/// caller named that column (file text is never echoed).
 struct Cell<'a> {
     line: u64,
     column: usize,
-    header: &'a str,
+    header: Option<&'a str>,
 }
 
 impl Cell<'_> {
     fn error(&self, path: &Path, what: String) -> Error {
+        let header = self.header.map(|h| format!(" ('{h}')")).unwrap_or_default();
         data_err(
             path,
             format!(
-                "line {}, column {} ('{}'): {what}",
+                "line {}, column {}{header}: {what}",
                 self.line,
-                self.column + 1,
-                self.header
+                self.column + 1
             ),
         )
     }
@@ -78,11 +86,39 @@ fn data_err(path: &Path, detail: String) -> Error {
     }
 }
 
-/// Reads the file at `path` with the column mapping `columns`.
-pub fn read(path: &Path, columns: &CsvColumns) -> Result<Dataset> {
+/// A CSV error in words that quote nothing from the file.
+fn describe(e: &::csv::Error) -> String {
+    let line = |pos: &Option<::csv::Position>| {
+        pos.as_ref()
+            .map(|p| format!("line {}: ", p.line()))
+            .unwrap_or_default()
+    };
+    match e.kind() {
+        ::csv::ErrorKind::Io(io) => format!("cannot read: {io}"),
+        ::csv::ErrorKind::Utf8 { pos, err } => {
+            format!("{}field {} is not UTF-8 text", line(pos), err.field() + 1)
+        }
+        ::csv::ErrorKind::UnequalLengths {
+            pos,
+            expected_len,
+            len,
+        } => format!(
+            "{}{len} fields, but the header has {expected_len}",
+            line(pos)
+        ),
+        _ => "not a valid CSV file".into(),
+    }
+}
+
+/// The file's reader (regular files only, never read past their size)
+/// and its header row.
+fn open(path: &Path) -> Result<(::csv::Reader<std::io::Take<std::fs::File>>, Vec<String>)> {
     let err = |detail: String| data_err(path, detail);
     let (file, size) =
         crate::util::fs::open_regular(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    if size == 0 {
+        return Err(err("empty file: a CSV file starts with a header row".into()));
+    }
     let mut reader = ::csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true) // ragged rows are reported below, with their line
@@ -91,16 +127,124 @@ pub fn read(path: &Path, columns: &CsvColumns) -> Result<Dataset> {
         .from_reader(std::io::Read::take(file, size));
     let header: Vec<String> = reader
         .headers()
-        .map_err(|e| err(format!("cannot read the header row: {e}")))?
+        .map_err(|e| err(format!("the header row: {}", describe(&e))))?
         .iter()
         .map(str::to_string)
         .collect();
+    Ok((reader, header))
+}
+
+/// Whether a column name says "target": `y`, `label(s)`, `target(s)`, or
+/// a `y.`, `label_`, `label.`, `target_`, `target.`, `mask.`, `mask_`
+/// prefix (any case).
+fn looks_like_target(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["y", "label", "labels", "target", "targets"].contains(&n.as_str())
+        || [
+            "y.", "label_", "label.", "target_", "target.", "mask.", "mask_",
+        ]
+        .iter()
+        .any(|p| n.starts_with(p))
+}
+
+/// The feature columns of the file at `path` under `columns`, by header
+/// name: `columns.features` when given (each checked present and not a
+/// target or excluded column), else every column that no task reads and
+/// `exclude` does not list, in file order. In that default, a column that
+/// looks like a target (`y`, `label…`, `target…`, `y.…`, `mask.…`) is an
+/// error: the file holds targets the tasks do not name, and feeding them
+/// in as features would leak labels; list the features, or exclude those
+/// columns.
+pub fn feature_columns(path: &Path, columns: &CsvColumns) -> Result<Vec<String>> {
+    let (_, header) = open(path)?;
+    let index = column_index(path, &header)?;
+    Ok(resolve(path, &header, &index, columns)?
+        .into_iter()
+        .map(|c| header[c].clone())
+        .collect())
+}
+
+/// The feature columns (indices) of `columns` in `header`.
+fn resolve(
+    path: &Path,
+    header: &[String],
+    index: &HashMap<String, usize>,
+    columns: &CsvColumns,
+) -> Result<Vec<usize>> {
+    let err = |detail: String| data_err(path, detail);
+    let find = |name: &str| {
+        index.get(name).copied().ok_or_else(|| {
+            err(format!(
+                "no column '{name}' in the header row ({} columns)",
+                header.len()
+            ))
+        })
+    };
+    let mut targets = Vec::new();
+    for task in &columns.tasks {
+        for c in &task.columns {
+            targets.push((find(c)?, task.name.as_str()));
+        }
+    }
+    let excluded = columns
+        .exclude
+        .iter()
+        .map(|c| find(c))
+        .collect::<Result<Vec<_>>>()?;
+    let features: Vec<usize> = match &columns.features {
+        Some(names) => {
+            let cols = names.iter().map(|c| find(c)).collect::<Result<Vec<_>>>()?;
+            for (&c, name) in cols.iter().zip(names) {
+                if let Some((_, task)) = targets.iter().find(|t| t.0 == c) {
+                    return Err(err(format!(
+                        "feature column '{name}' is a target column of task '{task}': its \
+                         labels would be fed in as inputs (label leakage)"
+                    )));
+                }
+                if excluded.contains(&c) {
+                    return Err(err(format!("feature column '{name}' is also excluded")));
+                }
+            }
+            cols
+        }
+        None => {
+            let free: Vec<usize> = (0..header.len())
+                .filter(|c| !targets.iter().any(|t| t.0 == *c) && !excluded.contains(c))
+                .collect();
+            // Names that matched the pattern are shown: they are short,
+            // plain and look like column names, not arbitrary content.
+            let suspects: Vec<String> = free
+                .iter()
+                .filter(|&&c| crate::data::plain_name(&header[c]) && looks_like_target(&header[c]))
+                .map(|&c| format!("column {} ('{}')", c + 1, header[c]))
+                .collect();
+            if !suspects.is_empty() {
+                return Err(err(format!(
+                    "{} look(s) like target column(s) but no task reads them; as default \
+                     features they would leak labels into the inputs: list the feature columns \
+                     (data.features) or leave these out (data.exclude)",
+                    suspects.join(", ")
+                )));
+            }
+            free
+        }
+    };
+    if features.is_empty() {
+        return Err(err("no feature columns".into()));
+    }
+    Ok(features)
+}
+
+/// Reads the file at `path` with the column mapping `columns`.
+pub fn read(path: &Path, columns: &CsvColumns) -> Result<Dataset> {
+    let err = |detail: String| data_err(path, detail);
+    let (mut reader, header) = open(path)?;
     let index = column_index(path, &header)?;
     let find = |name: &str| {
         index.get(name).copied().ok_or_else(|| {
             err(format!(
-                "no column '{name}' in the header ({})",
-                header.join(", ")
+                "no column '{name}' in the header row ({} columns)",
+                header.len()
             ))
         })
     };
@@ -126,15 +270,12 @@ pub fn read(path: &Path, columns: &CsvColumns) -> Result<Dataset> {
             .collect::<Result<Vec<_>>>()?;
         task_cols.push(cols);
     }
-    let feature_cols: Vec<usize> = match &columns.features {
-        Some(names) => names.iter().map(|c| find(c)).collect::<Result<_>>()?,
-        None => (0..header.len())
-            .filter(|c| !task_cols.iter().flatten().any(|t| t == c))
-            .collect(),
+    let feature_cols = resolve(path, &header, &index, columns)?;
+    // Headers the caller named may be shown in errors; others may not.
+    let named = |c: usize| {
+        columns.features.iter().flatten().any(|f| *f == header[c])
+            || columns.tasks.iter().any(|t| t.columns.contains(&header[c]))
     };
-    if feature_cols.is_empty() {
-        return Err(err("no feature columns".into()));
-    }
 
     let mut x = Vec::new();
     let mut targets: Vec<Vec<f32>> = vec![Vec::new(); columns.tasks.len()];
@@ -142,7 +283,7 @@ pub fn read(path: &Path, columns: &CsvColumns) -> Result<Dataset> {
     let mut masks: Vec<Vec<bool>> = vec![Vec::new(); columns.tasks.len()];
     let mut rows = 0;
     for record in reader.records() {
-        let record = record.map_err(|e| err(format!("cannot read: {e}")))?;
+        let record = record.map_err(|e| err(describe(&e)))?;
         let line = record.position().map_or(0, |p| p.line());
         if record.len() != header.len() {
             return Err(err(format!(
@@ -157,7 +298,7 @@ pub fn read(path: &Path, columns: &CsvColumns) -> Result<Dataset> {
                 Cell {
                     line,
                     column,
-                    header: &header[column],
+                    header: named(column).then_some(header[column].as_str()),
                 },
             )
         };
@@ -237,28 +378,34 @@ fn column_index(path: &Path, header: &[String]) -> Result<HashMap<String, usize>
                 format!("line 1, column {}: empty header name", c + 1),
             ));
         }
-        if index.insert(name.clone(), c).is_some() {
+        if let Some(first) = index.insert(name.clone(), c) {
             return Err(data_err(
                 path,
-                format!("line 1, column {}: header '{name}' appears twice", c + 1),
+                format!(
+                    "line 1: columns {} and {} have the same header name",
+                    first + 1,
+                    c + 1
+                ),
             ));
         }
     }
     Ok(index)
 }
 
+// Parse errors say what the cell is not, never what it holds.
+
 fn parse_real(text: &str) -> std::result::Result<f32, String> {
     match text.parse::<f32>() {
         Ok(v) if v.is_finite() => Ok(v),
-        Ok(v) => Err(format!("'{text}' is {v}, expected a finite number")),
-        Err(_) => Err(format!("'{text}' is not a number")),
+        Ok(v) => Err(format!("the cell is {v}, expected a finite number")),
+        Err(_) => Err("the cell is not a number".into()),
     }
 }
 
 fn parse_class(text: &str, classes: usize) -> std::result::Result<u32, String> {
     let id: i64 = text
         .parse()
-        .map_err(|_| format!("'{text}' is not an integer class id"))?;
+        .map_err(|_| "the cell is not an integer class id".to_string())?;
     if id < 0 || id as u64 >= classes as u64 {
         return Err(format!("class id {id} is outside [0, {classes})"));
     }

@@ -145,6 +145,48 @@ impl TaskData {
     }
 }
 
+/// How a regression task's stored targets relate to its original units:
+/// stored = (original − mean) / std. One pair per task (over all its
+/// outputs), so an error measured on stored targets converts exactly:
+/// MAE and RMSE in original units are `std` times those in stored units.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TargetScale {
+    /// The original targets' mean (subtracted).
+    pub mean: f32,
+    /// The original targets' standard deviation (divided by), > 0.
+    pub std: f32,
+}
+
+impl TargetScale {
+    /// A stored target back in original units.
+    pub fn to_original(&self, stored: f32) -> f32 {
+        stored * self.std + self.mean
+    }
+
+    /// An original target in stored units.
+    pub fn to_stored(&self, original: f32) -> f32 {
+        (original - self.mean) / self.std
+    }
+
+    /// An error (MAE, RMSE, a difference) in stored units as one in
+    /// original units.
+    pub fn error_to_original(&self, error: f32) -> f32 {
+        error * self.std
+    }
+
+    /// Checks mean finite and std finite and > 0.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !self.mean.is_finite() || !self.std.is_finite() || self.std <= 0.0 {
+            return Err(format!(
+                "target scale mean {} and std {}: the mean must be finite and the std finite \
+                 and > 0",
+                self.mean, self.std
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// N samples: features x [N, D] (f32) and the tasks' targets. Fields are
 /// private so the checks made by [`Dataset::new`] always hold.
 #[derive(Clone, Debug, PartialEq)]
@@ -154,6 +196,8 @@ pub struct Dataset {
     features: usize,
     x: Vec<f32>,
     tasks: Vec<TaskData>,
+    /// Per task (in `tasks` order): its target scale, when known.
+    scales: Vec<Option<TargetScale>>,
 }
 
 /// Fractions of a dataset held out for validation and test; training gets
@@ -202,12 +246,14 @@ impl Dataset {
         x: Vec<f32>,
         tasks: Vec<TaskData>,
     ) -> Result<Self> {
+        let scales = vec![None; tasks.len()];
         let data = Dataset {
             source: source.to_string(),
             rows,
             features,
             x,
             tasks,
+            scales,
         };
         data.check().map_err(|detail| data.error(detail))?;
         Ok(data)
@@ -344,14 +390,105 @@ impl Dataset {
             features: self.features,
             x,
             tasks,
+            scales: self.scales.clone(),
         }
+    }
+
+    /// The same samples and tasks (scales included) with features `x`
+    /// [N, D] instead, checked like `Dataset::new`.
+    pub fn with_x(&self, x: Vec<f32>) -> Result<Dataset> {
+        let mut data = Dataset::new(
+            &self.source,
+            self.rows,
+            self.features,
+            x,
+            self.tasks.clone(),
+        )?;
+        data.scales = self.scales.clone();
+        Ok(data)
+    }
+
+    /// The target scale of task `task` (regression only): stored targets
+    /// are (original − mean) / std. `None` when the targets are in their
+    /// original units or the scale is unknown. Metrics of this task
+    /// convert to original units with [`TargetScale::error_to_original`].
+    pub fn target_scale(&self, task: &str) -> Option<TargetScale> {
+        let i = self.tasks.iter().position(|t| t.name == task)?;
+        self.scales[i]
+    }
+
+    /// The index of regression task `task`, or an error naming it.
+    fn regression_task(&self, task: &str) -> Result<usize> {
+        let i = self
+            .tasks
+            .iter()
+            .position(|t| t.name == task)
+            .ok_or_else(|| self.error(format!("no task '{task}' for a target scale")))?;
+        if !matches!(self.tasks[i].targets, Targets::Real { .. }) {
+            return Err(self.error(format!(
+                "task '{task}' is {:?}: only regression targets have a scale",
+                self.tasks[i].targets.kind()
+            )));
+        }
+        Ok(i)
+    }
+
+    /// Records that task `task`'s stored targets are already standardised
+    /// by `scale` (the values are not changed). A regression task only;
+    /// a different scale already recorded is an error naming both.
+    pub fn with_target_scale(mut self, task: &str, scale: TargetScale) -> Result<Dataset> {
+        let i = self.regression_task(task)?;
+        scale
+            .check()
+            .map_err(|e| self.error(format!("task '{task}': {e}")))?;
+        match self.scales[i] {
+            Some(known) if known != scale => Err(self.error(format!(
+                "task '{task}': target scale (mean {}, std {}) differs from the one already \
+                 known (mean {}, std {})",
+                scale.mean, scale.std, known.mean, known.std
+            ))),
+            _ => {
+                self.scales[i] = Some(scale);
+                Ok(self)
+            }
+        }
+    }
+
+    /// Standardises task `task`'s targets in place, stored = (y − mean) /
+    /// std for every sample, and records `scale`. A regression task with
+    /// no scale yet only (targets are never standardised twice).
+    pub fn standardize_targets(&mut self, task: &str, scale: TargetScale) -> Result<()> {
+        let i = self.regression_task(task)?;
+        scale
+            .check()
+            .map_err(|e| self.error(format!("task '{task}': {e}")))?;
+        if self.scales[i].is_some() {
+            return Err(self.error(format!(
+                "task '{task}' is already standardised (it has a target scale)"
+            )));
+        }
+        if let Targets::Real { values, .. } = &mut self.tasks[i].targets {
+            for v in values.iter_mut() {
+                *v = scale.to_stored(*v);
+            }
+            // A tiny std can overflow f32: refuse rather than store Inf.
+            if let Some(j) = values.iter().position(|v| !v.is_finite()) {
+                return Err(self.error(format!(
+                    "task '{task}': standardising with std {} overflows at value {j}",
+                    scale.std
+                )));
+            }
+        }
+        self.scales[i] = Some(scale);
+        Ok(())
     }
 
     /// Which samples go to train / validation / test: one permutation from
     /// `seed`, validation takes the first round(N·validation) of it, test
     /// the next round(N·test), train the rest. Each part is then sorted, so
     /// it keeps the file's order. The same (N, fractions, seed) always
-    /// gives the same split.
+    /// gives the same split. An empty training part is an error naming
+    /// the sizes (validation and test may be empty).
     pub fn split_indices(&self, fractions: SplitFractions, seed: u64) -> Result<SplitIndices> {
         let SplitFractions { validation, test } = fractions;
         let valid = |f: f64| (0.0..=1.0).contains(&f);
@@ -363,6 +500,13 @@ impl Dataset {
         let n = self.rows;
         let n_valid = (n as f64 * validation).round() as usize;
         let n_test = ((n as f64 * test).round() as usize).min(n - n_valid);
+        if n_valid + n_test == n {
+            return Err(self.error(format!(
+                "the training split would have 0 samples: {n} sample(s), {n_valid} for \
+                 validation and {n_test} for test (fractions {validation} and {test}); \
+                 add samples or lower the fractions"
+            )));
+        }
         let order = Order::Shuffled { seed }.indices(n, 0);
         let part = |range: std::ops::Range<usize>| {
             let mut rows = order[range].to_vec();

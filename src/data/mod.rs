@@ -30,6 +30,17 @@ pub mod synthetic;
 
 pub use batch::{Batch, Batcher, Batches, LastBatch};
 pub use dataset::{
-    Dataset, Order, Split, SplitFractions, SplitIndices, Targets, TaskData, TaskSchema,
+    Dataset, Order, Split, SplitFractions, SplitIndices, TargetScale, Targets, TaskData, TaskSchema,
 };
-pub use standardize::FeatureStats;
+pub use standardize::{target_scale_of, FeatureStats};
+
+/// Whether a name read from a file (a CSV header, a tensor name) is plain
+/// enough for an error message to show: 1 to 64 ASCII letters, digits,
+/// `_`, `.` or `-`. Anything else might be arbitrary file content, which
+/// errors never echo.
+pub(crate) fn plain_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}

@@ -7,15 +7,23 @@
 //!
 //! Other tensors are ignored. [`write()`] also stores each task's kind in
 //! the header metadata (`task.<i>` = `"<kind> <width> <name>"`), so such a
-//! file can be read without naming its tasks.
+//! file can be read without naming its tasks; a file without that
+//! metadata (one written by PyTorch's `safetensors.torch.save_file`, say)
+//! is read with the tasks the caller names (a config's `[[tasks]]`).
+//! A regression task's target scale may be stored as `scale.<task>` =
+//! `"<mean>,<std>"`: the stored targets are (y − mean) / std.
+//!
+//! Errors name the file and the tensor or key; they never quote the
+//! file's bytes (names from the header are shown only when plain).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
 use ::safetensors::tensor::{Dtype, SafeTensors, TensorView, View};
+use ::safetensors::SafeTensorError;
 
-use crate::data::dataset::{Dataset, Targets, TaskData, TaskSchema};
+use crate::data::dataset::{Dataset, TargetScale, Targets, TaskData, TaskSchema};
 use crate::error::{Error, Result};
 use crate::types::TaskKind;
 
@@ -35,8 +43,45 @@ fn data_err(path: &Path, detail: String) -> Error {
     }
 }
 
-/// Reads `tasks` (name and kind each) from the file at `path`, or, with
-/// `None`, the tasks its metadata lists (files made by [`write()`]).
+/// A safetensors parse error in words that quote nothing from the file
+/// (the crate's own messages may quote a tensor name or a header string).
+pub fn describe_error(e: &SafeTensorError) -> String {
+    use SafeTensorError as E;
+    #[allow(unreachable_patterns)] // the crate may add variants
+    let text = match e {
+        E::InvalidHeader(_) => "the header is not UTF-8 text",
+        E::InvalidHeaderDeserialization(json) | E::JsonError(json) => {
+            return format!(
+                "the header is not a valid safetensors JSON header (line {}, column {})",
+                json.line(),
+                json.column()
+            )
+        }
+        E::HeaderTooLarge => "the header length is over the format's 100 MB limit",
+        E::HeaderTooSmall => "too short for the 8-byte header length",
+        E::InvalidHeaderLength => "the header length points past the end of the file",
+        E::TensorNotFound(_) => "a tensor is missing",
+        E::TensorInvalidInfo => "a tensor's dtype, shape and byte offsets disagree",
+        E::InvalidOffset(_) => "a tensor's byte offsets overlap, leave gaps or run past the data",
+        E::IoError(io) => return format!("I/O error ({})", io.kind()),
+        E::InvalidTensorView(..) => "a tensor's byte size does not match its shape and dtype",
+        E::MetadataIncompleteBuffer => {
+            "the tensors do not cover the data exactly (truncated, or bytes after the last tensor)"
+        }
+        E::ValidationOverflow => "a tensor's shape or byte size overflows",
+        E::MisalignedSlice => "a tensor's data is not byte aligned",
+        _ => "the file does not follow the safetensors format",
+    };
+    text.to_string()
+}
+
+/// Reads `tasks` (name and kind each) from the file at `path`. With
+/// `None`, the tasks its header metadata lists (`task.<i>`, as [`write()`]
+/// stores them). When both exist, every task given must be listed with
+/// the same kind: a difference is an error naming both. A file with no
+/// task metadata needs `tasks` (e.g. from a config's `[[tasks]]`).
+/// Target scales stored as `scale.<task>` = `"mean,std"` are recorded on
+/// the dataset (`Dataset::target_scale`).
 pub fn read(path: &Path, tasks: Option<&[TaskSchema]>) -> Result<Dataset> {
     let bytes = crate::util::fs::read_safetensors(path).map_err(|e| {
         let what = match e.kind() {
@@ -45,14 +90,33 @@ pub fn read(path: &Path, tasks: Option<&[TaskSchema]>) -> Result<Dataset> {
         };
         data_err(path, format!("{what}: {e}"))
     })?;
-    let file = SafeTensors::deserialize(&bytes)
-        .map_err(|e| data_err(path, format!("not a valid safetensors file: {e}")))?;
-    let listed;
-    let tasks = match tasks {
-        Some(t) => t,
-        None => {
-            listed = tasks_from_metadata(path, &bytes)?;
-            &listed
+    let invalid = |e: SafeTensorError| {
+        data_err(
+            path,
+            format!("not a valid safetensors file: {}", describe_error(&e)),
+        )
+    };
+    let file = SafeTensors::deserialize(&bytes).map_err(invalid)?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(invalid)?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let listed = tasks_from_metadata(path, &meta)?;
+    let tasks: Vec<TaskSchema> = match (tasks, listed) {
+        (Some(given), Some(listed)) => {
+            check_against_metadata(path, given, &listed)?;
+            given.to_vec()
+        }
+        (Some(given), None) => given.to_vec(),
+        (None, Some(listed)) => listed,
+        (None, None) => {
+            return Err(data_err(
+                path,
+                format!(
+                    "no task kinds: the header metadata lists none (keys 'task.0', 'task.1', …) \
+                     and none were given; add a [[tasks]] entry (name, kind and \
+                     classes/outputs/labels) for each target tensor y.<task> to read{}",
+                    target_names(&file)
+                ),
+            ))
         }
     };
     let err = |detail: String| data_err(path, detail);
@@ -93,7 +157,7 @@ pub fn read(path: &Path, tasks: Option<&[TaskSchema]>) -> Result<Dataset> {
     }
 
     let mut data_tasks = Vec::with_capacity(tasks.len());
-    for task in tasks {
+    for task in &tasks {
         let y_name = format!("y.{}", task.name);
         let targets = read_targets(&get(&y_name)?, &y_name, task.kind, rows).map_err(err)?;
         let mask_name = format!("mask.{}", task.name);
@@ -103,11 +167,103 @@ pub fn read(path: &Path, tasks: Option<&[TaskSchema]>) -> Result<Dataset> {
         };
         data_tasks.push(TaskData::new(&task.name, targets, mask));
     }
-    Dataset::new(&path.display().to_string(), rows, features, x, data_tasks)
+    let mut data = Dataset::new(&path.display().to_string(), rows, features, x, data_tasks)?;
+    for task in &tasks {
+        let key = format!("{SCALE_PREFIX}{}", task.name);
+        if let Some(text) = meta.get(&key) {
+            let scale = parse_scale(text).ok_or_else(|| {
+                err(format!(
+                    "metadata key '{key}' is not \"<mean>,<std>\" (two finite numbers, std > 0)"
+                ))
+            })?;
+            data = data
+                .with_target_scale(&task.name, scale)
+                .map_err(|e| err(format!("metadata key '{key}': {e}")))?;
+        }
+    }
+    Ok(data)
+}
+
+/// The metadata key prefix of a task's target scale (`scale.<task>`).
+pub const SCALE_PREFIX: &str = "scale.";
+
+/// "mean,std" as a target scale, or `None` when it is not one.
+fn parse_scale(text: &str) -> Option<TargetScale> {
+    let (mean, std) = text.split_once(',')?;
+    let scale = TargetScale {
+        mean: mean.trim().parse().ok()?,
+        std: std.trim().parse().ok()?,
+    };
+    scale.check().ok().map(|_| scale)
+}
+
+/// A task kind in words: "regression with 3 outputs".
+pub fn describe_kind(kind: TaskKind) -> String {
+    match kind {
+        TaskKind::Classification { classes } => format!("classification with {classes} classes"),
+        TaskKind::Regression { outputs } => format!("regression with {outputs} output(s)"),
+        TaskKind::Binary { labels } => format!("binary with {labels} label(s)"),
+    }
+}
+
+/// Every task given must be in the file's list, with the same kind.
+fn check_against_metadata(path: &Path, given: &[TaskSchema], listed: &[TaskSchema]) -> Result<()> {
+    for task in given {
+        let Some(i) = listed.iter().position(|t| t.name == task.name) else {
+            return Err(data_err(
+                path,
+                format!(
+                    "task '{}' is given (e.g. by the config's [[tasks]]) but the file's metadata \
+                     lists {} other task(s) and not this one",
+                    task.name,
+                    listed.len()
+                ),
+            ));
+        };
+        if listed[i].kind != task.kind {
+            return Err(data_err(
+                path,
+                format!(
+                    "task '{}': given (e.g. by the config's [[tasks]]) as {}, but the file's \
+                     metadata (task.{i}) says {}",
+                    task.name,
+                    describe_kind(task.kind),
+                    describe_kind(listed[i].kind)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// ", (this file has: y.a, y.b)" for the error asking for tasks.
+fn target_names(file: &SafeTensors) -> String {
+    let mut ys: Vec<String> = file
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with("y."))
+        .map(shown)
+        .collect();
+    ys.sort_unstable();
+    if ys.is_empty() {
+        " (this file has no y.<task> tensor)".into()
+    } else {
+        format!(" (this file has: {})", ys.join(", "))
+    }
+}
+
+/// A tensor name from the file as an error may show it: plain names
+/// (letters, digits, `_ . -`, ≤ 64) as they are, others withheld.
+fn shown(name: &str) -> String {
+    if crate::data::plain_name(name) {
+        name.to_string()
+    } else {
+        "<a tensor with an unusual name>".to_string()
+    }
 }
 
 fn names(file: &SafeTensors) -> String {
-    let mut names = file.names();
+    let mut names: Vec<String> = file.names().into_iter().map(shown).collect();
     names.sort_unstable();
     names.join(", ")
 }
@@ -199,18 +355,20 @@ fn read_mask(view: &TensorView, name: &str, rows: usize) -> std::result::Result<
         .collect()
 }
 
-/// The task list [`write`] stores in the header metadata.
-fn tasks_from_metadata(path: &Path, bytes: &[u8]) -> Result<Vec<TaskSchema>> {
-    let (_, meta) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| data_err(path, format!("not a valid safetensors file: {e}")))?;
-    let map = meta.metadata().clone().unwrap_or_default();
+/// The task list [`write`] stores in the header metadata, `None` when
+/// there is none (no key `task.0`).
+fn tasks_from_metadata(
+    path: &Path,
+    map: &HashMap<String, String>,
+) -> Result<Option<Vec<TaskSchema>>> {
     let mut tasks = Vec::new();
     while let Some(entry) = map.get(&format!("task.{}", tasks.len())) {
         let key = format!("task.{}", tasks.len());
+        // The entry is not quoted back: it is the file's content.
         let bad = || {
             data_err(
                 path,
-                format!("metadata key '{key}' is '{entry}', expected '<kind> <width> <name>'"),
+                format!("metadata key '{key}' is not '<kind> <width> <name>'"),
             )
         };
         let mut parts = entry.splitn(3, ' ');
@@ -224,13 +382,7 @@ fn tasks_from_metadata(path: &Path, bytes: &[u8]) -> Result<Vec<TaskSchema>> {
         };
         tasks.push(TaskSchema::new(name.ok_or_else(bad)?, kind));
     }
-    if tasks.is_empty() {
-        return Err(data_err(
-            path,
-            "the metadata lists no tasks (no key 'task.0'): name the tasks to read".into(),
-        ));
-    }
-    Ok(tasks)
+    Ok((!tasks.is_empty()).then_some(tasks))
 }
 
 /// A named tensor to serialise: its bytes are already little-endian.
@@ -314,6 +466,12 @@ pub fn write(path: &Path, data: &Dataset, precision: Precision) -> Result<()> {
         };
         let width = task.targets.kind().width();
         meta.insert(format!("task.{i}"), format!("{kind} {width} {}", task.name));
+        if let Some(scale) = data.target_scale(&task.name) {
+            meta.insert(
+                format!("{SCALE_PREFIX}{}", task.name),
+                format!("{},{}", scale.mean, scale.std),
+            );
+        }
         tensors.push((format!("y.{}", task.name), y));
         if let Some(mask) = &task.mask {
             let mask = Owned {

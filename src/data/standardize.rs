@@ -1,13 +1,16 @@
 //! Per-feature standardisation, `x' = (x − mean) / std`, with the
 //! statistics taken from one split (the training split) and applied to
-//! every split, so validation and test see the same transform.
+//! every split, so validation and test see the same transform; and the
+//! same for regression targets ([`target_scale_of`], applied with
+//! `Dataset::standardize_targets`), whose scale the dataset keeps so
+//! metrics can be reported in original units.
 //!
 //! Networks train best on inputs of unit scale: the synthetic benchmark's
 //! x ~ N(0, 1/(13.5·D)) (std ≈ 0.017 at D = 250) leaves a freshly
 //! initialised trunk with activations near zero, and plain SGD barely
 //! moves it; standardised, the same targets are learnable.
 
-use crate::data::dataset::Dataset;
+use crate::data::dataset::{Dataset, TargetScale, Targets};
 use crate::error::Result;
 
 /// Each feature's mean and standard deviation over a dataset.
@@ -75,6 +78,43 @@ impl FeatureStats {
                     .map(|(&v, (&m, &s))| (v - m) / s)
             })
             .collect();
-        Dataset::new(data.source(), data.rows(), d, x, data.tasks().to_vec())
+        data.with_x(x)
     }
+}
+
+/// The mean and population standard deviation of regression task `task`'s
+/// labelled targets in `data` (every output pooled: one scale per task),
+/// accumulated in f64 in sample order. A constant target gets std 1 (it
+/// is only centred). `None` for a task that is not a regression, is
+/// missing, or has no labelled sample.
+pub fn target_scale_of(data: &Dataset, task: &str) -> Option<TargetScale> {
+    let t = data.task(task)?;
+    let Targets::Real { outputs, values } = &t.targets else {
+        return None;
+    };
+    let (mut n, mut sum, mut sum_sq) = (0f64, 0f64, 0f64);
+    for (row, chunk) in values.chunks_exact(*outputs).enumerate() {
+        if !t.is_labelled(row) {
+            continue;
+        }
+        for &v in chunk {
+            n += 1.0;
+            sum += v as f64;
+            sum_sq += v as f64 * v as f64;
+        }
+    }
+    if n == 0.0 {
+        return None;
+    }
+    let mean = sum / n;
+    let var = (sum_sq / n - mean * mean).max(0.0);
+    let std = var.sqrt() as f32;
+    Some(TargetScale {
+        mean: mean as f32,
+        std: if std > 0.0 && std.is_finite() {
+            std
+        } else {
+            1.0
+        },
+    })
 }
