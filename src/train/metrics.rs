@@ -22,7 +22,7 @@ use crate::error::Result;
 use crate::gpu::GpuContext;
 use crate::train::batches::write_batch;
 use crate::train::learner::Learner;
-use crate::types::TaskKind;
+use crate::types::{TaskKind, TaskSpec};
 
 /// A regression task's target standardisation, `z = (y − mean) / std`:
 /// its errors in original units are `std` times the standardised ones.
@@ -131,13 +131,20 @@ pub fn lower_is_better(metric: &str) -> bool {
     metric != "accuracy"
 }
 
-/// The target scales of `data`'s tasks, in the model's task order.
-///
-/// HOOK: datasets do not carry target scales yet; when `Dataset` gains
-/// them (standardised regression targets), return each model task's
-/// (mean, std) here, and every evaluation reports original-unit errors.
-pub fn target_scales(_data: &Dataset, tasks: usize) -> Vec<Option<TargetScale>> {
-    vec![None; tasks]
+/// The target scales of `data`'s tasks (`Dataset::target_scale`: from
+/// the file's metadata, `[data.target_scale]` or `standardize_targets`),
+/// in the model's task order: evaluations report regression errors in
+/// original units for the tasks that have one.
+pub fn target_scales(data: &Dataset, tasks: &[TaskSpec]) -> Vec<Option<TargetScale>> {
+    tasks
+        .iter()
+        .map(|t| {
+            data.target_scale(&t.name).map(|s| TargetScale {
+                mean: f64::from(s.mean),
+                std: f64::from(s.std),
+            })
+        })
+        .collect()
 }
 
 /// Running sums of one task over a split.

@@ -31,12 +31,12 @@ pub struct Setup {
 /// none; only `single_task` when given) so it describes the model exactly,
 /// checks the model against the data, and builds it.
 pub fn build(ctx: &GpuContext, config: &mut Config, single_task: Option<&str>) -> Result<Setup> {
-    let data = config.dataset()?;
+    // The split files when the config names them, else a seeded split.
+    let (data, split) = config.split()?;
     config.fill_tasks(&data);
     if let Some(name) = single_task {
         config.keep_only_task(name)?;
     }
-    let split = data.split(config.data.fractions(), config.train.seed)?;
     let spec = config.model_spec(data.features())?;
     // Task names, kinds and the input width against the data, before any
     // GPU work.
@@ -47,9 +47,8 @@ pub fn build(ctx: &GpuContext, config: &mut Config, single_task: Option<&str>) -
         .weighting()
         .map_err(|d| config.error(d))?;
     let optimizer = config.train.optimizer().map_err(|d| config.error(d))?;
-    let tasks = spec.tasks.len();
     let mut learner = Learner::new(ctx, spec, optimizer, weighting, config.train.seed)?;
-    learner.target_scales = target_scales(&data, tasks);
+    learner.target_scales = target_scales(&data, &learner.spec.tasks);
     Ok(Setup {
         data,
         split,
