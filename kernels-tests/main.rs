@@ -28,6 +28,7 @@ mod nonfinite;
 mod optim;
 mod pool;
 mod profile;
+mod pytorch_conventions;
 mod recorder;
 mod reduce;
 mod shader_validation;
