@@ -144,10 +144,12 @@ impl GramParts {
             GramSpace::Representation => Vec::new(),
             GramSpace::LastSharedLayer => match graph.nodes[h.0].op {
                 Op::Dense { w, .. } => vec![w],
-                _ => return Err(err(format!(
+                _ => {
+                    return Err(err(format!(
                     "GradNorm's last shared layer: '{}' (the heads' input) is not a dense layer",
                     graph.nodes[h.0].name
-                ))),
+                )))
+                }
             },
             GramSpace::SharedParameters => trunk
                 .clone()

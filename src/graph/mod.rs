@@ -2,6 +2,7 @@
 //!
 //! - [`ops`]: the `Op` enum (input ids, parameter ids) and what each reads;
 //! - [`builder`]: `Graph`, ops added one by one with their shapes checked;
+//! - [`init`]: the weight-initialisation schemes of dense layers;
 //! - [`params`]: parameters, gradients, optimiser states in flat arenas;
 //! - [`analysis`]: GPU-free: gradient flow, accumulate flags, lifetimes;
 //! - [`plan`]: intermediates assigned to shared buffers by liveness;
@@ -21,6 +22,7 @@ pub mod balancing;
 pub(crate) mod buffers;
 pub mod builder;
 pub(crate) mod forward;
+pub mod init;
 pub mod ops;
 pub mod params;
 pub mod plan;

@@ -14,7 +14,7 @@ use crate::util::rng::Rng;
 pub struct ParamId(pub usize);
 
 /// How a parameter starts.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Init {
     /// All zeros (biases).
     Zeros,
@@ -27,6 +27,9 @@ pub enum Init {
     },
     /// Uniform in ±bound, seeded.
     Uniform(f32),
+    /// Consecutive blocks of (elements, bound), each uniform in ±bound,
+    /// drawn from one seeded stream (a task layer's per-task blocks).
+    UniformBlocks(Vec<(usize, f32)>),
     /// Every element the same value.
     Constant(f32),
     /// Cross-stitch α: every trailing T×T block gets `diagonal` on the
@@ -169,6 +172,12 @@ impl ParamLayout {
                 Init::Zeros => {}
                 Init::Constant(v) => dst.fill(v),
                 Init::Uniform(b) => dst.iter_mut().for_each(|x| *x = rng.uniform(-b, b)),
+                Init::UniformBlocks(ref blocks) => {
+                    let bounds = blocks.iter().flat_map(|&(n, b)| std::iter::repeat_n(b, n));
+                    for (x, b) in dst.iter_mut().zip(bounds) {
+                        *x = rng.uniform(-b, b);
+                    }
+                }
                 Init::CrossStitch { tasks, diagonal } => {
                     let off = if tasks > 1 {
                         (1.0 - diagonal) / (tasks - 1) as f32
