@@ -470,3 +470,35 @@ fn a_loss_readback_is_a_snapshot_that_does_not_stall_the_next_step() {
     );
     assert!(late_first.labelled.iter().all(|&n| n > 0));
 }
+
+#[test]
+fn a_model_too_large_for_its_arena_is_a_clear_error_before_any_allocation() {
+    let ctx = &contexts()[0];
+    // 10¹⁰ weights: 40 GB of initial values on the host had they been
+    // allocated (the test binary would abort).
+    let mut g = Graph::new(ctx);
+    let x = g.input("x", &[2, 100_000], DType::F32);
+    let h = g.dense("wide", x, 100_000, Activation::Relu).unwrap();
+    let t = g.input("targets", &[2, 100_000], DType::F32);
+    let tasks = [TaskLoss {
+        kind: LossKind::MeanSquaredError,
+        width: 100_000,
+        masked: false,
+    }];
+    g.losses("l", h, &tasks, None, Some(t), None).unwrap();
+    let e = Program::build(ctx, g, sgd(0.1), 1)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("10000100000 parameters") && e.contains("40000400000 bytes"),
+        "{e}"
+    );
+    assert!(e.contains("max_storage_buffer_binding_size"), "{e}");
+    // Shapes whose size overflows are refused when added.
+    let mut g = Graph::new(ctx);
+    let e = g
+        .param("huge", &[usize::MAX, 2], manytask::graph::Init::Zeros)
+        .unwrap_err();
+    assert!(e.to_string().contains("huge"), "{e}");
+}

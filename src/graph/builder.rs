@@ -2,7 +2,7 @@
 //! shapes checked as they are added, so a built graph is well-formed.
 //! Built once per model (shapes are static), then compiled into a
 //! `Program`. One cohesive thing (every op's constructor and its shape
-//! checks), hence a little over 700 lines.
+//! checks), hence close to 700 lines.
 
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext};
