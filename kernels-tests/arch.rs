@@ -250,6 +250,59 @@ fn every_architecture_has_finite_difference_gradients() {
 }
 
 #[test]
+fn every_dense_layer_of_every_architecture_starts_by_the_spec_s_init() {
+    use manytask::types::WeightInit;
+    let ctx = &contexts()[0];
+    // The bounds by the schemes' formulas, with each task's own fans.
+    let bound = |init: WeightInit, fan_in: usize| match init {
+        WeightInit::PyTorch => 1.0 / (fan_in as f32).sqrt(),
+        WeightInit::Kaiming => (6.0 / fan_in as f32).sqrt(),
+        WeightInit::Glorot => unreachable!("Glorot: see graph::init's unit tests"),
+    };
+    for (name, sharing) in small_models() {
+        let mut fixed: Vec<Vec<(String, Vec<f32>)>> = Vec::new();
+        for init in [WeightInit::PyTorch, WeightInit::Kaiming] {
+            let mut spec = small_spec(sharing.clone());
+            spec.init = init;
+            let m = spec.build(ctx).unwrap();
+            let layout = m.graph.params();
+            let all = layout.initial_values(3);
+            let param = |n: &str| {
+                let e = layout.entries().iter().find(|e| e.name == n).unwrap();
+                &all[e.offset..e.offset + e.len()]
+            };
+            // Every dense, trunk, column and head layer's pieces (one per
+            // layer and task, PyTorch's [out, in]).
+            let mut fan_in = 0;
+            for p in &m.nodes.pieces {
+                let v = p.cut(param(&p.param));
+                let top = v.iter().fold(0f32, |a, x| a.max(x.abs()));
+                let what = format!("{name} {init} {}", p.name);
+                if p.transpose {
+                    fan_in = p.rows;
+                } else if init != WeightInit::PyTorch {
+                    assert!(v.iter().all(|&x| x == 0.0), "{what}: {v:?}");
+                    continue;
+                }
+                // A bias follows its weight: the same fan_in.
+                let b = bound(init, fan_in);
+                assert!(top <= b && top > 0.3 * b, "{what}: max {top}, bound {b}");
+            }
+            // α, β and the like keep their own init whatever the scheme.
+            fixed.push(
+                layout
+                    .entries()
+                    .iter()
+                    .filter(|e| !e.name.ends_with(".weight") && !e.name.ends_with(".bias"))
+                    .map(|e| (e.name.clone(), param(&e.name).to_vec()))
+                    .collect(),
+            );
+        }
+        assert_eq!(fixed[0], fixed[1], "{name}");
+    }
+}
+
+#[test]
 fn shared_input_columns_pass_gradients_to_their_input() {
     // x → dense → (task_dense_shared, and the same dense output again via
     // add): the shared-input layer's dX is summed over tasks and

@@ -477,3 +477,109 @@ fn a_loss_readback_is_a_snapshot_that_does_not_stall_the_next_step() {
     );
     assert!(late_first.labelled.iter().all(|&n| n > 0));
 }
+
+#[test]
+fn a_model_too_large_for_its_arena_is_a_clear_error_before_any_allocation() {
+    let ctx = &contexts()[0];
+    // 10¹⁰ weights: 40 GB of initial values on the host had they been
+    // allocated (the test binary would abort).
+    let mut g = Graph::new(ctx);
+    let x = g.input("x", &[2, 100_000], DType::F32);
+    let h = g.dense("wide", x, 100_000, Activation::Relu).unwrap();
+    let t = g.input("targets", &[2, 100_000], DType::F32);
+    let tasks = [TaskLoss {
+        kind: LossKind::MeanSquaredError,
+        width: 100_000,
+        masked: false,
+    }];
+    g.losses("l", h, &tasks, None, Some(t), None).unwrap();
+    let e = Program::build(ctx, g, sgd(0.1), 1)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("10000100000 parameters") && e.contains("40000400000 bytes"),
+        "{e}"
+    );
+    assert!(e.contains("max_storage_buffer_binding_size"), "{e}");
+    // Shapes whose size overflows are refused when added.
+    let mut g = Graph::new(ctx);
+    let e = g
+        .param("huge", &[usize::MAX, 2], manytask::graph::Init::Zeros)
+        .unwrap_err();
+    assert!(e.to_string().contains("huge"), "{e}");
+}
+
+/// Gradient balancing on a model whose per-task blocks start where no
+/// view may (7 rows × 6 features, 102 shared parameters: not multiples of
+/// the storage offset alignment): the Gram matrix is still that of the
+/// per-task gradients.
+#[test]
+fn gram_phase_takes_per_task_blocks_of_any_size() {
+    use manytask::arch::{ModelSpec, Sharing, TaskKind, TaskSpec};
+    use manytask::graph::{Balancing, GramSpace};
+    let ctx = &contexts()[0];
+    let spaces = [
+        (GramSpace::LastSharedLayer, vec!["trunk.1.weight"]),
+        (
+            GramSpace::SharedParameters,
+            vec![
+                "trunk.0.weight",
+                "trunk.0.bias",
+                "trunk.1.weight",
+                "trunk.1.bias",
+            ],
+        ),
+    ];
+    for (space, names) in spaces {
+        let spec = ModelSpec {
+            init: manytask::types::WeightInit::Glorot,
+            rows: 7,
+            inputs: 5,
+            activation: Activation::Tanh,
+            sharing: Sharing::Hard { trunk: vec![8, 6] },
+            tasks: vec![
+                TaskSpec::new("class", TaskKind::Classification { classes: 4 }, &[5]),
+                TaskSpec::new("reg", TaskKind::Regression { outputs: 2 }, &[5]),
+                TaskSpec::new("bin", TaskKind::Binary { labels: 3 }, &[5]),
+            ],
+        };
+        let mut m = spec.build(ctx).unwrap();
+        m.set_balancing(Balancing::Gram(space)).unwrap();
+        let mut p = Program::build(ctx, m.graph, sgd(0.1), 2).unwrap();
+        crate::arch::feed(ctx, &p, &m.nodes, 4);
+        let gram = p.gram_phase(ctx).unwrap().gram;
+        // Each task's gradient of the compared parameters by a plain
+        // backward with one-hot task weights.
+        let e = p.params().layout.entries().to_vec();
+        let grads: Vec<Vec<f64>> = (0..3)
+            .map(|t| {
+                let mut w = vec![0.0; 3];
+                w[t] = 1.0;
+                p.set_task_weights(ctx, &w).unwrap();
+                p.step(ctx, StepOptions::GRADIENTS).unwrap();
+                let all = p.params().read_grads(ctx).unwrap();
+                names
+                    .iter()
+                    .flat_map(|n| {
+                        let e = e.iter().find(|e| e.name == *n).unwrap();
+                        all[e.offset..e.offset + e.len()].to_vec()
+                    })
+                    .map(f64::from)
+                    .collect()
+            })
+            .collect();
+        for i in 0..3 {
+            for j in 0..3 {
+                let want: f64 = grads[i].iter().zip(&grads[j]).map(|(a, b)| a * b).sum();
+                let norm = |g: &[f64]| g.iter().map(|v| v * v).sum::<f64>().sqrt();
+                let scale = norm(&grads[i]) * norm(&grads[j]);
+                let got = gram[i * 3 + j] as f64;
+                assert!(
+                    (got - want).abs() <= 1e-4 * scale.max(1e-6),
+                    "{space:?}: G[{i}][{j}] = {got}, want {want}"
+                );
+            }
+        }
+    }
+}

@@ -161,6 +161,7 @@ impl ModelSpec {
     pub fn build(&self, ctx: &GpuContext) -> Result<Model> {
         self.check()?;
         let mut g = Graph::new(ctx);
+        g.set_weight_init(self.init);
         let act = self.activation;
         let t = self.tasks.len();
         let x = g.input("x", &[self.rows, self.inputs], DType::F32);

@@ -7,11 +7,12 @@
 use std::ops::Range;
 
 use crate::error::{Error, Result};
-use crate::gpu::{DType, GpuContext, Tensor};
+use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::graph::builder::Graph;
 use crate::graph::ops::{GramSpace, NodeId, Op};
 use crate::graph::params::{ParamArena, ParamId};
 use crate::graph::program::{Program, StepOptions, StepReport};
+use crate::kernels::block;
 use crate::kernels::gemm::Layout;
 use crate::kernels::task_gemm::{TaskProblem, TaskTable};
 use crate::kernels::weighting::{self, GramScratch};
@@ -211,6 +212,32 @@ fn contiguous_range(arena: &ParamArena, params: &[ParamId]) -> Result<(usize, us
     Ok((start, end - start))
 }
 
+/// `dst[dst_at..][..len] = src[src_at..][..len]` (flat elements): a
+/// buffer copy between views when both ranges start where a view may (the
+/// adapter's storage offset alignment), else the block-copy kernel over
+/// the two tensors as single rows (per-task blocks of any size).
+fn copy_range(
+    rec: &mut Recorder,
+    src: &Tensor,
+    src_at: usize,
+    dst: &Tensor,
+    dst_at: usize,
+    len: usize,
+) -> Result<()> {
+    let align = u64::from(rec.ctx().limits().min_storage_buffer_offset_alignment).max(4);
+    let viewable = |t: &Tensor, at: usize| (t.offset_bytes() + 4 * at as u64) % align == 0;
+    if viewable(src, src_at) && viewable(dst, dst_at) {
+        let ctx = rec.ctx();
+        let (from, to) = (
+            src.view(ctx, src_at, &[len])?,
+            dst.view(ctx, dst_at, &[len])?,
+        );
+        return rec.copy(&from, &to);
+    }
+    let (from, to) = (src.reshape(&[1, src.len()])?, dst.reshape(&[1, dst.len()])?);
+    block::copy_block(rec, &from, src_at, &to, dst_at, len, 1.0, false)
+}
+
 impl Program {
     /// Phase one of a gradient-balanced step (`Balancing::Gram`): forward
     /// with every task weighted 1, the heads' backward (writing each task's
@@ -248,10 +275,9 @@ impl Program {
                 for task in 0..t {
                     // Seed H's gradient with task t's block, run the trunk
                     // backward, keep the shared gradients.
-                    let seed = task_grads.view(ctx, task * block, &[block])?;
-                    rec.copy(&seed, &dh.reshape(&[block])?)?;
+                    copy_range(&mut rec, task_grads, task * block, dh, 0, block)?;
                     self.record_backward(&mut rec, trunk.clone())?;
-                    rec.copy(shared, &per_task.view(ctx, task * p, &[p])?)?;
+                    copy_range(&mut rec, shared, 0, per_task, task * p, p)?;
                 }
                 weighting::gram(&mut rec, per_task, t, &gp.scratch)?;
             }

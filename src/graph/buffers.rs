@@ -50,7 +50,7 @@ pub(crate) enum OpBuffers {
     /// Nothing beyond value and gradient.
     Plain,
     /// A block-diagonal (or shared-input) task layer's tables.
-    TaskDense(TaskTables),
+    TaskDense(Box<TaskTables>),
     /// A fused trunk: its shape with the arena offsets of its parameters,
     /// and every layer's Y (the node's value is the view of the last
     /// layer's, at the start).
@@ -154,8 +154,9 @@ pub(crate) fn loss_parts(ctx: &GpuContext, graph: &Graph, loss_node: NodeId) -> 
     let t = tasks.len();
     Ok(LossParts {
         table: LossTable::new(ctx, &loss_tasks(rows, tasks))?,
-        // The objective is the mean of the task losses by default.
-        upstream: Tensor::from_f32(ctx, "task weights", &[t], &vec![1.0 / t as f32; t])?,
+        // The objective is the sum of the task losses by default
+        // (PyTorch's `sum(losses)`).
+        upstream: Tensor::from_f32(ctx, "task weights", &[t], &vec![1.0; t])?,
         losses: Tensor::zeros(ctx, "task losses", &[t])?,
         stats: Tensor::from_u32(
             ctx,
@@ -271,7 +272,9 @@ pub(crate) fn node_states(
             None => None,
         };
         let op = match &node.op {
-            Op::TaskDense { .. } => OpBuffers::TaskDense(task_tables(ctx, graph, flow, i)?),
+            Op::TaskDense { .. } => {
+                OpBuffers::TaskDense(Box::new(task_tables(ctx, graph, flow, i)?))
+            }
             Op::FusedTrunk { x, layers, params } => {
                 let offsets: Vec<ParamOffsets> = params
                     .iter()

@@ -1,16 +1,18 @@
 //! The `Graph` builder: inputs, parameters and ops added one by one,
 //! shapes checked as they are added, so a built graph is well-formed.
 //! Built once per model (shapes are static), then compiled into a
-//! `Program`.
+//! `Program`. One cohesive thing (every op's constructor and its shape
+//! checks), hence close to 700 lines.
 
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext};
+use crate::graph::init;
 use crate::graph::ops::{Balancing, Node, NodeId, Op, TaskBlock, TaskLoss, TrunkLayer};
 use crate::graph::params::{Init, ParamId, ParamLayout};
 use crate::kernels::fused_mlp::{MAX_DEPTH, MAX_WIDTH};
 use crate::kernels::loss::LossKind;
 use crate::kernels::trace_norm::{TaskStack, TraceNormVariant};
-use crate::types::{Activation, Regulariser};
+use crate::types::{Activation, Regulariser, WeightInit};
 
 /// Builds a graph: inputs, parameters, ops. Shapes are checked as ops
 /// are added, so a built graph is well-formed.
@@ -35,6 +37,8 @@ pub struct Graph {
     /// Parameter alignment in elements (the adapter's storage offset
     /// alignment).
     align: usize,
+    /// How dense, task and trunk layers added from now on start.
+    weight_init: WeightInit,
 }
 
 /// The adapter's storage-buffer offset alignment, in f32 elements: every
@@ -70,7 +74,21 @@ impl Graph {
             balancing: Balancing::Weights,
             log_var: None,
             align,
+            weight_init: WeightInit::Glorot,
         }
+    }
+
+    /// The initialisation of the dense, task and fused-trunk layers added
+    /// from now on (`Graph::new`: Glorot, the graph's init before the
+    /// schemes; `ModelSpec::build` sets its `init`, PyTorch's by default).
+    /// Cross-stitch α, layer-stitch β and log-variances keep their own.
+    pub fn set_weight_init(&mut self, init: WeightInit) {
+        self.weight_init = init;
+    }
+
+    /// The scheme layers added now start with.
+    pub fn weight_init(&self) -> WeightInit {
+        self.weight_init
     }
 
     /// Every node, in the order added (`NodeId` indexes it).
@@ -119,8 +137,8 @@ impl Graph {
         self.params.add(name, shape, init, self.align)
     }
 
-    /// A dense layer with new parameters `{name}.weight` [in, out]
-    /// (Glorot) and `{name}.bias` (zeros).
+    /// A dense layer with new parameters `{name}.weight` [in, out] and
+    /// `{name}.bias`, initialised by `weight_init`.
     pub fn dense(
         &mut self,
         name: &str,
@@ -129,15 +147,9 @@ impl Graph {
         act: Activation,
     ) -> Result<NodeId> {
         let (_, inputs) = self.matrix(x, "dense input")?;
-        let w = self.param(
-            &format!("{name}.weight"),
-            &[inputs, outputs],
-            Init::Glorot {
-                fan_in: inputs,
-                fan_out: outputs,
-            },
-        )?;
-        let b = self.param(&format!("{name}.bias"), &[outputs], Init::Zeros)?;
+        let (w_init, b_init) = init::dense(self.weight_init, inputs, outputs);
+        let w = self.param(&format!("{name}.weight"), &[inputs, outputs], w_init)?;
+        let b = self.param(&format!("{name}.bias"), &[outputs], b_init)?;
         self.dense_with(name, x, w, Some(b), act)
     }
 
@@ -171,7 +183,7 @@ impl Graph {
 
     /// The dense layers `layers` as ONE fused node (every layer's output ≤
     /// `fused_mlp::MAX_WIDTH`; the input may be wider), with parameters `{name}.{i}.weight`
-    /// [in, out] (Glorot) and `{name}.{i}.bias` (zeros): the names and
+    /// [in, out] and `{name}.{i}.bias` (by `weight_init`): the names and
     /// initial values of the chain `dense("{name}.{i}", …)`, so the two
     /// are interchangeable in checkpoints. Forward is one dispatch,
     /// backward two, instead of one and about three per layer.
@@ -192,13 +204,10 @@ impl Graph {
         let mut params = Vec::with_capacity(layers.len());
         for (i, l) in layers.iter().enumerate() {
             let (fan_in, fan_out) = (widths[i], l.outputs);
-            let w = self.param(
-                &format!("{name}.{i}.weight"),
-                &[fan_in, fan_out],
-                Init::Glorot { fan_in, fan_out },
-            )?;
+            let (w_init, b_init) = init::dense(self.weight_init, fan_in, fan_out);
+            let w = self.param(&format!("{name}.{i}.weight"), &[fan_in, fan_out], w_init)?;
             let b = if l.bias {
-                Some(self.param(&format!("{name}.{i}.bias"), &[fan_out], Init::Zeros)?)
+                Some(self.param(&format!("{name}.{i}.bias"), &[fan_out], b_init)?)
             } else {
                 None
             };
@@ -217,7 +226,7 @@ impl Graph {
     }
 
     /// A block-diagonal per-task layer with new parameters
-    /// `{name}.weight` (Σ in_t·out_t, Glorot per block) and `{name}.bias`.
+    /// `{name}.weight` (Σ in_t·out_t) and `{name}.bias`, each task's block initialised by `weight_init` with its own fans.
     pub fn task_dense(
         &mut self,
         name: &str,
@@ -276,18 +285,9 @@ impl Graph {
         let rows = self.shape(x)[0];
         let weights: usize = blocks.iter().map(|b| b.inputs * b.outputs).sum();
         let outputs: usize = blocks.iter().map(|b| b.outputs).sum();
-        // Glorot bound of the widest block for the whole arena entry.
-        let fan = blocks
-            .iter()
-            .map(|b| b.inputs + b.outputs)
-            .max()
-            .unwrap_or(1);
-        let w = self.param(
-            &format!("{name}.weight"),
-            &[weights],
-            Init::Uniform((6.0 / fan as f32).sqrt()),
-        )?;
-        let b = self.param(&format!("{name}.bias"), &[outputs], Init::Zeros)?;
+        let (w_init, b_init) = init::task_dense(self.weight_init, blocks);
+        let w = self.param(&format!("{name}.weight"), &[weights], w_init)?;
+        let b = self.param(&format!("{name}.bias"), &[outputs], b_init)?;
         Ok(self.push(
             name,
             Op::TaskDense {

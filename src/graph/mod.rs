@@ -2,13 +2,14 @@
 //!
 //! - [`ops`]: the `Op` enum (input ids, parameter ids) and what each reads;
 //! - [`builder`]: `Graph`, ops added one by one with their shapes checked;
+//! - [`init`]: the weight-initialisation schemes of dense layers;
 //! - [`params`]: parameters, gradients, optimiser states in flat arenas;
-//! - [`analysis`]: GPU-free: gradient flow, accumulate flags, lifetimes;
+//! - `analysis`: GPU-free: gradient flow, accumulate flags, lifetimes;
 //! - [`plan`]: intermediates assigned to shared buffers by liveness;
-//! - [`buffers`]: every node's state and the arenas, allocated from both;
-//! - [`forward`] / [`backward`]: the passes, one `match` arm per op;
+//! - `buffers`: every node's state and the arenas, allocated from both;
+//! - `forward` / `backward`: the passes, one `match` arm per op;
 //! - [`balancing`]: task split, Gram phase and finish step, DWA, uncertainty;
-//! - [`regularisers`]: soft-sharing gradient terms and proximal steps;
+//! - `regularisers`: soft-sharing gradient terms and proximal steps;
 //! - [`program`]: the compiled graph; `step` = forward + backward +
 //!   optimiser in ONE submit.
 //!
@@ -21,6 +22,7 @@ pub mod balancing;
 pub(crate) mod buffers;
 pub mod builder;
 pub(crate) mod forward;
+pub mod init;
 pub mod ops;
 pub mod params;
 pub mod plan;

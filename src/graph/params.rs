@@ -14,7 +14,7 @@ use crate::util::rng::Rng;
 pub struct ParamId(pub usize);
 
 /// How a parameter starts.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Init {
     /// All zeros (biases).
     Zeros,
@@ -27,6 +27,9 @@ pub enum Init {
     },
     /// Uniform in ±bound, seeded.
     Uniform(f32),
+    /// Consecutive blocks of (elements, bound), each uniform in ±bound,
+    /// drawn from one seeded stream (a task layer's per-task blocks).
+    UniformBlocks(Vec<(usize, f32)>),
     /// Every element the same value.
     Constant(f32),
     /// Cross-stitch α: every trailing T×T block gets `diagonal` on the
@@ -90,15 +93,32 @@ impl ParamLayout {
                 detail: format!("a parameter named '{name}' already exists"),
             });
         }
-        let offset = self.total.next_multiple_of(align.max(1));
+        // Checked: a model too large for any arena is an error, not an
+        // overflow (the arena's own size is checked before allocating).
+        let end = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .and_then(|len| {
+                self.total
+                    .checked_next_multiple_of(align.max(1))
+                    .and_then(|offset| offset.checked_add(len))
+                    .and_then(|end| end.checked_next_multiple_of(4).map(|_| end))
+            })
+            .ok_or_else(|| Error::Shape {
+                op: "ParamLayout::add",
+                detail: format!(
+                    "parameter '{name}' {shape:?} takes the model past {} elements",
+                    usize::MAX
+                ),
+            })?;
         let info = ParamInfo {
             name: name.to_string(),
             shape: shape.to_vec(),
-            offset,
+            offset: end - shape.iter().product::<usize>(),
             init,
             lr_scale: 1.0,
         };
-        self.total = offset + info.len();
+        self.total = end;
         self.entries.push(info);
         Ok(ParamId(self.entries.len() - 1))
     }
@@ -169,6 +189,12 @@ impl ParamLayout {
                 Init::Zeros => {}
                 Init::Constant(v) => dst.fill(v),
                 Init::Uniform(b) => dst.iter_mut().for_each(|x| *x = rng.uniform(-b, b)),
+                Init::UniformBlocks(ref blocks) => {
+                    let bounds = blocks.iter().flat_map(|&(n, b)| std::iter::repeat_n(b, n));
+                    for (x, b) in dst.iter_mut().zip(bounds) {
+                        *x = rng.uniform(-b, b);
+                    }
+                }
                 Init::CrossStitch { tasks, diagonal } => {
                     let off = if tasks > 1 {
                         (1.0 - diagonal) / (tasks - 1) as f32
@@ -224,6 +250,24 @@ impl ParamArena {
     /// and `states` optimiser-state arenas zeroed.
     pub fn new(ctx: &GpuContext, layout: ParamLayout, seed: u64, states: usize) -> Result<Self> {
         let n = layout.total();
+        // Before any host buffer: the initial values alone would need
+        // 4·n bytes of host memory.
+        let bytes = (n as u64).saturating_mul(4);
+        let limits = ctx.limits();
+        let limit = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        if bytes > limit {
+            let params: usize = layout.entries.iter().map(ParamInfo::len).sum();
+            return Err(Error::Shape {
+                op: "model size",
+                detail: format!(
+                    "the model has {params} parameters ({bytes} bytes in its parameter arena), \
+                     but the arena is one storage buffer and this adapter binds at most {limit} \
+                     bytes (max_storage_buffer_binding_size): use fewer or narrower layers"
+                ),
+            });
+        }
         let values = Tensor::from_f32(ctx, "params", &[n], &layout.initial_values(seed))?;
         let grads = Tensor::from_f32(ctx, "grads", &[n], &vec![0.0; n])?;
         let states = (0..states)

@@ -308,7 +308,8 @@ impl Program {
         }
     }
 
-    /// dObjective/dL_t for every task (default 1/T: the mean).
+    /// dObjective/dL_t for every task (default 1: the objective is the
+    /// sum of the task losses, PyTorch's `sum(losses)`).
     pub fn set_task_weights(&self, ctx: &GpuContext, weights: &[f32]) -> Result<()> {
         self.loss.upstream.write_f32(ctx, weights)
     }
