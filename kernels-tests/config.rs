@@ -11,6 +11,7 @@ use manytask::cli::{overrides, train::TrainArgs, Cli, Command as Verb};
 use manytask::config::Config;
 use manytask::data::batch::Batcher;
 use manytask::graph::Optimizer;
+use manytask::types::{Reduction, WeightInit};
 
 use crate::common::{manytask, scratch_dir};
 
@@ -800,4 +801,157 @@ fn training_layer_flags_override_the_config() {
     let e = overrides::resolve(&train_args(&["--monitor", "loss"])).unwrap_err();
     assert!(e.to_string().contains("--monitor loss: only with"), "{e}");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_task_reduction_is_read_and_checked_against_its_kind() {
+    let c = Config::from_toml(
+        "[[tasks]]\nname = \"a\"\nkind = \"regression\"\noutputs = 3\nreduction = \"half_sum\"\n\
+         [[tasks]]\nname = \"b\"\nkind = \"binary\"\nlabels = 2\nreduction = \"sum\"\n\
+         [[tasks]]\nname = \"c\"\nkind = \"classification\"\nclasses = 4\nreduction = \"mean\"\n\
+         [[tasks]]\nname = \"d\"\nkind = \"regression\"\noutputs = 1\n",
+        "t",
+    )
+    .unwrap();
+    let specs = c.task_specs().unwrap();
+    assert_eq!(
+        specs.iter().map(|t| t.reduction).collect::<Vec<_>>(),
+        [
+            Reduction::HalfSum,
+            Reduction::Sum,
+            Reduction::Mean,
+            Reduction::Mean // the default
+        ]
+    );
+    // The key round-trips through the checkpoint's JSON.
+    let back = Config::from_json(&c.to_json().unwrap(), "json").unwrap();
+    assert_eq!(back.tasks, c.tasks);
+    assert_eq!(back.task_specs().unwrap(), specs);
+    for (text, want) in [
+        (
+            "[[tasks]]\nname = \"a\"\nkind = \"regression\"\noutputs = 3\nreduction = \"avg\"\n",
+            "tasks[0].reduction = \"avg\": expected mean, sum or half_sum",
+        ),
+        (
+            "[[tasks]]\nname = \"a\"\nkind = \"binary\"\nlabels = 3\nreduction = \"half_sum\"\n",
+            "tasks[0].reduction = \"half_sum\": not defined for kind = \"binary\" (expected mean or sum)",
+        ),
+        (
+            "[[tasks]]\nname = \"a\"\nkind = \"binary\"\nlabels = 3\n\
+             [[tasks]]\nname = \"b\"\nkind = \"classification\"\nclasses = 3\nreduction = \"sum\"\n",
+            "tasks[1].reduction = \"sum\": not defined for kind = \"classification\" (expected mean)",
+        ),
+    ] {
+        let e = error_of(text);
+        assert!(
+            e.starts_with("config test.toml: ") && e.contains(want),
+            "{text}\n→ {e}\nwanted: {want}"
+        );
+    }
+}
+
+/// QM9's 11 regression targets.
+const QM9: [&str; 11] = [
+    "mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "u0", "u298", "h298", "g298",
+];
+
+#[test]
+fn one_entry_with_names_is_one_task_per_name() {
+    let names = QM9.map(|n| format!("{n:?}")).join(", ");
+    let text = format!(
+        "[[tasks]]\nnames = [{names}]\nkind = \"regression\"\noutputs = 1\nhidden = [8]\n\
+         reduction = \"sum\"\n\
+         [[tasks]]\nname = \"extra\"\nkind = \"binary\"\nlabels = 2\n"
+    );
+    let c = Config::from_toml(&text, "t").unwrap();
+    let specs = c.task_specs().unwrap();
+    assert_eq!(specs.len(), 12);
+    for (spec, name) in specs.iter().zip(QM9) {
+        assert_eq!(spec.name, name);
+        assert_eq!(spec.kind, TaskKind::Regression { outputs: 1 });
+        assert_eq!(
+            (spec.hidden.clone(), spec.reduction),
+            (vec![8], Reduction::Sum)
+        );
+        assert!(spec.masked);
+    }
+    assert_eq!(specs[11].name, "extra");
+    assert_eq!(specs[11].reduction, Reduction::Mean);
+    // The resolved config (what a checkpoint stores) holds one entry per
+    // task, and reads back to the same tasks.
+    let json = c.to_json().unwrap();
+    assert!(!json.contains("names"), "{json}");
+    let back = Config::from_json(&json, "json").unwrap();
+    assert_eq!(back.tasks, c.tasks);
+    assert_eq!(back.task_specs().unwrap(), specs);
+    // … and so does the long form.
+    let long: String = QM9
+        .iter()
+        .map(|n| {
+            format!(
+                "[[tasks]]\nname = {n:?}\nkind = \"regression\"\noutputs = 1\nhidden = [8]\n\
+                 reduction = \"sum\"\n"
+            )
+        })
+        .collect();
+    let long = Config::from_toml(
+        &format!("{long}[[tasks]]\nname = \"extra\"\nkind = \"binary\"\nlabels = 2\n"),
+        "long",
+    )
+    .unwrap();
+    assert_eq!(long.tasks, c.tasks);
+
+    for (text, want) in [
+        (
+            "[[tasks]]\nname = \"a\"\nnames = [\"b\", \"c\"]\nkind = \"binary\"\nlabels = 1\n",
+            "tasks[0].names: give name (one task) or names (one task per name), not both",
+        ),
+        (
+            "[[tasks]]\nnames = []\nkind = \"binary\"\nlabels = 1\n",
+            "tasks[0].names = []: needs at least one name",
+        ),
+        (
+            "[[tasks]]\nname = \"z\"\nkind = \"binary\"\nlabels = 1\n\
+             [[tasks]]\nkind = \"binary\"\nlabels = 1\n",
+            "tasks[1].name: missing",
+        ),
+        (
+            "[[tasks]]\nnames = [\"a\", \"b\", \"a\"]\nkind = \"binary\"\nlabels = 1\n",
+            "tasks[2].name = \"a\": names must be unique",
+        ),
+        (
+            "[[tasks]]\nnames = [\"a\", \"b\"]\nkind = \"binary\"\nlabels = 1\ncolour = 3\n",
+            "unknown field `colour`",
+        ),
+    ] {
+        let e = error_of(text);
+        assert!(
+            e.starts_with("config test.toml: ") && e.contains(want),
+            "{text}\n→ {e}\nwanted: {want}"
+        );
+    }
+}
+
+#[test]
+fn the_model_init_key_picks_the_weight_initialisation() {
+    assert_eq!(
+        Config::from_toml("", "t")
+            .unwrap()
+            .model_spec(4)
+            .unwrap()
+            .init,
+        WeightInit::PyTorch
+    );
+    for init in WeightInit::ALL {
+        let c = Config::from_toml(&format!("[model]\ninit = \"{init}\"\n"), "t").unwrap();
+        assert_eq!(c.model_spec(4).unwrap().init, init);
+        let back = Config::from_json(&c.to_json().unwrap(), "json").unwrap();
+        assert_eq!(back.model_spec(4).unwrap().init, init);
+    }
+    let e = error_of("[model]\ninit = \"xavier\"\n");
+    assert!(
+        e.starts_with("config test.toml: ")
+            && e.contains("model.init = \"xavier\": expected pytorch, glorot or kaiming"),
+        "{e}"
+    );
 }

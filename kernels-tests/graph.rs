@@ -489,6 +489,7 @@ fn a_model_too_large_for_its_arena_is_a_clear_error_before_any_allocation() {
     let t = g.input("targets", &[2, 100_000], DType::F32);
     let tasks = [TaskLoss {
         kind: LossKind::MeanSquaredError,
+        reduction: Reduction::Mean,
         width: 100_000,
         masked: false,
     }];

@@ -52,7 +52,11 @@ pub struct Config {
     pub model: ModelConfig,
     /// The tasks and their heads; empty: every task of the data, each
     /// with a linear head (not allowed for CSV data, which has no kinds).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// An entry with `names = [...]` is one task per name (expanded here).
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "tasks::deserialize_tasks"
+    )]
     pub tasks: Vec<TaskConfig>,
     /// `[data]`: the source and the split fractions.
     pub data: DataConfig,
@@ -178,6 +182,7 @@ impl Config {
         let check = || -> std::result::Result<(), String> {
             self.model.sharing()?;
             self.model.activation()?;
+            self.model.init()?;
             tasks::task_specs(&self.tasks)?;
             self.data.check(&self.tasks)?;
             self.train.check()?;
@@ -260,7 +265,7 @@ impl Config {
     pub fn model_spec(&self, inputs: usize) -> Result<ModelSpec> {
         let fail = |d: String| self.error(d);
         Ok(ModelSpec {
-            init: crate::types::WeightInit::default(),
+            init: self.model.init().map_err(fail)?,
             rows: self.train.batch,
             inputs,
             activation: self.model.activation().map_err(fail)?,

@@ -7,6 +7,7 @@ use super::{invalid, misplaced, quoted};
 use crate::types::Activation;
 use crate::types::Regulariser;
 use crate::types::TraceNormVariant;
+use crate::types::WeightInit;
 use crate::types::{Sharing, StitchOptions};
 
 /// The model kinds, as `model.kind` (and `--model`) name them.
@@ -22,6 +23,10 @@ pub struct ModelConfig {
     pub widths: Vec<usize>,
     /// Hidden-layer activation: relu, gelu, tanh or sigmoid.
     pub activation: String,
+    /// How dense weights and biases start (`types::WeightInit`): "pytorch"
+    /// (the default: `nn.Linear`'s U(±1/√fan_in) for W and b), "glorot"
+    /// (Xavier uniform, b = 0) or "kaiming" (He uniform for ReLU, b = 0).
+    pub init: String,
     /// cross_stitch: the layers a unit follows (default: every layer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stitch_after: Option<Vec<usize>>,
@@ -46,6 +51,7 @@ impl Default for ModelConfig {
             kind: "hard".into(),
             widths: vec![256, 256],
             activation: "relu".into(),
+            init: WeightInit::default().name().into(),
             stitch_after: None,
             stitch: None,
             subspaces: None,
@@ -187,6 +193,17 @@ impl ModelConfig {
                 "model.activation",
                 quoted(&self.activation),
                 "expected identity, relu, gelu, tanh or sigmoid",
+            )
+        })
+    }
+
+    /// The weight initialisation (`model.init`).
+    pub fn init(&self) -> Result<WeightInit, String> {
+        self.init.parse::<WeightInit>().map_err(|_| {
+            invalid(
+                "model.init",
+                quoted(&self.init),
+                "expected pytorch, glorot or kaiming",
             )
         })
     }

@@ -1,11 +1,19 @@
-//! `[[tasks]]`: each task's name, kind and head, as `arch::TaskSpec`.
+//! `[[tasks]]`: each task's name, kind, head and loss reduction, as
+//! `arch::TaskSpec`.
+//!
+//! Many identical tasks can share one entry: `names = ["mu", "alpha", …]`
+//! with the shared settings (kind, outputs, hidden, reduction, …) stands
+//! for one task per name, in order. The file is expanded as it is read
+//! (`deserialize_tasks`), so `Config::tasks`, its error keys (`tasks[i]`
+//! counts expanded tasks) and the resolved config a checkpoint stores hold
+//! one entry per task.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{invalid, misplaced, quoted};
-use crate::types::{TaskKind, TaskSpec};
+use crate::types::{Reduction, TaskKind, TaskSpec};
 
-/// One `[[tasks]]` entry.
+/// One task (one `[[tasks]]` entry, or one name of an entry's `names`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskConfig {
@@ -26,6 +34,13 @@ pub struct TaskConfig {
     /// Hidden widths of the head before its output layer (default none).
     #[serde(default)]
     pub hidden: Vec<usize>,
+    /// How the loss reduces the task's outputs (`types::Reduction`):
+    /// "mean" (the default; PyTorch's `MSELoss()`, `BCEWithLogitsLoss()`,
+    /// `CrossEntropyLoss()`), "sum" (summed over a row's outputs, averaged
+    /// over labelled rows; regression and binary) or "half_sum" (½ of
+    /// that; regression only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reduction: Option<String>,
     /// An adversarial auxiliary task: its head reads the trunk through a
     /// gradient reversal (`arch::TaskSpec::adversarial`; λ from
     /// `train.reversal`). Hard sharing only.
@@ -48,8 +63,37 @@ impl TaskConfig {
             outputs,
             labels,
             hidden: Vec::new(),
+            reduction: None,
             adversarial: false,
         }
+    }
+
+    /// The loss reduction (default mean), checked against the task kind;
+    /// `key` is this entry's path (`tasks[2]`) for errors.
+    pub fn reduction(&self, key: &str, kind: TaskKind) -> Result<Reduction, String> {
+        let Some(name) = &self.reduction else {
+            return Ok(Reduction::default());
+        };
+        let key = format!("{key}.reduction");
+        let reduction = name
+            .parse::<Reduction>()
+            .map_err(|_| invalid(&key, quoted(name), "expected mean, sum or half_sum"))?;
+        if !Reduction::valid_for(kind.loss()).contains(&reduction) {
+            let valid: Vec<&str> = Reduction::valid_for(kind.loss())
+                .iter()
+                .map(|r| r.name())
+                .collect();
+            return Err(invalid(
+                &key,
+                quoted(name),
+                format!(
+                    "not defined for kind = \"{}\" (expected {})",
+                    self.kind,
+                    valid.join(" or ")
+                ),
+            ));
+        }
+        Ok(reduction)
     }
 
     /// The task kind; `key` is this entry's path (`tasks[2]`) for errors.
@@ -119,10 +163,93 @@ pub fn task_specs(tasks: &[TaskConfig]) -> Result<Vec<TaskSpec>, String> {
                 "widths must be positive",
             ));
         }
-        let mut spec = TaskSpec::new(&task.name, task.kind(&key)?, &task.hidden);
+        let kind = task.kind(&key)?;
+        let reduction = task.reduction(&key, kind)?;
+        let mut spec = TaskSpec::new(&task.name, kind, &task.hidden).with_reduction(reduction);
         spec.masked = true;
         spec.adversarial = task.adversarial;
         specs.push(spec);
     }
     Ok(specs)
+}
+
+/// One `[[tasks]]` entry as written: a task with `name`, or one per name
+/// of `names` with the same settings.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskEntry {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    names: Option<Vec<String>>,
+    kind: String,
+    #[serde(default)]
+    classes: Option<usize>,
+    #[serde(default)]
+    outputs: Option<usize>,
+    #[serde(default)]
+    labels: Option<usize>,
+    #[serde(default)]
+    hidden: Vec<usize>,
+    #[serde(default)]
+    reduction: Option<String>,
+    #[serde(default)]
+    adversarial: bool,
+}
+
+impl TaskEntry {
+    /// The entry's tasks; `index` is its place in the file, for errors.
+    fn expand(self, index: usize) -> Result<Vec<TaskConfig>, String> {
+        let key = format!("tasks[{index}]");
+        let names = match (self.name, self.names) {
+            (Some(_), Some(_)) => {
+                return Err(misplaced(
+                    format!("{key}.names"),
+                    "give name (one task) or names (one task per name), not both",
+                ))
+            }
+            (None, None) => {
+                return Err(misplaced(
+                    format!("{key}.name"),
+                    "missing: a task needs a name (or names = [...] for several)",
+                ))
+            }
+            (Some(name), None) => vec![name],
+            (None, Some(names)) if names.is_empty() => {
+                return Err(invalid(
+                    format!("{key}.names"),
+                    "[]",
+                    "needs at least one name",
+                ))
+            }
+            (None, Some(names)) => names,
+        };
+        Ok(names
+            .into_iter()
+            .map(|name| TaskConfig {
+                name,
+                kind: self.kind.clone(),
+                classes: self.classes,
+                outputs: self.outputs,
+                labels: self.labels,
+                hidden: self.hidden.clone(),
+                reduction: self.reduction.clone(),
+                adversarial: self.adversarial,
+            })
+            .collect())
+    }
+}
+
+/// Reads the `[[tasks]]` list, expanding each `names = [...]` entry into
+/// one task per name (serde's `deserialize_with` for `Config::tasks`).
+pub(crate) fn deserialize_tasks<'de, D>(deserializer: D) -> Result<Vec<TaskConfig>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let entries = Vec::<TaskEntry>::deserialize(deserializer)?;
+    let mut tasks = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.into_iter().enumerate() {
+        tasks.extend(entry.expand(i).map_err(serde::de::Error::custom)?);
+    }
+    Ok(tasks)
 }
