@@ -171,3 +171,49 @@ fn a_failed_save_keeps_the_previous_checkpoint() {
     assert_eq!(std::fs::read(&path).unwrap(), before);
     std::fs::remove_dir(&blocker).unwrap();
 }
+
+#[test]
+fn a_checkpoint_file_is_the_same_bytes_every_save_with_its_metadata_sorted() {
+    let ctx = &contexts()[0];
+    let s = spec(hard());
+    let (p, pieces) = program(ctx, &s, 1);
+    let d = dir();
+    // Many keys: a map in random order would show.
+    let meta: Vec<(String, String)> = (0..12)
+        .map(|i| (format!("key{}", (i * 7) % 12), format!("value \"{i}\"")))
+        .collect();
+    let (a, b) = (d.join("same-a.safetensors"), d.join("same-b.safetensors"));
+    checkpoint::save(ctx, &p, &pieces, &meta, &a).unwrap();
+    checkpoint::save(ctx, &p, &pieces, &meta, &b).unwrap();
+    let bytes = std::fs::read(&a).unwrap();
+    assert!(bytes == std::fs::read(&b).unwrap(), "two saves differ");
+    // The header's metadata keys are in order, and the file reads back.
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    assert_eq!(n % 8, 0, "the header is padded to 8 bytes");
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let text = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+    let keys: Vec<&str> = text
+        .split("\"__metadata__\":{")
+        .nth(1)
+        .unwrap()
+        .split('}')
+        .next()
+        .unwrap()
+        .split("\",\"")
+        .map(|kv| kv.trim_start_matches('"').split('"').next().unwrap())
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "{text}");
+    assert_eq!(header["__metadata__"]["key3"], "value \"9\"");
+    let m = checkpoint::metadata(&a).unwrap();
+    assert_eq!(m.len(), 14, "12 keys, the version and the arena layout");
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(file.tensor("trunk.0.weight").unwrap().shape(), &[7, 4]);
+    let (mut q, qp) = program(ctx, &s, 2);
+    checkpoint::load(ctx, &mut q, &qp, &a, Restore::Everything).unwrap();
+    assert_eq!(
+        q.params().values.to_f32_vec(ctx).unwrap(),
+        p.params().values.to_f32_vec(ctx).unwrap()
+    );
+}

@@ -110,7 +110,7 @@ pub struct TrainArgs {
     /// Early stopping: validation passes without improvement before training stops.
     #[arg(long)]
     pub patience: Option<usize>,
-    /// The validation metric early stopping and --save-best watch: loss or <task>.<metric> [default: loss].
+    /// The validation metric early stopping and --save-best watch: loss or TASK.METRIC (e.g. task0.mae) [default: loss].
     #[arg(long)]
     pub monitor: Option<String>,
     /// Write JSON lines: losses, task weights and regulariser values every --every steps, validation metrics every epoch.
