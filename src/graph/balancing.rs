@@ -225,7 +225,7 @@ fn copy_range(
     len: usize,
 ) -> Result<()> {
     let align = u64::from(rec.ctx().limits().min_storage_buffer_offset_alignment).max(4);
-    let viewable = |t: &Tensor, at: usize| (t.offset_bytes() + 4 * at as u64) % align == 0;
+    let viewable = |t: &Tensor, at: usize| (t.offset_bytes() + 4 * at as u64).is_multiple_of(align);
     if viewable(src, src_at) && viewable(dst, dst_at) {
         let ctx = rec.ctx();
         let (from, to) = (
