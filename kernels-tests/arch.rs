@@ -2,7 +2,7 @@
 //! sluice networks against their references and finite differences, the
 //! shared-input column layer, the `ModelSpec` builders (hard sharing,
 //! cross-stitch, sluice, soft) and training each on the synthetic
-//! benchmark of ../shared/MATH.md §7.
+//! benchmark of docs/math.md §7.
 
 use manytask::arch::{ModelNodes, ModelSpec, Sharing, StitchOptions, TaskKind, TaskSpec};
 use manytask::data::synthetic::{Synthetic, SyntheticSpec};

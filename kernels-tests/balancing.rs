@@ -380,7 +380,7 @@ fn every_weighting_method_trains() {
     }
 }
 
-/// GradNorm's own toy (Chen et al. 2018, §5.1; ../shared/MATH.md §7): 4
+/// GradNorm's own toy (Chen et al. 2018, §5.1; docs/math.md §7): 4
 /// regression tasks of σ = 1, 4.6, 22, 100 (losses 10⁴ apart), inputs
 /// standardised with the training split's statistics, a 4 × 100 ReLU
 /// trunk and affine heads, AdamW 1e-3, batches of 64. Returns each task's

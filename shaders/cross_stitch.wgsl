@@ -1,4 +1,4 @@
-// Cross-stitch units (Misra et al. 2016; ../shared/MATH.md §3). The T
+// Cross-stitch units (Misra et al. 2016; docs/math.md §3). The T
 // task columns' activations sit side by side in one matrix
 // X [rows, T·C] (task t at columns t·C .. t·C + C, the layout of the
 // graph's task blocks). α is T×T for the layer, or one T×T per channel

@@ -1,4 +1,4 @@
-// Fully fused narrow trunk (../shared/MATH.md §1): every dense layer of a
+// Fully fused narrow trunk (docs/math.md §1): every dense layer of a
 // row tile in ONE dispatch, the tile's activations kept in workgroup
 // memory between layers.
 //

@@ -19,7 +19,7 @@
 //   one dispatch; the grid covers the largest task, other tasks' workgroups
 //   past their own M or N return at once).
 //
-// Fusions for the dense layer (../shared/MATH.md §1):
+// Fusions for the dense layer (docs/math.md §1):
 //   STORE_Z  the epilogue also writes the pre-activation z to `zout`.
 //   PRO_A / PRO_B  prologue: every op(A) (or op(B)) element is multiplied
 //            by act'(s), s read from `saved` at the same index as the

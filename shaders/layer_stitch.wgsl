@@ -1,5 +1,5 @@
 // Layer-stitch units of sluice networks (Ruder et al. 2019;
-// ../shared/MATH.md §3): each task's head input is a learned mix of that
+// docs/math.md §3): each task's head input is a learned mix of that
 // task's outputs from K layers. The K layer outputs sit side by side in
 // H [rows, K·W] (layer k at columns k·W .., W = T·C, task t at t·C ..
 // within a layer, the graph's task-block layout); β is [T, K].

@@ -1,5 +1,5 @@
 // Masked per-task losses, fused forward + backward, every task in ONE
-// dispatch (../shared/MATH.md §2). Workgroup t handles task t of the loss
+// dispatch (docs/math.md §2). Workgroup t handles task t of the loss
 // table; its 256 invocations take rows r ≡ lane (mod 256), and every sum
 // is a fixed tree in workgroup memory: deterministic, no atomics.
 //

@@ -4,7 +4,7 @@
 // be folded into (x, y) as in shaders/elementwise.wgsl.
 //
 // Entry points (tests: kernels-tests/optim.rs, cases in
-// src/conformance/optim.rs; equations: shared/MATH.md §6):
+// src/conformance/optim.rs; equations: docs/math.md §6):
 //   sgd_step    v = μ·v + g + wd·θ;  θ = θ − η·v
 //   adamw_step  m = β1·m + (1−β1)·g;  v = β2·v + (1−β2)·g²;
 //               θ = θ − η·( (m / bc1) / (sqrt(v / bc2) + ε) + wd·θ ),

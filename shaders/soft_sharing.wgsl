@@ -1,4 +1,4 @@
-// Soft-sharing regularisers on stacked per-task weights (../shared/MATH.md
+// Soft-sharing regularisers on stacked per-task weights (docs/math.md
 // §4). The T tasks' copies of one layer's weights are contiguous blocks
 // of d elements: W [T, d], task t at t·d (the layout of a task layer's
 // weight arena entry). One invocation per element j < d walks the T

@@ -1,4 +1,4 @@
-// Trace norm kernel family (../shared/MATH.md §4). Launchers in
+// Trace norm kernel family (docs/math.md §4). Launchers in
 // src/kernels/trace_norm/; tests kernels-tests/trace_norm.rs, cases in
 // src/conformance/trace_norm.rs.
 //

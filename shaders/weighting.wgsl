@@ -1,4 +1,4 @@
-// Task-weighting kernels (../shared/MATH.md §5): the Gram matrix of
+// Task-weighting kernels (docs/math.md §5): the Gram matrix of
 // per-task gradients, uncertainty weighting, and the per-epoch loss sums
 // of DWA. No atomics: every sum is a fixed tree or a fixed-order loop.
 //

@@ -335,7 +335,7 @@ impl LossWorkload {
 
 /// The MTL-MLP training workload of the autograd issue: x [rows,
 /// features] → trunk (ReLU) → T heads (hidden ReLU → classes), softmax CE
-/// per task, mean of the task losses, SGD.
+/// per task, the sum of the task losses (weights 1), SGD.
 pub struct MtlMlpWorkload {
     /// The built training program.
     pub program: crate::graph::Program,

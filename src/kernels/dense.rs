@@ -1,4 +1,4 @@
-//! The fused dense layer (../shared/MATH.md §1) on the GEMM kernels of
+//! The fused dense layer (docs/math.md §1) on the GEMM kernels of
 //! `shaders/gemm.wgsl` (the fusions live in `shaders/gemm_common.wgsl`):
 //!
 //! - forward, ONE dispatch: `Y = act(X·W + b)`, optionally also writing Z;

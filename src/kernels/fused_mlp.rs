@@ -2,7 +2,7 @@
 //! (every layer's output ≤ `MAX_WIDTH`; the input may be wider, it streams
 //! through the tile in chunks) run whole per row tile, the tile's
 //! activations kept in workgroup memory between layers
-//! (../shared/MATH.md §1, "fully fused trunk"):
+//! (docs/math.md §1, "fully fused trunk"):
 //!
 //! - forward, ONE dispatch: every layer's Y (and Z of GELU layers);
 //! - backward, TWO dispatches: the layers walked backwards per tile

@@ -1,5 +1,5 @@
 //! The subspace orthogonality penalty of sluice networks (Ruder et al.
-//! 2019; ../shared/MATH.md §3) on a task layer's stacked weights W [T, in,
+//! 2019; docs/math.md §3) on a task layer's stacked weights W [T, in,
 //! out]: each task's output columns split into G equal subspaces A_1..A_G
 //! (column blocks of W_t), penalty λ Σ_{i<j} ‖A_iᵀ A_j‖²_F.
 //!

@@ -1,4 +1,4 @@
-//! Batched task GEMM (../shared/MATH.md §2): T independent GEMMs, task on
+//! Batched task GEMM (docs/math.md §2): T independent GEMMs, task on
 //! grid z, in ONE dispatch, each with its own M, N, K, leading dimensions
 //! and element offsets into shared flat buffers, so task heads of
 //! different widths (and the columns of soft sharing) run together. Same

@@ -1,5 +1,5 @@
 //! Reference for the cross-stitch unit (`kernels::cross_stitch`,
-//! ../shared/MATH.md §3): X [rows, T·C] with task s at columns s·C..;
+//! docs/math.md §3): X [rows, T·C] with task s at columns s·C..;
 //! α [T, T] (or [C, T, T] per channel), α[t, s] weighs source s in output t.
 
 fn alpha(a: &[f32], tasks: usize, per_channel: bool, c: usize, t: usize, s: usize) -> f64 {

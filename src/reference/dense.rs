@@ -1,5 +1,5 @@
 //! Reference for the fused dense layer (`kernels::dense`,
-//! ../shared/MATH.md §1): `Z = X·W + b`, `Y = act(Z)`; backward from
+//! docs/math.md §1): `Z = X·W + b`, `Y = act(Z)`; backward from
 //! `G = dL/dY`: `D = G ⊙ act'(Z)`, `dX = D·Wᵀ`, `dW = Xᵀ·D`, `db = colsum(D)`.
 //! X is rows×inputs, W inputs×outputs (the kernels' layout), all row-major;
 //! sums in f64.

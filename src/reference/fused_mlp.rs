@@ -1,5 +1,5 @@
 //! Reference for the fully fused trunk (`kernels::fused_mlp`,
-//! ../shared/MATH.md §1): the same layers as a chain of
+//! docs/math.md §1): the same layers as a chain of
 //! `reference::dense` layers. Forward keeps every layer's (Z, Y); backward
 //! walks the layers in reverse, D_l = G_l ⊙ act_l'(·) from Y (Z for GELU,
 //! like the kernels), G_{l-1} = D_l·W_lᵀ rounded to f32 between layers,

@@ -1,5 +1,5 @@
 //! Reference for the layer-stitch unit (`kernels::layer_stitch`,
-//! ../shared/MATH.md §3): H [rows, K·W] with layer k at columns k·W ..,
+//! docs/math.md §3): H [rows, K·W] with layer k at columns k·W ..,
 //! W = T·C; z [rows, W]; β [T, K].
 
 /// z[b, t·C + c] = Σ_k β[t, k] h[b, k·W + t·C + c].

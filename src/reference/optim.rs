@@ -1,4 +1,4 @@
-//! CPU references for `shaders/optim.wgsl` (shared/MATH.md §6), computed
+//! CPU references for `shaders/optim.wgsl` (docs/math.md §6), computed
 //! in f64 and rounded once per stored value.
 
 use crate::types::{AdamW, Sgd};

@@ -1,5 +1,5 @@
 //! Reference for the soft-sharing regularisers (`kernels::soft_sharing`,
-//! ../shared/MATH.md §4) on W [T, d] (task t's weights at t·d), in f64.
+//! docs/math.md §4) on W [T, d] (task t's weights at t·d), in f64.
 
 fn get(w: &[f32], d: usize, t: usize, j: usize) -> f64 {
     w[t * d + j] as f64

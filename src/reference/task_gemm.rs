@@ -1,5 +1,5 @@
 //! Reference for the batched task GEMM (`kernels::task_gemm`,
-//! ../shared/MATH.md §2): T independent GEMMs, each on windows of shared
+//! docs/math.md §2): T independent GEMMs, each on windows of shared
 //! flat buffers (element offset + leading dimension), so heads of
 //! different widths run in one dispatch.
 

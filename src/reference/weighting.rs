@@ -1,5 +1,5 @@
 //! References for `kernels::weighting`: the Gram matrix of per-task rows
-//! and uncertainty weighting (Kendall et al. 2018; ../shared/MATH.md §5),
+//! and uncertainty weighting (Kendall et al. 2018; docs/math.md §5),
 //! in f64.
 
 /// Upper-triangle pair sums M_ij = x_i·x_j (i ≤ j, row by row) of the T

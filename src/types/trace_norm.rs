@@ -74,7 +74,7 @@ impl TraceNormVariant {
 }
 
 /// One matrix view of [T, in, out] with the same nuclear norm as an
-/// unfolding of MATH.md.
+/// unfolding of docs/math.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unfolding {
     /// [T, in·out]: the storage (unfold_T; TT's [in·out, T] transposed).

@@ -1,6 +1,6 @@
-//! Trace norms of a layer's stacked task weights (../shared/MATH.md §4)
+//! Trace norms of a layer's stacked task weights (docs/math.md §4)
 //! without a general SVD, in three variants over the tensor 𝒲 of a
-//! task-dense layer, stored row-major as [T, in, out] (MATH.md's
+//! task-dense layer, stored row-major as [T, in, out] (docs/math.md's
 //! 𝒲 ∈ R^{in×out×T}, task axis last):
 //! - `LastAxis` (LAF): ‖[T, in·out]‖_*, the storage as it is;
 //! - `Tucker`: Σ over the unfoldings of all three axes: [T, in·out],
