@@ -275,8 +275,35 @@ impl Config {
     }
 }
 
-/// A TOML error as "line L, column C: message", without the source line
-/// the parser's own message quotes.
+/// The dotted key a TOML line assigns (`train.drop_last` for
+/// `drop_last = 1` under `[train]`), when the line and its table header
+/// are plain identifiers: it names the key at fault without echoing the
+/// file (a non-config file named by mistake shows none of its text).
+fn key_at(text: &str, line: usize) -> Option<String> {
+    let plain = |k: &str| {
+        !k.is_empty()
+            && k.len() <= 64
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let key = lines.get(line.checked_sub(1)?)?.split_once('=')?.0.trim();
+    if !plain(key) {
+        return None;
+    }
+    let table = lines[..line - 1].iter().rev().find_map(|l| {
+        let l = l.trim();
+        let inner = l.strip_prefix('[')?.strip_suffix(']')?;
+        Some(inner.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+    });
+    match table {
+        Some(t) if plain(&t) => Some(format!("{t}.{key}")),
+        Some(_) => None,
+        None => Some(key.to_string()),
+    }
+}
+
+/// A TOML error as "line L, column C (key): message", without the source
+/// line the parser's own message quotes.
 fn toml_error(text: &str, e: &toml::de::Error) -> String {
     let message = e.message().trim_end().replace('\n', " ");
     match e.span() {
@@ -288,7 +315,10 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
                 .rposition(|&b| b == b'\n')
                 .map_or(0, |i| i + 1);
             let column = 1 + String::from_utf8_lossy(&before[start..]).chars().count();
-            format!("line {line}, column {column}: {message}")
+            match key_at(text, line) {
+                Some(key) => format!("line {line}, column {column} ({key}): {message}"),
+                None => format!("line {line}, column {column}: {message}"),
+            }
         }
         None => message,
     }
