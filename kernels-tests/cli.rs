@@ -332,6 +332,21 @@ fn a_diverging_run_stops_naming_step_and_task_and_keeps_the_checkpoint() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[test]
+fn a_thousand_synthetic_tasks_are_refused_at_once_with_the_limit() {
+    // Generating them would take minutes before step 1 (it printed
+    // nothing in 600 s): refused before any GPU work, naming the limit.
+    let start = std::time::Instant::now();
+    let out = run_timed(manytask().args(["train", "--tasks", "1000", "--quiet"]), 60);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("1000 tasks") && err.contains("at most 85 tasks"),
+        "{err}"
+    );
+    assert!(start.elapsed().as_secs() < 30, "took {:?}", start.elapsed());
+}
+
 /// The step a diverged run names ("training diverged at step N: ...").
 fn diverged_step(stderr: &str) -> u64 {
     let rest = stderr

@@ -283,7 +283,8 @@ fn key_at(text: &str, line: usize) -> Option<String> {
     let plain = |k: &str| {
         !k.is_empty()
             && k.len() <= 64
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
     };
     let lines: Vec<&str> = text.lines().collect();
     let key = lines.get(line.checked_sub(1)?)?.split_once('=')?.0.trim();
@@ -293,7 +294,12 @@ fn key_at(text: &str, line: usize) -> Option<String> {
     let table = lines[..line - 1].iter().rev().find_map(|l| {
         let l = l.trim();
         let inner = l.strip_prefix('[')?.strip_suffix(']')?;
-        Some(inner.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+        Some(
+            inner
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string(),
+        )
     });
     match table {
         Some(t) if plain(&t) => Some(format!("{t}.{key}")),
