@@ -36,9 +36,10 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         "weighting",
         &["types", "error", "util", "gpu", "kernels", "graph"],
     );
+    // `data` (GPU-free, beside the stack) for its safetensors error text.
     rules.insert(
         "checkpoint",
-        &["types", "error", "util", "gpu", "graph", "arch"],
+        &["types", "error", "util", "data", "gpu", "graph", "arch"],
     );
     rules.insert(
         "train",
