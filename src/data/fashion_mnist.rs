@@ -1,5 +1,5 @@
 //! Fashion-MNIST (Xiao et al. 2017) as a two-task problem, read from the
-//! Debian package `dataset-fashion-mnist` (../shared/MATH.md §7): 28×28
+//! Debian package `dataset-fashion-mnist` (docs/math.md §7): 28×28
 //! grey images, 60 000 train and 10 000 test, pixels scaled to [0, 1].
 //!
 //! Tasks:

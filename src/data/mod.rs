@@ -8,7 +8,7 @@
 //! - readers: [`safetensors`] (also a writer), [`csv`], [`idx`] (the MNIST
 //!   family, gzipped or not);
 //! - builders: [`synthetic`] (GradNorm's regression benchmark,
-//!   ../shared/MATH.md §7), [`multi_mnist`] (two overlaid digits, two
+//!   docs/math.md §7), [`multi_mnist`] (two overlaid digits, two
 //!   tasks), [`fashion_mnist`] (class + coarse group, from the Debian
 //!   package `dataset-fashion-mnist`).
 //!

@@ -1,4 +1,4 @@
-//! MultiMNIST-style two-task data (Sener & Koltun 2018; ../shared/MATH.md
+//! MultiMNIST-style two-task data (Sener & Koltun 2018; docs/math.md
 //! §7): each sample overlays two source images on one canvas of the same
 //! size, one shifted up-left and one down-right, pixel = max of the two.
 //! Task "left" is the class of the up-left image, "right" that of the

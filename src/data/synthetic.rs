@@ -1,5 +1,5 @@
 //! GradNorm's synthetic multi-task regression benchmark (Chen et al.
-//! 2018; ../shared/MATH.md §7): T tasks `f_i(x) = σ_i tanh((B + ε_i) x)`
+//! 2018; docs/math.md §7): T tasks `f_i(x) = σ_i tanh((B + ε_i) x)`
 //! with a shared B and a per-task ε_i, so the tasks are related but not
 //! equal, and σ_i spreads their loss scales over orders of magnitude.
 //!
