@@ -113,6 +113,33 @@ fn safetensors_round_trip_keeps_everything() {
 }
 
 #[test]
+fn safetensors_files_are_bit_identical_for_the_same_data() {
+    // Four metadata keys: the crate writes them in hash order, which
+    // differs from map to map unless the header is sorted.
+    let data = small()
+        .with_target_scale(
+            "reg",
+            TargetScale {
+                mean: 1.0,
+                std: 2.0,
+            },
+        )
+        .unwrap();
+    let (a, b) = (temp("same-a.safetensors"), temp("same-b.safetensors"));
+    for _ in 0..4 {
+        st::write(&a, &data, Precision::F32).unwrap();
+        st::write(&b, &data, Precision::F32).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    }
+    let back = st::read(&a, None).unwrap();
+    assert_eq!((back.x(), back.tasks()), (data.x(), data.tasks()));
+    assert_eq!(back.target_scale("reg"), data.target_scale("reg"));
+    for p in [a, b] {
+        std::fs::remove_file(p).unwrap();
+    }
+}
+
+#[test]
 fn safetensors_f16_features_widen_exactly() {
     let data = small(); // multiples of 0.5 in [-3, 12): exact in f16
     let path = temp("half.safetensors");

@@ -178,9 +178,12 @@ fn parse(
     }
     let found = u32::from_be_bytes(word);
     if found != magic {
-        // Only an IDX-shaped magic (0x0000TTRR) is shown: other first
-        // bytes are the file's content, not a format we know.
-        return Err(if found >> 16 == 0 {
+        // Only an IDX magic (0x0000TTRR: type code 0x08..=0x0e, rank
+        // 1..=4) is shown: other first bytes are the file's content.
+        let idx_shaped = found >> 16 == 0
+            && (0x08..=0x0e).contains(&(found >> 8))
+            && (1..=4).contains(&(found & 0xff));
+        return Err(if idx_shaped {
             err(format!(
                 "magic 0x{found:08x}, expected 0x{magic:08x} (IDX {what})"
             ))

@@ -483,6 +483,39 @@ pub fn write(path: &Path, data: &Dataset, precision: Precision) -> Result<()> {
         }
     }
     let views = tensors.iter().map(|(name, t)| (name.as_str(), t));
-    ::safetensors::tensor::serialize_to_file(views, Some(meta), path)
+    let mut bytes = ::safetensors::tensor::serialize(views, Some(meta))
+        .map_err(|e| data_err(path, format!("cannot write: {}", describe_error(&e))))?;
+    sort_header(&mut bytes);
+    crate::util::fs::write_atomic(path, &bytes)
         .map_err(|e| data_err(path, format!("cannot write: {e}")))
+}
+
+/// Rewrites a serialised safetensors file's JSON header with its keys in
+/// sorted order (tensor entries and `__metadata__` keys alike), so the
+/// same tensors and metadata always give the same bytes: the crate
+/// writes the metadata map in hash order, which differs run to run.
+/// Readers do not depend on the order (offsets say where data is). The
+/// header keeps its length (the same JSON, compact, in another order);
+/// bytes that do not parse are left as they are.
+pub fn sort_header(bytes: &mut [u8]) {
+    let Some(len) = bytes
+        .get(..8)
+        .and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok())
+    else {
+        return;
+    };
+    let Some(header) = len.checked_add(8).and_then(|end| bytes.get(8..end)) else {
+        return;
+    };
+    // serde_json's maps are ordered by key (no `preserve_order`).
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return;
+    };
+    let Ok(sorted) = serde_json::to_vec(&value) else {
+        return;
+    };
+    let trimmed = header.trim_ascii_end().len();
+    if sorted.len() == trimmed {
+        bytes[8..8 + trimmed].copy_from_slice(&sorted);
+    }
 }
