@@ -70,15 +70,7 @@ fn main() -> manytask::Result<()> {
         .fit(&ctx, &mut learner, &split.train, Some(&split.validation))?;
 
     for t in learner.evaluate(&ctx, &split.test, "test")?.tasks {
-        let cells: Vec<String> = t
-            .values
-            .iter()
-            .map(|(k, v)| match v {
-                Some(v) => format!("{k} {v:.4}"),
-                None => format!("{k} -"),
-            })
-            .collect();
-        println!("test {} {}", t.task, cells.join("  "));
+        println!("test {} {}", t.task, t.line());
     }
     print_alphas(&ctx, &learner.program, "learned")?;
     Ok(())

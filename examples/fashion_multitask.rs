@@ -82,15 +82,7 @@ fn run(data: &FashionMnist, steps: usize, test_rows: usize) -> manytask::Result<
     println!();
     for (name, metrics) in &results {
         for t in &metrics.tasks {
-            let cells: Vec<String> = t
-                .values
-                .iter()
-                .map(|(k, v)| match v {
-                    Some(v) => format!("{k} {v:.4}"),
-                    None => format!("{k} -"),
-                })
-                .collect();
-            println!("test {name} {} {}", t.task, cells.join("  "));
+            println!("test {name} {} {}", t.task, t.line());
         }
     }
     Ok(())

@@ -68,21 +68,9 @@ fn main() -> manytask::Result<()> {
         .fit(&ctx, &mut learner, &split.train, Some(&split.validation))?;
 
     for t in learner.evaluate(&ctx, &split.test, "test")?.tasks {
-        println!("test {} {}", t.task, cells(&t.values));
+        println!("test {} {}", t.task, t.line());
     }
     Ok(())
-}
-
-/// `metric value` pairs, `-` for a metric without samples.
-fn cells(values: &[(String, Option<f64>)]) -> String {
-    let cells: Vec<String> = values
-        .iter()
-        .map(|(k, v)| match v {
-            Some(v) => format!("{k} {v:.4}"),
-            None => format!("{k} -"),
-        })
-        .collect();
-    cells.join("  ")
 }
 
 /// `--steps N` from the command line, else `default`.

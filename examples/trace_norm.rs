@@ -117,15 +117,7 @@ fn main() -> manytask::Result<()> {
             Some(&split.validation),
         )?;
         for t in learner.evaluate(&ctx, &split.test, "test")?.tasks {
-            let cells: Vec<String> = t
-                .values
-                .iter()
-                .map(|(k, v)| match v {
-                    Some(v) => format!("{k} {v:.4}"),
-                    None => format!("{k} -"),
-                })
-                .collect();
-            println!("test {mode} {} {}", t.task, cells.join("  "));
+            println!("test {mode} {} {}", t.task, t.line());
         }
     }
     Ok(())

@@ -49,6 +49,20 @@ pub struct TaskMetrics {
 }
 
 impl TaskMetrics {
+    /// Every metric as `name value` (4 decimals, `-` over zero samples),
+    /// two spaces apart: the one-line form the examples print.
+    pub fn line(&self) -> String {
+        let cells: Vec<String> = self
+            .values
+            .iter()
+            .map(|(k, v)| match v {
+                Some(v) => format!("{k} {v:.4}"),
+                None => format!("{k} -"),
+            })
+            .collect();
+        cells.join("  ")
+    }
+
     /// The value of `metric`, if the task has it and it had samples.
     pub fn value(&self, metric: &str) -> Option<f64> {
         self.values
