@@ -26,6 +26,7 @@ mod loop_limit;
 mod loss;
 mod nonfinite;
 mod optim;
+mod outputs;
 mod pool;
 mod profile;
 mod pytorch_conventions;

@@ -112,7 +112,70 @@ pub fn save(
     let bytes = safetensors::tensor::serialize(views, None)
         .map_err(|e| err(path, format!("serialising: {e}")))?;
     let bytes = with_sorted_metadata(&bytes, &meta).map_err(|e| err(path, e))?;
+    remove_stale_temps(path);
     crate::util::fs::write_atomic(path, &bytes).map_err(|e| err(path, format!("writing: {e}")))
+}
+
+/// How old a temporary file of ours must be to count as abandoned where
+/// the process that wrote it cannot be looked up.
+#[cfg(not(target_os = "linux"))]
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the temporary files that saves to `path` killed mid-write left
+/// behind (`.NAME.tmp-PID`, the atomic write's naming), so that a run
+/// killed with `kill -9` does not leave a checkpoint-sized file forever.
+/// Only files of exactly that naming are touched, and only when their
+/// process is gone: on Linux when `/proc/PID` does not exist; elsewhere
+/// when the file is over an hour old. Best effort: errors are ignored (the
+/// save itself reports what matters).
+pub fn remove_stale_temps(path: &Path) {
+    let Some(name) = path.file_name() else {
+        return;
+    };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let own = std::process::id();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Not a symbolic link or folder: only plain files we wrote.
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        if pid != own && meta.is_file() && writer_is_gone(pid, &meta) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether the process that wrote a temporary file is gone.
+#[cfg(target_os = "linux")]
+fn writer_is_gone(pid: u32, _meta: &std::fs::Metadata) -> bool {
+    // Without /proc mounted nothing can be told: keep the file.
+    Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Whether the process that wrote a temporary file is gone: without a
+/// process table to look in, files over `STALE_AFTER` old count as gone.
+#[cfg(not(target_os = "linux"))]
+fn writer_is_gone(_pid: u32, meta: &std::fs::Metadata) -> bool {
+    meta.modified()
+        .ok()
+        .and_then(|m| m.elapsed().ok())
+        .is_some_and(|age| age > STALE_AFTER)
 }
 
 /// `file` (a safetensors serialisation without metadata) with `meta` as

@@ -18,7 +18,7 @@ use crate::cli::{backend_from, open_contexts, BackendArg};
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::train::baseline::{self, Baseline};
-use crate::train::paths::check_output;
+use crate::train::paths::{check_run_files, Overwrite};
 use crate::train::setup::{self, Setup};
 use crate::train::{state, Observer, TrainState, Trainer};
 
@@ -128,6 +128,9 @@ pub struct TrainArgs {
     /// No progress bar or progress lines (the summary still prints).
     #[arg(long)]
     pub quiet: bool,
+    /// Overwrite existing output files of another kind (a checkpoint, log, plot or baseline over an unrelated file), and an --init/--resume checkpoint with --save.
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl Default for TrainArgs {
@@ -153,32 +156,80 @@ fn read_baseline(args: &TrainArgs) -> Result<Option<Baseline>> {
     }
 }
 
-/// Every output path the flags and the config name, checked writable
-/// before the first step.
-fn check_outputs(args: &TrainArgs, options: &crate::train::TrainOptions) -> Result<()> {
-    let mut outputs: Vec<(&Path, &str)> = Vec::new();
+/// Every output path the flags and the config name, checked before the
+/// first step: writable, not one of the run's inputs nor another output,
+/// and not over an existing file of another kind unless `--force`.
+fn check_outputs(
+    args: &TrainArgs,
+    config: &crate::config::Config,
+    options: &crate::train::TrainOptions,
+) -> Result<()> {
+    use crate::train::paths::{InputKind, OutputKind, RunInput, RunOutput};
+    let input = |path: &Path, role: &str, kind: InputKind| RunInput {
+        path: path.to_path_buf(),
+        role: role.to_string(),
+        kind,
+    };
+    let mut inputs = Vec::new();
+    let data = &config.data;
+    let data_role = if args.data.is_some() {
+        "--data"
+    } else {
+        "data.path"
+    };
+    for (p, role) in [
+        (&data.path, data_role),
+        (&data.images, "data.images"),
+        (&data.labels, "data.labels"),
+    ] {
+        if let Some(p) = p {
+            inputs.push(input(p, role, InputKind::Source));
+        }
+    }
+    if let Some(p) = &args.config {
+        inputs.push(input(p, "--config", InputKind::Source));
+    }
+    if let (Some(p), None) = (&args.baseline, &args.single_task) {
+        inputs.push(input(p, "--baseline", InputKind::Source));
+    }
+    if let Some(p) = &args.init {
+        inputs.push(input(p, "--init", InputKind::Checkpoint));
+    }
+    if let Some(p) = &args.resume {
+        inputs.push(input(p, "--resume", InputKind::Checkpoint));
+    }
+    let mut outputs = Vec::new();
+    let mut output = |path: &Path, role: &str, kind: OutputKind| {
+        outputs.push(RunOutput {
+            path: path.to_path_buf(),
+            role: role.to_string(),
+            kind,
+        })
+    };
     if let Some(p) = &args.save {
-        outputs.push((p, "--save"));
+        output(p, "--save", OutputKind::Checkpoint);
     }
     if let Some(p) = &args.log {
-        outputs.push((p, "--log"));
+        output(p, "--log", OutputKind::JsonLines);
     }
     if let Some(p) = &args.plot {
-        outputs.push((p, "--plot"));
+        output(p, "--plot", OutputKind::Svg);
     }
     if let (Some(p), Some(_)) = (&args.baseline, &args.single_task) {
-        outputs.push((p, "--baseline"));
+        output(p, "--baseline", OutputKind::JsonObject);
     }
     if let Some(p) = &options.save_best {
-        outputs.push((p, "save_best"));
-    }
-    for (path, what) in outputs {
-        check_output(path, what)?;
+        output(p, "save_best", OutputKind::Checkpoint);
     }
     if let Some(p) = &options.save_every {
-        check_output(&p.path(1, 0), "save_every_path")?;
+        output(&p.path(1, 0), "save_every_path", OutputKind::Checkpoint);
     }
-    Ok(())
+    let overwrite = if args.force {
+        Overwrite::Any
+    } else {
+        Overwrite::SameKindOnly
+    };
+    check_run_files(&inputs, &outputs, overwrite)
 }
 
 /// A single-task baseline needs test samples of its task: refused before
@@ -208,7 +259,7 @@ fn check_baseline_samples(args: &TrainArgs, test: &Dataset) -> Result<()> {
 pub fn run(args: &TrainArgs) -> Result<ExitCode> {
     let mut config = resolve(args)?;
     let mut options = setup::train_options(&config)?;
-    check_outputs(args, &options)?;
+    check_outputs(args, &config, &options)?;
     let baseline = read_baseline(args)?;
     let ctx = open_contexts(backend_from(args.backend)?)?
         .into_iter()
