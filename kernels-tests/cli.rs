@@ -470,7 +470,10 @@ fn train_plot_draws_one_curve_per_task_in_each_panel() {
     let svg = dir.join("curves.svg");
     let (stdout, _) = run_ok(small_train("3").args(["--steps", "8", "--plot"]).arg(&svg));
     // stdout is a pipe here: plain progress lines, no bar.
-    assert!(stdout.contains("step      3/8  losses ["), "{stdout}");
+    assert!(
+        stdout.contains("step      3/8  epoch 1/2  loss task0="),
+        "{stdout}"
+    );
     assert!(stdout.contains("plot: wrote"), "{stdout}");
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(
@@ -478,14 +481,16 @@ fn train_plot_draws_one_curve_per_task_in_each_panel() {
         "{text}"
     );
     // Curves are the 2-pixel polylines with more than two points (the
-    // legend's swatches have two): three tasks, two panels.
+    // legend's swatches have two): three tasks in each of the relative
+    // loss, absolute loss and weight panels (8 steps: two validation
+    // passes, too few points to count).
     let curves = text
         .lines()
         .filter(|l| l.starts_with("<polyline") && l.contains("stroke-width=\"2\""))
         .filter_map(|l| l.split("points=\"").nth(1)?.split('"').next())
         .filter(|points| points.split_whitespace().count() > 2)
         .count();
-    assert_eq!(curves, 6, "{text}");
+    assert_eq!(curves, 9, "{text}");
     for task in ["task0", "task1", "task2"] {
         assert!(text.contains(task), "legend misses {task}");
     }

@@ -8,6 +8,7 @@ mod balancing;
 mod block;
 mod checkpoint;
 mod cli;
+mod cli_output;
 mod common;
 mod config;
 mod context;

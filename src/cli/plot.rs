@@ -1,22 +1,38 @@
-//! `train --plot F.svg`: the per-task loss curves and task weights of a
-//! run, two panels in one SVG.
+//! `train --plot F.svg`: the run's per-task loss curves, task weights and
+//! validation losses, four panels in one SVG with the x-axis in epochs
+//! (fractional between epoch ends) and the task legend in a strip to the
+//! right of the data.
 //!
-//! Task losses can differ by orders of magnitude (the synthetic
-//! benchmark's task scales σ_t do), so the top panel plots each loss over
-//! its first sampled value, on a log axis: every curve starts at 1 and
-//! their slopes compare. The axis is drawn as log10 of the ratio on a
-//! linear scale, labelled with the ratio itself (plotters' own log axis
-//! leaves ranges below one decade without labels).
+//! 1. Relative loss: each task's loss over its first sampled value, on a
+//!    log axis. Task losses can differ by orders of magnitude (the
+//!    synthetic benchmark's task scales σ_t do): every curve starts at 1
+//!    and their slopes compare.
+//! 2. Absolute loss, on a log axis.
+//! 3. Task weights.
+//! 4. Validation loss per task at each validation pass (every epoch end),
+//!    on a log axis, with a marker per pass.
+//!
+//! Training-loss curves are smoothed with an exponential moving average,
+//! `s_k = 0.6 s_(k-1) + 0.4 x_k` ([`EMA_FACTOR`] = 0.6, over the ~200
+//! samples a run keeps), drawn bold over the raw samples drawn faint.
+//! Log axes are drawn as log10 of the value on a linear scale, labelled
+//! with the value itself (plotters' own log axis leaves ranges below one
+//! decade without labels).
 
 use std::path::Path;
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::train::{Observer, StartEvent, StepEvent};
+use crate::train::{EvaluationEvent, Observer, StartEvent, StepEvent};
 
-/// Losses and weights sampled during training: about 200 points however
-/// long the run (an observer of the trainer's events).
+/// The weight of the previous smoothed value in the loss curves' EMA.
+pub const EMA_FACTOR: f64 = 0.6;
+
+/// Losses and weights sampled during training (about 200 points however
+/// long the run) and the validation losses of every pass: an observer of
+/// the trainer's events.
 #[derive(Clone, Debug, Default)]
 pub struct History {
     steps: Vec<usize>,
@@ -24,6 +40,10 @@ pub struct History {
     weights: Vec<Vec<f32>>,
     /// Steps between samples.
     every: usize,
+    /// Batches per epoch (the x-axis unit); 0 before the run starts.
+    steps_per_epoch: usize,
+    /// (step, per-task validation loss) at each validation pass.
+    validation: Vec<(usize, Vec<Option<f64>>)>,
 }
 
 impl Observer for History {
@@ -33,6 +53,7 @@ impl Observer for History {
 
     fn on_start(&mut self, e: &StartEvent) -> Result<()> {
         self.every = e.total_steps.div_ceil(200).max(1);
+        self.steps_per_epoch = e.steps_per_epoch;
         Ok(())
     }
 
@@ -40,6 +61,12 @@ impl Observer for History {
         if let Some(losses) = e.losses {
             self.push(e.step, losses, e.weights);
         }
+        Ok(())
+    }
+
+    fn on_evaluation(&mut self, e: &EvaluationEvent) -> Result<()> {
+        let losses = e.metrics.tasks.iter().map(|t| t.value("loss")).collect();
+        self.validation.push((e.step, losses));
         Ok(())
     }
 }
@@ -62,31 +89,62 @@ impl History {
         self.steps.is_empty()
     }
 
-    /// Task `t`'s series of (step, value) from `rows`.
+    /// `step` in epochs (the step itself before the run started).
+    fn epochs(&self, step: usize) -> f64 {
+        step as f64 / self.steps_per_epoch.max(1) as f64
+    }
+
+    /// Task `t`'s series of (epoch, value) from `rows`.
     fn series(&self, rows: &[Vec<f32>], t: usize) -> Vec<(f64, f64)> {
         self.steps
             .iter()
             .zip(rows)
-            .filter_map(|(&s, row)| row.get(t).map(|&v| (s as f64, v as f64)))
+            .filter_map(|(&s, row)| row.get(t).map(|&v| (self.epochs(s), v as f64)))
             .collect()
     }
 
     /// Task `t`'s losses over its first one (1 when that is not positive,
-    /// which only a zero loss gives); values clamped above 0 for the log axis.
+    /// which only a zero loss gives).
     fn relative_losses(&self, t: usize) -> Vec<(f64, f64)> {
         let series = self.series(&self.losses, t);
         let first = series.first().map_or(1.0, |p| p.1);
         let scale = if first > 0.0 { first } else { 1.0 };
-        series
-            .into_iter()
-            .map(|(s, v)| (s, (v / scale).max(1e-12)))
+        series.into_iter().map(|(s, v)| (s, v / scale)).collect()
+    }
+
+    /// Task `t`'s validation losses as (epoch, loss), passes without a
+    /// value left out.
+    fn validation_losses(&self, t: usize) -> Vec<(f64, f64)> {
+        self.validation
+            .iter()
+            .filter_map(|(s, v)| Some((self.epochs(*s), (*v.get(t)?)?)))
             .collect()
     }
 }
 
-/// Writes the two panels for `tasks` (names in the run's order) to `path`.
-/// An empty history, or a file that cannot be written, is an error naming
-/// the file.
+/// `series` smoothed by the EMA of [`EMA_FACTOR`] (non-finite samples
+/// are passed over, keeping the last smoothed value).
+pub fn ema(series: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut smoothed: Option<f64> = None;
+    series
+        .iter()
+        .map(|&(x, v)| {
+            let s = match smoothed {
+                Some(s) if v.is_finite() => EMA_FACTOR * s + (1.0 - EMA_FACTOR) * v,
+                Some(s) => s,
+                None => v,
+            };
+            if s.is_finite() {
+                smoothed = Some(s);
+            }
+            (x, s)
+        })
+        .collect()
+}
+
+/// Writes the four panels for `tasks` (names in the run's order) to
+/// `path`. An empty history, or a file that cannot be written, is an error
+/// naming the file.
 pub fn write_svg(path: &Path, tasks: &[String], history: &History) -> Result<()> {
     let fail = |detail: String| Error::Data {
         file: path.display().to_string(),
@@ -102,88 +160,176 @@ pub fn write_svg(path: &Path, tasks: &[String], history: &History) -> Result<()>
 
 type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
+/// How a panel's y-axis maps values.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scale {
+    Linear,
+    /// log10 of the value (clamped above 0), labelled with the value.
+    Log,
+}
+
+impl Scale {
+    fn map(self, v: f64) -> f64 {
+        match self {
+            Scale::Linear => v,
+            Scale::Log => v.max(1e-12).log10(),
+        }
+    }
+}
+
+/// One panel: its title, y-axis, and per task a faint raw series and a
+/// bold drawn one (the raw one empty when nothing is smoothed).
+struct Panel<'a> {
+    caption: &'a str,
+    y_desc: &'a str,
+    scale: Scale,
+    raw: Vec<Vec<(f64, f64)>>,
+    bold: Vec<Vec<(f64, f64)>>,
+    /// A marker on every bold point (series of a few points).
+    markers: bool,
+}
+
 /// Renders into a string, so that writing the file is ours to report.
 fn draw(svg: &mut String, tasks: &[String], history: &History) -> DrawResult {
-    let root = SVGBackend::with_string(svg, (900, 720)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, (1000, 1240)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (top, bottom) = root.split_vertically(400);
-    let last = *history.steps.last().unwrap_or(&1) as f64;
-    let first = *history.steps.first().unwrap_or(&0) as f64;
-    let x_range = first..last.max(first + 1.0);
+    let (plots, legend) = root.split_horizontally(820);
+    let first = history.epochs(*history.steps.first().unwrap_or(&0));
+    let last = history
+        .validation
+        .iter()
+        .map(|v| v.0)
+        .chain(history.steps.last().copied())
+        .map(|s| history.epochs(s))
+        .fold(first, f64::max);
+    let x_range = first.min(last)..last.max(first + 1e-3);
 
-    let losses: Vec<Vec<(f64, f64)>> = (0..tasks.len())
-        .map(|t| {
-            let rel = history.relative_losses(t);
-            rel.into_iter().map(|(s, r)| (s, r.log10())).collect()
-        })
-        .collect();
-    let (lo, hi) = bounds(losses.iter().flatten().map(|p| p.1));
-    // Half a decade of room at least, so flat curves stay readable.
-    let pad = ((0.5 - (hi - lo)) / 2.0).max(0.05 * (hi - lo));
-    let mut chart = ChartBuilder::on(&top)
-        .caption("loss / first sampled loss (log scale)", ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(32)
-        .y_label_area_size(64)
-        .build_cartesian_2d(x_range.clone(), (lo - pad)..(hi + pad))?;
-    chart
-        .configure_mesh()
-        .x_desc("step")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_desc("relative loss")
-        .y_label_formatter(&|v| ratio_label(10f64.powf(*v)))
-        .draw()?;
-    for (t, name) in tasks.iter().enumerate() {
-        let color = Palette99::pick(t).to_rgba();
-        chart
-            .draw_series(LineSeries::new(losses[t].clone(), color.stroke_width(2)))?
-            .label(name.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            });
+    let n = tasks.len();
+    let relative: Vec<_> = (0..n).map(|t| history.relative_losses(t)).collect();
+    let absolute: Vec<_> = (0..n).map(|t| history.series(&history.losses, t)).collect();
+    let panels = [
+        Panel {
+            caption: "training loss / first sampled loss (log scale, EMA-smoothed)",
+            y_desc: "relative loss",
+            scale: Scale::Log,
+            bold: relative.iter().map(|s| ema(s)).collect(),
+            raw: relative,
+            markers: false,
+        },
+        Panel {
+            caption: "training loss (log scale, EMA-smoothed)",
+            y_desc: "loss",
+            scale: Scale::Log,
+            bold: absolute.iter().map(|s| ema(s)).collect(),
+            raw: absolute,
+            markers: false,
+        },
+        Panel {
+            caption: "task weights",
+            y_desc: "weight",
+            scale: Scale::Linear,
+            bold: (0..n)
+                .map(|t| history.series(&history.weights, t))
+                .collect(),
+            raw: Vec::new(),
+            markers: false,
+        },
+        Panel {
+            caption: "validation loss per epoch (log scale)",
+            y_desc: "validation loss",
+            scale: Scale::Log,
+            bold: (0..n).map(|t| history.validation_losses(t)).collect(),
+            raw: Vec::new(),
+            markers: true,
+        },
+    ];
+    for (area, panel) in plots.split_evenly((panels.len(), 1)).iter().zip(&panels) {
+        draw_panel(area, panel, x_range.clone())?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
-
-    let weights: Vec<Vec<(f64, f64)>> = (0..tasks.len())
-        .map(|t| history.series(&history.weights, t))
-        .collect();
-    let (wlo, whi) = bounds(weights.iter().flatten().map(|p| p.1));
-    let (wlo, whi) = (wlo.min(0.0), whi.max(wlo + 1e-3) * 1.1);
-    let mut chart = ChartBuilder::on(&bottom)
-        .caption("task weights", ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(32)
-        .y_label_area_size(64)
-        .build_cartesian_2d(x_range, wlo..whi)?;
-    chart
-        .configure_mesh()
-        .x_desc("step")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_desc("weight")
-        .draw()?;
-    for (t, series) in weights.into_iter().enumerate() {
-        let color = Palette99::pick(t).to_rgba();
-        chart.draw_series(LineSeries::new(series, color.stroke_width(2)))?;
-    }
+    draw_legend(&legend, tasks)?;
     root.present()?;
     Ok(())
 }
 
-/// A ratio for an axis label: three decimals, or scientific when tiny.
-fn ratio_label(r: f64) -> String {
-    if r >= 0.01 {
-        format!("{r:.3}")
+fn draw_panel(
+    area: &DrawingArea<SVGBackend, Shift>,
+    panel: &Panel,
+    x: std::ops::Range<f64>,
+) -> DrawResult {
+    let scale = panel.scale;
+    let mapped = |series: &[Vec<(f64, f64)>]| -> Vec<Vec<(f64, f64)>> {
+        series
+            .iter()
+            .map(|s| s.iter().map(|&(e, v)| (e, scale.map(v))).collect())
+            .collect()
+    };
+    let (raw, bold) = (mapped(&panel.raw), mapped(&panel.bold));
+    let (mut lo, mut hi) = bounds(raw.iter().chain(&bold).flatten().map(|p| p.1));
+    if scale == Scale::Linear {
+        (lo, hi) = (lo.min(0.0), hi.max(lo + 1e-3) * 1.1);
+    }
+    // Room around the curves (half a decade at least on a log axis), so
+    // flat curves stay readable.
+    let least = if scale == Scale::Log { 0.5 } else { 0.0 };
+    let pad = ((least - (hi - lo)) / 2.0).max(0.05 * (hi - lo)).max(1e-6);
+    let mut chart = ChartBuilder::on(area)
+        .caption(panel.caption, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(34)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, (lo - pad)..(hi + pad))?;
+    let label = |v: &f64| match scale {
+        Scale::Linear => format!("{v:.3}"),
+        Scale::Log => value_label(10f64.powf(*v)),
+    };
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .x_label_formatter(&|v| format!("{v:.2}"))
+        .y_desc(panel.y_desc)
+        .y_label_formatter(&label)
+        .draw()?;
+    for (t, series) in raw.into_iter().enumerate() {
+        let color = Palette99::pick(t).mix(0.3);
+        chart.draw_series(LineSeries::new(series, color.stroke_width(1)))?;
+    }
+    for (t, series) in bold.into_iter().enumerate() {
+        let color = Palette99::pick(t).to_rgba();
+        if panel.markers {
+            chart.draw_series(series.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        }
+        chart.draw_series(LineSeries::new(series, color.stroke_width(2)))?;
+    }
+    Ok(())
+}
+
+/// The task legend, a column in its own strip beside the panels.
+fn draw_legend(area: &DrawingArea<SVGBackend, Shift>, tasks: &[String]) -> DrawResult {
+    area.draw(&Text::new("tasks", (10, 40), ("sans-serif", 16)))?;
+    for (t, name) in tasks.iter().enumerate() {
+        let y = 70 + 22 * t as i32;
+        let color = Palette99::pick(t).to_rgba();
+        area.draw(&PathElement::new(
+            vec![(10, y), (34, y)],
+            color.stroke_width(2),
+        ))?;
+        area.draw(&Text::new(name.as_str(), (42, y - 7), ("sans-serif", 14)))?;
+    }
+    Ok(())
+}
+
+/// A value for a log axis label: four significant digits, or scientific
+/// when tiny or huge.
+fn value_label(r: f64) -> String {
+    if (0.01..1e5).contains(&r) {
+        let decimals = (3 - r.log10().floor() as i32).max(0) as usize;
+        format!("{r:.decimals$}")
     } else {
-        format!("{r:.1e}")
+        format!("{r:.2e}")
     }
 }
 
-/// (min, max) of the finite values; (1, 1) when there are none.
+/// (min, max) of the finite values; (0, 0) when there are none.
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
@@ -193,6 +339,21 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     if lo.is_finite() {
         (lo, hi)
     } else {
-        (1.0, 1.0)
+        (0.0, 0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ema_weighs_the_previous_value_by_the_factor() {
+        let s = ema(&[(0.0, 1.0), (1.0, 2.0), (2.0, f64::NAN), (3.0, 0.0)]);
+        let second = 0.6 + 0.4 * 2.0;
+        assert_eq!(s[0].1, 1.0);
+        assert!((s[1].1 - second).abs() < 1e-12);
+        assert_eq!(s[2].1, second);
+        assert!((s[3].1 - 0.6 * second).abs() < 1e-12);
     }
 }

@@ -2,7 +2,11 @@
 //! `--every` steps and an epoch record with validation metrics at every
 //! validation pass (each epoch end, and the end of a run stopping
 //! mid-epoch). A metric over zero samples is `null`, and each task's
-//! `samples` says how many counted. An observer of the trainer's events.
+//! `samples` says how many counted. Every record carries `"time"`, the
+//! wall-clock time it was written as Unix seconds with milliseconds (UTC,
+//! e.g. `1764712345.678`), and `"epoch"`, the 1-based epoch it belongs to;
+//! the times make two logs of the same seed differ, the rest is
+//! deterministic. An observer of the trainer's events.
 
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
@@ -37,10 +41,21 @@ fn json_option(v: Option<f64>) -> String {
     v.map_or_else(|| "null".into(), |v| json_number(v, v))
 }
 
+/// Now as Unix seconds with milliseconds, e.g. `1764712345.678` (a
+/// clock before 1970 writes 0).
+fn unix_time() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
 /// One step record's contents.
 pub struct StepRecord<'a> {
     /// Steps done.
     pub step: usize,
+    /// The epoch the step belongs to (1-based).
+    pub epoch: usize,
     /// The learning rate of that step.
     pub lr: f32,
     /// Per-task losses of that step.
@@ -74,13 +89,15 @@ impl RunLog {
         })
     }
 
-    /// `{"step":N,"lr":…,"losses":[…],"weights":[…]}`, plus
-    /// `"regularisers":[…]` and `"orthogonality":[…]` when the model has
-    /// them.
+    /// `{"time":T,"step":N,"epoch":K,"lr":…,"losses":[…],"weights":[…]}`,
+    /// plus `"regularisers":[…]` and `"orthogonality":[…]` when the model
+    /// has them.
     pub fn step(&mut self, r: &StepRecord) -> Result<()> {
         let mut line = format!(
-            "{{\"step\":{},\"lr\":{},\"losses\":{},\"weights\":{}",
+            "{{\"time\":{},\"step\":{},\"epoch\":{},\"lr\":{},\"losses\":{},\"weights\":{}",
+            unix_time(),
             r.step,
+            r.epoch,
             json_number(r.lr as f64, r.lr),
             json_list(r.losses),
             json_list(r.weights)
@@ -98,7 +115,7 @@ impl RunLog {
         self.write_line(&line)
     }
 
-    /// `{"epoch":K,"step":N,"complete":B,"split":S,"metrics":{task:{metric:value,
+    /// `{"time":T,"epoch":K,"step":N,"complete":B,"split":S,"metrics":{task:{metric:value,
     /// "samples":n}}}` after a validation pass in epoch K (1-based; B
     /// false when the run ended mid-epoch) at step N; classification tasks
     /// add `"per_class_accuracy":[…]`.
@@ -131,7 +148,8 @@ impl RunLog {
             })
             .collect();
         let line = format!(
-            "{{\"epoch\":{epoch},\"step\":{step},\"complete\":{complete},\"split\":{},\"metrics\":{{{}}}}}",
+            "{{\"time\":{},\"epoch\":{epoch},\"step\":{step},\"complete\":{complete},\"split\":{},\"metrics\":{{{}}}}}",
+            unix_time(),
             json_string(&metrics.split),
             tasks.join(",")
         );
@@ -154,6 +172,7 @@ impl Observer for RunLog {
         match e.losses {
             Some(losses) if e.logged => self.step(&StepRecord {
                 step: e.step,
+                epoch: e.epoch,
                 lr: e.lr,
                 losses,
                 weights: e.weights,
@@ -182,6 +201,7 @@ mod tests {
         let mut log = RunLog::create(&path).unwrap();
         log.step(&StepRecord {
             step: 3,
+            epoch: 1,
             lr: 0.5,
             losses: &[1.5, f32::NAN],
             weights: &[1.0, 0.25],
@@ -209,13 +229,22 @@ mod tests {
         };
         log.epoch(1, 3, true, &metrics).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<serde_json::Value> = text
+        let mut lines: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect();
+        // The times vary run to run: checked present and plausible, then
+        // left out of the comparison.
+        for line in &mut lines {
+            let time = line
+                .as_object_mut()
+                .and_then(|o| o.remove("time"))
+                .and_then(|t| t.as_f64());
+            assert!(time.is_some_and(|t| t > 1.6e9), "{line}");
+        }
         assert_eq!(
             lines[0],
-            serde_json::json!({"step":3,"lr":0.5,"losses":[1.5,null],"weights":[1,0.25],"orthogonality":[0.125]})
+            serde_json::json!({"step":3,"epoch":1,"lr":0.5,"losses":[1.5,null],"weights":[1,0.25],"orthogonality":[0.125]})
         );
         assert_eq!(
             lines[1],

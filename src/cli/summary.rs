@@ -123,11 +123,7 @@ pub fn metrics_table(metrics: &Metrics, delta: Option<&DeltaM>) -> String {
 pub fn format_summary(metrics: &Metrics, delta: Option<&DeltaM>, stats: &RunStats) -> String {
     let mut out = metrics_table(metrics, delta);
     if let Some(d) = delta {
-        out.push_str(&format!(
-            "Δm% vs single-task baselines: {} (mean over {} task-metric pair(s); positive = multi-task better)\n",
-            percent(d.overall),
-            d.pairs
-        ));
+        out.push_str(&delta_line(d));
     }
     if let Some(epoch) = stats.stopped_early {
         out.push_str(&format!(
@@ -146,6 +142,16 @@ pub fn format_summary(metrics: &Metrics, delta: Option<&DeltaM>, stats: &RunStat
     }
     out.push('\n');
     out
+}
+
+/// The overall Δm% line (`train` and `eval --baseline` print the same),
+/// ending in '\n'.
+pub fn delta_line(d: &DeltaM) -> String {
+    format!(
+        "Δm% vs single-task baselines: {} (mean over {} task-metric pair(s); positive = multi-task better)\n",
+        percent(d.overall),
+        d.pairs
+    )
 }
 
 fn percent(v: Option<f64>) -> String {
