@@ -62,13 +62,13 @@ fn run_ok(cmd: &mut Command) -> String {
     text
 }
 
-/// stderr of a run that must fail with exit code 1.
+/// stderr of a run that must fail with the CLI's error exit code (2).
 fn run_err(cmd: &mut Command) -> String {
     let out = run_timed(cmd, RUN_SECS);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(2),
         "{}{stderr}",
         String::from_utf8_lossy(&out.stdout)
     );

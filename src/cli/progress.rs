@@ -5,7 +5,8 @@
 //! Lines show the step, the epoch (`epoch 3/10`), the losses (each task's
 //! with up to 4 tasks, else their mean, min and max and the worst task by
 //! name), steps/s and an ETA; numbers have 4 significant digits. Each
-//! validation line adds how long that epoch took.
+//! validation line adds how long that epoch took. While the GEMM
+//! autotuner times a new shape, a one-line note says so.
 
 use std::io::IsTerminal as _;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::Result;
+use crate::kernels::autotune;
 use crate::train::{
     CheckpointEvent, CheckpointKind, EpochEvent, EvaluationEvent, Observer, StartEvent, StepEvent,
 };
@@ -150,6 +152,7 @@ impl Progress {
 
     /// Removes the bar (the summary follows on a clean line).
     pub fn finish(&self) {
+        autotune::set_tuning_observer(None);
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
@@ -189,6 +192,15 @@ impl Observer for Progress {
             bar.set_position(e.start_step as u64);
             bar.enable_steady_tick(Duration::from_millis(250));
             self.bar = Some(bar);
+        }
+        if self.mode != Mode::Quiet {
+            // The first steps on new shapes time GEMM kernels (seconds to
+            // minutes on a CPU adapter): say so rather than look stuck.
+            let bar = self.bar.clone();
+            autotune::set_tuning_observer(Some(Box::new(move |notice| match &bar {
+                Some(bar) => bar.println(notice.to_string()),
+                None => println!("{notice}"),
+            })));
         }
         Ok(())
     }

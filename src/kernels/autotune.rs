@@ -10,6 +10,11 @@
 //!   `$XDG_CACHE_HOME/manytask` or `~/.cache/manytask`); `off` keeps the
 //!   table in memory only.
 //!
+//! Timing a new class takes seconds to minutes on a CPU adapter, so an
+//! application can be told first: [`set_tuning_observer`] registers a
+//! callback that receives a [`TuningNotice`] before each new class is
+//! timed (the CLI prints it as a one-line note).
+//!
 //! Tuning submits its own work (a few runs per candidate): call
 //! [`tune_gemm`] ahead of a measured loop so that a training step stays
 //! one submit. Every variant computes the same k-ordered fma chain, so the
@@ -113,6 +118,62 @@ fn table() -> &'static Mutex<Table> {
 
 fn lock_table() -> std::sync::MutexGuard<'static, Table> {
     table().lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the autotuner is about to time: a class it has no entry for.
+#[derive(Clone, Debug)]
+pub struct TuningNotice {
+    /// The GEMM layout.
+    pub layout: Layout,
+    /// The problem that triggered the timing.
+    pub shape: GemmShape,
+    /// Its class (the entry the result is kept under).
+    pub class: ShapeClass,
+    /// How many variants will be timed.
+    pub candidates: usize,
+    /// Where the result will be kept, or None for memory only.
+    pub cache_path: Option<PathBuf>,
+}
+
+impl std::fmt::Display for TuningNotice {
+    /// One line: what is timed, and that it happens once.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.shape;
+        let batch = if s.batch > 1 {
+            format!("{}×", s.batch)
+        } else {
+            String::new()
+        };
+        write!(
+            f,
+            "autotune: timing {} GEMM kernels for a new shape, {} {batch}{}×{}×{} (once per adapter and shape class{})",
+            self.candidates,
+            self.layout,
+            s.m,
+            s.n,
+            s.k,
+            if self.cache_path.is_some() { "; cached" } else { "; not cached" }
+        )
+    }
+}
+
+/// A callback told before each new class is timed.
+pub type TuningObserver = Box<dyn Fn(&TuningNotice) + Send + Sync>;
+
+fn observer_slot() -> &'static Mutex<Option<TuningObserver>> {
+    static OBSERVER: OnceLock<Mutex<Option<TuningObserver>>> = OnceLock::new();
+    OBSERVER.get_or_init(|| Mutex::new(None))
+}
+
+/// Registers (or with None removes) the process-wide tuning observer.
+pub fn set_tuning_observer(observer: Option<TuningObserver>) {
+    *observer_slot().lock().unwrap_or_else(|p| p.into_inner()) = observer;
+}
+
+fn notify(notice: &TuningNotice) {
+    if let Some(observer) = &*observer_slot().lock().unwrap_or_else(|p| p.into_inner()) {
+        observer(notice);
+    }
 }
 
 /// How the autotuner behaves; read from the environment on first use,
@@ -237,6 +298,13 @@ fn tuned_variant(ctx: &GpuContext, layout: Layout, shape: GemmShape) -> Result<V
             }
         }
     }
+    notify(&TuningNotice {
+        layout,
+        shape,
+        class: key.2,
+        candidates: candidates(ctx, shape).len(),
+        cache_path: cache_path(),
+    });
     let (best, _) = measure(ctx, layout, shape)?;
     let mut t = lock_table();
     t.entries.insert(key, best);
@@ -298,13 +366,7 @@ pub fn measure(
     layout: Layout,
     shape: GemmShape,
 ) -> Result<(Variant, Vec<(Variant, f64)>)> {
-    // Variants past the driver's loop cap would be refused (and wrong).
-    let fits = |v: &Variant| v.fits_loop_limit(ctx, shape.k as u64);
-    let candidates: Vec<Variant> = available_variants(ctx)
-        .into_iter()
-        .filter(|&v| v != Variant::Naive)
-        .filter(fits)
-        .collect();
+    let candidates = candidates(ctx, shape);
     let mut times: Vec<(Variant, f64)> = time_variants(ctx, layout, shape, &candidates, 3)?
         .into_iter()
         .map(|(v, samples)| (v, samples[samples.len() / 2]))
@@ -312,6 +374,17 @@ pub fn measure(
     times.sort_by(|x, y| x.1.total_cmp(&y.1));
     let best = times.first().map_or(default_variant(ctx), |t| t.0);
     Ok((best, times))
+}
+
+/// The variants timed for `shape`: every available one but the naive,
+/// less those past the driver's loop cap (they would be refused).
+fn candidates(ctx: &GpuContext, shape: GemmShape) -> Vec<Variant> {
+    let fits = |v: &Variant| v.fits_loop_limit(ctx, shape.k as u64);
+    available_variants(ctx)
+        .into_iter()
+        .filter(|&v| v != Variant::Naive)
+        .filter(fits)
+        .collect()
 }
 
 /// Reads the cache file into the table. A missing file is normal; a
