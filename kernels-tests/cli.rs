@@ -1,56 +1,17 @@
 //! The `manytask` binary end to end: exit codes and output formats.
 //! Training runs go through `run_timed`: a hung run fails its test.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use crate::common::{manytask, scratch_dir};
-
-/// Runs `cmd` to its end and returns its output; a run still going after
-/// `secs` seconds is killed and fails the test.
-fn run_timed(cmd: &mut Command, secs: u64) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            pipe.read_to_end(&mut bytes).ok();
-            bytes
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(secs) {
-            child.kill().ok();
-            child.wait().ok();
-            panic!("still running after {secs} s, killed: {cmd:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
-}
+use crate::common::{manytask, run_ok, run_timed, scratch_dir, RUN_SECS};
 
 /// The time bound of one small training run (generous: the suite shares
 /// two slow cores).
-const RUN_SECS: u64 = 300;
 
 #[test]
 fn info_lists_every_adapter_with_features_and_limits() {
-    let out = manytask().arg("info").output().unwrap();
+    let out = run_timed(manytask().arg("info"), RUN_SECS);
     assert!(
         out.status.success(),
         "{}",
@@ -75,10 +36,10 @@ fn info_lists_every_adapter_with_features_and_limits() {
 
 #[test]
 fn validate_json_prints_one_passing_object_per_case_and_adapter() {
-    let out = manytask()
-        .args(["validate", "--backend", "all", "--json", "--filter", "n=7"])
-        .output()
-        .unwrap();
+    let out = run_timed(
+        manytask().args(["validate", "--backend", "all", "--json", "--filter", "n=7"]),
+        RUN_SECS,
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         out.status.success(),
@@ -113,20 +74,17 @@ fn validate_json_prints_one_passing_object_per_case_and_adapter() {
 
 #[test]
 fn validate_with_a_filter_matching_nothing_exits_non_zero() {
-    let out = manytask()
-        .args(["validate", "--filter", "no such kernel"])
-        .output()
-        .unwrap();
+    let out = run_timed(
+        manytask().args(["validate", "--filter", "no such kernel"]),
+        RUN_SECS,
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--list"));
 }
 
 #[test]
 fn an_unknown_backend_is_rejected_with_the_valid_names() {
-    let out = manytask()
-        .args(["validate", "--backend", "cuda"])
-        .output()
-        .unwrap();
+    let out = run_timed(manytask().args(["validate", "--backend", "cuda"]), RUN_SECS);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("vulkan"));
 }
@@ -135,12 +93,13 @@ fn an_unknown_backend_is_rejected_with_the_valid_names() {
 /// at all: the binary must say how to get one and exit non-zero.
 #[test]
 fn no_vulkan_driver_gives_an_install_hint_and_exit_code_2() {
-    let out = manytask()
-        .args(["validate", "--backend", "vulkan", "--filter", "n=1 "])
-        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
-        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
-        .output()
-        .unwrap();
+    let out = run_timed(
+        manytask()
+            .args(["validate", "--backend", "vulkan", "--filter", "n=1 "])
+            .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+            .env("VK_DRIVER_FILES", "/nonexistent/icd.json"),
+        RUN_SECS,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -151,10 +110,10 @@ fn no_vulkan_driver_gives_an_install_hint_and_exit_code_2() {
 
 #[test]
 fn bench_json_prints_the_roofline_and_the_documented_fields() {
-    let out = manytask()
-        .args(["bench", "--quick", "--json", "--filter", "masked_losses"])
-        .output()
-        .unwrap();
+    let out = run_timed(
+        manytask().args(["bench", "--quick", "--json", "--filter", "masked_losses"]),
+        RUN_SECS,
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -397,16 +356,6 @@ fn a_divergence_between_loss_reads_names_its_true_step() {
         between_reads, every_step,
         "read every 50 steps, the error must still name step {every_step}"
     );
-}
-
-fn run_ok(cmd: &mut Command) -> (String, String) {
-    let out = run_timed(cmd, RUN_SECS);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    );
-    assert!(out.status.success(), "{stdout}{stderr}");
-    (stdout, stderr)
 }
 
 /// A small, quick run of the synthetic benchmark with `tasks` tasks.

@@ -13,7 +13,13 @@ use manytask::data::batch::Batcher;
 use manytask::graph::Optimizer;
 use manytask::types::{Reduction, WeightInit};
 
-use crate::common::{manytask, scratch_dir};
+use crate::common::{manytask, run_timed, scratch_dir, RUN_SECS};
+
+/// Runs the binary under the test deadline; returns stdout, panicking
+/// with stderr on failure.
+fn run_ok(args: &[&str]) -> String {
+    crate::common::run_ok(manytask().args(args)).0
+}
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/configs")
@@ -441,18 +447,6 @@ fn a_config_that_does_not_fit_its_data_is_a_clear_error() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// Runs the binary; returns stdout, panicking with stderr on failure.
-fn run_ok(args: &[&str]) -> String {
-    let out = manytask().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// The metrics table from "test split (…):" to the next blank or
 /// non-indented line.
 fn test_table(stdout: &str) -> Vec<String> {
@@ -507,16 +501,16 @@ fn eval_of_a_saved_checkpoint_reproduces_the_test_metrics_train_printed() {
         )
         .replace("widths = [16]", "widths = [12]");
     std::fs::write(&other, text).unwrap();
-    let out = manytask()
-        .args([
+    let out = run_timed(
+        manytask().args([
             "eval",
             "--checkpoint",
             ck_s,
             "--config",
             other.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+        ]),
+        RUN_SECS,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -525,14 +519,14 @@ fn eval_of_a_saved_checkpoint_reproduces_the_test_metrics_train_printed() {
     );
     // A checkpoint without a stored config asks for --config.
     std::fs::write(dir.join("empty.safetensors"), b"").unwrap();
-    let out = manytask()
-        .args([
+    let out = run_timed(
+        manytask().args([
             "eval",
             "--checkpoint",
             dir.join("empty.safetensors").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+        ]),
+        RUN_SECS,
+    );
     assert_eq!(out.status.code(), Some(2));
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -540,11 +534,12 @@ fn eval_of_a_saved_checkpoint_reproduces_the_test_metrics_train_printed() {
 #[test]
 fn a_config_named_without_a_folder_reads_its_data_from_the_current_folder() {
     // `Path::parent` of "csv.toml" is "", which is not a folder.
-    let out = manytask()
-        .current_dir(examples())
-        .args(["train", "--config", "csv.toml", "--steps", "1"])
-        .output()
-        .unwrap();
+    let out = run_timed(
+        manytask()
+            .current_dir(examples())
+            .args(["train", "--config", "csv.toml", "--steps", "1"]),
+        RUN_SECS,
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -1029,7 +1029,7 @@ fn test_table(stdout: &str) -> Vec<String> {
 
 /// Runs the binary in `dir` (bounded), returning stdout; fails on error.
 fn run_in(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = crate::hostile::run_output(manytask().current_dir(dir).args(args), 300);
+    let out = crate::common::run_timed(manytask().current_dir(dir).args(args), 300);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),

@@ -10,6 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::common::{run_timed, RUN_SECS};
+
 /// The directory of the example binaries: `<target>/<profile>/examples`,
 /// beside the `deps` directory holding this test binary (so a
 /// `CARGO_TARGET_DIR` or `--target` layout is followed as is).
@@ -70,17 +72,17 @@ fn run(name: &str, args: &[&str]) -> String {
 }
 
 fn run_raw(name: &str, args: &[&str]) -> Output {
-    Command::new(example_path(name))
-        .args(args)
+    let mut cmd = Command::new(example_path(name));
+    cmd.args(args)
         .env_remove("MANYTASK_BACKEND")
         .env("XDG_RUNTIME_DIR", std::env::temp_dir())
         // One worker thread for Mesa's CPU drivers: an example then takes
         // one core, not all, next to the GPU tests running in this
         // binary (wgpu's GL backend panics when a thread waits more than
         // 1 s for the GL context, which a starved test can cause).
-        .env("LP_NUM_THREADS", "1")
-        .output()
-        .unwrap_or_else(|e| panic!("running example {name}: {e}"))
+        .env("LP_NUM_THREADS", "1");
+    // Examples train for real: a generous bound, still short of a CI hang.
+    run_timed(&mut cmd, 3 * RUN_SECS)
 }
 
 /// The number after `key` on the one line starting with `prefix`, checked

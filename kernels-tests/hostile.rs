@@ -48,50 +48,10 @@ fn assert_mentions(message: &str, parts: &[&str]) {
     }
 }
 
-/// Runs `cmd` to its end under a deadline, its output drained on
-/// threads (a full pipe cannot stall it); a run past the deadline is
-/// killed and fails the test.
-pub(crate) fn run_output(cmd: &mut std::process::Command, seconds: u64) -> std::process::Output {
-    use std::process::Stdio;
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut bytes);
-            }
-            bytes
-        })
-    };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
-    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} ran past {seconds} s (a hang?)");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    std::process::Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
-
 /// Runs the binary with `args` under a deadline; returns (exit code,
 /// stderr).
 pub(crate) fn run_bounded(args: &[&str], seconds: u64) -> (Option<i32>, String) {
-    let out = run_output(manytask().args(args), seconds);
+    let out = crate::common::run_timed(manytask().args(args), seconds);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).to_string(),

@@ -3,52 +3,13 @@
 //! refused before the first step unless `--force`, and a save removes the
 //! temporary files of saves killed mid-write. Runs go under a timeout.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use crate::common::{manytask, scratch_dir};
+use crate::common::{manytask, run_timed, scratch_dir, RUN_SECS};
 
 /// The time bound of one small run (generous: the suite shares two slow
 /// cores).
-const RUN_SECS: u64 = 300;
-
-/// Runs `cmd` to its end; a run still going after `secs` is killed and
-/// fails the test.
-fn run_timed(cmd: &mut Command, secs: u64) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            pipe.read_to_end(&mut bytes).ok();
-            bytes
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(secs) {
-            child.kill().ok();
-            child.wait().ok();
-            panic!("still running after {secs} s, killed: {cmd:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
-}
 
 /// stdout and stderr of a run that must succeed.
 fn run_ok(cmd: &mut Command) -> String {

@@ -7,12 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use safetensors::tensor::{Dtype, TensorView};
 
-use crate::common::{manytask, scratch_dir};
+use crate::common::{manytask, run_timed, scratch_dir};
 
 const D: usize = 5; // features
 const H: usize = 4; // trunk width
@@ -165,23 +163,6 @@ fn reference_step(
     for (v, g) in p.get_mut("trunk.0.bias").unwrap().iter_mut().zip(&db0) {
         *v -= LR * g;
     }
-}
-
-fn run_timed(cmd: &mut Command, secs: u64) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(secs) {
-            child.kill().ok();
-            panic!("{cmd:?} ran past {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
 }
 
 #[test]
