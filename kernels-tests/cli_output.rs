@@ -8,9 +8,6 @@ use std::process::Command;
 
 use crate::common::{manytask, run_ok, run_timed, scratch_dir, RUN_SECS};
 
-/// The time bound of one small run (generous: the suite shares two slow
-/// cores).
-
 /// A tiny run of the two-task synthetic benchmark.
 fn tiny_train() -> Command {
     let mut cmd = manytask();

@@ -154,10 +154,10 @@ fn every_module_uses_only_the_layers_below_it() {
                 }
                 // Re-exports at the crate root (`crate::Error`,
                 // `crate::Result`) are the error module.
-                if used == "Error" || used == "Result" {
-                    if may_use.contains(&"error") || module == "error" {
-                        continue;
-                    }
+                if (used == "Error" || used == "Result")
+                    && (may_use.contains(&"error") || module == "error")
+                {
+                    continue;
                 }
                 broken.push(format!(
                     "{}:{}: '{module}' uses crate::{used} (may use {may_use:?})",

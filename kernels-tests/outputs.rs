@@ -8,9 +8,6 @@ use std::process::Command;
 
 use crate::common::{manytask, run_timed, scratch_dir, RUN_SECS};
 
-/// The time bound of one small run (generous: the suite shares two slow
-/// cores).
-
 /// stdout and stderr of a run that must succeed.
 fn run_ok(cmd: &mut Command) -> String {
     let out = run_timed(cmd, RUN_SECS);

@@ -39,7 +39,7 @@ pub fn sig4(x: f32) -> String {
 }
 
 /// `values` of the tasks `names`: each listed (`a=0.1234 b=5.000`) with
-/// up to [`LISTED_TASKS`] tasks, else `mean m  min m  max m (task)`.
+/// up to `LISTED_TASKS` (4) tasks, else `mean m  min m  max m (task)`.
 pub fn task_summary(names: &[String], values: &[f32]) -> String {
     if values.len() <= LISTED_TASKS {
         let cells: Vec<String> = values
