@@ -26,6 +26,11 @@
 //!   standardises every other regression task with the training split's
 //!   mean and std. Either way `Dataset::target_scale(task)` gives the
 //!   pair, so metrics can be reported in original units.
+//!
+//! One file, past 700 lines, on purpose: these rules interlock (the
+//! split, the schema check across split files, the CSV feature list and
+//! the target scale all read one another), so they are kept in one place
+//! where a reader can check them together.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

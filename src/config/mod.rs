@@ -21,6 +21,7 @@ pub mod data;
 pub mod model;
 pub mod tasks;
 pub mod train;
+pub mod weighting;
 
 use std::fmt::Display;
 use std::path::Path;
@@ -34,7 +35,8 @@ use crate::types::{ModelSpec, TaskSpec};
 pub use data::DataConfig;
 pub use model::{ModelConfig, RegulariserConfig, StitchConfig};
 pub use tasks::TaskConfig;
-pub use train::{TrainConfig, WeightingConfig};
+pub use train::TrainConfig;
+pub use weighting::WeightingConfig;
 
 /// The largest config file `Config::load` reads (a run config is a few
 /// hundred bytes; this only stops a wrong path from being read whole).

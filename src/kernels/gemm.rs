@@ -7,6 +7,10 @@
 //! benches use it to check and time every variant); `gemm_fused` adds the
 //! dense-layer fusions (`Fusion`: activation-derivative prologue, bias
 //! gradient). `kernels::dense` and `kernels::task_gemm` build on `launch`.
+//!
+//! One file, past 700 lines, on purpose: the variants, layouts, dtypes and
+//! fusions share one parameter block, one set of shape checks and one
+//! pipeline key, and splitting them would scatter that one contract.
 
 use std::fmt;
 use std::str::FromStr;
