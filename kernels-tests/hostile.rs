@@ -760,3 +760,63 @@ fn checkpoint_tally() -> Tally {
         tally
     })
 }
+
+#[test]
+fn a_model_too_large_for_the_adapter_is_refused_before_allocating() {
+    // 10^10 weights in one layer: 40 GB of host memory for the initial
+    // values alone, so the check must come before any allocation.
+    let (code, stderr) = run_bounded(
+        &[
+            "train",
+            "--widths",
+            "100000,100000",
+            "--tasks",
+            "1",
+            "--steps",
+            "1",
+        ],
+        120,
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_mentions(&stderr, &["bytes", "max_storage_buffer_binding_size"]);
+}
+
+#[test]
+fn a_checkpoint_whose_config_asks_for_a_huge_model_is_refused_by_eval() {
+    use safetensors::tensor::{SafeTensors, TensorView};
+    let dir = scratch_dir("hostile-huge-checkpoint");
+    let small = dir.join("small.safetensors");
+    let (code, stderr) = run_bounded(
+        &[
+            "train",
+            "--tasks",
+            "1",
+            "--steps",
+            "1",
+            "--widths",
+            "8",
+            "--quiet",
+            "--save",
+            small.to_str().unwrap(),
+        ],
+        300,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    // The same tensors, with the stored config asking for two layers of
+    // 100000: eval builds the model from that config.
+    let bytes = std::fs::read(&small).unwrap();
+    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    let config = meta.get("config").unwrap();
+    assert!(config.contains("\"widths\":[8]"), "{config}");
+    let huge = config.replace("\"widths\":[8]", "\"widths\":[100000,100000]");
+    meta.insert("config".into(), huge);
+    let tensors = SafeTensors::deserialize(&bytes).unwrap();
+    let views: Vec<(String, TensorView)> = tensors.tensors();
+    let hostile = dir.join("huge.safetensors");
+    safetensors::serialize_to_file(views, Some(meta), &hostile).unwrap();
+    let (code, stderr) = run_bounded(&["eval", "--checkpoint", hostile.to_str().unwrap()], 120);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_mentions(&stderr, &["bytes", "max_storage_buffer_binding_size"]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
