@@ -24,6 +24,17 @@ fn data(rows: usize) -> Dataset {
 /// A hard-sharing model of `batch` rows for `data`'s tasks (masked, so
 /// short batches pad), built from `seed`.
 fn learner(ctx: &GpuContext, data: &Dataset, batch: usize, seed: u64) -> Learner {
+    weighted_learner(ctx, data, batch, seed, Weighting::Equal)
+}
+
+/// `learner` with another task weighting.
+fn weighted_learner(
+    ctx: &GpuContext,
+    data: &Dataset,
+    batch: usize,
+    seed: u64,
+    weighting: Weighting,
+) -> Learner {
     let spec = ModelSpec {
         init: WeightInit::Glorot,
         rows: batch,
@@ -43,7 +54,7 @@ fn learner(ctx: &GpuContext, data: &Dataset, batch: usize, seed: u64) -> Learner
         lr: 1e-2,
         ..AdamW::default()
     });
-    Learner::new(ctx, spec, optimizer, Weighting::Equal, seed).unwrap()
+    Learner::new(ctx, spec, optimizer, weighting, seed).unwrap()
 }
 
 /// Runs `f` on another thread; fails the test if it takes over `secs`.
@@ -290,4 +301,50 @@ fn tiny_splits_train_or_fail_naming_the_split_within_a_time_bound() {
     );
     assert!(err(4).contains("no validation samples"), "{}", err(4));
     assert!(!std::path::Path::new("unused.safetensors").exists());
+}
+
+#[test]
+fn a_resumed_run_continues_bit_for_bit_with_every_stateful_weighting() {
+    // RLW and PCGrad draw from a generator, GradNorm learns weights with
+    // Adam, DWA keeps two epochs of losses and the running sums of the
+    // epoch in progress, uncertainty warm-starts log σ² once: all of it
+    // must travel in the checkpoint. 3 batches an epoch; saved mid-epoch
+    // at step 7 (DWA has two epochs of history), resumed to 10.
+    let ctx = &contexts()[0];
+    let d = data(40);
+    let dir = scratch_dir("train-resume-weighting");
+    for name in ["rlw", "pcgrad", "gradnorm", "dwa", "uncertainty_warm"] {
+        let weighting = || manytask::weighting::parse(name).unwrap();
+        let path = dir.join(format!("{name}.safetensors"));
+        let mut straight = weighted_learner(ctx, &d, 16, 0, weighting());
+        Trainer::new(TrainOptions::steps(10).shuffle(3))
+            .fit(ctx, &mut straight, &d, None)
+            .unwrap();
+        let mut first = weighted_learner(ctx, &d, 16, 0, weighting());
+        let part = Trainer::new(TrainOptions::steps(7).shuffle(3))
+            .fit(ctx, &mut first, &d, None)
+            .unwrap();
+        state::save(ctx, &first, &part.state, &[], &path).unwrap();
+        // Another seed: the weighting's generator must come from the file.
+        let mut resumed = weighted_learner(ctx, &d, 16, 9, weighting());
+        let at = state::resume(ctx, &mut resumed, &path).unwrap();
+        Trainer::new(TrainOptions::steps(10).shuffle(3))
+            .resume_from(at)
+            .fit(ctx, &mut resumed, &d, None)
+            .unwrap();
+        let values = |l: &Learner| l.program.params().values.to_f32_vec(ctx).unwrap();
+        assert!(values(&resumed) == values(&straight), "{name}");
+        // Another method cannot take this state.
+        let mut other = weighted_learner(ctx, &d, 16, 0, Weighting::Equal);
+        let e = state::resume(ctx, &mut other, &path)
+            .unwrap_err()
+            .to_string();
+        // (Uncertainty weighting adds parameters: its layout differs too.)
+        let method = name.split('_').next().unwrap();
+        assert!(
+            (e.contains("weighting state") && e.contains(method)) || e.contains("parameter layout"),
+            "{e}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -336,6 +336,40 @@ impl Program {
         Ok(means)
     }
 
+    /// The per-task loss sums since the last `take_epoch_losses` and the
+    /// steps they cover (None without `Balancing::EpochLosses`): what a
+    /// checkpoint taken mid-epoch keeps for DWA.
+    pub fn epoch_loss_sums(&self, ctx: &GpuContext) -> Result<Option<(Vec<f32>, u32)>> {
+        self.epoch_losses
+            .as_ref()
+            .map(|(sums, steps)| Ok((sums.to_f32_vec(ctx)?, *steps)))
+            .transpose()
+    }
+
+    /// Restores what `epoch_loss_sums` returned (one sum per task).
+    pub fn set_epoch_loss_sums(
+        &mut self,
+        ctx: &GpuContext,
+        sums: &[f32],
+        steps: u32,
+    ) -> Result<()> {
+        let Some((buffer, count)) = &mut self.epoch_losses else {
+            return Err(err(
+                "set_epoch_loss_sums needs Balancing::EpochLosses".into()
+            ));
+        };
+        if sums.len() != buffer.len() {
+            return Err(err(format!(
+                "{} epoch loss sums for {} tasks",
+                sums.len(),
+                buffer.len()
+            )));
+        }
+        buffer.write_f32(ctx, sums)?;
+        *count = steps;
+        Ok(())
+    }
+
     /// Uncertainty weighting's s_t = log σ_t², as of the last step.
     pub fn log_variances(&self, ctx: &GpuContext) -> Result<Option<Vec<f32>>> {
         self.graph

@@ -3,7 +3,9 @@
 //! order (each epoch's order is a function of (seed, epoch), so the
 //! position is all the shuffle stream needs), and the watched metric's
 //! best value. Stored as JSON under [`STATE_KEY`] in the checkpoint's
-//! metadata, beside the caller's (the config).
+//! metadata, beside the caller's (the config), with what the task
+//! weighting remembers (`weighting::BalancerState`) under
+//! [`BALANCER_KEY`].
 
 use std::path::Path;
 
@@ -17,6 +19,8 @@ use crate::train::stopping::Watch;
 
 /// The metadata key of the run state.
 pub const STATE_KEY: &str = "manytask.train";
+/// The metadata key of the task weighting's state.
+pub const BALANCER_KEY: &str = "manytask.weighting";
 
 /// A run's position.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -68,12 +72,22 @@ pub fn save(
     metadata: &[(String, String)],
     path: &Path,
 ) -> Result<()> {
-    let json = serde_json::to_string(state).map_err(|e| Error::Checkpoint {
-        file: path.display().to_string(),
-        detail: format!("the run state as JSON: {e}"),
-    })?;
+    let as_json = |what: &str, json: serde_json::Result<String>| {
+        json.map_err(|e| Error::Checkpoint {
+            file: path.display().to_string(),
+            detail: format!("the {what} as JSON: {e}"),
+        })
+    };
+    let balancer = learner.balancer.state(ctx, &learner.program)?;
     let mut meta = metadata.to_vec();
-    meta.push((STATE_KEY.to_string(), json));
+    meta.push((
+        STATE_KEY.to_string(),
+        as_json("run state", serde_json::to_string(state))?,
+    ));
+    meta.push((
+        BALANCER_KEY.to_string(),
+        as_json("weighting state", serde_json::to_string(&balancer))?,
+    ));
     checkpoint::save(ctx, &learner.program, &learner.nodes.pieces, &meta, path)
 }
 
@@ -89,6 +103,19 @@ pub fn resume(ctx: &GpuContext, learner: &mut Learner, path: &Path) -> Result<Tr
         path,
         Restore::Everything,
     )?;
+    if let Some(json) = meta.get(BALANCER_KEY) {
+        let balancer = serde_json::from_str(json).map_err(|e| Error::Checkpoint {
+            file: path.display().to_string(),
+            detail: format!("'{BALANCER_KEY}' metadata is not a weighting state: {e}"),
+        })?;
+        learner
+            .balancer
+            .restore(ctx, &mut learner.program, balancer)
+            .map_err(|e| Error::Checkpoint {
+                file: path.display().to_string(),
+                detail: format!("its weighting state does not fit this run: {e}"),
+            })?;
+    }
     match meta.get(STATE_KEY) {
         Some(json) => serde_json::from_str(json).map_err(|e| Error::Checkpoint {
             file: path.display().to_string(),

@@ -3,7 +3,7 @@
 //! the determinism guarantees need.
 
 /// SplitMix64: 64 bits of state, one multiply-xorshift chain per draw.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rng {
     state: u64,
 }

@@ -7,6 +7,12 @@
 //! Use: `model.set_balancing(balancer.balancing())` before building the
 //! program, then `balancer.step(ctx, &mut program, opts)` instead of
 //! `program.step`, and `balancer.end_epoch` at epoch ends (DWA).
+//!
+//! `state` and `restore` carry what the methods remember between steps
+//! (RLW's and PCGrad's generator, GradNorm's weights and Adam moments,
+//! DWA's loss history and the epoch's running loss sums, whether
+//! uncertainty weighting's warm start ran) through a checkpoint, so a
+//! resumed run takes the steps an uninterrupted one would.
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
@@ -25,6 +31,24 @@ pub struct BalancedStep {
     pub report: StepReport,
     /// c_t per task.
     pub weights: Vec<f32>,
+}
+
+/// What a `Balancer` remembers between steps, as a checkpoint stores it
+/// (JSON: every f64 round-trips exactly, the f32 loss sums as bits).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BalancerState {
+    /// The method's name (`Weighting::name`): restoring into another
+    /// method is refused.
+    pub method: String,
+    /// Tasks.
+    pub tasks: usize,
+    rng: Rng,
+    gradnorm: Option<GradNormState>,
+    dwa: Option<DwaState>,
+    log_var_set: bool,
+    /// DWA: the program's per-task loss sums of the epoch in progress
+    /// (f32 bits) and the steps they cover.
+    epoch_loss_sums: Option<(Vec<u32>, u32)>,
 }
 
 /// Runs one `Weighting` on a program, step after step, keeping its state
@@ -148,7 +172,9 @@ impl Balancer {
             return Ok(BalancedStep { report, weights });
         }
         if let Weighting::Uncertainty { init } = self.weighting {
-            if init == UncertaintyInit::FirstLosses && !self.log_var_set {
+            // A program that has stepped (resumed from a checkpoint) keeps
+            // the s_t it learned.
+            if init == UncertaintyInit::FirstLosses && !self.log_var_set && program.steps() == 0 {
                 self.start_log_variances(ctx, program)?;
             }
             let report = program.step(ctx, opts)?;
@@ -199,6 +225,67 @@ impl Balancer {
         // Count both phases.
         let report = StepReport::since(ctx, &before, losses);
         Ok(BalancedStep { report, weights })
+    }
+
+    /// What the balancer (and the program's epoch loss sums) hold now.
+    pub fn state(&self, ctx: &GpuContext, program: &Program) -> Result<BalancerState> {
+        let epoch_loss_sums = program
+            .epoch_loss_sums(ctx)?
+            .map(|(sums, steps)| (sums.iter().map(|s| s.to_bits()).collect(), steps));
+        Ok(BalancerState {
+            method: self.weighting.name().to_string(),
+            tasks: self.tasks,
+            rng: self.rng.clone(),
+            gradnorm: self.gradnorm.clone(),
+            dwa: self.dwa.clone(),
+            log_var_set: self.log_var_set,
+            epoch_loss_sums,
+        })
+    }
+
+    /// Continues from `state` (taken by `state` from a balancer of the
+    /// same method and task count); the task weights are written again
+    /// at the next step.
+    pub fn restore(
+        &mut self,
+        ctx: &GpuContext,
+        program: &mut Program,
+        state: BalancerState,
+    ) -> Result<()> {
+        let method = self.weighting.name();
+        if state.method != method || state.tasks != self.tasks {
+            return Err(Error::InvalidInput {
+                op: "Balancer::restore",
+                detail: format!(
+                    "the state is of {} over {} tasks, this run weighs {} tasks with {method}",
+                    state.method, state.tasks, self.tasks
+                ),
+            });
+        }
+        if let Some((bits, steps)) = &state.epoch_loss_sums {
+            let sums: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+            program.set_epoch_loss_sums(ctx, &sums, *steps)?;
+        }
+        // The method's hyper-parameters come from this run; the state
+        // brings what was learned, checked (a checkpoint is input).
+        self.gradnorm = match (state.gradnorm, &self.weighting) {
+            (Some(g), Weighting::GradNorm { update, .. }) => {
+                g.check(self.tasks)?;
+                Some(g.with_update(*update))
+            }
+            _ => None,
+        };
+        if let (Some(saved), Weighting::Dwa { temperature }) = (state.dwa, &self.weighting) {
+            let mut dwa = DwaState::new(self.tasks, *temperature)?;
+            for means in saved.history() {
+                dwa.end_epoch(means)?;
+            }
+            self.dwa = Some(dwa);
+        }
+        self.rng = state.rng;
+        self.log_var_set = state.log_var_set;
+        self.written = None;
+        Ok(())
     }
 
     /// Ends an epoch: DWA reads the epoch's mean losses from the GPU and

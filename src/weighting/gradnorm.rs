@@ -21,7 +21,7 @@ pub const GRADNORM_WEIGHT_FLOOR: f64 = 1e-4;
 /// by about `lr` per step in the direction of its sign. LibMTL gets the
 /// same behaviour by putting the weights into the model's optimiser
 /// (usually Adam).
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub enum GradNormUpdate {
     /// Adam on `w` (β₁ = 0.9, β₂ = 0.999, ε = 1e-12), its own `lr`.
     #[default]
@@ -36,7 +36,7 @@ const ADAM_EPS: f64 = 1e-12;
 
 /// GradNorm's state: the loss weights `w` (`Σ w = T`, starting at 1) and
 /// the initial losses `L(0)` that progress is measured against.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GradNormState {
     weights: Vec<f64>,
     initial_losses: Vec<f64>,
@@ -71,6 +71,26 @@ impl GradNormState {
     pub fn with_update(mut self, update: GradNormUpdate) -> Self {
         self.update = update;
         self
+    }
+
+    /// Checks a state read from a checkpoint: every vector has `tasks`
+    /// finite entries and the initial losses are positive.
+    pub fn check(&self, tasks: usize) -> Result<()> {
+        let vectors = [&self.weights, &self.initial_losses, &self.m, &self.v];
+        if vectors.iter().any(|v| v.len() != tasks) {
+            return Err(invalid(
+                "GradNormState::check",
+                format!("a GradNorm state whose vectors do not all have {tasks} entries"),
+            ));
+        }
+        let finite = vectors.iter().all(|v| v.iter().all(|x| x.is_finite()));
+        if !finite || self.initial_losses.iter().any(|&l| l <= 0.0) {
+            return Err(invalid(
+                "GradNormState::check",
+                "a GradNorm state with non-finite values or a non-positive initial loss".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The current loss weights `w` (`Σ w = T`).

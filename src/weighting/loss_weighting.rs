@@ -8,7 +8,7 @@ use crate::{Error, Result};
 /// DWA's state (Liu et al. 2019, "End-to-End Multi-Task Learning with
 /// Attention"): the mean training loss of each task over the last two
 /// epochs.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DwaState {
     tasks: usize,
     temperature: f64,
@@ -56,6 +56,11 @@ impl DwaState {
         }
         self.history.push(mean_losses.to_vec());
         Ok(())
+    }
+
+    /// The mean losses recorded, oldest first (at most two epochs).
+    pub fn history(&self) -> &[Vec<f64>] {
+        &self.history
     }
 
     /// The weights for the coming epoch: `λ_k = K·softmax(r/τ)_k` with

@@ -24,7 +24,7 @@ mod mgda;
 mod pcgrad;
 mod simplex;
 
-pub use balancer::{BalancedStep, Balancer};
+pub use balancer::{BalancedStep, Balancer, BalancerState};
 pub use cagrad::{cagrad, cagrad_objective, CaGradRescale, CaGradSolution};
 pub use gradnorm::{GradNormState, GradNormUpdate, GRADNORM_WEIGHT_FLOOR};
 pub use gram::{Gram, SYMMETRY_TOLERANCE};
