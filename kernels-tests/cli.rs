@@ -10,7 +10,7 @@ use crate::common::{manytask, scratch_dir};
 
 /// Runs `cmd` to its end and returns its output; a run still going after
 /// `secs` seconds is killed and fails the test.
-fn run_timed(cmd: &mut Command, secs: u64) -> Output {
+pub fn run_timed(cmd: &mut Command, secs: u64) -> Output {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
