@@ -383,10 +383,7 @@ fn gram_balancing_on_a_split_arena_matches_one_buffer_or_names_the_limit() {
                 max_arena_buffer_bytes: cap,
             };
             let p = Program::build_with(ctx, m.graph, adamw(), 7, options);
-            p.map(|p| {
-                feed(ctx, &p, &m.nodes, 3);
-                p
-            })
+            p.inspect(|p| feed(ctx, p, &m.nodes, 3))
         };
         let mut one = program(None).unwrap();
         let cap = tight_cap(&one, &["trunk."]);

@@ -162,7 +162,8 @@ impl ParamLayout {
     /// The same parameters laid out group by group (one group per
     /// distinct learning-rate multiplier, in order of first appearance),
     /// with each group's (multiplier, first element, elements): the
-    /// optimiser runs once per group on views of the arenas.
+    /// optimiser runs once per group and arena buffer (`split`) on views
+    /// of the arenas.
     pub fn grouped(&self, align: usize) -> (ParamLayout, Vec<(f32, usize, usize)>) {
         let mut scales: Vec<f32> = Vec::new();
         for e in &self.entries {
