@@ -413,7 +413,8 @@ impl ParamLayout {
                 });
             }
             if round4(u.end) - start > cap_elems && end > start {
-                ranges.push(start..round4(end));
+                // Rounded up to whole vec4s, short of the next entry.
+                ranges.push(start..round4(end).min(u.start));
                 start = u.start;
             }
             end = u.end;
@@ -601,7 +602,11 @@ impl ParamArena {
         let buffer_of = layout
             .entries
             .iter()
-            .map(|e| ranges.partition_point(|r| r.start <= e.offset) - 1)
+            .map(|e| {
+                ranges
+                    .partition_point(|r| r.start <= e.offset)
+                    .saturating_sub(1)
+            })
             .collect();
         let values = SplitArena::new(ctx, "params", &ranges, n, |r| {
             layout.initial_values_in(seed, r)
