@@ -4,6 +4,7 @@
 
 mod adversarial;
 mod arch;
+mod arena;
 mod balancing;
 mod block;
 mod checkpoint;

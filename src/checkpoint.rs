@@ -2,7 +2,9 @@
 //! layout (`arch::Piece`: `trunk.{i}.weight` [out, in], `…bias` \[out\],
 //! `heads.{task}.{j}.…`, `columns.{task}.{i}.…`; α, β and log σ² whole
 //! under their graph names), the optimiser state (`optimizer.state.{k}`,
-//! the flat arena, and `optimizer.step`), and metadata: the manytask
+//! the flat arena: its buffers concatenated, the same bytes however the
+//! arena is split, so a checkpoint loads across splits; and
+//! `optimizer.step`), and metadata: the manytask
 //! version, the arena layout (to refuse optimiser state from another
 //! model) and whatever the caller adds (the config as JSON).
 //!

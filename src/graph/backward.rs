@@ -103,19 +103,21 @@ impl Program {
                     task_gemm(rec, self.variant, &tables.dw, x, g, dw, &epi, &fusion)?;
                 }
                 Op::FusedTrunk { x, .. } => {
-                    let (OpBuffers::FusedTrunk { spec, acts }, Some(deltas)) =
+                    let (OpBuffers::FusedTrunk { spec, acts, buffer }, Some(deltas)) =
                         (&state.op, &bw.delta)
                     else {
                         return Err(self.missing(i, "trunk buffers and deltas"));
                     };
+                    // The buffer holding the trunk's parameters; the spec's
+                    // offsets are local to it.
                     let grads = TrunkGrads {
                         dx: self.grad(*x),
-                        grads: &self.arena.grads,
+                        grads: self.arena.grads.buffer(*buffer),
                         deltas,
                         accumulate: acc_params,
                         accumulate_dx: acc[0],
                     };
-                    let (params, zs) = (&self.arena.values, bw.z.as_ref());
+                    let (params, zs) = (self.arena.values.buffer(*buffer), bw.z.as_ref());
                     let x = self.val(*x);
                     fused_mlp::trunk_backward(rec, spec, x, params, acts, zs, g, &grads)?;
                 }

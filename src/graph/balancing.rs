@@ -124,39 +124,13 @@ impl GramParts {
         space: GramSpace,
         tasks: usize,
     ) -> Result<GramParts> {
-        let Some((layer, _)) = &graph.task_split else {
-            return Err(err(
-                "gradient-based balancing needs the per-task gradients of the heads' input (split_task_grads)".into(),
-            ));
-        };
-        let Op::Dense { x: h, .. } = graph.nodes[layer.0].op else {
-            return Err(err(format!(
-                "'{}' is not a dense layer",
-                graph.nodes[layer.0].name
-            )));
-        };
-        let (rows, width) = (graph.nodes[h.0].shape[0], graph.nodes[h.0].shape[1]);
-        let trunk = match space {
-            GramSpace::Representation => 0..0,
-            GramSpace::LastSharedLayer => h.0..h.0 + 1,
-            GramSpace::SharedParameters => 0..h.0 + 1,
-        };
-        let params: Vec<ParamId> = match space {
-            GramSpace::Representation => Vec::new(),
-            GramSpace::LastSharedLayer => match graph.nodes[h.0].op {
-                Op::Dense { w, .. } => vec![w],
-                _ => {
-                    return Err(err(format!(
-                    "GradNorm's last shared layer: '{}' (the heads' input) is not a dense layer",
-                    graph.nodes[h.0].name
-                )))
-                }
-            },
-            GramSpace::SharedParameters => trunk
-                .clone()
-                .flat_map(|i| graph.nodes[i].op.params())
-                .collect(),
-        };
+        let Compared {
+            h,
+            rows,
+            width,
+            trunk,
+            params,
+        } = compared(graph, space)?;
         let source = match space {
             GramSpace::Representation => GramSource::Representation,
             _ if params.is_empty() => {
@@ -187,6 +161,62 @@ impl GramParts {
             ones: vec![1.0; tasks],
         })
     }
+}
+
+/// What the Gram phase compares: the heads' shared input H [rows, width],
+/// the nodes whose backward the per-task passes run, and the parameters
+/// whose gradients they compare (none for the representation).
+pub(crate) struct Compared {
+    h: NodeId,
+    rows: usize,
+    width: usize,
+    trunk: Range<usize>,
+    pub(crate) params: Vec<ParamId>,
+}
+
+/// The Gram phase's inputs for `space` (GPU-free: the arena's split keeps
+/// `params` in one buffer).
+pub(crate) fn compared(graph: &Graph, space: GramSpace) -> Result<Compared> {
+    let Some((layer, _)) = &graph.task_split else {
+        return Err(err(
+            "gradient-based balancing needs the per-task gradients of the heads' input (split_task_grads)".into(),
+        ));
+    };
+    let Op::Dense { x: h, .. } = graph.nodes[layer.0].op else {
+        return Err(err(format!(
+            "'{}' is not a dense layer",
+            graph.nodes[layer.0].name
+        )));
+    };
+    let (rows, width) = (graph.nodes[h.0].shape[0], graph.nodes[h.0].shape[1]);
+    let trunk = match space {
+        GramSpace::Representation => 0..0,
+        GramSpace::LastSharedLayer => h.0..h.0 + 1,
+        GramSpace::SharedParameters => 0..h.0 + 1,
+    };
+    let params: Vec<ParamId> = match space {
+        GramSpace::Representation => Vec::new(),
+        GramSpace::LastSharedLayer => match graph.nodes[h.0].op {
+            Op::Dense { w, .. } => vec![w],
+            _ => {
+                return Err(err(format!(
+                    "GradNorm's last shared layer: '{}' (the heads' input) is not a dense layer",
+                    graph.nodes[h.0].name
+                )))
+            }
+        },
+        GramSpace::SharedParameters => trunk
+            .clone()
+            .flat_map(|i| graph.nodes[i].op.params())
+            .collect(),
+    };
+    Ok(Compared {
+        h,
+        rows,
+        width,
+        trunk,
+        params,
+    })
 }
 
 /// The arena range [start, start + len) that holds exactly `params`.

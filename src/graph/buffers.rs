@@ -4,12 +4,16 @@
 //! the planned slots), the task tables of block-diagonal layers, the
 //! fused trunks' specs and the loss kernel's buffers.
 
+use std::ops::Range;
+
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, Tensor};
 use crate::graph::analysis::{BufferKind, DenseDelta, GradientFlow, Intermediate};
+use crate::graph::balancing;
 use crate::graph::builder::{param_alignment, Graph};
+use crate::graph::ops::Balancing;
 use crate::graph::ops::{NodeId, Op, TaskLoss};
-use crate::graph::params::ParamArena;
+use crate::graph::params::{ArenaCap, ParamArena, ParamBundle, ParamId, SplitArena};
 use crate::graph::plan::{self, Interval};
 use crate::graph::program::MemoryReport;
 use crate::kernels::fused_mlp::{ParamOffsets, TrunkSpec};
@@ -51,14 +55,17 @@ pub(crate) enum OpBuffers {
     Plain,
     /// A block-diagonal (or shared-input) task layer's tables.
     TaskDense(Box<TaskTables>),
-    /// A fused trunk: its shape with the arena offsets of its parameters,
-    /// and every layer's Y (the node's value is the view of the last
-    /// layer's, at the start).
+    /// A fused trunk: its shape with the offsets of its parameters in
+    /// their arena buffer, and every layer's Y (the node's value is the
+    /// view of the last layer's, at the start).
     FusedTrunk {
-        /// Shapes and arena offsets.
+        /// Shapes and offsets in the buffer.
         spec: TrunkSpec,
         /// Every layer's output, flat.
         acts: Tensor,
+        /// The arena buffer holding every parameter of the trunk (the
+        /// spec's offsets are local to it).
+        buffer: usize,
     },
 }
 
@@ -104,37 +111,96 @@ fn internal(detail: String) -> Error {
     }
 }
 
-/// The arenas, laid out by learning-rate group: one optimiser dispatch
-/// per group (one in all for models without multipliers).
+/// The arenas, laid out by learning-rate group and split into buffers of
+/// at most `cap` bytes (each fused trunk's parameters, and the parameters
+/// Gram balancing compares, kept in one buffer): one optimiser dispatch
+/// per (group, buffer), one in all for a one-buffer model without
+/// multipliers.
 pub(crate) fn arena(
     ctx: &GpuContext,
     graph: &Graph,
     optimizer: Optimizer,
     seed: u64,
+    cap: ArenaCap,
 ) -> Result<(ParamArena, Vec<OptimGroup>)> {
     let states = match optimizer {
         Optimizer::Sgd(_) => 1,
         Optimizer::AdamW(_) => 2,
     };
-    let (layout, group_ranges) = graph.params.grouped(param_alignment(ctx));
-    let arena = ParamArena::new(ctx, layout, seed, states)?;
-    let view = |t: &Tensor, start: usize, len: usize| t.view(ctx, start, &[len]);
-    let groups = group_ranges
+    let (layout, _) = graph.params.grouped(param_alignment(ctx));
+    let arena = ParamArena::new(ctx, layout, cap, &bundles(graph), seed, states)?;
+    let groups = optim_ranges(&arena)
         .into_iter()
-        .map(|(scale, start, len)| {
+        .map(|(lr_scale, buffer, range)| {
+            let view = |a: &SplitArena| a.buffer(buffer).view(ctx, range.start, &[range.len()]);
             Ok(OptimGroup {
-                lr_scale: scale,
-                values: view(&arena.values, start, len)?,
-                grads: view(&arena.grads, start, len)?,
-                states: arena
-                    .states
-                    .iter()
-                    .map(|st| view(st, start, len))
-                    .collect::<Result<_>>()?,
+                lr_scale,
+                values: view(&arena.values)?,
+                grads: view(&arena.grads)?,
+                states: arena.states.iter().map(view).collect::<Result<_>>()?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((arena, groups))
+}
+
+/// The parameters that must share a buffer: each fused trunk's (its
+/// kernels bind the whole buffer with offsets into it) and those Gram
+/// balancing compares (one range of the gradient arena).
+fn bundles(graph: &Graph) -> Vec<ParamBundle> {
+    let mut out: Vec<ParamBundle> = graph
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::FusedTrunk { .. }))
+        .map(|n| ParamBundle {
+            what: format!("fused trunk '{}'", n.name),
+            params: n.op.params(),
+        })
+        .collect();
+    if let Balancing::Gram(space) = graph.balancing {
+        // A graph the Gram phase cannot take fails later, in GramParts.
+        if let Ok(compared) = balancing::compared(graph, space) {
+            out.push(ParamBundle {
+                what: "the shared parameters gradient balancing compares".into(),
+                params: compared.params,
+            });
+        }
+    }
+    out
+}
+
+/// The optimiser's ranges, local to their buffer: per buffer, per
+/// learning-rate multiplier (in order of first appearance), from its
+/// first entry there to its last entry's end (rounded up to 4 elements).
+/// With one buffer these are `ParamLayout::grouped`'s groups.
+fn optim_ranges(arena: &ParamArena) -> Vec<(f32, usize, Range<usize>)> {
+    let entries = arena.layout.entries();
+    let mut scales: Vec<f32> = Vec::new();
+    for e in entries {
+        if !scales.contains(&e.lr_scale) {
+            scales.push(e.lr_scale);
+        }
+    }
+    let mut out = Vec::new();
+    for (k, range) in arena.buffer_ranges().iter().enumerate() {
+        for &scale in &scales {
+            let inside: Vec<_> = entries
+                .iter()
+                .enumerate()
+                .filter(|&(i, e)| e.lr_scale == scale && arena.buffer_of(ParamId(i)) == k)
+                .map(|(_, e)| (e.offset, e.offset + e.len()))
+                .collect();
+            let (Some(start), Some(end)) = (
+                inside.iter().map(|r| r.0).min(),
+                inside.iter().map(|r| r.1).max(),
+            ) else {
+                continue;
+            };
+            let end = end.next_multiple_of(4).min(range.end);
+            out.push((scale, k, start - range.start..end - range.start));
+        }
+    }
+    out
 }
 
 /// The losses node's table and buffers; the task weights start at 1
@@ -276,17 +342,32 @@ pub(crate) fn node_states(
                 OpBuffers::TaskDense(Box::new(task_tables(ctx, graph, flow, i)?))
             }
             Op::FusedTrunk { x, layers, params } => {
+                // One buffer holds them all (a bundle of the split): the
+                // kernels bind it with offsets local to it.
+                let buffer = params.first().map_or(0, |&(w, _)| arena.buffer_of(w));
+                if let Some(&(w, _)) = params.iter().find(|&&(w, b)| {
+                    b.into_iter()
+                        .chain([w])
+                        .any(|p| arena.buffer_of(p) != buffer)
+                }) {
+                    return Err(internal(format!(
+                        "fused trunk '{}': its parameter '{}' is not in the buffer of its first",
+                        node.name,
+                        arena.layout.get(w).name
+                    )));
+                }
                 let offsets: Vec<ParamOffsets> = params
                     .iter()
                     .map(|&(w, b)| ParamOffsets {
-                        w: arena.layout.get(w).offset,
-                        b: b.map(|b| arena.layout.get(b).offset),
+                        w: arena.local_offset(w),
+                        b: b.map(|b| arena.local_offset(b)),
                     })
                     .collect();
                 let inputs = graph.nodes[x.0].shape[1];
                 OpBuffers::FusedTrunk {
                     spec: TrunkSpec::with_offsets(ctx, inputs, layers, &offsets)?,
                     acts: p.acts.ok_or_else(|| missing("activations"))?,
+                    buffer,
                 }
             }
             _ => OpBuffers::Plain,

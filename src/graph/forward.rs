@@ -45,10 +45,10 @@ impl Program {
                     task_gemm(rec, self.variant, &tables.forward, x, w, out, &epi, &fusion)?;
                 }
                 Op::FusedTrunk { x, .. } => {
-                    let OpBuffers::FusedTrunk { spec, acts } = &state.op else {
+                    let OpBuffers::FusedTrunk { spec, acts, buffer } = &state.op else {
                         return Err(self.missing(i, "trunk buffers"));
                     };
-                    let params = &self.arena.values;
+                    let params = self.arena.values.buffer(*buffer);
                     fused_mlp::trunk_forward(rec, spec, self.val(*x), params, acts, z)?;
                 }
                 Op::Add { a, b } => elementwise::add(rec, self.val(*a), self.val(*b), out)?,

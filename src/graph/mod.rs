@@ -3,7 +3,8 @@
 //! - [`ops`]: the `Op` enum (input ids, parameter ids) and what each reads;
 //! - [`builder`]: `Graph`, ops added one by one with their shapes checked;
 //! - [`init`]: the weight-initialisation schemes of dense layers;
-//! - [`params`]: parameters, gradients, optimiser states in flat arenas;
+//! - [`params`]: parameters, gradients, optimiser states in flat arenas,
+//!   split into buffers the adapter can bind;
 //! - `analysis`: GPU-free: gradient flow, accumulate flags, lifetimes;
 //! - [`plan`]: intermediates assigned to shared buffers by liveness;
 //! - `buffers`: every node's state and the arenas, allocated from both;
@@ -33,5 +34,8 @@ pub use crate::types::{reversal_lambda, Optimizer, ReversalSchedule};
 pub use balancing::GramPhase;
 pub use builder::Graph;
 pub use ops::{Balancing, GramSpace, NodeId, Op, TaskBlock, TaskLoss, TrunkLayer};
-pub use params::{Init, ParamArena, ParamId, ParamLayout};
-pub use program::{LossReport, MemoryReport, PendingLosses, Program, StepOptions, StepReport};
+pub use params::{ArenaCap, Init, ParamArena, ParamBundle, ParamId, ParamLayout, SplitArena};
+pub use program::{
+    BuildOptions, LossReport, MemoryReport, PendingLosses, Program, StepOptions, StepReport,
+    ARENA_BUFFER_ENV,
+};

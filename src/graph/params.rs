@@ -1,9 +1,40 @@
-//! Parameters and their gradients in flat arenas: one buffer for every
-//! parameter, one for every gradient, one per optimiser state, so the
-//! fused optimiser is ONE dispatch and a checkpoint is one read. Each
-//! parameter is a view at an offset aligned to the adapter's storage
-//! offset alignment; the padding between entries holds zeros in every
-//! arena and stays zero under SGD and AdamW (zero gradient, zero value).
+//! Parameters, their gradients and the optimiser state in flat arenas.
+//!
+//! Every parameter has ONE global element offset (`ParamInfo::offset`) in
+//! a logical flat space laid out by learning-rate group, each entry at a
+//! multiple of the adapter's storage offset alignment; the padding between
+//! entries holds zeros in every arena and stays zero under SGD and AdamW
+//! (zero gradient, zero value). Each arena kind (values, gradients, every
+//! optimiser state) stores that space in one or more buffers.
+//!
+//! Why split: one storage binding is capped by the adapter
+//! (`max_storage_buffer_binding_size`: 128 MiB on lavapipe, about 33.5 M
+//! floats), and a model whose every layer would fit was refused when all
+//! its parameters had to share one buffer. The split keeps what one
+//! buffer gave: the optimiser is ONE dispatch per (learning-rate group,
+//! buffer), a step still one submit, a checkpoint one flat array.
+//!
+//! Invariants of the split (`ParamLayout::split`):
+//! - buffer k holds the elements [start_k, end_k) of the flat space; the
+//!   ranges increase and do not overlap; the first starts at 0, the last
+//!   ends at `ParamLayout::total`;
+//! - every start is some entry's offset, so offsets local to a buffer
+//!   (offset − start_k) are still aligned for views;
+//! - every parameter lies wholly inside one buffer, and so does every
+//!   bundle (`ParamBundle`: parameters one kernel binds through one
+//!   buffer, like a fused trunk's, or one range, like the shared
+//!   parameters Gram balancing compares);
+//! - no buffer is larger than the cap (`ArenaCap`);
+//! - the elements between two buffers (end_k to start_k+1) are padding
+//!   that no buffer holds: flat reads give zeros there, flat writes skip
+//!   them;
+//! - offsets do not depend on the split: a split arena and a one-buffer
+//!   arena of the same model have the same layout, the same checkpoint
+//!   bytes and, step after step, the same weights bit for bit (the
+//!   optimiser is elementwise). With one buffer everything is as before
+//!   the split existed.
+
+use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, Tensor};
@@ -131,7 +162,8 @@ impl ParamLayout {
     /// The same parameters laid out group by group (one group per
     /// distinct learning-rate multiplier, in order of first appearance),
     /// with each group's (multiplier, first element, elements): the
-    /// optimiser runs once per group on views of the arenas.
+    /// optimiser runs once per group and arena buffer (`split`) on views
+    /// of the arenas.
     pub fn grouped(&self, align: usize) -> (ParamLayout, Vec<(f32, usize, usize)>) {
         let mut scales: Vec<f32> = Vec::new();
         for e in &self.entries {
@@ -176,15 +208,27 @@ impl ParamLayout {
     /// The initial values, from `seed` (each entry from a stream keyed by
     /// its name, so adding a parameter does not change the others').
     pub fn initial_values(&self, seed: u64) -> Vec<f32> {
-        let mut out = vec![0f32; self.total()];
-        for e in &self.entries {
+        self.initial_values_in(seed, 0..self.total())
+    }
+
+    /// The initial values of the elements `range` of the flat space (the
+    /// entries inside it; one buffer of a split arena), equal to that
+    /// slice of `initial_values`.
+    pub fn initial_values_in(&self, seed: u64, range: Range<usize>) -> Vec<f32> {
+        let mut out = vec![0f32; range.len()];
+        for e in self
+            .entries
+            .iter()
+            .filter(|e| e.offset >= range.start && e.offset + e.len() <= range.end)
+        {
             // FNV-1a of the name: a parameter's values depend on its name
             // and the seed only, not on what else the model holds.
             let name_hash = e.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
                 (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
             });
             let mut rng = Rng::new(seed ^ name_hash);
-            let dst = &mut out[e.offset..e.offset + e.len()];
+            let at = e.offset - range.start;
+            let dst = &mut out[at..at + e.len()];
             match e.init {
                 Init::Zeros => {}
                 Init::Constant(v) => dst.fill(v),
@@ -220,6 +264,166 @@ impl ParamLayout {
     }
 }
 
+/// The most bytes one arena buffer may hold, and the name of the limit
+/// that sets it (errors quote it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArenaCap {
+    /// Bytes.
+    pub bytes: u64,
+    /// Where the cap comes from, e.g. `max_storage_buffer_binding_size`.
+    pub limit: &'static str,
+}
+
+impl ArenaCap {
+    /// The adapter's cap: a buffer must fit `max_buffer_size` and be bound
+    /// whole (`max_storage_buffer_binding_size`), whichever is smaller.
+    pub fn of_adapter(ctx: &GpuContext) -> ArenaCap {
+        let limits = ctx.limits();
+        if limits.max_buffer_size < limits.max_storage_buffer_binding_size {
+            ArenaCap {
+                bytes: limits.max_buffer_size,
+                limit: "max_buffer_size",
+            }
+        } else {
+            ArenaCap {
+                bytes: limits.max_storage_buffer_binding_size,
+                limit: "max_storage_buffer_binding_size",
+            }
+        }
+    }
+
+    /// This cap, or `bytes` (named `limit`) when that is lower.
+    pub fn lowered(self, bytes: Option<u64>, limit: &'static str) -> ArenaCap {
+        match bytes {
+            Some(bytes) if bytes < self.bytes => ArenaCap { bytes, limit },
+            _ => self,
+        }
+    }
+
+    /// Whole elements (f32) one buffer holds, a multiple of 4.
+    fn elements(self) -> usize {
+        let words = usize::try_from(self.bytes / 4).unwrap_or(usize::MAX);
+        words - words % 4
+    }
+}
+
+/// Parameters that must share one arena buffer: a kernel binds them
+/// through one buffer (a fused trunk's weights and biases) or reads them
+/// as one range (the shared parameters Gram balancing compares).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamBundle {
+    /// What binds them, for errors (e.g. "fused trunk 'trunk'").
+    pub what: String,
+    /// The parameters.
+    pub params: Vec<ParamId>,
+}
+
+/// A run of entries no buffer boundary may cut.
+struct Unit {
+    /// The first entry's offset.
+    start: usize,
+    /// One past the last element of its last entry.
+    end: usize,
+    /// The bundles it holds, by index.
+    bundles: Vec<usize>,
+}
+
+impl ParamLayout {
+    /// The buffers (element ranges of the flat space, see the module docs)
+    /// that hold this layout with at most `cap` bytes each, every entry
+    /// and every bundle inside one of them: buffers fill in offset order
+    /// and a new one starts before the first entry that would not fit.
+    /// One range, [0, total), when everything fits in one buffer. Fails
+    /// naming the parameter or bundle that alone is over the cap.
+    pub fn split(&self, cap: ArenaCap, bundles: &[ParamBundle]) -> Result<Vec<Range<usize>>> {
+        let total = self.total();
+        let cap_elems = cap.elements();
+        let round4 = |n: usize| n.next_multiple_of(4);
+        let limit_text = || format!("{} bytes ({})", cap.bytes, cap.limit);
+        let params: usize = self.entries.iter().map(ParamInfo::len).sum();
+        let arena_bytes = (total as u64).saturating_mul(4);
+        for e in &self.entries {
+            if round4(e.len()) > cap_elems {
+                return Err(Error::Shape {
+                    op: "model size",
+                    detail: format!(
+                        "parameter '{}' {:?} takes {} bytes, but every parameter must fit in one \
+                         arena buffer and this adapter's buffers hold at most {} (the model has \
+                         {params} parameters, {arena_bytes} bytes in its parameter arena): use \
+                         narrower layers",
+                        e.name,
+                        e.shape,
+                        (e.len() as u64).saturating_mul(4),
+                        limit_text()
+                    ),
+                });
+            }
+        }
+        let mut order: Vec<&ParamInfo> = self.entries.iter().collect();
+        order.sort_by_key(|e| e.offset);
+        // Bundles' spans in the flat space: no boundary strictly inside.
+        let spans: Vec<Range<usize>> = bundles
+            .iter()
+            .map(|b| {
+                let infos = b.params.iter().filter_map(|p| self.entries.get(p.0));
+                let start = infos.clone().map(|e| e.offset).min().unwrap_or(0);
+                let end = infos.map(|e| e.offset + e.len()).max().unwrap_or(0);
+                start..end
+            })
+            .collect();
+        let mut units: Vec<Unit> = Vec::new();
+        for e in order {
+            let cut_allowed = !spans.iter().any(|s| s.start < e.offset && e.offset < s.end);
+            match units.last_mut() {
+                Some(u) if !cut_allowed => u.end = u.end.max(e.offset + e.len()),
+                _ => units.push(Unit {
+                    start: e.offset,
+                    end: e.offset + e.len(),
+                    bundles: Vec::new(),
+                }),
+            }
+        }
+        for (b, s) in spans.iter().enumerate() {
+            if let Some(u) = units
+                .iter_mut()
+                .find(|u| u.start <= s.start && s.start < u.end)
+            {
+                u.bundles.push(b);
+            }
+        }
+        let mut ranges = Vec::new();
+        let (mut start, mut end) = (0, 0);
+        for u in &units {
+            if round4(u.end) - u.start > cap_elems {
+                let what: Vec<&str> = u
+                    .bundles
+                    .iter()
+                    .map(|&b| bundles[b].what.as_str())
+                    .collect();
+                return Err(Error::Shape {
+                    op: "model size",
+                    detail: format!(
+                        "the parameters of {} take {} bytes and must share one arena buffer (one \
+                         kernel binds them together), but this adapter's buffers hold at most {}: \
+                         use narrower or fewer layers there",
+                        what.join(" and "),
+                        ((u.end - u.start) as u64).saturating_mul(4),
+                        limit_text()
+                    ),
+                });
+            }
+            if round4(u.end) - start > cap_elems && end > start {
+                // Rounded up to whole vec4s, short of the next entry.
+                ranges.push(start..round4(end).min(u.start));
+                start = u.start;
+            }
+            end = u.end;
+        }
+        ranges.push(start..total);
+        Ok(ranges)
+    }
+}
+
 /// One parameter read back.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NamedValues {
@@ -231,49 +435,188 @@ pub struct NamedValues {
     pub values: Vec<f32>,
 }
 
+/// One arena kind (values, gradients or one optimiser state) over the
+/// flat space: one buffer per range of the split. Reads and writes are
+/// flat, over the whole space (padding between buffers reads as zeros).
+pub struct SplitArena {
+    buffers: Vec<Tensor>,
+    starts: Vec<usize>,
+    total: usize,
+}
+
+impl SplitArena {
+    /// One buffer per range, each filled by `fill(range)`.
+    fn new(
+        ctx: &GpuContext,
+        label: &str,
+        ranges: &[Range<usize>],
+        total: usize,
+        fill: impl Fn(Range<usize>) -> Vec<f32>,
+    ) -> Result<SplitArena> {
+        let buffers = ranges
+            .iter()
+            .enumerate()
+            .map(|(k, r)| {
+                let label = match ranges.len() {
+                    1 => label.to_string(),
+                    _ => format!("{label} (buffer {k})"),
+                };
+                Tensor::from_f32(ctx, &label, &[r.len()], &fill(r.clone()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SplitArena {
+            buffers,
+            starts: ranges.iter().map(|r| r.start).collect(),
+            total,
+        })
+    }
+
+    /// The buffers, in the order of their ranges.
+    pub fn buffers(&self) -> &[Tensor] {
+        &self.buffers
+    }
+
+    /// Buffer `k` (panics if `k` is past the last buffer).
+    pub fn buffer(&self, k: usize) -> &Tensor {
+        &self.buffers[k]
+    }
+
+    /// The element of the flat space where each buffer starts.
+    pub fn starts(&self) -> &[usize] {
+        &self.starts
+    }
+
+    /// Elements of the flat space (`ParamLayout::total`).
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    /// Whether the space holds no elements (never: at least 4).
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The buffer holding the elements [start, start + len) whole.
+    fn holding(&self, start: usize, len: usize) -> Option<usize> {
+        let k = self
+            .starts
+            .partition_point(|&s| s <= start)
+            .checked_sub(1)?;
+        (start + len <= self.starts[k] + self.buffers[k].len()).then_some(k)
+    }
+
+    /// A view of the elements [start, start + len) of the flat space with
+    /// `shape`: they must lie in one buffer, at an aligned local offset.
+    pub fn view(&self, ctx: &GpuContext, start: usize, shape: &[usize]) -> Result<Tensor> {
+        let len = crate::gpu::tensor::element_count("SplitArena::view", shape)?;
+        let k = self.holding(start, len).ok_or_else(|| Error::Shape {
+            op: "SplitArena::view",
+            detail: format!(
+                "elements {start}..{} of '{}' do not lie in one of its buffers (starting at {:?})",
+                start + len,
+                self.buffers[0].label(),
+                self.starts
+            ),
+        })?;
+        self.buffers[k].view(ctx, start - self.starts[k], shape)
+    }
+
+    /// The whole flat space, one read per buffer.
+    pub fn to_f32_vec(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        if let [only] = &self.buffers[..] {
+            return only.to_f32_vec(ctx);
+        }
+        let mut out = vec![0f32; self.total];
+        for (b, &start) in self.buffers.iter().zip(&self.starts) {
+            out[start..start + b.len()].copy_from_slice(&b.to_f32_vec(ctx)?);
+        }
+        Ok(out)
+    }
+
+    /// Overwrites the whole flat space (`len()` values; those between
+    /// buffers are padding and are dropped).
+    pub fn write_f32(&self, ctx: &GpuContext, data: &[f32]) -> Result<()> {
+        if data.len() != self.total {
+            return Err(Error::Shape {
+                op: "SplitArena::write_f32",
+                detail: format!(
+                    "host slice has {} elements, the arena '{}' has {}",
+                    data.len(),
+                    self.buffers[0].label(),
+                    self.total
+                ),
+            });
+        }
+        for (b, &start) in self.buffers.iter().zip(&self.starts) {
+            b.write_f32(ctx, &data[start..start + b.len()])?;
+        }
+        Ok(())
+    }
+}
+
 /// The GPU arenas of one model.
 pub struct ParamArena {
     /// Names, shapes and offsets of the parameters in every arena.
     pub layout: ParamLayout,
     /// Every parameter's values, flat [layout.total()] (f32).
-    pub values: Tensor,
+    pub values: SplitArena,
     /// Every parameter's gradient, laid out like `values`.
-    pub grads: Tensor,
+    pub grads: SplitArena,
     /// Optimiser state arenas (SGD: velocity; AdamW: m, v).
-    pub states: Vec<Tensor>,
+    pub states: Vec<SplitArena>,
+    /// The element ranges of the flat space each buffer holds.
+    ranges: Vec<Range<usize>>,
+    /// Per entry: the buffer holding it.
+    buffer_of: Vec<usize>,
     value_views: Vec<Tensor>,
     grad_views: Vec<Tensor>,
 }
 
 impl ParamArena {
-    /// Allocates the arenas: values initialised from `seed`, gradients
-    /// and `states` optimiser-state arenas zeroed.
-    pub fn new(ctx: &GpuContext, layout: ParamLayout, seed: u64, states: usize) -> Result<Self> {
+    /// Allocates the arenas in buffers of at most `cap` bytes, each
+    /// bundle in one buffer (`ParamLayout::split`): values initialised
+    /// from `seed`, gradients and `states` optimiser-state arenas zeroed.
+    /// Every size is checked before any allocation, host or GPU.
+    pub fn new(
+        ctx: &GpuContext,
+        layout: ParamLayout,
+        cap: ArenaCap,
+        bundles: &[ParamBundle],
+        seed: u64,
+        states: usize,
+    ) -> Result<Self> {
         let n = layout.total();
-        // Before any host buffer: the initial values alone would need
-        // 4·n bytes of host memory.
-        let bytes = (n as u64).saturating_mul(4);
-        let limits = ctx.limits();
-        let limit = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
-        if bytes > limit {
-            let params: usize = layout.entries.iter().map(ParamInfo::len).sum();
+        // All the arenas together (values, gradients, states) must have a
+        // size at all; each buffer is then checked against the cap.
+        let kinds = 2 + states as u64;
+        let bytes = (n as u64).checked_mul(4).and_then(|b| b.checked_mul(kinds));
+        if bytes.is_none() {
             return Err(Error::Shape {
                 op: "model size",
                 detail: format!(
-                    "the model has {params} parameters ({bytes} bytes in its parameter arena), \
-                     but the arena is one storage buffer and this adapter binds at most {limit} \
-                     bytes (max_storage_buffer_binding_size): use fewer or narrower layers"
+                    "the model's {n} arena elements times {kinds} arenas overflow 64-bit bytes"
                 ),
             });
         }
-        let values = Tensor::from_f32(ctx, "params", &[n], &layout.initial_values(seed))?;
-        let grads = Tensor::from_f32(ctx, "grads", &[n], &vec![0.0; n])?;
+        let ranges = layout.split(cap, bundles)?;
+        let buffer_of = layout
+            .entries
+            .iter()
+            .map(|e| {
+                ranges
+                    .partition_point(|r| r.start <= e.offset)
+                    .saturating_sub(1)
+            })
+            .collect();
+        let values = SplitArena::new(ctx, "params", &ranges, n, |r| {
+            layout.initial_values_in(seed, r)
+        })?;
+        let zeros = |r: Range<usize>| vec![0.0; r.len()];
+        let grads = SplitArena::new(ctx, "grads", &ranges, n, zeros)?;
         let states = (0..states)
-            .map(|i| Tensor::from_f32(ctx, &format!("optimiser state {i}"), &[n], &vec![0.0; n]))
+            .map(|i| SplitArena::new(ctx, &format!("optimiser state {i}"), &ranges, n, zeros))
             .collect::<Result<Vec<_>>>()?;
-        let views = |arena: &Tensor| -> Result<Vec<Tensor>> {
+        let views = |arena: &SplitArena| -> Result<Vec<Tensor>> {
             layout
                 .entries
                 .iter()
@@ -287,6 +630,8 @@ impl ParamArena {
             values,
             grads,
             states,
+            ranges,
+            buffer_of,
         })
     }
 
@@ -300,7 +645,24 @@ impl ParamArena {
         &self.grad_views[id.0]
     }
 
-    /// Every parameter's values, by name (one read of the arena).
+    /// The element ranges of the flat space the buffers hold (one per
+    /// buffer, in every arena kind alike).
+    pub fn buffer_ranges(&self) -> &[Range<usize>] {
+        &self.ranges
+    }
+
+    /// The buffer holding parameter `id` (panics if `id` is past the last
+    /// entry).
+    pub fn buffer_of(&self, id: ParamId) -> usize {
+        self.buffer_of[id.0]
+    }
+
+    /// Parameter `id`'s offset inside its buffer.
+    pub fn local_offset(&self, id: ParamId) -> usize {
+        self.layout.get(id).offset - self.ranges[self.buffer_of(id)].start
+    }
+
+    /// Every parameter's values, by name (one read per buffer).
     pub fn read_all(&self, ctx: &GpuContext) -> Result<Vec<NamedValues>> {
         let all = self.values.to_f32_vec(ctx)?;
         Ok(self

@@ -11,7 +11,7 @@ use crate::graph::balancing::{GramParts, TaskSplit};
 use crate::graph::buffers::{self, LossParts, NodeState, OpBuffers, OptimGroup, TaskTables};
 use crate::graph::builder::Graph;
 use crate::graph::ops::{Balancing, NodeId, Op};
-use crate::graph::params::ParamArena;
+use crate::graph::params::{ArenaCap, ParamArena};
 use crate::graph::regularisers::{self, OrthParts, RegParts};
 use crate::kernels::dense::BackwardPlan;
 use crate::kernels::gemm::Variant;
@@ -178,13 +178,78 @@ pub struct Program {
     memory: MemoryReport,
 }
 
+/// How `Program::build_with` builds; the default builds like
+/// `Program::build` with `ARENA_BUFFER_ENV` unset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// At most this many bytes in each buffer of the parameter, gradient
+    /// and optimiser-state arenas (`graph::params`). None: the adapter's
+    /// limit, `max_storage_buffer_binding_size` or `max_buffer_size`
+    /// whichever is smaller; a value above it is ignored. A lower value
+    /// splits the arenas into more buffers (tests split small models
+    /// this way; weights do not depend on it). Every parameter tensor
+    /// must fit in one buffer.
+    pub max_arena_buffer_bytes: Option<u64>,
+}
+
+/// How errors name `BuildOptions::max_arena_buffer_bytes`.
+const LOWERED_CAP: &str = "BuildOptions::max_arena_buffer_bytes";
+
+/// The environment variable `Program::build` (not `build_with`) reads a
+/// lower arena buffer cap from, in bytes, like
+/// `BuildOptions::max_arena_buffer_bytes`: the way to split a small
+/// model's arenas in a run of the CLI (tests do). Unset: the adapter's.
+pub const ARENA_BUFFER_ENV: &str = "MANYTASK_ARENA_BUFFER_BYTES";
+
+/// The cap `ARENA_BUFFER_ENV` sets, if any.
+fn cap_from_env() -> Result<Option<u64>> {
+    let Ok(text) = std::env::var(ARENA_BUFFER_ENV) else {
+        return Ok(None);
+    };
+    text.trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| Error::InvalidInput {
+            op: "Program::build",
+            detail: format!("{ARENA_BUFFER_ENV} = '{text}': give a number of bytes, or unset it"),
+        })
+}
+
 impl Program {
     /// Plans and allocates everything; parameters initialised from `seed`.
+    /// The arenas take as many buffers as the adapter's binding limit
+    /// needs (`graph::params`; `ARENA_BUFFER_ENV` may lower the cap).
     pub fn build(
         ctx: &GpuContext,
         graph: Graph,
         optimizer: Optimizer,
         seed: u64,
+    ) -> Result<Program> {
+        let cap = ArenaCap::of_adapter(ctx).lowered(cap_from_env()?, ARENA_BUFFER_ENV);
+        Program::build_capped(ctx, graph, optimizer, seed, cap)
+    }
+
+    /// `build` with options (e.g. a lower cap on the arena buffers;
+    /// `ARENA_BUFFER_ENV` is not read).
+    pub fn build_with(
+        ctx: &GpuContext,
+        graph: Graph,
+        optimizer: Optimizer,
+        seed: u64,
+        options: BuildOptions,
+    ) -> Result<Program> {
+        let cap = ArenaCap::of_adapter(ctx).lowered(options.max_arena_buffer_bytes, LOWERED_CAP);
+        Program::build_capped(ctx, graph, optimizer, seed, cap)
+    }
+
+    /// Plans and allocates everything, the arenas in buffers of at most
+    /// `cap` bytes.
+    fn build_capped(
+        ctx: &GpuContext,
+        graph: Graph,
+        optimizer: Optimizer,
+        seed: u64,
+        cap: ArenaCap,
     ) -> Result<Program> {
         let flow = GradientFlow::of(&graph)?;
         let loss_node = flow.loss_node;
@@ -203,7 +268,7 @@ impl Program {
             BackwardPlan::StoreDelta => DenseDelta::Stored,
             _ => DenseDelta::Recomputed,
         };
-        let (arena, groups) = buffers::arena(ctx, &graph, optimizer, seed)?;
+        let (arena, groups) = buffers::arena(ctx, &graph, optimizer, seed, cap)?;
         let (nodes, memory) = buffers::node_states(ctx, &graph, &flow, delta, &arena, &loss)?;
         let t = loss.losses.len();
         let gram = match graph.balancing {
@@ -244,6 +309,12 @@ impl Program {
     /// parameters by name with `read_all`).
     pub fn params(&self) -> &ParamArena {
         &self.arena
+    }
+
+    /// Optimiser dispatches per step: one per (learning-rate group, arena
+    /// buffer) holding parameters.
+    pub fn optimizer_dispatches(&self) -> usize {
+        self.groups.len()
     }
 
     /// Planned bytes of the intermediates against the no-reuse sum.
@@ -425,7 +496,7 @@ impl Program {
         }))
     }
 
-    /// The optimiser: one dispatch per learning-rate group.
+    /// The optimiser: one dispatch per (learning-rate group, buffer).
     fn record_update(&self, rec: &mut Recorder) -> Result<()> {
         for g in &self.groups {
             match self.optimizer {
