@@ -132,8 +132,10 @@ pub fn format_summary(metrics: &Metrics, delta: Option<&DeltaM>, stats: &RunStat
     }
     let rate = stats.steps as f64 / stats.seconds.max(1e-9);
     out.push_str(&format!(
-        "{} steps in {:.1} s ({rate:.1} steps/s)",
-        stats.steps, stats.seconds
+        "{} steps in {:.1} s ({} steps/s)",
+        stats.steps,
+        stats.seconds,
+        super::progress::sig4(rate as f32)
     ));
     if let Some((dispatches, submits)) = stats.last_step {
         out.push_str(&format!(
@@ -207,7 +209,7 @@ test split (200 samples):
   normals                  -             -             -
 no value ('-') for task 'normals': none of the 200 samples of the test split is labelled for task 'normals'
 per-class accuracy of task 'segmentation': 0:0.500 1:- 2:1.000
-400 steps in 20.0 s (20.0 steps/s); last step: 12 dispatches, 1 submit(s)
+400 steps in 20.0 s (20.00 steps/s); last step: 12 dispatches, 1 submit(s)
 ";
         assert_eq!(text, want, "\n{text}");
     }
