@@ -129,6 +129,14 @@ pub enum Error {
         message: String,
     },
 
+    /// A model that cannot exist on this adapter (or in memory at all):
+    /// `detail` says how large it is and which limit it passes.
+    #[error("model too large: {detail}")]
+    ModelTooLarge {
+        /// Its size, the limit (by name) and what to change.
+        detail: String,
+    },
+
     /// A state the engine's own invariants rule out (a bug in manytask,
     /// not in the caller's input), reported instead of a panic.
     #[error("internal error in {op}: {detail} (a bug in manytask: please report it)")]

@@ -135,8 +135,7 @@ impl ParamLayout {
                     .and_then(|offset| offset.checked_add(len))
                     .and_then(|end| end.checked_next_multiple_of(4).map(|_| end))
             })
-            .ok_or_else(|| Error::Shape {
-                op: "ParamLayout::add",
+            .ok_or_else(|| Error::ModelTooLarge {
                 detail: format!(
                     "parameter '{name}' {shape:?} takes the model past {} elements",
                     usize::MAX
@@ -344,8 +343,7 @@ impl ParamLayout {
         let arena_bytes = (total as u64).saturating_mul(4);
         for e in &self.entries {
             if round4(e.len()) > cap_elems {
-                return Err(Error::Shape {
-                    op: "model size",
+                return Err(Error::ModelTooLarge {
                     detail: format!(
                         "parameter '{}' {:?} takes {} bytes, but every parameter must fit in one \
                          arena buffer and this adapter's buffers hold at most {} (the model has \
@@ -400,8 +398,7 @@ impl ParamLayout {
                     .iter()
                     .map(|&b| bundles[b].what.as_str())
                     .collect();
-                return Err(Error::Shape {
-                    op: "model size",
+                return Err(Error::ModelTooLarge {
                     detail: format!(
                         "the parameters of {} take {} bytes and must share one arena buffer (one \
                          kernel binds them together), but this adapter's buffers hold at most {}: \
@@ -591,8 +588,7 @@ impl ParamArena {
         let kinds = 2 + states as u64;
         let bytes = (n as u64).checked_mul(4).and_then(|b| b.checked_mul(kinds));
         if bytes.is_none() {
-            return Err(Error::Shape {
-                op: "model size",
+            return Err(Error::ModelTooLarge {
                 detail: format!(
                     "the model's {n} arena elements times {kinds} arenas overflow 64-bit bytes"
                 ),
