@@ -370,6 +370,8 @@ fn every_weighting_method_trains() {
         "mgda_ub",
         "cagrad",
         "imtl_g",
+        "upgrad",
+        "aligned_mtl",
     ] {
         let r = relative_losses(ctx, w, 60);
         eprintln!("{w}: relative losses {r:?}");

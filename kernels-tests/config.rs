@@ -268,6 +268,14 @@ fn impossible_values_are_errors_naming_the_key() {
             "[train]\nweighting = { method = \"gradnorm\", mode = \"everything\" }\n".into(),
             "train.weighting.mode = \"everything\"",
         ),
+        (
+            "[train]\nweighting = { method = \"mgda\", reg_eps = 0.1 }\n".into(),
+            "train.weighting.reg_eps: only for method upgrad",
+        ),
+        (
+            "[train]\nweighting = { method = \"upgrad\", norm_eps = -1 }\n".into(),
+            "train.weighting: ",
+        ),
     ];
     let adversarial =
         "[[tasks]]\nname = \"a\"\nkind = \"binary\"\nlabels = 1\nadversarial = true\n";
@@ -334,6 +342,15 @@ fn weighting_hyper_parameters_reach_the_weighting() {
     assert_eq!(
         format!("{:?}", c.train.weighting.weighting().unwrap()),
         "CaGrad { c: 0.2, rescale: OnePlusC }"
+    );
+    let c = Config::from_toml(
+        "[train]\nweighting = { method = \"upgrad\", norm_eps = 0.001, reg_eps = 0 }\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        format!("{:?}", c.train.weighting.weighting().unwrap()),
+        "UpGrad { norm_eps: 0.001, reg_eps: 0.0 }"
     );
 }
 

@@ -446,6 +446,263 @@ fn imtl_g_rejects_zero_and_parallel_gradients() {
     assert!(parallel.to_string().contains("singular"), "{parallel}");
 }
 
+// ---------------------------------------------------------------- UPGrad
+
+/// `M / tr(M) + reg·I`, the matrix UPGrad's problems are solved on
+/// (torchjd's normalisation; the test's own copy).
+fn upgrad_matrix(m: &Gram, reg_eps: f64) -> Vec<Vec<f64>> {
+    let t = m.tasks();
+    let trace: f64 = (0..t).map(|i| m.get(i, i)).sum();
+    (0..t)
+        .map(|i| {
+            (0..t)
+                .map(|j| m.get(i, j) / trace + if i == j { reg_eps } else { 0.0 })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn upgrad_two_task_known_answers() {
+    let (norm_eps, reg_eps) = (weighting::UPGRAD_NORM_EPS, weighting::UPGRAD_REG_EPS);
+    assert_eq!((norm_eps, reg_eps), (1e-4, 1e-4), "torchjd's defaults");
+    // Orthogonal gradients are already in the dual cone: each projects to
+    // itself, the update is their mean (regularisation or not).
+    let ortho = gram(&[vec![1.0, 0.0], vec![0.0, 2.0]]);
+    let sol = weighting::upgrad(&ortho, norm_eps, reg_eps).unwrap();
+    assert_eq!(sol.coefficients, vec![0.5, 0.5]);
+    assert_eq!(sol.projections, vec![vec![1.0, 0.0], vec![0.0, 1.0]]);
+    assert!(sol.converged);
+    // Unit gradients at 120°: M = [[1, −½], [−½, 1]]. Projecting g₁:
+    // min over x ≥ 0 of (e₁ + x e₂)ᵀM(…) = 1 − x + x² ⇒ x = ½, w¹ = (1, ½)
+    // (g₁ + ½g₂ = g₁ − (g₁·g₂/‖g₂‖²)g₂, the plain projection off g₂);
+    // by symmetry w² = (½, 1), so c = (¾, ¾).
+    let third = 2.0 * std::f64::consts::PI / 3.0;
+    let at120 = [vec![1.0, 0.0], vec![third.cos(), third.sin()]];
+    let sol = weighting::upgrad(&gram(&at120), norm_eps, 0.0).unwrap();
+    assert_close("120° c", &sol.coefficients, &[0.75, 0.75], 1e-14);
+    assert_close("120° w¹", &sol.projections[0], &[1.0, 0.5], 1e-14);
+    assert_close("120° w²", &sol.projections[1], &[0.5, 1.0], 1e-14);
+    // With the default regularisation the problem is on M/2 + εI:
+    // x = (¼)/(½ + ε) = 1/(2 + 4ε).
+    let sol = weighting::upgrad(&gram(&at120), norm_eps, reg_eps).unwrap();
+    let x = 1.0 / (2.0 + 4.0 * reg_eps);
+    assert_close("120° c, ε", &sol.coefficients, &[(1.0 + x) / 2.0; 2], 1e-14);
+    // Different norms: g₁ = (2, 0), g₂ at 120°, unit. M = [[4, −1], [−1, 1]]:
+    // w¹ = (1, x), 4 − 2x + x² ⇒ x = 1; w² = (x, 1), 4x² − 2x + 1 ⇒ x = ¼;
+    // c = ½((1, 1) + (¼, 1)) = (⅝, 1).
+    let uneven = [vec![2.0, 0.0], at120[1].clone()];
+    let sol = weighting::upgrad(&gram(&uneven), norm_eps, 0.0).unwrap();
+    assert_close("uneven c", &sol.coefficients, &[0.625, 1.0], 1e-14);
+    // One task: itself. Zero gradients (trace < norm_eps): the mean.
+    let one = weighting::upgrad(&gram(&[vec![0.3, -2.0]]), norm_eps, reg_eps).unwrap();
+    assert_eq!(one.coefficients, vec![1.0]);
+    let zero = weighting::upgrad(&gram(&vec![vec![0.0; 2]; 3]), norm_eps, reg_eps).unwrap();
+    assert_eq!(zero.coefficients, vec![1.0 / 3.0; 3]);
+    for (n, r) in [(-1.0, 1e-4), (1e-4, f64::NAN), (1e-4, f64::INFINITY)] {
+        let err = weighting::upgrad(&ortho, n, r).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    }
+}
+
+#[test]
+fn upgrad_projections_meet_kkt_and_the_update_conflicts_with_no_task() {
+    // (seed, T, dim, reg_eps): full rank without regularisation (exact
+    // projections), then the defaults, also with more tasks than
+    // dimensions (a singular M, made definite by reg_eps).
+    for (seed, t, dim, reg_eps) in [
+        (60, 2, 3, 0.0),
+        (61, 3, 5, 0.0),
+        (62, 5, 6, 0.0),
+        (63, 8, 12, 0.0),
+        (64, 4, 6, 1e-4),
+        (65, 12, 5, 1e-4),
+        (66, 20, 40, 1e-4),
+    ] {
+        let grads = random_grads(seed, t, dim);
+        let m = gram(&grads);
+        let sol = weighting::upgrad(&m, 1e-4, reg_eps).unwrap();
+        assert!(sol.converged, "T={t}");
+        let g = upgrad_matrix(&m, reg_eps);
+        let trace: f64 = (0..t).map(|i| m.get(i, i)).sum();
+        let tol = 1e-10;
+        let mut conflicting = 0;
+        for (i, w) in sol.projections.iter().enumerate() {
+            // KKT of min wᵀGw s.t. w ≥ e_i: x = w − e_i ≥ 0, r = Gw ≥ 0,
+            // x_j r_j = 0.
+            for j in 0..t {
+                let x = w[j] - if i == j { 1.0 } else { 0.0 };
+                let r = dot(&g[j], w);
+                assert!(x >= -tol, "T={t} w^{i}: x_{j} = {x}");
+                assert!(r >= -tol, "T={t} w^{i}: r_{j} = {r}");
+                assert!((x * r).abs() <= tol, "T={t} w^{i}: x_{j} r_{j} = {}", x * r);
+                conflicting += usize::from(x > 1e-9);
+            }
+        }
+        // The update d = Σ c_t g_t, rebuilt as a vector: g_j·d ≥ 0 up to
+        // the regularisation (Gw ≥ 0 ⇒ Mw ≥ −ε·tr(M)·w).
+        let d = combine(&sol.coefficients, &grads);
+        for (j, gj) in grads.iter().enumerate() {
+            let slack = reg_eps * trace * sol.coefficients[j] + 1e-10 * trace;
+            assert!(dot(gj, &d) >= -slack, "T={t}: g_{j}·d = {}", dot(gj, &d));
+        }
+        let mean: Vec<f64> = (0..t)
+            .map(|j| sol.projections.iter().map(|w| w[j]).sum::<f64>() / t as f64)
+            .collect();
+        assert_close("c = mean of w^(i)", &sol.coefficients, &mean, 1e-14);
+        if reg_eps == 0.0 {
+            // Exact projections, checked on the vectors: p_i is in the cone
+            // and no cone point tried is closer to g_i.
+            let p: Vec<Vec<f64>> = sol.projections.iter().map(|w| combine(w, &grads)).collect();
+            let mut cone_points = p.clone();
+            cone_points.push(d.clone());
+            let mut rng = Rng::new(seed);
+            for _ in 0..50 {
+                let mix: Vec<f64> = (0..t).map(|_| rng.uniform(0.0, 1.0) as f64).collect();
+                cone_points.push(combine(&mix, &p));
+            }
+            let dist =
+                |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>();
+            for i in 0..t {
+                let best = dist(&grads[i], &p[i]);
+                for v in &cone_points {
+                    assert!(
+                        best <= dist(&grads[i], v) + 1e-12,
+                        "T={t}: p_{i} is not the nearest"
+                    );
+                }
+            }
+        }
+        eprintln!(
+            "T={t}: {conflicting} active constraints, {} iterations",
+            sol.iterations
+        );
+    }
+}
+
+// ---------------------------------------------------------------- Aligned-MTL
+
+/// The (T, T) row-major product `A B`.
+fn matmul(a: &[f64], b: &[f64], t: usize) -> Vec<f64> {
+    (0..t * t)
+        .map(|k| (0..t).map(|l| a[(k / t) * t + l] * b[l * t + k % t]).sum())
+        .collect()
+}
+
+/// Whether a symmetric (T, T) matrix is positive definite (Cholesky).
+fn positive_definite(a: &[f64], t: usize) -> bool {
+    let mut l = vec![0.0; t * t];
+    for i in 0..t {
+        for j in 0..=i {
+            let s = a[i * t + j] - (0..j).map(|k| l[i * t + k] * l[j * t + k]).sum::<f64>();
+            if i == j {
+                if s <= 0.0 {
+                    return false;
+                }
+                l[i * t + i] = s.sqrt();
+            } else {
+                l[i * t + j] = s / l[j * t + j];
+            }
+        }
+    }
+    true
+}
+
+#[test]
+fn aligned_mtl_known_answers() {
+    // Orthogonal gradients of norms 1 and 2: M = diag(1, 4), λ_min = 1,
+    // B = diag(1, ½), c = B·1 = (1, ½): both contributions c_t g_t get
+    // norm σ_min = 1.
+    let grads = [vec![1.0, 0.0], vec![0.0, 2.0]];
+    let sol = weighting::aligned_mtl(&gram(&grads)).unwrap();
+    assert_close("orthogonal c", &sol.coefficients, &[1.0, 0.5], 1e-14);
+    assert_eq!((sol.rank, sol.smallest_eigenvalue), (2, 1.0));
+    for (c, g) in sol.coefficients.iter().zip(&grads) {
+        assert!((c * dot(g, g).sqrt() - 1.0).abs() < 1e-14);
+    }
+    // Unit gradients at 120°: M = [[1, −½], [−½, 1]], eigenpairs
+    // (3/2, (1, −1)/√2) and (½, (1, 1)/√2). 1 is orthogonal to the first,
+    // so B·1 = √½ · (½)^{−½} · 1 = 1: c = (1, 1).
+    let third = 2.0 * std::f64::consts::PI / 3.0;
+    let at120 = gram(&[vec![1.0, 0.0], vec![third.cos(), third.sin()]]);
+    let sol = weighting::aligned_mtl(&at120).unwrap();
+    assert_close("120° c", &sol.coefficients, &[1.0, 1.0], 1e-14);
+    // Parallel (1, 1) and (2, 2): M = [[2, 4], [4, 8]], eigenvalues 10 and
+    // 0 (cut). B = √10 · 10^{−½} v vᵀ = v vᵀ with v = (1, 2)/√5:
+    // c = B·1 = (3, 6)/5.
+    let sol = weighting::aligned_mtl(&gram(&[vec![1.0, 1.0], vec![2.0, 2.0]])).unwrap();
+    assert_close("parallel c", &sol.coefficients, &[0.6, 1.2], 1e-14);
+    assert_eq!(sol.rank, 1);
+    // One task: B = 1. Zero gradients: B = I (c = 1), rank 0.
+    let one = weighting::aligned_mtl(&gram(&[vec![0.3, -2.0]])).unwrap();
+    assert_close("one task", &one.coefficients, &[1.0], 1e-14);
+    let zero = weighting::aligned_mtl(&gram(&vec![vec![0.0; 2]; 3])).unwrap();
+    assert_eq!((zero.coefficients, zero.rank), (vec![1.0; 3], 0));
+}
+
+#[test]
+fn aligned_mtl_aligned_gradients_have_condition_number_one() {
+    for (seed, t, dim) in [(70, 2, 4), (71, 3, 3), (72, 5, 9), (73, 8, 20), (74, 6, 3)] {
+        let grads = random_grads(seed, t, dim);
+        let m = gram(&grads);
+        let sol = weighting::aligned_mtl(&m).unwrap();
+        let b = &sol.balance;
+        let rank = t.min(dim);
+        assert_eq!(sol.rank, rank, "T={t}, dim={dim}");
+        let scale = m.max_diagonal();
+        // The aligned gradients ĝ_a = Σ_s B_as g_s, built as vectors, are
+        // orthogonal with equal norms √λ_min (on the gradients' span).
+        let aligned: Vec<Vec<f64>> = b.chunks(t).map(|row| combine(row, &grads)).collect();
+        let lambda = sol.smallest_eigenvalue;
+        let aligned_gram: Vec<f64> = (0..t * t)
+            .map(|k| dot(&aligned[k / t], &aligned[k % t]))
+            .collect();
+        if rank == t {
+            let want: Vec<f64> = (0..t * t)
+                .map(|k| if k / t == k % t { lambda } else { 0.0 })
+                .collect();
+            assert_close(&format!("T={t} ĜĜᵀ"), &aligned_gram, &want, 1e-9 * scale);
+            // B symmetric positive definite with B M B = λ_min I is
+            // √λ_min M^{−½}: nothing else.
+            assert!(positive_definite(b, t), "T={t}: B is not positive definite");
+        } else {
+            // λ_min times a projector of rank `rank`.
+            let squared = matmul(&aligned_gram, &aligned_gram, t);
+            let scaled: Vec<f64> = aligned_gram.iter().map(|x| x * lambda).collect();
+            assert_close(&format!("T={t} (ĜĜᵀ)²"), &squared, &scaled, 1e-9 * scale);
+            let trace: f64 = (0..t).map(|i| aligned_gram[i * t + i]).sum();
+            assert!((trace - rank as f64 * lambda).abs() < 1e-9 * scale, "T={t}");
+        }
+        let bt: Vec<f64> = (0..t * t).map(|k| b[(k % t) * t + k / t]).collect();
+        assert_close("B = Bᵀ", b, &bt, 1e-12);
+        let row_sums: Vec<f64> = b.chunks(t).map(|r| r.iter().sum()).collect();
+        assert_close("c = B·1", &sol.coefficients, &row_sums, 1e-14);
+        // The update Σ_a ĝ_a is Σ_t c_t g_t.
+        let sum_aligned = combine(&vec![1.0; t], &aligned);
+        assert_close(
+            "Σĝ",
+            &combine(&sol.coefficients, &grads),
+            &sum_aligned,
+            1e-12,
+        );
+        // B depends on the gradients' directions only up to their common
+        // scale: gradients 3× as large give the same coefficients.
+        let big: Vec<Vec<f64>> = grads
+            .iter()
+            .map(|g| g.iter().map(|x| 3.0 * x).collect())
+            .collect();
+        let again = weighting::aligned_mtl(&gram(&big)).unwrap();
+        assert_close("scaled", &again.coefficients, &sol.coefficients, 1e-10);
+        // Reordering the tasks reorders c.
+        let reversed: Vec<Vec<f64>> = grads.iter().rev().cloned().collect();
+        let mut c_rev = weighting::aligned_mtl(&gram(&reversed))
+            .unwrap()
+            .coefficients;
+        c_rev.reverse();
+        assert_close("reversed", &c_rev, &sol.coefficients, 1e-10);
+    }
+}
+
 // ---------------------------------------------------------------- GradNorm
 
 #[test]
@@ -638,6 +895,17 @@ fn weighting_parses_every_name_with_defaults() {
         Weighting::Dwa { temperature: 2.0 }
     );
     assert_eq!(
+        weighting::parse("UPGrad").unwrap(),
+        Weighting::UpGrad {
+            norm_eps: 1e-4,
+            reg_eps: 1e-4
+        }
+    );
+    assert_eq!(
+        weighting::parse("Aligned-MTL").unwrap(),
+        Weighting::AlignedMtl
+    );
+    assert_eq!(
         weighting::parse("static:1, 0.5,2").unwrap(),
         Weighting::Static(vec![1.0, 0.5, 2.0])
     );
@@ -651,7 +919,16 @@ fn weighting_parses_every_name_with_defaults() {
 
 #[test]
 fn weighting_needs_gram_and_checks_hyper_parameters() {
-    let gram_users = ["gradnorm", "pcgrad", "mgda", "mgda_ub", "cagrad", "imtl_g"];
+    let gram_users = [
+        "gradnorm",
+        "pcgrad",
+        "mgda",
+        "mgda_ub",
+        "cagrad",
+        "imtl_g",
+        "upgrad",
+        "aligned_mtl",
+    ];
     for name in weighting::WEIGHTING_NAMES {
         let w = weighting::parse(name).unwrap();
         assert_eq!(w.needs_gram(), gram_users.contains(name), "{name}");
@@ -666,6 +943,10 @@ fn weighting_needs_gram_and_checks_hyper_parameters() {
     .check(2)
     .is_err());
     assert!(Weighting::Dwa { temperature: 0.0 }.check(2).is_err());
+    for (norm_eps, reg_eps) in [(-1e-4, 1e-4), (1e-4, f64::NAN)] {
+        assert!(Weighting::UpGrad { norm_eps, reg_eps }.check(2).is_err());
+    }
+    assert!(Weighting::AlignedMtl.check(2).is_ok());
     assert!(Weighting::Equal.check(0).is_err());
     assert!(weighting::parse("pcgrad").unwrap().check(3).is_ok());
 }

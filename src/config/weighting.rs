@@ -17,7 +17,7 @@ use crate::weighting::{
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct WeightingConfig {
     /// equal, static, uncertainty, uncertainty_warm, gradnorm, dwa, pcgrad, mgda, mgda_ub,
-    /// cagrad, imtl_g, rlw (or static:w1,w2,…).
+    /// cagrad, imtl_g, rlw, upgrad, aligned_mtl (or static:w1,w2,…).
     pub method: String,
     /// static: one weight per task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,6 +47,12 @@ pub struct WeightingConfig {
     /// cagrad: rescale 0, 1 (default) or 2, as LibMTL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rescale: Option<u32>,
+    /// upgrad: a Gram of trace below it counts as zero (default 1e-4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub norm_eps: Option<f64>,
+    /// upgrad: added to the normalised Gram's diagonal (default 1e-4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reg_eps: Option<f64>,
 }
 
 impl WeightingConfig {
@@ -63,6 +69,8 @@ impl WeightingConfig {
             normalisation: None,
             c: None,
             rescale: None,
+            norm_eps: None,
+            reg_eps: None,
         }
     }
 
@@ -94,6 +102,8 @@ impl WeightingConfig {
             ),
             ("c", self.c.is_some(), "cagrad"),
             ("rescale", self.rescale.is_some(), "cagrad"),
+            ("norm_eps", self.norm_eps.is_some(), "upgrad"),
+            ("reg_eps", self.reg_eps.is_some(), "upgrad"),
         ];
         for (field, set, methods) in owners {
             if set && !methods.split(" and ").any(|m| m == w.name()) {
@@ -172,6 +182,10 @@ impl WeightingConfig {
                     })?;
                 }
             }
+            Weighting::UpGrad { norm_eps, reg_eps } => {
+                *norm_eps = self.norm_eps.unwrap_or(*norm_eps);
+                *reg_eps = self.reg_eps.unwrap_or(*reg_eps);
+            }
             _ => {}
         }
         // Domains (static weights are counted against the tasks when the
@@ -228,4 +242,8 @@ struct WeightingTable {
     c: Option<f64>,
     #[serde(default)]
     rescale: Option<u32>,
+    #[serde(default)]
+    norm_eps: Option<f64>,
+    #[serde(default)]
+    reg_eps: Option<f64>,
 }

@@ -20,8 +20,8 @@ use crate::graph::{Balancing, GramSpace, Program, StepOptions, StepReport};
 use crate::util::rng::Rng;
 
 use super::{
-    cagrad, imtl_g, mgda, pcgrad, rlw_weights, DwaState, GradNormMode, GradNormState, Gram,
-    MgdaSpace, SolverOptions, UncertaintyInit, Weighting,
+    aligned_mtl, cagrad, imtl_g, mgda, pcgrad, rlw_weights, upgrad, DwaState, GradNormMode,
+    GradNormState, Gram, MgdaSpace, SolverOptions, UncertaintyInit, Weighting,
 };
 
 /// One balanced step: the program's report, and the coefficients c_t the
@@ -113,7 +113,9 @@ impl Balancer {
             Weighting::Mgda { .. }
             | Weighting::PcGrad
             | Weighting::CaGrad { .. }
-            | Weighting::ImtlG => Balancing::Gram(GramSpace::SharedParameters),
+            | Weighting::ImtlG
+            | Weighting::UpGrad { .. }
+            | Weighting::AlignedMtl => Balancing::Gram(GramSpace::SharedParameters),
         }
     }
 
@@ -218,6 +220,10 @@ impl Balancer {
                 cagrad(&gram, *c, *rescale, &opts_solver)?.coefficients
             }
             Weighting::ImtlG => imtl_g(&gram)?,
+            Weighting::UpGrad { norm_eps, reg_eps } => {
+                upgrad(&gram, *norm_eps, *reg_eps)?.coefficients
+            }
+            Weighting::AlignedMtl => aligned_mtl(&gram)?.coefficients,
             _ => unreachable!("loss-weighting methods returned above"),
         };
         let weights = to_f32(&c);

@@ -10,10 +10,12 @@
 //! - [`Balancer`]: runs a `Weighting` on a `graph::Program` (the GPU side:
 //!   task-weight buffer, uncertainty terms, Gram phase + finish step).
 //! - [`Gram`]: the checked T×T input.
-//! - Gradient-combining solvers: [`mgda`], [`pcgrad`], [`cagrad`], [`imtl_g`].
+//! - Gradient-combining solvers: [`mgda`], [`pcgrad`], [`cagrad`], [`imtl_g`],
+//!   [`upgrad`], [`aligned_mtl`].
 //! - Loss-weighting rules: [`GradNormState`], [`DwaState`],
 //!   [`uncertainty_loss`] and its gradient, [`rlw_weights`].
 
+mod aligned_mtl;
 mod balancer;
 mod cagrad;
 mod gradnorm;
@@ -23,7 +25,9 @@ mod loss_weighting;
 mod mgda;
 mod pcgrad;
 mod simplex;
+mod upgrad;
 
+pub use aligned_mtl::{aligned_mtl, AlignedMtlSolution};
 pub use balancer::{BalancedStep, Balancer, BalancerState};
 pub use cagrad::{cagrad, cagrad_objective, CaGradRescale, CaGradSolution};
 pub use gradnorm::{GradNormState, GradNormUpdate, GRADNORM_WEIGHT_FLOOR};
@@ -35,6 +39,7 @@ pub use loss_weighting::{
 pub use mgda::{mgda, min_norm, min_norm_two, MgdaNormalisation, MgdaSolution};
 pub use pcgrad::pcgrad;
 pub use simplex::{SimplexSolution, SolverOptions};
+pub use upgrad::{upgrad, UpGradSolution, UPGRAD_NORM_EPS, UPGRAD_REG_EPS};
 
 use crate::Result;
 use gram::invalid;
@@ -170,6 +175,23 @@ pub enum Weighting {
     /// ([`rlw_weights`]). LibMTL `RLW` with `dist = Normal` (its default);
     /// the other distributions are not offered.
     Rlw,
+    /// Quinton & Rey 2024: the mean of every gradient's projection onto
+    /// the dual cone `{v : g_j·v ≥ 0 ∀j}` ([`upgrad`]). torchjd `UPGrad`
+    /// with its default mean preference vector: the same QPs on the
+    /// trace-normalised, regularised Gram (quadprog there, an exact active
+    /// set here). Not in LibMTL.
+    UpGrad {
+        /// A Gram of trace below it counts as zero (torchjd: 1e-4).
+        norm_eps: f64,
+        /// Added to the normalised Gram's diagonal (torchjd: 1e-4).
+        reg_eps: f64,
+    },
+    /// Senushkin et al. 2023: the gradients aligned to condition number 1,
+    /// `Ĝ = √λ_min M^{-1/2} G`, summed ([`aligned_mtl`]). LibMTL
+    /// `Aligned_MTL` (`c = B·1`, eigenvalues below `λ_max·T·ε_f32` cut),
+    /// the same; a zero Gram gives `c = 1` (torchjd's choice) where LibMTL
+    /// fails. torchjd's `AlignedMTL` uses `B·(1/T)`, a 1/T smaller step.
+    AlignedMtl,
 }
 
 /// Every name [`parse`] accepts (besides the aliases `ew`, `uw` and the
@@ -187,6 +209,8 @@ pub const WEIGHTING_NAMES: &[&str] = &[
     "cagrad",
     "imtl_g",
     "rlw",
+    "upgrad",
+    "aligned_mtl",
 ];
 
 /// A method from its config / CLI name (case-insensitive, `-` = `_`), with
@@ -227,6 +251,11 @@ pub fn parse(name: &str) -> Result<Weighting> {
         },
         "imtl_g" => Weighting::ImtlG,
         "rlw" => Weighting::Rlw,
+        "upgrad" => Weighting::UpGrad {
+            norm_eps: UPGRAD_NORM_EPS,
+            reg_eps: UPGRAD_REG_EPS,
+        },
+        "aligned_mtl" => Weighting::AlignedMtl,
         _ => {
             let detail = format!(
                 "unknown task weighting '{name}': expected one of {} (or static:w1,w2,…)",
@@ -275,6 +304,8 @@ impl Weighting {
             Weighting::CaGrad { .. } => "cagrad",
             Weighting::ImtlG => "imtl_g",
             Weighting::Rlw => "rlw",
+            Weighting::UpGrad { .. } => "upgrad",
+            Weighting::AlignedMtl => "aligned_mtl",
         }
     }
 
@@ -288,6 +319,8 @@ impl Weighting {
                 | Weighting::Mgda { .. }
                 | Weighting::CaGrad { .. }
                 | Weighting::ImtlG
+                | Weighting::UpGrad { .. }
+                | Weighting::AlignedMtl
         )
     }
 
@@ -316,6 +349,13 @@ impl Weighting {
             }
             Weighting::CaGrad { c, .. } if !non_negative(*c) => {
                 bad(format!("cagrad c {c} must be finite and ≥ 0"))
+            }
+            Weighting::UpGrad { norm_eps, reg_eps }
+                if !(non_negative(*norm_eps) && non_negative(*reg_eps)) =>
+            {
+                bad(format!(
+                    "upgrad norm_eps {norm_eps}, reg_eps {reg_eps}: both must be finite and ≥ 0"
+                ))
             }
             _ if tasks == 0 => bad("no tasks".into()),
             _ => Ok(()),
