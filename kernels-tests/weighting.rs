@@ -638,6 +638,13 @@ fn aligned_mtl_known_answers() {
     assert_close("one task", &one.coefficients, &[1.0], 1e-14);
     let zero = weighting::aligned_mtl(&gram(&vec![vec![0.0; 2]; 3])).unwrap();
     assert_eq!((zero.coefficients, zero.rank), (vec![1.0; 3], 0));
+    // Scale-free: gradients of norm 1e150 (M ~ 1e300) or 1e-150 give the
+    // orthogonal case's answer.
+    for s in [1e150, 1e-150] {
+        let tiny_or_huge = gram(&[vec![s, 0.0], vec![0.0, 2.0 * s]]);
+        let sol = weighting::aligned_mtl(&tiny_or_huge).unwrap();
+        assert_close(&format!("×{s}"), &sol.coefficients, &[1.0, 0.5], 1e-14);
+    }
 }
 
 #[test]

@@ -45,7 +45,15 @@ pub struct AlignedMtlSolution {
 /// of the gradients. Errors only if the eigen solver does not converge.
 pub fn aligned_mtl(gram: &Gram) -> Result<AlignedMtlSolution> {
     let t = gram.tasks();
-    let (lambda, v) = symmetric_eigen(gram.as_slice(), t).ok_or_else(|| {
+    // B is the same for M and s·M: decompose M / max_t M_tt, whose
+    // entries lie in [−1, 1] (no overflow in the solver's norms).
+    let scale = gram.max_diagonal();
+    let unit: Vec<f64> = if scale > 0.0 {
+        gram.as_slice().iter().map(|m| m / scale).collect()
+    } else {
+        gram.as_slice().to_vec()
+    };
+    let (lambda, v) = symmetric_eigen(&unit, t).ok_or_else(|| {
         invalid(
             "aligned_mtl",
             "the Jacobi eigen solver did not converge on the Gram matrix".into(),
@@ -85,7 +93,7 @@ pub fn aligned_mtl(gram: &Gram) -> Result<AlignedMtlSolution> {
         coefficients,
         balance,
         rank: kept.len(),
-        smallest_eigenvalue: smallest,
+        smallest_eigenvalue: smallest * scale,
     })
 }
 
