@@ -370,6 +370,9 @@ fn every_weighting_method_trains() {
         "mgda_ub",
         "cagrad",
         "imtl_g",
+        "nash_mtl",
+        "fairgrad",
+        "db_mtl",
     ] {
         let r = relative_losses(ctx, w, 60);
         eprintln!("{w}: relative losses {r:?}");

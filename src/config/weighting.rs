@@ -17,12 +17,12 @@ use crate::weighting::{
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct WeightingConfig {
     /// equal, static, uncertainty, uncertainty_warm, gradnorm, dwa, pcgrad, mgda, mgda_ub,
-    /// cagrad, imtl_g, rlw (or static:w1,w2,…).
+    /// cagrad, imtl_g, rlw, nash_mtl, fairgrad, db_mtl (or static:w1,w2,…).
     pub method: String,
     /// static: one weight per task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<Vec<f32>>,
-    /// gradnorm: α (default 1.5).
+    /// gradnorm: α (default 1.5); fairgrad: the fairness a (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpha: Option<f64>,
     /// gradnorm: the weights' learning rate (default 0.025).
@@ -47,6 +47,10 @@ pub struct WeightingConfig {
     /// cagrad: rescale 0, 1 (default) or 2, as LibMTL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rescale: Option<u32>,
+    /// nash_mtl: largest norm of the combined shared gradient (default 1;
+    /// 0: no clip).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_norm: Option<f64>,
 }
 
 impl WeightingConfig {
@@ -63,6 +67,7 @@ impl WeightingConfig {
             normalisation: None,
             c: None,
             rescale: None,
+            max_norm: None,
         }
     }
 
@@ -82,7 +87,7 @@ impl WeightingConfig {
         // Each set key must belong to the method: (key, set, methods).
         let owners = [
             ("weights", self.weights.is_some(), "static"),
-            ("alpha", self.alpha.is_some(), "gradnorm"),
+            ("alpha", self.alpha.is_some(), "gradnorm and fairgrad"),
             ("lr", self.lr.is_some(), "gradnorm"),
             ("mode", self.mode.is_some(), "gradnorm"),
             ("update", self.update.is_some(), "gradnorm"),
@@ -94,6 +99,7 @@ impl WeightingConfig {
             ),
             ("c", self.c.is_some(), "cagrad"),
             ("rescale", self.rescale.is_some(), "cagrad"),
+            ("max_norm", self.max_norm.is_some(), "nash_mtl"),
         ];
         for (field, set, methods) in owners {
             if set && !methods.split(" and ").any(|m| m == w.name()) {
@@ -172,6 +178,8 @@ impl WeightingConfig {
                     })?;
                 }
             }
+            Weighting::NashMtl { max_norm } => *max_norm = self.max_norm.unwrap_or(*max_norm),
+            Weighting::FairGrad { alpha } => *alpha = self.alpha.unwrap_or(*alpha),
             _ => {}
         }
         // Domains (static weights are counted against the tasks when the
@@ -228,4 +236,6 @@ struct WeightingTable {
     c: Option<f64>,
     #[serde(default)]
     rescale: Option<u32>,
+    #[serde(default)]
+    max_norm: Option<f64>,
 }

@@ -20,8 +20,8 @@ use crate::graph::{Balancing, GramSpace, Program, StepOptions, StepReport};
 use crate::util::rng::Rng;
 
 use super::{
-    cagrad, imtl_g, mgda, pcgrad, rlw_weights, DwaState, GradNormMode, GradNormState, Gram,
-    MgdaSpace, SolverOptions, UncertaintyInit, Weighting,
+    cagrad, db_mtl, fairgrad, imtl_g, mgda, nash_mtl, pcgrad, rlw_weights, DwaState, GradNormMode,
+    GradNormState, Gram, MgdaSpace, SolverOptions, UncertaintyInit, Weighting,
 };
 
 /// One balanced step: the program's report, and the coefficients c_t the
@@ -113,7 +113,10 @@ impl Balancer {
             Weighting::Mgda { .. }
             | Weighting::PcGrad
             | Weighting::CaGrad { .. }
-            | Weighting::ImtlG => Balancing::Gram(GramSpace::SharedParameters),
+            | Weighting::ImtlG
+            | Weighting::NashMtl { .. }
+            | Weighting::FairGrad { .. }
+            | Weighting::DbMtl => Balancing::Gram(GramSpace::SharedParameters),
         }
     }
 
@@ -218,6 +221,9 @@ impl Balancer {
                 cagrad(&gram, *c, *rescale, &opts_solver)?.coefficients
             }
             Weighting::ImtlG => imtl_g(&gram)?,
+            Weighting::NashMtl { max_norm } => nash_mtl(&gram, *max_norm)?.coefficients,
+            Weighting::FairGrad { alpha } => fairgrad(&gram, *alpha)?,
+            Weighting::DbMtl => db_mtl(&gram, &losses)?,
             _ => unreachable!("loss-weighting methods returned above"),
         };
         let weights = to_f32(&c);

@@ -10,22 +10,28 @@
 //! - [`Balancer`]: runs a `Weighting` on a `graph::Program` (the GPU side:
 //!   task-weight buffer, uncertainty terms, Gram phase + finish step).
 //! - [`Gram`]: the checked T×T input.
-//! - Gradient-combining solvers: [`mgda`], [`pcgrad`], [`cagrad`], [`imtl_g`].
+//! - Gradient-combining solvers: [`mgda`], [`pcgrad`], [`cagrad`], [`imtl_g`],
+//!   [`nash_mtl`], [`fairgrad`], [`db_mtl`].
 //! - Loss-weighting rules: [`GradNormState`], [`DwaState`],
 //!   [`uncertainty_loss`] and its gradient, [`rlw_weights`].
 
 mod balancer;
 mod cagrad;
+mod db_mtl;
+mod fairgrad;
 mod gradnorm;
 mod gram;
 mod imtl;
 mod loss_weighting;
 mod mgda;
+mod nash_mtl;
 mod pcgrad;
 mod simplex;
 
 pub use balancer::{BalancedStep, Balancer, BalancerState};
 pub use cagrad::{cagrad, cagrad_objective, CaGradRescale, CaGradSolution};
+pub use db_mtl::db_mtl;
+pub use fairgrad::{fairgrad, FAIRGRAD_DEFAULT_ALPHA};
 pub use gradnorm::{GradNormState, GradNormUpdate, GRADNORM_WEIGHT_FLOOR};
 pub use gram::{Gram, SYMMETRY_TOLERANCE};
 pub use imtl::imtl_g;
@@ -33,6 +39,7 @@ pub use loss_weighting::{
     rlw_weights, uncertainty_grad, uncertainty_loss, uncertainty_loss_weights, DwaState,
 };
 pub use mgda::{mgda, min_norm, min_norm_two, MgdaNormalisation, MgdaSolution};
+pub use nash_mtl::{nash_mtl, NashMtlSolution, NASH_MAX_ITERATIONS, NASH_TOLERANCE};
 pub use pcgrad::pcgrad;
 pub use simplex::{SimplexSolution, SolverOptions};
 
@@ -170,6 +177,36 @@ pub enum Weighting {
     /// ([`rlw_weights`]). LibMTL `RLW` with `dist = Normal` (its default);
     /// the other distributions are not offered.
     Rlw,
+    /// Navon et al. 2022: the Nash bargaining solution `(M α)_t = 1/α_t`
+    /// ([`nash_mtl`]). LibMTL `Nash_MTL` (`max_norm` 1,
+    /// `update_weights_every` 1, `optim_niter` 20): the same α scaling
+    /// (solved on `M/‖M‖_F`) and clip of the shared gradient's norm to
+    /// `max_norm`. Differences: we solve the equation itself by Newton's
+    /// method to a relative residual of 1e-10 from a fresh start each
+    /// step (LibMTL: up to `optim_niter` cvxpy convex-concave steps,
+    /// warm-started from the last α, stopping at residual 1e-3); weights
+    /// are recomputed every step (`update_weights_every` 1 only); the
+    /// clip scales the coefficients, so the heads' gradients shrink with
+    /// the shared ones (LibMTL clips only the shared parameters').
+    NashMtl {
+        /// Largest norm of the combined shared gradient (1); 0: no clip.
+        max_norm: f64,
+    },
+    /// Ban & Ji 2024: α-fair weights `(M α)_t = α_t^{-1/a}` ([`fairgrad`]).
+    /// LibMTL `FairGrad` (`FairGrad_alpha` 1), the same equation and
+    /// coefficients; solved by Newton's method instead of scipy's
+    /// `least_squares`.
+    FairGrad {
+        /// Fairness a > 0 (1, where the equation is Nash-MTL's).
+        alpha: f64,
+    },
+    /// Lin et al. 2023: log-transformed losses, gradients rescaled to the
+    /// largest norm ([`db_mtl`]). LibMTL `DB_MTL` with `DB_beta = 0`: its
+    /// moving average of the gradients (default `DB_beta` 0.9) is not
+    /// implemented, the current step's gradients are balanced. LibMTL
+    /// applies the rescaling to the shared parameters only (the heads get
+    /// `∇ log L_t`); here `c_t` weighs the heads' gradients too.
+    DbMtl,
 }
 
 /// Every name [`parse`] accepts (besides the aliases `ew`, `uw` and the
@@ -187,6 +224,9 @@ pub const WEIGHTING_NAMES: &[&str] = &[
     "cagrad",
     "imtl_g",
     "rlw",
+    "nash_mtl",
+    "fairgrad",
+    "db_mtl",
 ];
 
 /// A method from its config / CLI name (case-insensitive, `-` = `_`), with
@@ -227,6 +267,11 @@ pub fn parse(name: &str) -> Result<Weighting> {
         },
         "imtl_g" => Weighting::ImtlG,
         "rlw" => Weighting::Rlw,
+        "nash_mtl" => Weighting::NashMtl { max_norm: 1.0 },
+        "fairgrad" => Weighting::FairGrad {
+            alpha: FAIRGRAD_DEFAULT_ALPHA,
+        },
+        "db_mtl" => Weighting::DbMtl,
         _ => {
             let detail = format!(
                 "unknown task weighting '{name}': expected one of {} (or static:w1,w2,…)",
@@ -275,6 +320,9 @@ impl Weighting {
             Weighting::CaGrad { .. } => "cagrad",
             Weighting::ImtlG => "imtl_g",
             Weighting::Rlw => "rlw",
+            Weighting::NashMtl { .. } => "nash_mtl",
+            Weighting::FairGrad { .. } => "fairgrad",
+            Weighting::DbMtl => "db_mtl",
         }
     }
 
@@ -288,6 +336,9 @@ impl Weighting {
                 | Weighting::Mgda { .. }
                 | Weighting::CaGrad { .. }
                 | Weighting::ImtlG
+                | Weighting::NashMtl { .. }
+                | Weighting::FairGrad { .. }
+                | Weighting::DbMtl
         )
     }
 
@@ -316,6 +367,12 @@ impl Weighting {
             }
             Weighting::CaGrad { c, .. } if !non_negative(*c) => {
                 bad(format!("cagrad c {c} must be finite and ≥ 0"))
+            }
+            Weighting::NashMtl { max_norm } if !non_negative(*max_norm) => bad(format!(
+                "nash_mtl max_norm {max_norm} must be finite and ≥ 0 (0: no clip)"
+            )),
+            Weighting::FairGrad { alpha } if !(alpha.is_finite() && *alpha > 0.0) => {
+                bad(format!("fairgrad alpha {alpha} must be finite and > 0"))
             }
             _ if tasks == 0 => bad("no tasks".into()),
             _ => Ok(()),
