@@ -506,6 +506,7 @@ fn nash_mtl_solves_random_grams_and_is_scale_invariant() {
         let sol = nash_mtl(&m, 0.0).unwrap();
         assert!(sol.alpha.iter().all(|&a| a > 0.0), "{:?}", sol.alpha);
         assert!(sol.residual < 1e-10 && power_residual(&m, &sol.alpha, 1.0) < 1e-9);
+        assert!(sol.iterations <= 40, "T={t}: {} iterations", sol.iterations);
         // ‖Σ α g‖² = αᵀMα = Σ α_t (Mα)_t = T.
         let d = combine(&sol.alpha, &grads);
         assert!((dot(&d, &d) - t as f64).abs() < 1e-8 * t as f64);
