@@ -536,6 +536,18 @@ fn nash_mtl_and_fairgrad_reject_unsolvable_and_bad_input() {
     }
     let e = nash_mtl(&zero, 1.0).unwrap_err().to_string();
     assert!(e.contains("task 1"), "{e}");
+    // Norms 1e11 apart: as good as zero for an f32 Gram matrix.
+    let negligible = gram(&[vec![1.0, 0.0], vec![0.0, 1e-11]]);
+    let e = fairgrad(&negligible, 1.0).unwrap_err().to_string();
+    assert!(e.contains("task 1 has a zero gradient"), "{e}");
+    // Norms 1e4 apart are solved: α = (1, 1e4).
+    let apart = gram(&[vec![1.0, 0.0], vec![0.0, 1e-4]]);
+    assert_close(
+        "apart",
+        &nash_mtl(&apart, 0.0).unwrap().alpha,
+        &[1.0, 1e4],
+        1e-12,
+    );
     let ok = gram(&[vec![1.0, 0.0], vec![0.0, 2.0]]);
     for bad in [-1.0, f64::NAN, f64::INFINITY] {
         assert!(nash_mtl(&ok, bad).is_err());

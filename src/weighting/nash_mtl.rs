@@ -29,6 +29,10 @@ pub const NASH_TOLERANCE: f64 = 1e-10;
 /// Newton iterations before the solver gives up (it usually needs < 15).
 pub const NASH_MAX_ITERATIONS: usize = 200;
 
+/// A squared gradient norm at most this fraction of the largest counts as
+/// zero (norms 1e10 apart: beyond what an f32 Gram matrix resolves).
+const ZERO_GRADIENT: f64 = 1e-20;
+
 /// The epsilon LibMTL's `clip_grad_norm_` adds to the norm it divides by.
 const CLIP_EPS: f64 = 1e-6;
 
@@ -101,14 +105,18 @@ pub(crate) fn solve_power_equation(gram: &Gram, p: f64, op: &'static str) -> Res
         return Err(invalid(op, format!("exponent {p} must be finite and > 0")));
     }
     let t = gram.tasks();
-    if let Some(z) = (0..t).find(|&i| gram.get(i, i) <= 0.0) {
-        return Err(invalid(
-            op,
-            format!("task {z} has a zero gradient: its weight would be infinite"),
-        ));
-    }
     // Work on M/s, s the largest diagonal: its solution α' = s^{1/(1+p)} α.
     let s = gram.max_diagonal();
+    if let Some(z) = (0..t).find(|&i| !(gram.get(i, i) > ZERO_GRADIENT * s)) {
+        return Err(invalid(
+            op,
+            format!(
+                "task {z} has a zero gradient (‖g‖² = {}, the largest {s}): its weight \
+                 would be infinite",
+                gram.get(z, z)
+            ),
+        ));
+    }
     let m: Vec<f64> = gram.as_slice().iter().map(|v| v / s).collect();
     let mul = |a: &[f64]| -> Vec<f64> {
         (0..t)
@@ -196,7 +204,7 @@ pub(crate) fn solve_power_equation(gram: &Gram, p: f64, op: &'static str) -> Res
             step *= 0.5;
         }
         // Weights far past any solution mean f is unbounded below.
-        if !accepted || alpha.iter().any(|a| !(a.is_finite() && *a < 1e12)) {
+        if !accepted || alpha.iter().any(|a| !(a.is_finite() && *a < 1e15)) {
             return Err(no_solution());
         }
     }
