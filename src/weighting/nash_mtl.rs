@@ -107,7 +107,7 @@ pub(crate) fn solve_power_equation(gram: &Gram, p: f64, op: &'static str) -> Res
     let t = gram.tasks();
     // Work on M/s, s the largest diagonal: its solution α' = s^{1/(1+p)} α.
     let s = gram.max_diagonal();
-    if let Some(z) = (0..t).find(|&i| !(gram.get(i, i) > ZERO_GRADIENT * s)) {
+    if let Some(z) = (0..t).find(|&i| gram.get(i, i) <= ZERO_GRADIENT * s) {
         return Err(invalid(
             op,
             format!(
