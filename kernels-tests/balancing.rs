@@ -372,6 +372,9 @@ fn every_weighting_method_trains() {
         "imtl_g",
         "upgrad",
         "aligned_mtl",
+        "nash_mtl",
+        "fairgrad",
+        "db_mtl",
     ] {
         let r = relative_losses(ctx, w, 60);
         eprintln!("{w}: relative losses {r:?}");

@@ -276,6 +276,22 @@ fn impossible_values_are_errors_naming_the_key() {
             "[train]\nweighting = { method = \"upgrad\", norm_eps = -1 }\n".into(),
             "train.weighting: ",
         ),
+        (
+            "[train]\nweighting = { method = \"cagrad\", max_norm = 1 }\n".into(),
+            "train.weighting.max_norm: only for method nash_mtl",
+        ),
+        (
+            "[train]\nweighting = { method = \"nash_mtl\", max_norm = -1 }\n".into(),
+            "nash_mtl max_norm -1 must be finite and ≥ 0",
+        ),
+        (
+            "[train]\nweighting = { method = \"fairgrad\", alpha = 0 }\n".into(),
+            "fairgrad alpha 0 must be finite and > 0",
+        ),
+        (
+            "[train]\nweighting = { method = \"db_mtl\", alpha = 1 }\n".into(),
+            "train.weighting.alpha: only for method gradnorm and fairgrad",
+        ),
     ];
     let adversarial =
         "[[tasks]]\nname = \"a\"\nkind = \"binary\"\nlabels = 1\nadversarial = true\n";
@@ -351,6 +367,24 @@ fn weighting_hyper_parameters_reach_the_weighting() {
     assert_eq!(
         format!("{:?}", c.train.weighting.weighting().unwrap()),
         "UpGrad { norm_eps: 0.001, reg_eps: 0.0 }"
+    );
+    let c = Config::from_toml(
+        "[train]\nweighting = { method = \"nash_mtl\", max_norm = 0 }\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        format!("{:?}", c.train.weighting.weighting().unwrap()),
+        "NashMtl { max_norm: 0.0 }"
+    );
+    let c = Config::from_toml(
+        "[train]\nweighting = { method = \"fairgrad\", alpha = 2.5 }\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        format!("{:?}", c.train.weighting.weighting().unwrap()),
+        "FairGrad { alpha: 2.5 }"
     );
 }
 

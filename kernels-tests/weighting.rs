@@ -4,10 +4,10 @@
 
 use manytask::util::rng::Rng;
 use manytask::weighting::{
-    self, cagrad, cagrad_objective, imtl_g, mgda, min_norm, min_norm_two, pcgrad, rlw_weights,
-    uncertainty_grad, uncertainty_loss, uncertainty_loss_weights, CaGradRescale, DwaState,
-    GradNormMode, GradNormState, GradNormUpdate, Gram, MgdaNormalisation, MgdaSpace, SolverOptions,
-    UncertaintyInit, Weighting,
+    self, cagrad, cagrad_objective, db_mtl, fairgrad, imtl_g, mgda, min_norm, min_norm_two,
+    nash_mtl, pcgrad, rlw_weights, uncertainty_grad, uncertainty_loss, uncertainty_loss_weights,
+    CaGradRescale, DwaState, GradNormMode, GradNormState, GradNormUpdate, Gram, MgdaNormalisation,
+    MgdaSpace, SolverOptions, UncertaintyInit, Weighting,
 };
 use manytask::Error;
 
@@ -710,6 +710,200 @@ fn aligned_mtl_aligned_gradients_have_condition_number_one() {
     }
 }
 
+// ---------------------------------------------------------------- Nash-MTL, FairGrad
+
+/// `max_t |α_t^p (M α)_t − 1|`: the relative residual of `(M α)_t = α_t^{-p}`.
+fn power_residual(m: &Gram, alpha: &[f64], p: f64) -> f64 {
+    m.mul(alpha)
+        .iter()
+        .zip(alpha)
+        .map(|(ma, a)| (a.powf(p) * ma - 1.0).abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn nash_mtl_two_task_known_answers() {
+    // Orthogonal g₁ = (1,0), g₂ = (0,2): (Mα)_i = ‖g_i‖²α_i = 1/α_i ⇒
+    // α_i = 1/‖g_i‖ = (1, 0.5).
+    let m = gram(&[vec![1.0, 0.0], vec![0.0, 2.0]]);
+    let sol = nash_mtl(&m, 0.0).unwrap();
+    assert_close("α", &sol.alpha, &[1.0, 0.5], 1e-12);
+    // LibMTL's scaling: ‖M‖_F = sqrt(1 + 16) ⇒ c = α·17^{1/4}, and the
+    // update's norm is sqrt(T·‖M‖_F) = sqrt(2)·17^{1/4}.
+    let s = 17f64.powf(0.25);
+    assert_close("c", &sol.coefficients, &[s, 0.5 * s], 1e-12);
+    assert!((sol.unclipped_norm - 2f64.sqrt() * s).abs() < 1e-12);
+    // Clipped to max_norm 1 (LibMTL's clip_grad_norm_: max_norm/(norm + 1e-6)).
+    let clipped = nash_mtl(&m, 1.0).unwrap();
+    let f = 1.0 / (2f64.sqrt() * s + 1e-6);
+    assert_close(
+        "clipped c",
+        &clipped.coefficients,
+        &[s * f, 0.5 * s * f],
+        1e-12,
+    );
+    // Non-orthogonal: g₁ = (1,0), g₂ = (1,1): M = [[1,1],[1,2]].
+    // α₁ + α₂ = 1/α₁ gives α₂ = 1/α₁ − α₁; then α₁ + 2α₂ = 1/α₂ with
+    // x = α₁ is (2 − x²)(1 − x²) = x², x⁴ − 4x² + 2 = 0, and α₂ > 0 needs
+    // x² < 1: α₁ = sqrt(2 − √2), α₂ = (√2 − 1)/sqrt(2 − √2).
+    let m = gram(&[vec![1.0, 0.0], vec![1.0, 1.0]]);
+    let a = nash_mtl(&m, 0.0).unwrap().alpha;
+    let x = (2.0 - 2f64.sqrt()).sqrt();
+    assert_close("M=[[1,1],[1,2]]", &a, &[x, (2f64.sqrt() - 1.0) / x], 1e-12);
+    assert!(power_residual(&m, &a, 1.0) < 1e-10, "{a:?}");
+    // One task: α = 1/‖g‖.
+    let one = nash_mtl(&gram(&[vec![3.0, 4.0]]), 0.0).unwrap();
+    assert_close("one task", &one.alpha, &[0.2], 1e-14);
+}
+
+#[test]
+fn nash_mtl_solves_random_grams_and_is_scale_invariant() {
+    for (seed, t, dim) in [
+        (60, 2, 3),
+        (61, 3, 10),
+        (62, 5, 5),
+        (63, 8, 20),
+        (64, 16, 40),
+    ] {
+        let grads = random_grads(seed, t, dim);
+        let m = gram(&grads);
+        let sol = nash_mtl(&m, 0.0).unwrap();
+        assert!(sol.alpha.iter().all(|&a| a > 0.0), "{:?}", sol.alpha);
+        assert!(sol.residual < 1e-10 && power_residual(&m, &sol.alpha, 1.0) < 1e-9);
+        assert!(sol.iterations <= 40, "T={t}: {} iterations", sol.iterations);
+        // ‖Σ α g‖² = αᵀMα = Σ α_t (Mα)_t = T.
+        let d = combine(&sol.alpha, &grads);
+        assert!((dot(&d, &d) - t as f64).abs() < 1e-8 * t as f64);
+        // Scaling task k's gradient by s scales α_k by 1/s, the rest and
+        // the update unchanged.
+        let (k, s) = (t / 2, 7.5);
+        let mut scaled = grads.clone();
+        scaled[k].iter_mut().for_each(|x| *x *= s);
+        let a2 = nash_mtl(&gram(&scaled), 0.0).unwrap().alpha;
+        let mut want = sol.alpha.clone();
+        want[k] /= s;
+        assert_close(&format!("T={t} scaled"), &a2, &want, 1e-9);
+        // The clip bounds the combined gradient's norm.
+        let clipped = nash_mtl(&m, 0.5).unwrap().coefficients;
+        let n = dot(&combine(&clipped, &grads), &combine(&clipped, &grads)).sqrt();
+        assert!(n <= 0.5 + 1e-9, "T={t}: clipped norm {n}");
+    }
+}
+
+#[test]
+fn nash_mtl_and_fairgrad_reject_unsolvable_and_bad_input() {
+    let opposed = gram(&[vec![1.0, 2.0], vec![-1.0, -2.0]]);
+    let zero = gram(&[vec![1.0, 0.0], vec![0.0, 0.0]]);
+    for m in [&opposed, &zero] {
+        assert!(nash_mtl(m, 1.0).is_err());
+        assert!(fairgrad(m, 2.0).is_err());
+    }
+    let e = nash_mtl(&zero, 1.0).unwrap_err().to_string();
+    assert!(e.contains("task 1"), "{e}");
+    // Norms 1e11 apart: as good as zero for an f32 Gram matrix.
+    let negligible = gram(&[vec![1.0, 0.0], vec![0.0, 1e-11]]);
+    let e = fairgrad(&negligible, 1.0).unwrap_err().to_string();
+    assert!(e.contains("task 1 has a zero gradient"), "{e}");
+    // Norms 1e4 apart are solved: α = (1, 1e4).
+    let apart = gram(&[vec![1.0, 0.0], vec![0.0, 1e-4]]);
+    assert_close(
+        "apart",
+        &nash_mtl(&apart, 0.0).unwrap().alpha,
+        &[1.0, 1e4],
+        1e-12,
+    );
+    let ok = gram(&[vec![1.0, 0.0], vec![0.0, 2.0]]);
+    for bad in [-1.0, f64::NAN, f64::INFINITY] {
+        assert!(nash_mtl(&ok, bad).is_err());
+        assert!(fairgrad(&ok, bad).is_err());
+    }
+    assert!(fairgrad(&ok, 0.0).is_err());
+}
+
+#[test]
+fn fairgrad_known_answers_and_nash_at_alpha_one() {
+    // Orthogonal gradients: α_i^{1+1/a}·‖g_i‖² = 1.
+    let grads = [vec![1.0, 0.0], vec![0.0, 2.0]];
+    let m = gram(&grads);
+    for a in [0.25, 0.5, 1.0, 2.0, 5.0] {
+        let want: Vec<f64> = [1.0f64, 4.0]
+            .iter()
+            .map(|n2| n2.powf(-1.0 / (1.0 + 1.0 / a)))
+            .collect();
+        assert_close(&format!("a={a}"), &fairgrad(&m, a).unwrap(), &want, 1e-12);
+    }
+    // a = 2: α = (1, 4^{-2/3}) = (1, 0.39685…).
+    assert_close(
+        "a=2",
+        &fairgrad(&m, 2.0).unwrap(),
+        &[1.0, 0.3968502629920499],
+        1e-12,
+    );
+    // a = 1 is Nash-MTL's equation, on random Gram matrices too.
+    for (seed, t) in [(70, 2), (71, 4), (72, 9)] {
+        let m = gram(&random_grads(seed, t, 12));
+        let nash = nash_mtl(&m, 0.0).unwrap().alpha;
+        assert_close("a=1", &fairgrad(&m, 1.0).unwrap(), &nash, 1e-10);
+    }
+}
+
+#[test]
+fn fairgrad_solves_random_grams_for_every_alpha() {
+    for (seed, t, dim) in [(80, 2, 4), (81, 3, 10), (82, 6, 6), (83, 12, 30)] {
+        let grads = random_grads(seed, t, dim);
+        let m = gram(&grads);
+        for a in [0.1, 0.5, 1.0, 3.0, 10.0] {
+            let alpha = fairgrad(&m, a).unwrap();
+            assert!(alpha.iter().all(|&x| x > 0.0), "T={t} a={a}: {alpha:?}");
+            let r = power_residual(&m, &alpha, 1.0 / a);
+            assert!(r < 1e-9, "T={t} a={a}: residual {r}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- DB-MTL
+
+#[test]
+fn db_mtl_known_answer() {
+    // ‖g‖ = (1, 2, 4) (orthogonal), L = (0.5, 4, 1):
+    // log-gradient norms ‖g‖/L = (2, 0.5, 4), largest 4 ⇒ β = (2, 8, 1),
+    // c = β/L = (4, 2, 1) (up to LibMTL's ε = 1e-8).
+    let m = gram(&[
+        vec![1.0, 0.0, 0.0],
+        vec![0.0, 2.0, 0.0],
+        vec![0.0, 0.0, 4.0],
+    ]);
+    let c = db_mtl(&m, &[0.5, 4.0, 1.0]).unwrap();
+    assert_close("c", &c, &[4.0, 2.0, 1.0], 1e-7);
+    // Every balanced log-gradient c_t g_t has the largest norm, 4.
+    let norms: Vec<f64> = c.iter().zip(m.norms()).map(|(c, n)| c * n).collect();
+    assert_close("‖c_t g_t‖", &norms, &[4.0, 4.0, 4.0], 1e-7);
+    // Invariant to each loss's scale: L_t → kL_t with g_t → k g_t.
+    let k = 1000.0;
+    let scaled = gram(&[
+        vec![1.0, 0.0, 0.0],
+        vec![0.0, 2.0 * k, 0.0],
+        vec![0.0, 0.0, 4.0],
+    ]);
+    let c2 = db_mtl(&scaled, &[0.5, 4.0 * k, 1.0]).unwrap();
+    assert_close("scaled", &c2, &[4.0, 2.0 / k, 1.0], 1e-7);
+}
+
+#[test]
+fn db_mtl_rejects_bad_losses() {
+    let m = gram(&[vec![1.0, 0.0], vec![0.0, 2.0]]);
+    assert!(matches!(db_mtl(&m, &[1.0]), Err(Error::Shape { .. })));
+    for bad in [-0.5, f64::NAN, f64::INFINITY] {
+        let e = db_mtl(&m, &[1.0, bad]).unwrap_err().to_string();
+        assert!(e.contains("task 1"), "{e}");
+    }
+    // Zero losses, one huge gradient and one zero one:
+    // c₂ = (1e15/ε)/ε/ε = 1e39 does not fit in f32.
+    let extreme = gram(&[vec![1e15, 0.0], vec![0.0, 0.0]]);
+    let e = db_mtl(&extreme, &[0.0, 0.0]).unwrap_err().to_string();
+    assert!(e.contains("f32"), "{e}");
+}
+
 // ---------------------------------------------------------------- GradNorm
 
 #[test]
@@ -918,7 +1112,16 @@ fn weighting_parses_every_name_with_defaults() {
     );
     let err = weighting::parse("static:1,x").unwrap_err();
     assert!(err.to_string().contains("static:1,0.5,2"), "{err}");
-    let err = weighting::parse("nash_mtl").unwrap_err().to_string();
+    assert_eq!(
+        weighting::parse("nash-mtl").unwrap(),
+        Weighting::NashMtl { max_norm: 1.0 }
+    );
+    assert_eq!(
+        weighting::parse("FairGrad").unwrap(),
+        Weighting::FairGrad { alpha: 1.0 }
+    );
+    assert_eq!(weighting::parse("DB_MTL").unwrap(), Weighting::DbMtl);
+    let err = weighting::parse("no_such_method").unwrap_err().to_string();
     for name in weighting::WEIGHTING_NAMES {
         assert!(err.contains(name), "'{err}' does not list {name}");
     }
@@ -935,6 +1138,9 @@ fn weighting_needs_gram_and_checks_hyper_parameters() {
         "imtl_g",
         "upgrad",
         "aligned_mtl",
+        "nash_mtl",
+        "fairgrad",
+        "db_mtl",
     ];
     for name in weighting::WEIGHTING_NAMES {
         let w = weighting::parse(name).unwrap();
@@ -956,4 +1162,10 @@ fn weighting_needs_gram_and_checks_hyper_parameters() {
     assert!(Weighting::AlignedMtl.check(2).is_ok());
     assert!(Weighting::Equal.check(0).is_err());
     assert!(weighting::parse("pcgrad").unwrap().check(3).is_ok());
+    for bad in [-1.0, f64::NAN, f64::INFINITY] {
+        assert!(Weighting::NashMtl { max_norm: bad }.check(2).is_err());
+        assert!(Weighting::FairGrad { alpha: bad }.check(2).is_err());
+    }
+    assert!(Weighting::NashMtl { max_norm: 0.0 }.check(2).is_ok());
+    assert!(Weighting::FairGrad { alpha: 0.0 }.check(2).is_err());
 }

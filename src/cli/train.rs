@@ -80,7 +80,7 @@ pub struct TrainArgs {
     /// Step schedule: the decay factor [default: 0.1].
     #[arg(long)]
     pub gamma: Option<f32>,
-    /// Task weighting: equal, static:w1,w2,…, uncertainty, uncertainty_warm, gradnorm, dwa, pcgrad, mgda, mgda_ub, cagrad, imtl_g, rlw, upgrad, aligned_mtl [default: equal].
+    /// Task weighting: equal, static:w1,w2,…, uncertainty, uncertainty_warm, gradnorm, dwa, pcgrad, mgda, mgda_ub, cagrad, imtl_g, rlw, upgrad, aligned_mtl, nash_mtl, fairgrad, db_mtl [default: equal].
     #[arg(long)]
     pub weighting: Option<String>,
     /// Visit the training samples in file order every epoch.

@@ -17,12 +17,13 @@ use crate::weighting::{
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct WeightingConfig {
     /// equal, static, uncertainty, uncertainty_warm, gradnorm, dwa, pcgrad, mgda, mgda_ub,
-    /// cagrad, imtl_g, rlw, upgrad, aligned_mtl (or static:w1,w2,…).
+    /// cagrad, imtl_g, rlw, upgrad, aligned_mtl, nash_mtl, fairgrad, db_mtl
+    /// (or static:w1,w2,…).
     pub method: String,
     /// static: one weight per task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<Vec<f32>>,
-    /// gradnorm: α (default 1.5).
+    /// gradnorm: α (default 1.5); fairgrad: the fairness a (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpha: Option<f64>,
     /// gradnorm: the weights' learning rate (default 0.025).
@@ -53,6 +54,10 @@ pub struct WeightingConfig {
     /// upgrad: added to the normalised Gram's diagonal (default 1e-4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reg_eps: Option<f64>,
+    /// nash_mtl: largest norm of the combined shared gradient (default 1;
+    /// 0: no clip).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_norm: Option<f64>,
 }
 
 impl WeightingConfig {
@@ -71,6 +76,7 @@ impl WeightingConfig {
             rescale: None,
             norm_eps: None,
             reg_eps: None,
+            max_norm: None,
         }
     }
 
@@ -90,7 +96,7 @@ impl WeightingConfig {
         // Each set key must belong to the method: (key, set, methods).
         let owners = [
             ("weights", self.weights.is_some(), "static"),
-            ("alpha", self.alpha.is_some(), "gradnorm"),
+            ("alpha", self.alpha.is_some(), "gradnorm and fairgrad"),
             ("lr", self.lr.is_some(), "gradnorm"),
             ("mode", self.mode.is_some(), "gradnorm"),
             ("update", self.update.is_some(), "gradnorm"),
@@ -104,6 +110,7 @@ impl WeightingConfig {
             ("rescale", self.rescale.is_some(), "cagrad"),
             ("norm_eps", self.norm_eps.is_some(), "upgrad"),
             ("reg_eps", self.reg_eps.is_some(), "upgrad"),
+            ("max_norm", self.max_norm.is_some(), "nash_mtl"),
         ];
         for (field, set, methods) in owners {
             if set && !methods.split(" and ").any(|m| m == w.name()) {
@@ -186,6 +193,8 @@ impl WeightingConfig {
                 *norm_eps = self.norm_eps.unwrap_or(*norm_eps);
                 *reg_eps = self.reg_eps.unwrap_or(*reg_eps);
             }
+            Weighting::NashMtl { max_norm } => *max_norm = self.max_norm.unwrap_or(*max_norm),
+            Weighting::FairGrad { alpha } => *alpha = self.alpha.unwrap_or(*alpha),
             _ => {}
         }
         // Domains (static weights are counted against the tasks when the
@@ -246,4 +255,5 @@ struct WeightingTable {
     norm_eps: Option<f64>,
     #[serde(default)]
     reg_eps: Option<f64>,
+    max_norm: Option<f64>,
 }

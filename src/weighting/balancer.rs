@@ -20,8 +20,9 @@ use crate::graph::{Balancing, GramSpace, Program, StepOptions, StepReport};
 use crate::util::rng::Rng;
 
 use super::{
-    aligned_mtl, cagrad, imtl_g, mgda, pcgrad, rlw_weights, upgrad, DwaState, GradNormMode,
-    GradNormState, Gram, MgdaSpace, SolverOptions, UncertaintyInit, Weighting,
+    aligned_mtl, cagrad, db_mtl, fairgrad, imtl_g, mgda, nash_mtl, pcgrad, rlw_weights, upgrad,
+    DwaState, GradNormMode, GradNormState, Gram, MgdaSpace, SolverOptions, UncertaintyInit,
+    Weighting,
 };
 
 /// One balanced step: the program's report, and the coefficients c_t the
@@ -115,7 +116,10 @@ impl Balancer {
             | Weighting::CaGrad { .. }
             | Weighting::ImtlG
             | Weighting::UpGrad { .. }
-            | Weighting::AlignedMtl => Balancing::Gram(GramSpace::SharedParameters),
+            | Weighting::AlignedMtl
+            | Weighting::NashMtl { .. }
+            | Weighting::FairGrad { .. }
+            | Weighting::DbMtl => Balancing::Gram(GramSpace::SharedParameters),
         }
     }
 
@@ -224,6 +228,9 @@ impl Balancer {
                 upgrad(&gram, *norm_eps, *reg_eps)?.coefficients
             }
             Weighting::AlignedMtl => aligned_mtl(&gram)?.coefficients,
+            Weighting::NashMtl { max_norm } => nash_mtl(&gram, *max_norm)?.coefficients,
+            Weighting::FairGrad { alpha } => fairgrad(&gram, *alpha)?,
+            Weighting::DbMtl => db_mtl(&gram, &losses)?,
             _ => unreachable!("loss-weighting methods returned above"),
         };
         let weights = to_f32(&c);

@@ -11,18 +11,21 @@
 //!   task-weight buffer, uncertainty terms, Gram phase + finish step).
 //! - [`Gram`]: the checked T×T input.
 //! - Gradient-combining solvers: [`mgda`], [`pcgrad`], [`cagrad`], [`imtl_g`],
-//!   [`upgrad`], [`aligned_mtl`].
+//!   [`upgrad`], [`aligned_mtl`], [`nash_mtl`], [`fairgrad`], [`db_mtl`].
 //! - Loss-weighting rules: [`GradNormState`], [`DwaState`],
 //!   [`uncertainty_loss`] and its gradient, [`rlw_weights`].
 
 mod aligned_mtl;
 mod balancer;
 mod cagrad;
+mod db_mtl;
+mod fairgrad;
 mod gradnorm;
 mod gram;
 mod imtl;
 mod loss_weighting;
 mod mgda;
+mod nash_mtl;
 mod pcgrad;
 mod simplex;
 mod upgrad;
@@ -30,6 +33,8 @@ mod upgrad;
 pub use aligned_mtl::{aligned_mtl, AlignedMtlSolution};
 pub use balancer::{BalancedStep, Balancer, BalancerState};
 pub use cagrad::{cagrad, cagrad_objective, CaGradRescale, CaGradSolution};
+pub use db_mtl::db_mtl;
+pub use fairgrad::{fairgrad, FAIRGRAD_DEFAULT_ALPHA};
 pub use gradnorm::{GradNormState, GradNormUpdate, GRADNORM_WEIGHT_FLOOR};
 pub use gram::{Gram, SYMMETRY_TOLERANCE};
 pub use imtl::imtl_g;
@@ -37,6 +42,7 @@ pub use loss_weighting::{
     rlw_weights, uncertainty_grad, uncertainty_loss, uncertainty_loss_weights, DwaState,
 };
 pub use mgda::{mgda, min_norm, min_norm_two, MgdaNormalisation, MgdaSolution};
+pub use nash_mtl::{nash_mtl, NashMtlSolution, NASH_MAX_ITERATIONS, NASH_TOLERANCE};
 pub use pcgrad::pcgrad;
 pub use simplex::{SimplexSolution, SolverOptions};
 pub use upgrad::{upgrad, UpGradSolution, UPGRAD_NORM_EPS, UPGRAD_REG_EPS};
@@ -192,6 +198,36 @@ pub enum Weighting {
     /// the same; a zero Gram gives `c = 1` (torchjd's choice) where LibMTL
     /// fails. torchjd's `AlignedMTL` uses `B·(1/T)`, a 1/T smaller step.
     AlignedMtl,
+    /// Navon et al. 2022: the Nash bargaining solution `(M α)_t = 1/α_t`
+    /// ([`nash_mtl`]). LibMTL `Nash_MTL` (`max_norm` 1,
+    /// `update_weights_every` 1, `optim_niter` 20): the same α scaling
+    /// (solved on `M/‖M‖_F`) and clip of the shared gradient's norm to
+    /// `max_norm`. Differences: we solve the equation itself by Newton's
+    /// method to a relative residual of 1e-10 from a fresh start each
+    /// step (LibMTL: up to `optim_niter` cvxpy convex-concave steps,
+    /// warm-started from the last α, stopping at residual 1e-3); weights
+    /// are recomputed every step (`update_weights_every` 1 only); the
+    /// clip scales the coefficients, so the heads' gradients shrink with
+    /// the shared ones (LibMTL clips only the shared parameters').
+    NashMtl {
+        /// Largest norm of the combined shared gradient (1); 0: no clip.
+        max_norm: f64,
+    },
+    /// Ban & Ji 2024: α-fair weights `(M α)_t = α_t^{-1/a}` ([`fairgrad`]).
+    /// LibMTL `FairGrad` (`FairGrad_alpha` 1), the same equation and
+    /// coefficients; solved by Newton's method instead of scipy's
+    /// `least_squares`.
+    FairGrad {
+        /// Fairness a > 0 (1, where the equation is Nash-MTL's).
+        alpha: f64,
+    },
+    /// Lin et al. 2023: log-transformed losses, gradients rescaled to the
+    /// largest norm ([`db_mtl`]). LibMTL `DB_MTL` with `DB_beta = 0`: its
+    /// moving average of the gradients (default `DB_beta` 0.9) is not
+    /// implemented, the current step's gradients are balanced. LibMTL
+    /// applies the rescaling to the shared parameters only (the heads get
+    /// `∇ log L_t`); here `c_t` weighs the heads' gradients too.
+    DbMtl,
 }
 
 /// Every name [`parse`] accepts (besides the aliases `ew`, `uw` and the
@@ -211,6 +247,9 @@ pub const WEIGHTING_NAMES: &[&str] = &[
     "rlw",
     "upgrad",
     "aligned_mtl",
+    "nash_mtl",
+    "fairgrad",
+    "db_mtl",
 ];
 
 /// A method from its config / CLI name (case-insensitive, `-` = `_`), with
@@ -256,6 +295,11 @@ pub fn parse(name: &str) -> Result<Weighting> {
             reg_eps: UPGRAD_REG_EPS,
         },
         "aligned_mtl" => Weighting::AlignedMtl,
+        "nash_mtl" => Weighting::NashMtl { max_norm: 1.0 },
+        "fairgrad" => Weighting::FairGrad {
+            alpha: FAIRGRAD_DEFAULT_ALPHA,
+        },
+        "db_mtl" => Weighting::DbMtl,
         _ => {
             let detail = format!(
                 "unknown task weighting '{name}': expected one of {} (or static:w1,w2,…)",
@@ -306,6 +350,9 @@ impl Weighting {
             Weighting::Rlw => "rlw",
             Weighting::UpGrad { .. } => "upgrad",
             Weighting::AlignedMtl => "aligned_mtl",
+            Weighting::NashMtl { .. } => "nash_mtl",
+            Weighting::FairGrad { .. } => "fairgrad",
+            Weighting::DbMtl => "db_mtl",
         }
     }
 
@@ -321,6 +368,9 @@ impl Weighting {
                 | Weighting::ImtlG
                 | Weighting::UpGrad { .. }
                 | Weighting::AlignedMtl
+                | Weighting::NashMtl { .. }
+                | Weighting::FairGrad { .. }
+                | Weighting::DbMtl
         )
     }
 
@@ -356,6 +406,12 @@ impl Weighting {
                 bad(format!(
                     "upgrad norm_eps {norm_eps}, reg_eps {reg_eps}: both must be finite and ≥ 0"
                 ))
+            }
+            Weighting::NashMtl { max_norm } if !non_negative(*max_norm) => bad(format!(
+                "nash_mtl max_norm {max_norm} must be finite and ≥ 0 (0: no clip)"
+            )),
+            Weighting::FairGrad { alpha } if !(alpha.is_finite() && *alpha > 0.0) => {
+                bad(format!("fairgrad alpha {alpha} must be finite and > 0"))
             }
             _ if tasks == 0 => bad("no tasks".into()),
             _ => Ok(()),
