@@ -140,6 +140,11 @@ fn balancing_bench(c: &mut Criterion) {
         "pcgrad",
         "cagrad",
         "imtl_g",
+        "upgrad",
+        "aligned_mtl",
+        "nash_mtl",
+        "fairgrad",
+        "db_mtl",
     ];
     for tasks in [2usize, 8, 32] {
         for method in methods {
