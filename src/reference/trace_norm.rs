@@ -6,53 +6,16 @@
 //! norms and folded-back polar factors; Newton–Schulz as route (b) runs it.
 
 use crate::types::{TaskStack, TraceNormVariant, Unfolding};
+use crate::util::eigen::symmetric_eigen;
 
-/// (σ descending, U columns as rows of a T×T row-major matrix: `U[i][k]`).
+/// (σ in the eigen solver's order, unsorted; U's columns in a T×T row-major
+/// matrix: `U[i * T + k]` is row i of column k).
 pub fn left_svd(x: &[f32], tasks: usize) -> (Vec<f64>, Vec<f64>) {
     let d = x.len() / tasks;
-    let n = tasks;
-    let mut a = gram(x, n, d);
-    let mut v = vec![0f64; n * n];
-    (0..n).for_each(|i| v[i * n + i] = 1.0);
-    // Converged when the off-diagonal mass is negligible next to ‖G‖²_F.
-    let total: f64 = a.iter().map(|v| v * v).sum();
-    for _ in 0..100 {
-        let off: f64 = (0..n)
-            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[i * n + j].powi(2))
-            .sum();
-        if off <= 1e-30 * total {
-            break;
-        }
-        for p in 0..n {
-            for q in p + 1..n {
-                let apq = a[p * n + q];
-                if apq.abs() < 1e-300 {
-                    continue;
-                }
-                let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for k in 0..n {
-                    let (akp, akq) = (a[k * n + p], a[k * n + q]);
-                    a[k * n + p] = c * akp - s * akq;
-                    a[k * n + q] = s * akp + c * akq;
-                    let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
-                    v[k * n + p] = c * vkp - s * vkq;
-                    v[k * n + q] = s * vkp + c * vkq;
-                }
-                for k in 0..n {
-                    let (apk, aqk) = (a[p * n + k], a[q * n + k]);
-                    a[p * n + k] = c * apk - s * aqk;
-                    a[q * n + k] = s * apk + c * aqk;
-                }
-            }
-        }
-    }
-    let sigma = (0..n).map(|k| a[k * n + k].max(0.0).sqrt()).collect();
-    (sigma, v)
+    // G = X·Xᵀ = U Σ² Uᵀ: its eigenvectors are U, its eigenvalues σ².
+    let eigen = symmetric_eigen(&gram(x, tasks, d), tasks);
+    let sigma = eigen.values.iter().map(|l| l.max(0.0).sqrt()).collect();
+    (sigma, eigen.vectors)
 }
 
 /// M·X with M = U diag(f(σ)) Uᵀ, over σ above `rel_tol`·σ_max.
