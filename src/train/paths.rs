@@ -224,8 +224,6 @@ fn file_id(path: &Path) -> Option<FileId> {
 const SNIFF_BYTES: u64 = 1 << 20;
 /// Largest baseline file read to check it is a JSON object.
 const JSON_OBJECT_BYTES: u64 = 64 << 20;
-/// Largest safetensors header read to find a checkpoint's metadata.
-const HEADER_BYTES: u64 = 100 << 20;
 
 /// Refuses an existing non-empty regular file at `out.path` that is not
 /// of `out.kind`. Missing, empty and non-regular files (devices such as
@@ -267,21 +265,9 @@ fn head(path: &Path, max: u64) -> Option<Vec<u8>> {
 }
 
 fn is_checkpoint(path: &Path) -> bool {
-    let Ok((mut file, size)) = crate::util::fs::open_regular(path) else {
+    let Ok(header) = crate::util::fs::read_safetensors_header(path) else {
         return false;
     };
-    let mut prefix = [0u8; 8];
-    if file.read_exact(&mut prefix).is_err() {
-        return false;
-    }
-    let n = u64::from_le_bytes(prefix);
-    if n > HEADER_BYTES || n > size.saturating_sub(8) {
-        return false;
-    }
-    let mut header = Vec::new();
-    if file.take(n).read_to_end(&mut header).is_err() {
-        return false;
-    }
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(&header) else {
         return false;
     };

@@ -104,7 +104,7 @@ pub fn read_regular(path: &Path, max_bytes: u64) -> std::io::Result<Vec<u8>> {
 /// Appends the next `size` bytes of `file` (what is left of it by its
 /// size when opened) to `bytes`; a byte more is an error (the file grew
 /// while being read), and so is a byte less.
-fn append_sized(file: File, size: u64, bytes: &mut Vec<u8>) -> std::io::Result<()> {
+fn append_sized(file: impl Read, size: u64, bytes: &mut Vec<u8>) -> std::io::Result<()> {
     let capacity = usize::try_from(size)
         .map_err(|_| Error::new(ErrorKind::InvalidData, "larger than the address space"))?;
     bytes.reserve_exact(capacity);
@@ -130,6 +130,27 @@ pub const SAFETENSORS_MAX_HEADER: u64 = 100_000_000;
 /// before anything more is read or allocated.
 pub fn read_safetensors(path: &Path) -> std::io::Result<Vec<u8>> {
     let (mut file, size) = open_regular(path)?;
+    let prefix = safetensors_prefix(&mut file, size)?;
+    let mut bytes = prefix.to_vec();
+    append_sized(file, size - 8, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// Only the JSON header of a safetensors file (no tensor bytes), after
+/// the same checks as [`read_safetensors`]: enough to recognise a file
+/// without reading a checkpoint-sized body.
+pub fn read_safetensors_header(path: &Path) -> std::io::Result<Vec<u8>> {
+    let (mut file, size) = open_regular(path)?;
+    let header = u64::from_le_bytes(safetensors_prefix(&mut file, size)?);
+    let mut bytes = Vec::new();
+    append_sized(file.take(header), header, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// The 8-byte header length at the start of a safetensors file of `size`
+/// bytes, refused unless it fits in the file and under
+/// [`SAFETENSORS_MAX_HEADER`].
+fn safetensors_prefix(file: &mut File, size: u64) -> std::io::Result<[u8; 8]> {
     let bad = |detail: String| Error::new(ErrorKind::InvalidData, detail);
     if size < 8 {
         return Err(bad(format!(
@@ -152,7 +173,5 @@ pub fn read_safetensors(path: &Path) -> std::io::Result<Vec<u8>> {
              {SAFETENSORS_MAX_HEADER}"
         )));
     }
-    let mut bytes = prefix.to_vec();
-    append_sized(file, size - 8, &mut bytes)?;
-    Ok(bytes)
+    Ok(prefix)
 }
