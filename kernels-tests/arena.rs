@@ -423,7 +423,7 @@ fn the_split_keeps_every_entry_and_bundle_inside_one_buffer() {
             .unwrap();
     }
     layout.set_lr_scale(ParamId(3), 10.0);
-    let (layout, _) = layout.grouped(16);
+    let layout = layout.grouped(16);
     let cap = |bytes| ArenaCap {
         bytes,
         limit: "test cap",

@@ -127,7 +127,7 @@ pub(crate) fn arena(
         Optimizer::Sgd(_) => 1,
         Optimizer::AdamW(_) => 2,
     };
-    let (layout, _) = graph.params.grouped(param_alignment(ctx));
+    let layout = graph.params.grouped(param_alignment(ctx));
     let arena = ParamArena::new(ctx, layout, cap, &bundles(graph), seed, states)?;
     let groups = optim_ranges(&arena)
         .into_iter()
@@ -175,12 +175,7 @@ fn bundles(graph: &Graph) -> Vec<ParamBundle> {
 /// With one buffer these are `ParamLayout::grouped`'s groups.
 fn optim_ranges(arena: &ParamArena) -> Vec<(f32, usize, Range<usize>)> {
     let entries = arena.layout.entries();
-    let mut scales: Vec<f32> = Vec::new();
-    for e in entries {
-        if !scales.contains(&e.lr_scale) {
-            scales.push(e.lr_scale);
-        }
-    }
+    let scales = arena.layout.lr_scales();
     let mut out = Vec::new();
     for (k, range) in arena.buffer_ranges().iter().enumerate() {
         for &scale in &scales {

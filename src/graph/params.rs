@@ -158,35 +158,37 @@ impl ParamLayout {
         self.entries[id.0].lr_scale = scale;
     }
 
-    /// The same parameters laid out group by group (one group per
-    /// distinct learning-rate multiplier, in order of first appearance),
-    /// with each group's (multiplier, first element, elements): the
-    /// optimiser runs once per group and arena buffer (`split`) on views
-    /// of the arenas.
-    pub fn grouped(&self, align: usize) -> (ParamLayout, Vec<(f32, usize, usize)>) {
+    /// The distinct learning-rate multipliers, in order of first
+    /// appearance: the groups `grouped` lays out.
+    pub fn lr_scales(&self) -> Vec<f32> {
         let mut scales: Vec<f32> = Vec::new();
         for e in &self.entries {
             if !scales.contains(&e.lr_scale) {
                 scales.push(e.lr_scale);
             }
         }
+        scales
+    }
+
+    /// The same parameters laid out group by group (one group per
+    /// distinct learning-rate multiplier, `lr_scales` order), each group
+    /// contiguous: the optimiser runs once per group and arena buffer
+    /// (`split`) on views of the arenas.
+    pub fn grouped(&self, align: usize) -> ParamLayout {
         let mut out = ParamLayout {
             entries: self.entries.clone(),
             total: 0,
         };
-        let mut groups = Vec::new();
         let align = align.max(4);
-        for &scale in &scales {
-            let start = out.total.next_multiple_of(align);
-            out.total = start;
+        for scale in self.lr_scales() {
+            out.total = out.total.next_multiple_of(align);
             for e in out.entries.iter_mut().filter(|e| e.lr_scale == scale) {
                 e.offset = out.total.next_multiple_of(align);
                 out.total = e.offset + e.shape.iter().product::<usize>();
             }
             out.total = out.total.next_multiple_of(4);
-            groups.push((scale, start, out.total - start));
         }
-        (out, groups)
+        out
     }
 
     /// Every parameter, in the order added (ids index it).
