@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 
 use crate::checkpoint;
-use crate::cli::summary::{delta_line, metrics_table};
+use crate::cli::summary::{delta_against, delta_line, metrics_table};
 use crate::cli::{backend_from, open_contexts, BackendArg};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -116,15 +116,10 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode> {
     if let Some(task) = &args.single_task {
         metrics = only_task(metrics, task, &args.checkpoint)?;
     }
-    let delta = baseline.as_ref().map(|b| baseline::delta_m(&metrics, b));
-    if let (Some(d), Some(path)) = (&delta, &args.baseline) {
-        for task in &d.missing {
-            eprintln!(
-                "warning: {} has no single-task baseline for task '{task}'",
-                path.display()
-            );
-        }
-    }
+    let delta = baseline
+        .as_ref()
+        .zip(args.baseline.as_deref())
+        .map(|(b, path)| delta_against(&metrics, b, path));
     // The same table as `train` prints.
     print!("\n{}", metrics_table(&metrics, delta.as_ref()));
     if let Some(d) = &delta {

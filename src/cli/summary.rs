@@ -3,7 +3,9 @@
 //! zero samples prints as `-`, with a line saying why.
 
 use crate::error::Result;
-use crate::train::baseline::DeltaM;
+use std::path::Path;
+
+use crate::train::baseline::{self, Baseline, DeltaM};
 use crate::train::{EndEvent, Metrics, Observer, StepEvent, StopReason};
 
 /// What the footer reports about the run (an observer of the trainer's
@@ -144,6 +146,22 @@ pub fn format_summary(metrics: &Metrics, delta: Option<&DeltaM>, stats: &RunStat
     }
     out.push('\n');
     out
+}
+
+/// Δm% of `metrics` against the baselines read from `path` (`train` and
+/// `eval --baseline` alike), warning on stderr for each task the file
+/// has no baseline for.
+pub fn delta_against(metrics: &Metrics, baselines: &Baseline, path: &Path) -> DeltaM {
+    let delta = baseline::delta_m(metrics, baselines);
+    for task in &delta.missing {
+        eprintln!(
+            "warning: {} has no single-task baseline for task '{task}' \
+             (make one with `manytask train --single-task {task} --baseline {}`)",
+            path.display(),
+            path.display()
+        );
+    }
+    delta
 }
 
 /// The overall Δm% line (`train` and `eval --baseline` print the same),

@@ -13,7 +13,7 @@ use crate::cli::overrides::resolve;
 use crate::cli::plot::{self, History};
 use crate::cli::progress::{Mode, Progress};
 use crate::cli::runlog::RunLog;
-use crate::cli::summary::{format_summary, RunStats};
+use crate::cli::summary::{delta_against, format_summary, RunStats};
 use crate::cli::{backend_from, open_contexts, BackendArg};
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
@@ -339,17 +339,10 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
     };
     progress.finish();
     let metrics = learner.evaluate(&ctx, &split.test, "test")?;
-    let delta = baseline.as_ref().map(|b| baseline::delta_m(&metrics, b));
-    if let (Some(d), Some(path)) = (&delta, &args.baseline) {
-        for task in &d.missing {
-            eprintln!(
-                "warning: {} has no single-task baseline for task '{task}' \
-                 (make one with --single-task {task} --baseline {})",
-                path.display(),
-                path.display()
-            );
-        }
-    }
+    let delta = baseline
+        .as_ref()
+        .zip(args.baseline.as_deref())
+        .map(|(b, path)| delta_against(&metrics, b, path));
     print!("\n{}", format_summary(&metrics, delta.as_ref(), &stats));
     if let Some(path) = &args.save {
         let meta = vec![(checkpoint::CONFIG_KEY.to_string(), config_json)];
