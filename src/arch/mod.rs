@@ -76,7 +76,7 @@ impl Model {
     /// the per-task gradients of
     /// the trunk output come from that layer's backward.
     pub fn set_balancing(&mut self, balancing: Balancing) -> Result<()> {
-        if let Balancing::Gram(_) = balancing {
+        if balancing.needs_task_split() {
             let Some((layer, widths)) = &self.nodes.heads0 else {
                 return Err(spec_err(
                     "gradient-based task balancing needs hard sharing with every head's first layer in one op \

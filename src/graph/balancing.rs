@@ -1,21 +1,23 @@
 //! Task balancing in the program: the per-task gradients of the heads'
 //! input (the task split), gradient methods' two phases (`gram_phase`:
 //! per-task gradients and their Gram matrix; `finish_step`: the update
-//! with the solver's coefficients), DWA's epoch losses and uncertainty
-//! weighting's log-variances.
+//! with the solver's coefficients), the per-parameter state of ExcessMTL
+//! and MoCo, GradDrop's backward, the loss rules of GLS/STCH/FAMO, DWA's
+//! epoch losses and uncertainty weighting's log-variances.
 
 use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
 use crate::graph::builder::Graph;
-use crate::graph::ops::{GramSpace, NodeId, Op};
+use crate::graph::ops::{GramSpace, NodeId, Op, Tracking};
 use crate::graph::params::{ParamArena, ParamId};
 use crate::graph::program::{Program, StepOptions, StepReport};
 use crate::kernels::block;
 use crate::kernels::gemm::Layout;
 use crate::kernels::task_gemm::{TaskProblem, TaskTable};
-use crate::kernels::weighting::{self, GramScratch};
+use crate::kernels::weighting::{self, GramScratch, LossRule, RowSum, RowSumScratch};
+use crate::util::rng::Rng;
 
 fn err(detail: String) -> Error {
     Error::Shape {
@@ -94,13 +96,32 @@ pub(crate) enum GramSource {
     },
 }
 
-/// Buffers of Gram-based balancing (`Balancing::Gram`).
+/// Buffers of Gram-based balancing (`Balancing::Gram`, `Balancing::Tracked`).
 pub(crate) struct GramParts {
     /// The heads' shared input H (the split layer's input).
     h: NodeId,
     source: GramSource,
     scratch: GramScratch,
     ones: Vec<f32>,
+    tracked: Option<TrackedState>,
+}
+
+/// The per-parameter state of `Balancing::Tracked` ([T, P] each).
+pub(crate) enum TrackedState {
+    /// ExcessMTL's running sums of squared per-task gradients.
+    AdagradSums {
+        sums: Tensor,
+        scratch: RowSumScratch,
+    },
+    /// MoCo's tracked gradients y, with ‖g_t‖² and L_t side by side for
+    /// its update, its step size β, and the λ of the finish step.
+    TrackedGradients {
+        y: Tensor,
+        scratch: RowSumScratch,
+        norms_and_losses: Tensor,
+        beta: f32,
+        lambda: Tensor,
+    },
 }
 
 /// What `Program::gram_phase` measured: the per-task losses (unweighted)
@@ -109,8 +130,13 @@ pub(crate) struct GramParts {
 pub struct GramPhase {
     /// Each task's loss, unweighted.
     pub losses: Vec<f32>,
-    /// G[s·T + t] = ⟨g_s, g_t⟩, [T, T] row-major.
+    /// G[s·T + t] = ⟨g_s, g_t⟩, [T, T] row-major; with
+    /// `Tracking::TrackedGradients` the Gram of MoCo's y; empty with
+    /// `Tracking::AdagradSums`.
     pub gram: Vec<f32>,
+    /// `Tracking::AdagradSums`: each task's `Σ g_t²/√(s_t + 1e-7)`
+    /// (ExcessMTL's excess-risk estimate); empty otherwise.
+    pub excess_risk: Vec<f32>,
 }
 
 impl GramParts {
@@ -123,6 +149,7 @@ impl GramParts {
         arena: &ParamArena,
         space: GramSpace,
         tasks: usize,
+        tracking: Option<Tracking>,
     ) -> Result<GramParts> {
         let Compared {
             h,
@@ -154,11 +181,32 @@ impl GramParts {
             GramSource::Parameters { per_task, .. } => per_task.len() / tasks,
             GramSource::Representation => rows * width,
         };
+        let tracked = match tracking {
+            None => None,
+            Some(kind) => {
+                let state = Tensor::zeros(ctx, "per-task gradient state", &[tasks * n])?;
+                let scratch = RowSumScratch::new(ctx, tasks, n)?;
+                Some(match kind {
+                    Tracking::AdagradSums => TrackedState::AdagradSums {
+                        sums: state,
+                        scratch,
+                    },
+                    Tracking::TrackedGradients => TrackedState::TrackedGradients {
+                        y: state,
+                        scratch,
+                        norms_and_losses: Tensor::zeros(ctx, "norms and losses", &[2 * tasks])?,
+                        beta: 1.0,
+                        lambda: Tensor::zeros(ctx, "moco lambda", &[tasks])?,
+                    },
+                })
+            }
+        };
         Ok(GramParts {
             h,
             source,
             scratch: GramScratch::new(ctx, tasks, n)?,
             ones: vec![1.0; tasks],
+            tracked,
         })
     }
 }
@@ -287,6 +335,7 @@ impl Program {
         self.record_forward(&mut rec)?;
         self.record_backward(&mut rec, split.layer.0..self.graph.nodes.len())?;
         let task_grads = &split.grads;
+        let mut excess = None;
         match &gp.source {
             GramSource::Representation => {
                 let flat = task_grads.reshape(&[task_grads.len()])?;
@@ -309,17 +358,144 @@ impl Program {
                     self.record_backward(&mut rec, trunk.clone())?;
                     copy_range(&mut rec, shared, 0, per_task, task * p, p)?;
                 }
-                weighting::gram(&mut rec, per_task, t, &gp.scratch)?;
+                match &gp.tracked {
+                    None => weighting::gram(&mut rec, per_task, t, &gp.scratch)?,
+                    Some(TrackedState::AdagradSums { sums, scratch }) => {
+                        let sum = RowSum::AdagradScaled;
+                        weighting::row_sums(&mut rec, per_task, sums, t, sum, scratch)?;
+                        excess = Some(rec.read(&scratch.sums));
+                    }
+                    Some(TrackedState::TrackedGradients {
+                        y,
+                        scratch,
+                        norms_and_losses,
+                        beta,
+                        ..
+                    }) => {
+                        weighting::row_sums(&mut rec, per_task, y, t, RowSum::Squares, scratch)?;
+                        copy_range(&mut rec, &scratch.sums, 0, norms_and_losses, 0, t)?;
+                        copy_range(&mut rec, &self.loss.losses, 0, norms_and_losses, t, t)?;
+                        weighting::moco_update(&mut rec, per_task, norms_and_losses, y, t, *beta)?;
+                        weighting::gram(&mut rec, y, t, &gp.scratch)?;
+                    }
+                }
             }
         }
-        let gram = rec.read(&gp.scratch.sums);
+        let gram = excess.is_none().then(|| rec.read(&gp.scratch.sums));
         let losses = rec.read(&self.loss.losses);
         rec.submit()?;
-        let pairs = gram.wait_f32(ctx)?;
+        let gram = match gram {
+            Some(pairs) => weighting::gram_matrix(t, &pairs.wait_f32(ctx)?),
+            None => Vec::new(),
+        };
+        let excess_risk = match excess {
+            Some(sums) => sums.wait_f32(ctx)?,
+            None => Vec::new(),
+        };
         Ok(GramPhase {
             losses: losses.wait_f32(ctx)?,
-            gram: weighting::gram_matrix(t, &pairs),
+            gram,
+            excess_risk,
         })
+    }
+
+    /// MoCo's step size β for the next `gram_phase`
+    /// (`Tracking::TrackedGradients`).
+    pub fn set_tracking_rate(&mut self, beta: f32) -> Result<()> {
+        match self.gram.as_mut().and_then(|g| g.tracked.as_mut()) {
+            Some(TrackedState::TrackedGradients { beta: b, .. }) if beta.is_finite() => {
+                *b = beta;
+                Ok(())
+            }
+            _ => Err(err(format!(
+                "set_tracking_rate({beta}) needs Balancing::Tracked(TrackedGradients) and a finite rate"
+            ))),
+        }
+    }
+
+    /// Phase two for MoCo (`Tracking::TrackedGradients`): like
+    /// `finish_step` with every task weighted 1 (each head gets its own
+    /// task's gradient), but the shared parameters' gradient replaced by
+    /// `Σ_t λ_t y_t` of the tracked gradients.
+    pub fn finish_tracked_step(
+        &mut self,
+        ctx: &GpuContext,
+        lambda: &[f32],
+        opts: StepOptions,
+    ) -> Result<StepReport> {
+        let t = self.loss.upstream.len();
+        let Some(GramParts {
+            source: GramSource::Parameters { shared, .. },
+            tracked: Some(TrackedState::TrackedGradients { y, lambda: lam, .. }),
+            ones,
+            ..
+        }) = &self.gram
+        else {
+            return Err(err(
+                "finish_tracked_step needs Balancing::Tracked(TrackedGradients)".into(),
+            ));
+        };
+        if lambda.len() != t || lambda.iter().any(|c| !c.is_finite()) {
+            return Err(err(format!(
+                "finish_tracked_step takes {t} finite λ, got {lambda:?}"
+            )));
+        }
+        let before = ctx.counters();
+        self.loss.upstream.write_f32(ctx, ones)?;
+        lam.write_f32(ctx, lambda)?;
+        let mut rec = ctx.recorder("finish tracked step");
+        self.record_losses(&mut rec)?;
+        self.record_backward(&mut rec, 0..self.graph.nodes.len())?;
+        weighting::combine_rows(&mut rec, y, lam, shared)?;
+        let pending = self.record_after_backward(&mut rec, opts)?;
+        rec.submit()?;
+        Ok(StepReport::since(ctx, &before, pending))
+    }
+
+    /// The loss rule of the following steps (`Balancing::LossRule`).
+    pub fn set_loss_rule(&self, ctx: &GpuContext, rule: &LossRule) -> Result<()> {
+        let Some(buffer) = &self.loss_rule else {
+            return Err(err("set_loss_rule needs Balancing::LossRule".into()));
+        };
+        buffer.write_f32(ctx, &rule.encode(self.loss.upstream.len())?)
+    }
+
+    /// GradDrop's leak ∈ [0, 1]: the share of a dropped gradient kept
+    /// (0, the default, drops it whole).
+    pub fn set_graddrop_leak(&mut self, leak: f32) -> Result<()> {
+        if !(0.0..=1.0).contains(&leak) {
+            return Err(Error::InvalidInput {
+                op: "set_graddrop_leak",
+                detail: format!("leak {leak} must lie in [0, 1]"),
+            });
+        }
+        self.graddrop_leak = leak;
+        Ok(())
+    }
+
+    /// The backward of a GradDrop step: the heads' backward (writing each
+    /// task's dL_t/dH), the sign-dropped dH, then the trunk's backward.
+    /// The uniform draws depend on the build seed and the step only, so
+    /// a resumed run draws what an uninterrupted one would.
+    pub(crate) fn record_graddrop_backward(&self, rec: &mut Recorder) -> Result<()> {
+        let Some(split) = &self.task_split else {
+            return Err(err("GradDrop needs the task split (split_task_grads)".into()));
+        };
+        let layer = split.layer.0;
+        let Op::Dense { x: h, .. } = self.graph.nodes[layer].op else {
+            return Err(err(format!(
+                "'{}' is not a dense layer",
+                self.graph.nodes[layer].name
+            )));
+        };
+        self.record_backward(rec, layer..self.graph.nodes.len())?;
+        let Some(dh) = self.grad(h) else {
+            return Err(self.missing(h.0, "gradient (the heads' input takes one)"));
+        };
+        let draw = Rng::new(self.graddrop_seed ^ (u64::from(self.steps()) << 32)).next_u64();
+        let seed = (draw >> 32) as u32;
+        weighting::graddrop(rec, &split.grads, self.val(h), dh, seed, self.graddrop_leak)?;
+        self.record_backward(rec, 0..layer)
     }
 
     /// Phase two: the update with the gradient of Σ_t c_t·L_t (the

@@ -11,7 +11,6 @@ use crate::gpu::{DType, GpuContext, Tensor};
 use crate::graph::analysis::{BufferKind, DenseDelta, GradientFlow, Intermediate};
 use crate::graph::balancing;
 use crate::graph::builder::{param_alignment, Graph};
-use crate::graph::ops::Balancing;
 use crate::graph::ops::{NodeId, Op, TaskLoss};
 use crate::graph::params::{ArenaCap, ParamArena, ParamBundle, ParamId, SplitArena};
 use crate::graph::plan::{self, Interval};
@@ -157,7 +156,7 @@ fn bundles(graph: &Graph) -> Vec<ParamBundle> {
             params: n.op.params(),
         })
         .collect();
-    if let Balancing::Gram(space) = graph.balancing {
+    if let Some(space) = graph.balancing.gram_space() {
         // A graph the Gram phase cannot take fails later, in GramParts.
         if let Ok(compared) = balancing::compared(graph, space) {
             out.push(ParamBundle {
@@ -256,7 +255,10 @@ pub(crate) fn node_states(
 ) -> Result<(Vec<NodeState>, MemoryReport)> {
     let intermediates = flow.intermediates(graph, delta);
     let mut intervals: Vec<Interval> = intermediates.iter().map(|t| t.interval).collect();
-    if matches!(graph.balancing, crate::graph::ops::Balancing::Gram(_)) {
+    // Gradient methods and GradDrop read values and per-task gradients
+    // outside the one-pass order (across submits, or between the heads'
+    // and the trunk's backward).
+    if graph.balancing.needs_task_split() {
         crate::graph::analysis::keep_all_live(&mut intervals);
     }
     let plan = plan::plan(&intervals);

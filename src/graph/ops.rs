@@ -55,6 +55,49 @@ pub enum Balancing {
     /// matrix of per-task gradients in `GramSpace`, computed by
     /// `Program::gram_phase` before the update (`Program::finish_step`).
     Gram(GramSpace),
+    /// Gradient methods that keep per-parameter state on the GPU from
+    /// step to step: the Gram phase over the shared parameters
+    /// (`Program::gram_phase`), plus that state (`Tracking`).
+    Tracked(Tracking),
+    /// Loss-based rules (GLS, STCH, FAMO): the task weights are computed
+    /// on the GPU from this step's losses (`Program::set_loss_rule`),
+    /// between the forward pass and the backward, in the step's submit.
+    LossRule,
+    /// GradDrop (Chen et al. 2020): the heads' per-task input gradients
+    /// are sign-dropped into one before the trunk's backward, in the
+    /// step's submit (`Program::set_graddrop_leak`).
+    GradDrop,
+}
+
+impl Balancing {
+    /// The space of the Gram phase, for the methods that run one.
+    pub fn gram_space(&self) -> Option<GramSpace> {
+        match self {
+            Balancing::Gram(space) => Some(*space),
+            Balancing::Tracked(_) => Some(GramSpace::SharedParameters),
+            _ => None,
+        }
+    }
+
+    /// Whether the program needs the per-task gradients of the heads'
+    /// input (`Graph::split_task_grads`).
+    pub fn needs_task_split(&self) -> bool {
+        self.gram_space().is_some() || *self == Balancing::GradDrop
+    }
+}
+
+/// The per-parameter state of `Balancing::Tracked`, [T, P] over the
+/// shared parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tracking {
+    /// ExcessMTL (He et al. 2024): each task's running sums of squared
+    /// gradients s_t += g_t², and the excess-risk estimate
+    /// `Σ g_t²/√(s_t + 1e-7)` per task.
+    AdagradSums,
+    /// MoCo (Fernando et al. 2023): tracked gradients
+    /// `y_t ← y_t − β(y_t − L_t·g_t/‖g_t‖)`; the Gram matrix is of y, and
+    /// the update's shared gradient is `Σ_t λ_t y_t`.
+    TrackedGradients,
 }
 
 /// Whose per-task gradients the Gram matrix compares.

@@ -17,6 +17,7 @@ use crate::kernels::dense::BackwardPlan;
 use crate::kernels::gemm::Variant;
 use crate::kernels::loss::STATS_PER_TASK;
 use crate::kernels::nonfinite::{self, NonFiniteRecord};
+use crate::kernels::weighting::LossRule;
 use crate::kernels::{optim, weighting};
 use crate::types::{AdamW, DType, Optimizer, Sgd};
 
@@ -175,6 +176,12 @@ pub struct Program {
     pub(crate) gram: Option<GramParts>,
     /// Per-task loss sums since the last `take_epoch_losses` (EpochLosses).
     pub(crate) epoch_losses: Option<(Tensor, u32)>,
+    /// `Balancing::LossRule`: the encoded rule (`LossRule::encode`).
+    pub(crate) loss_rule: Option<Tensor>,
+    /// `Balancing::GradDrop`: the share of dropped gradients kept.
+    pub(crate) graddrop_leak: f32,
+    /// `Balancing::GradDrop`: the build seed its uniform draws start from.
+    pub(crate) graddrop_seed: u64,
     memory: MemoryReport,
 }
 
@@ -271,8 +278,19 @@ impl Program {
         let (arena, groups) = buffers::arena(ctx, &graph, optimizer, seed, cap)?;
         let (nodes, memory) = buffers::node_states(ctx, &graph, &flow, delta, &arena, &loss)?;
         let t = loss.losses.len();
-        let gram = match graph.balancing {
-            Balancing::Gram(space) => Some(GramParts::new(ctx, &graph, &arena, space, t)?),
+        let tracking = match graph.balancing {
+            Balancing::Tracked(kind) => Some(kind),
+            _ => None,
+        };
+        let gram = match graph.balancing.gram_space() {
+            Some(space) => Some(GramParts::new(ctx, &graph, &arena, space, t, tracking)?),
+            None => None,
+        };
+        let loss_rule = match graph.balancing {
+            Balancing::LossRule => {
+                let rule = LossRule::GeometricMean.encode(t)?;
+                Some(Tensor::from_f32(ctx, "loss rule", &[rule.len()], &rule)?)
+            }
             _ => None,
         };
         let epoch_losses = match graph.balancing {
@@ -296,6 +314,9 @@ impl Program {
             loss_node,
             gram,
             epoch_losses,
+            loss_rule,
+            graddrop_leak: 0.0,
+            graddrop_seed: seed,
             memory,
         })
     }
@@ -447,7 +468,17 @@ impl Program {
             weighting::uncertainty_weights(rec, self.arena.value(s), &self.loss.upstream)?;
         }
         self.record_forward(rec)?;
-        self.record_backward(rec, 0..self.graph.nodes.len())?;
+        if let Some(rule) = &self.loss_rule {
+            // The weights come from this step's losses: the loss kernel
+            // again, with them.
+            weighting::loss_rule(rec, rule, &self.loss.losses, &self.loss.upstream)?;
+            self.record_losses(rec)?;
+        }
+        if self.graph.balancing == Balancing::GradDrop {
+            self.record_graddrop_backward(rec)?;
+        } else {
+            self.record_backward(rec, 0..self.graph.nodes.len())?;
+        }
         self.record_after_backward(rec, opts)
     }
 
