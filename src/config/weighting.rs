@@ -17,8 +17,9 @@ use crate::weighting::{
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct WeightingConfig {
     /// equal, static, uncertainty, uncertainty_warm, gradnorm, dwa, pcgrad, mgda, mgda_ub,
-    /// cagrad, imtl_g, rlw, upgrad, aligned_mtl, nash_mtl, fairgrad, db_mtl
-    /// (or static:w1,w2,…).
+    /// cagrad, imtl_g, rlw, upgrad, aligned_mtl, nash_mtl, fairgrad, db_mtl,
+    /// gls, stch, famo, gradvac, graddrop, excess_mtl, moco (or
+    /// static:w1,w2,…).
     pub method: String,
     /// static: one weight per task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -26,7 +27,8 @@ pub struct WeightingConfig {
     /// gradnorm: α (default 1.5); fairgrad: the fairness a (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpha: Option<f64>,
-    /// gradnorm: the weights' learning rate (default 0.025).
+    /// gradnorm: the weights' learning rate (default 0.025); famo: the
+    /// logits' learning rate (default 0.025).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
     /// gradnorm: last_shared_layer (default) or all_shared.
@@ -58,6 +60,35 @@ pub struct WeightingConfig {
     /// 0: no clip).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_norm: Option<f64>,
+    /// stch: smoothing μ (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mu: Option<f64>,
+    /// stch: epochs of log losses before the nadir epoch (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_epochs: Option<u32>,
+    /// famo: the logits' weight decay (default 1e-3); moco: λ's step
+    /// size (default 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<f64>,
+    /// gradvac: the target cosines' EMA rate (default 0.5); moco: the
+    /// tracking rate (default 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
+    /// graddrop: share of a dropped gradient kept, in [0, 1] (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leak: Option<f64>,
+    /// excess_mtl: the weights' multiplicative step (default 1e-2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_size: Option<f64>,
+    /// moco: β's decay exponent (default 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_sigma: Option<f64>,
+    /// moco: γ's decay exponent (default 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma_sigma: Option<f64>,
+    /// moco: λ's L2 regularisation (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rho: Option<f64>,
 }
 
 impl WeightingConfig {
@@ -77,6 +108,15 @@ impl WeightingConfig {
             norm_eps: None,
             reg_eps: None,
             max_norm: None,
+            mu: None,
+            warmup_epochs: None,
+            gamma: None,
+            beta: None,
+            leak: None,
+            step_size: None,
+            beta_sigma: None,
+            gamma_sigma: None,
+            rho: None,
         }
     }
 
@@ -97,7 +137,7 @@ impl WeightingConfig {
         let owners = [
             ("weights", self.weights.is_some(), "static"),
             ("alpha", self.alpha.is_some(), "gradnorm and fairgrad"),
-            ("lr", self.lr.is_some(), "gradnorm"),
+            ("lr", self.lr.is_some(), "gradnorm and famo"),
             ("mode", self.mode.is_some(), "gradnorm"),
             ("update", self.update.is_some(), "gradnorm"),
             ("temperature", self.temperature.is_some(), "dwa"),
@@ -111,6 +151,15 @@ impl WeightingConfig {
             ("norm_eps", self.norm_eps.is_some(), "upgrad"),
             ("reg_eps", self.reg_eps.is_some(), "upgrad"),
             ("max_norm", self.max_norm.is_some(), "nash_mtl"),
+            ("mu", self.mu.is_some(), "stch"),
+            ("warmup_epochs", self.warmup_epochs.is_some(), "stch"),
+            ("gamma", self.gamma.is_some(), "famo and moco"),
+            ("beta", self.beta.is_some(), "gradvac and moco"),
+            ("leak", self.leak.is_some(), "graddrop"),
+            ("step_size", self.step_size.is_some(), "excess_mtl"),
+            ("beta_sigma", self.beta_sigma.is_some(), "moco"),
+            ("gamma_sigma", self.gamma_sigma.is_some(), "moco"),
+            ("rho", self.rho.is_some(), "moco"),
         ];
         for (field, set, methods) in owners {
             if set && !methods.split(" and ").any(|m| m == w.name()) {
@@ -195,6 +244,24 @@ impl WeightingConfig {
             }
             Weighting::NashMtl { max_norm } => *max_norm = self.max_norm.unwrap_or(*max_norm),
             Weighting::FairGrad { alpha } => *alpha = self.alpha.unwrap_or(*alpha),
+            Weighting::Stch { mu, warmup_epochs } => {
+                *mu = self.mu.unwrap_or(*mu);
+                *warmup_epochs = self.warmup_epochs.unwrap_or(*warmup_epochs);
+            }
+            Weighting::Famo { lr, gamma } => {
+                *lr = self.lr.unwrap_or(*lr);
+                *gamma = self.gamma.unwrap_or(*gamma);
+            }
+            Weighting::GradVac { beta } => *beta = self.beta.unwrap_or(*beta),
+            Weighting::GradDrop { leak } => *leak = self.leak.unwrap_or(*leak),
+            Weighting::ExcessMtl { step_size } => *step_size = self.step_size.unwrap_or(*step_size),
+            Weighting::MoCo(o) => {
+                o.beta = self.beta.unwrap_or(o.beta);
+                o.beta_sigma = self.beta_sigma.unwrap_or(o.beta_sigma);
+                o.gamma = self.gamma.unwrap_or(o.gamma);
+                o.gamma_sigma = self.gamma_sigma.unwrap_or(o.gamma_sigma);
+                o.rho = self.rho.unwrap_or(o.rho);
+            }
             _ => {}
         }
         // Domains (static weights are counted against the tasks when the
@@ -255,5 +322,24 @@ struct WeightingTable {
     norm_eps: Option<f64>,
     #[serde(default)]
     reg_eps: Option<f64>,
+    #[serde(default)]
     max_norm: Option<f64>,
+    #[serde(default)]
+    mu: Option<f64>,
+    #[serde(default)]
+    warmup_epochs: Option<u32>,
+    #[serde(default)]
+    gamma: Option<f64>,
+    #[serde(default)]
+    beta: Option<f64>,
+    #[serde(default)]
+    leak: Option<f64>,
+    #[serde(default)]
+    step_size: Option<f64>,
+    #[serde(default)]
+    beta_sigma: Option<f64>,
+    #[serde(default)]
+    gamma_sigma: Option<f64>,
+    #[serde(default)]
+    rho: Option<f64>,
 }

@@ -33,7 +33,7 @@ pub(crate) mod regularisers;
 pub use crate::types::{reversal_lambda, Optimizer, ReversalSchedule};
 pub use balancing::GramPhase;
 pub use builder::Graph;
-pub use ops::{Balancing, GramSpace, NodeId, Op, TaskBlock, TaskLoss, TrunkLayer};
+pub use ops::{Balancing, GramSpace, NodeId, Op, TaskBlock, TaskLoss, Tracking, TrunkLayer};
 pub use params::{ArenaCap, Init, ParamArena, ParamBundle, ParamId, ParamLayout, SplitArena};
 pub use program::{
     BuildOptions, LossReport, MemoryReport, PendingLosses, Program, StepOptions, StepReport,

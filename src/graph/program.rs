@@ -411,6 +411,11 @@ impl Program {
         &self.loss.upstream
     }
 
+    /// The per-task loss vector the loss kernel last wrote (unweighted).
+    pub fn task_losses(&self) -> &Tensor {
+        &self.loss.losses
+    }
+
     /// A retained gradient (`Graph::retain_grad`) as of the last step.
     pub fn grad_of(&self, node: NodeId) -> Option<&Tensor> {
         if self.graph.retained.contains(&node) {

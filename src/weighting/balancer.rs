@@ -8,21 +8,31 @@
 //! program, then `balancer.step(ctx, &mut program, opts)` instead of
 //! `program.step`, and `balancer.end_epoch` at epoch ends (DWA).
 //!
+//! The loss rules (GLS, STCH, FAMO) set the rule the GPU turns each
+//! step's losses into weights with, in the step's submit (FAMO measures
+//! the losses again after the update: one more submit); GradDrop runs in
+//! the step's submit; ExcessMTL and MoCo keep per-parameter state on the
+//! GPU and run the Gram phase and a finish step like the gradient methods.
+//!
 //! `state` and `restore` carry what the methods remember between steps
-//! (RLW's and PCGrad's generator, GradNorm's weights and Adam moments,
-//! DWA's loss history and the epoch's running loss sums, whether
-//! uncertainty weighting's warm start ran) through a checkpoint, so a
-//! resumed run takes the steps an uninterrupted one would.
+//! (RLW's, PCGrad's and GradVac's generator, GradNorm's weights and Adam
+//! moments, DWA's loss history and the epoch's running loss sums, whether
+//! uncertainty weighting's warm start ran, GradVac's targets, STCH's
+//! schedule and nadir point, FAMO's logits, ExcessMTL's and MoCo's host
+//! state) through a checkpoint, so a resumed run takes the steps an
+//! uninterrupted one would. ExcessMTL's and MoCo's per-parameter GPU state
+//! ([T, P]) is not in the checkpoint: a resumed run starts it afresh.
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
-use crate::graph::{Balancing, GramSpace, Program, StepOptions, StepReport};
+use crate::graph::{Balancing, GramSpace, Program, StepOptions, StepReport, Tracking};
+use crate::kernels::weighting::LossRule;
 use crate::util::rng::Rng;
 
 use super::{
-    aligned_mtl, cagrad, db_mtl, fairgrad, imtl_g, mgda, nash_mtl, pcgrad, rlw_weights, upgrad,
-    DwaState, GradNormMode, GradNormState, Gram, MgdaSpace, SolverOptions, UncertaintyInit,
-    Weighting,
+    aligned_mtl, cagrad, db_mtl, fairgrad, gradvac, imtl_g, mgda, nash_mtl, pcgrad, rlw_weights,
+    upgrad, DwaState, ExcessMtlState, FamoState, GradNormMode, GradNormState, Gram, MgdaSpace,
+    MocoState, SolverOptions, StchState, UncertaintyInit, Weighting,
 };
 
 /// One balanced step: the program's report, and the coefficients c_t the
@@ -50,6 +60,24 @@ pub struct BalancerState {
     /// DWA: the program's per-task loss sums of the epoch in progress
     /// (f32 bits) and the steps they cover.
     epoch_loss_sums: Option<(Vec<u32>, u32)>,
+    #[serde(default)]
+    methods: MethodStates,
+}
+
+/// The host state of the newer methods (absent from older checkpoints,
+/// hence `default`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct MethodStates {
+    #[serde(default)]
+    gradvac_targets: Option<Vec<f64>>,
+    #[serde(default)]
+    stch: Option<StchState>,
+    #[serde(default)]
+    famo: Option<FamoState>,
+    #[serde(default)]
+    excess_mtl: Option<ExcessMtlState>,
+    #[serde(default)]
+    moco: Option<MocoState>,
 }
 
 /// Runs one `Weighting` on a program, step after step, keeping its state
@@ -65,6 +93,9 @@ pub struct Balancer {
     written: Option<Vec<f32>>,
     /// Uncertainty weighting's warm start has been written.
     log_var_set: bool,
+    methods: MethodStates,
+    /// The loss rule last written to the program (None: not yet).
+    rule_written: Option<LossRule>,
 }
 
 fn to_f32(v: &[f64]) -> Vec<f32> {
@@ -81,6 +112,20 @@ impl Balancer {
             Weighting::Dwa { temperature } => Some(DwaState::new(tasks, temperature)?),
             _ => None,
         };
+        let methods = MethodStates {
+                stch: match weighting {
+                    Weighting::Stch { warmup_epochs, .. } => {
+                        Some(StchState::new(tasks, warmup_epochs))
+                    }
+                    _ => None,
+                },
+                famo: matches!(weighting, Weighting::Famo { .. }).then(|| FamoState::new(tasks)),
+                excess_mtl: matches!(weighting, Weighting::ExcessMtl { .. })
+                    .then(|| ExcessMtlState::new(tasks)),
+                moco: matches!(weighting, Weighting::MoCo(_)).then(|| MocoState::new(tasks)),
+                gradvac_targets: matches!(weighting, Weighting::GradVac { .. })
+                    .then(|| vec![0.0; tasks * tasks]),
+            };
         Ok(Balancer {
             weighting,
             tasks,
@@ -89,6 +134,8 @@ impl Balancer {
             dwa,
             written: None,
             log_var_set: false,
+            methods,
+            rule_written: None,
         })
     }
 
@@ -119,8 +166,56 @@ impl Balancer {
             | Weighting::AlignedMtl
             | Weighting::NashMtl { .. }
             | Weighting::FairGrad { .. }
-            | Weighting::DbMtl => Balancing::Gram(GramSpace::SharedParameters),
+            | Weighting::DbMtl
+            | Weighting::GradVac { .. } => Balancing::Gram(GramSpace::SharedParameters),
+            Weighting::Gls | Weighting::Stch { .. } | Weighting::Famo { .. } => {
+                Balancing::LossRule
+            }
+            Weighting::GradDrop { .. } => Balancing::GradDrop,
+            Weighting::ExcessMtl { .. } => Balancing::Tracked(Tracking::AdagradSums),
+            Weighting::MoCo(_) => Balancing::Tracked(Tracking::TrackedGradients),
         }
+    }
+
+    fn write_rule(&mut self, ctx: &GpuContext, program: &Program, rule: LossRule) -> Result<()> {
+        if self.rule_written.as_ref() != Some(&rule) {
+            program.set_loss_rule(ctx, &rule)?;
+            self.rule_written = Some(rule);
+        }
+        Ok(())
+    }
+
+    /// A loss-rule step (GLS, STCH, FAMO): the GPU weighs this step's
+    /// losses by the rule; STCH sums its nadir epoch's losses, FAMO
+    /// measures the losses again after the update and steps its logits.
+    fn loss_rule_step(
+        &mut self,
+        ctx: &GpuContext,
+        program: &mut Program,
+        opts: StepOptions,
+    ) -> Result<BalancedStep> {
+        let rule = match (&self.weighting, &self.methods) {
+            (Weighting::Stch { mu, .. }, MethodStates { stch: Some(s), .. }) => s.rule(*mu),
+            (Weighting::Famo { .. }, MethodStates { famo: Some(f), .. }) => f.rule(),
+            _ => LossRule::GeometricMean,
+        };
+        self.write_rule(ctx, program, rule)?;
+        let report = program.step(ctx, opts)?;
+        let weights = program.task_weights().to_f32_vec(ctx)?;
+        if opts.update {
+            match (&self.weighting, &mut self.methods) {
+                (Weighting::Stch { .. }, MethodStates { stch: Some(s), .. }) if s.collecting() => {
+                    s.observe(&program.task_losses().to_f32_vec(ctx)?)?;
+                }
+                (Weighting::Famo { lr, gamma }, MethodStates { famo: Some(f), .. }) => {
+                    let before = program.task_losses().to_f32_vec(ctx)?;
+                    let (_, after) = program.predict(ctx)?;
+                    f.update(&before, &after.losses, *lr, *gamma)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(BalancedStep { report, weights })
     }
 
     /// `s_t = log L_t` of the batch in the program's inputs (a forward
@@ -177,6 +272,24 @@ impl Balancer {
             let report = program.step(ctx, opts)?;
             return Ok(BalancedStep { report, weights });
         }
+        match self.weighting {
+            Weighting::Gls | Weighting::Stch { .. } | Weighting::Famo { .. } => {
+                return self.loss_rule_step(ctx, program, opts);
+            }
+            Weighting::GradDrop { leak } => {
+                program.set_graddrop_leak(leak as f32)?;
+                let report = program.step(ctx, opts)?;
+                return Ok(BalancedStep {
+                    report,
+                    weights: vec![1.0; t],
+                });
+            }
+            Weighting::MoCo(o) => {
+                let moco = self.methods.moco.get_or_insert_with(|| MocoState::new(t));
+                program.set_tracking_rate(moco.next_beta(&o) as f32)?;
+            }
+            _ => {}
+        }
         if let Weighting::Uncertainty { init } = self.weighting {
             // A program that has stepped (resumed from a checkpoint) keeps
             // the s_t it learned.
@@ -199,7 +312,21 @@ impl Balancer {
             });
         }
         let losses: Vec<f64> = phase.losses.iter().map(|&l| l as f64).collect();
+        if let Weighting::ExcessMtl { step_size } = self.weighting {
+            let state = self.methods.excess_mtl.get_or_insert_with(|| ExcessMtlState::new(t));
+            let weights = to_f32(&state.step(&phase.excess_risk, step_size)?);
+            let losses = program.finish_step(ctx, &weights, opts)?.losses;
+            let report = StepReport::since(ctx, &before, losses);
+            return Ok(BalancedStep { report, weights });
+        }
         let gram = Gram::from_f32(t, &phase.gram)?;
+        if let Weighting::MoCo(o) = self.weighting {
+            let moco = self.methods.moco.get_or_insert_with(|| MocoState::new(t));
+            let weights = to_f32(&moco.step(&gram, &o));
+            let losses = program.finish_tracked_step(ctx, &weights, opts)?.losses;
+            let report = StepReport::since(ctx, &before, losses);
+            return Ok(BalancedStep { report, weights });
+        }
         let opts_solver = SolverOptions::default();
         let c: Vec<f64> = match &self.weighting {
             Weighting::GradNorm {
@@ -231,6 +358,13 @@ impl Balancer {
             Weighting::NashMtl { max_norm } => nash_mtl(&gram, *max_norm)?.coefficients,
             Weighting::FairGrad { alpha } => fairgrad(&gram, *alpha)?,
             Weighting::DbMtl => db_mtl(&gram, &losses)?,
+            Weighting::GradVac { beta } => {
+                let targets = self
+                    .methods
+                    .gradvac_targets
+                    .get_or_insert_with(|| vec![0.0; t * t]);
+                gradvac(&gram, targets, *beta, &mut self.rng)
+            }
             _ => unreachable!("loss-weighting methods returned above"),
         };
         let weights = to_f32(&c);
@@ -253,6 +387,7 @@ impl Balancer {
             dwa: self.dwa.clone(),
             log_var_set: self.log_var_set,
             epoch_loss_sums,
+            methods: self.methods.clone(),
         })
     }
 
@@ -295,15 +430,51 @@ impl Balancer {
             }
             self.dwa = Some(dwa);
         }
+        let m = state.methods;
+        let t = self.tasks;
+        if let Some(s) = &m.stch {
+            s.check(t)?;
+        }
+        if let Some(f) = &m.famo {
+            f.check(t)?;
+        }
+        if let Some(e) = &m.excess_mtl {
+            e.check(t)?;
+        }
+        if let Some(s) = &m.moco {
+            s.check(t)?;
+        }
+        if let Some(g) = &m.gradvac_targets {
+            if g.len() != t * t || g.iter().any(|v| !v.is_finite()) {
+                return Err(Error::InvalidInput {
+                    op: "Balancer::restore",
+                    detail: format!("the saved GradVac targets do not fit {t} tasks"),
+                });
+            }
+        }
+        // Keep this run's fresh state where the checkpoint has none.
+        let fresh = std::mem::take(&mut self.methods);
+        self.methods = MethodStates {
+            gradvac_targets: m.gradvac_targets.or(fresh.gradvac_targets),
+            stch: m.stch.or(fresh.stch),
+            famo: m.famo.or(fresh.famo),
+            excess_mtl: m.excess_mtl.or(fresh.excess_mtl),
+            moco: m.moco.or(fresh.moco),
+        };
         self.rng = state.rng;
         self.log_var_set = state.log_var_set;
         self.written = None;
+        self.rule_written = None;
         Ok(())
     }
 
     /// Ends an epoch: DWA reads the epoch's mean losses from the GPU and
-    /// sets the next epoch's weights; the other methods do nothing.
+    /// sets the next epoch's weights; STCH moves along its schedule; the
+    /// other methods do nothing.
     pub fn end_epoch(&mut self, ctx: &GpuContext, program: &mut Program) -> Result<()> {
+        if let Some(stch) = &mut self.methods.stch {
+            stch.end_epoch()?;
+        }
         if let Some(dwa) = &mut self.dwa {
             let means: Vec<f64> = program
                 .take_epoch_losses(ctx)?

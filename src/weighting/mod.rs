@@ -11,30 +11,44 @@
 //!   task-weight buffer, uncertainty terms, Gram phase + finish step).
 //! - [`Gram`]: the checked T×T input.
 //! - Gradient-combining solvers: [`mgda`], [`pcgrad`], [`cagrad`], [`imtl_g`],
-//!   [`upgrad`], [`aligned_mtl`], [`nash_mtl`], [`fairgrad`], [`db_mtl`].
+//!   [`upgrad`], [`aligned_mtl`], [`nash_mtl`], [`fairgrad`], [`db_mtl`],
+//!   [`gradvac`]; with per-parameter state on the GPU: [`ExcessMtlState`],
+//!   [`MocoState`].
 //! - Loss-weighting rules: [`GradNormState`], [`DwaState`],
-//!   [`uncertainty_loss`] and its gradient, [`rlw_weights`].
+//!   [`uncertainty_loss`] and its gradient, [`rlw_weights`]; computed on
+//!   the GPU from each step's losses: GLS, [`StchState`], [`FamoState`].
+//! - GradDrop runs wholly on the GPU (`kernels::weighting::graddrop`).
 
 mod aligned_mtl;
 mod balancer;
 mod cagrad;
 mod db_mtl;
+mod excess_mtl;
 mod fairgrad;
+mod famo;
 mod gradnorm;
+mod gradvac;
 mod gram;
 mod imtl;
 mod loss_weighting;
 mod mgda;
+mod moco;
 mod nash_mtl;
 mod pcgrad;
 mod simplex;
+mod stch;
 mod upgrad;
 
 pub use aligned_mtl::{aligned_mtl, AlignedMtlSolution};
 pub use balancer::{BalancedStep, Balancer, BalancerState};
 pub use cagrad::{cagrad, cagrad_objective, CaGradRescale, CaGradSolution};
 pub use db_mtl::db_mtl;
+pub use excess_mtl::{ExcessMtlState, EXCESS_MTL_DEFAULT_STEP};
 pub use fairgrad::{fairgrad, FAIRGRAD_DEFAULT_ALPHA};
+pub use famo::{FamoState, FAMO_DEFAULT_GAMMA, FAMO_DEFAULT_LR};
+pub use gradvac::{gradvac, GRADVAC_DEFAULT_BETA};
+pub use moco::{MocoOptions, MocoState};
+pub use stch::{StchState, STCH_DEFAULT_MU, STCH_DEFAULT_WARMUP_EPOCHS};
 pub use gradnorm::{GradNormState, GradNormUpdate, GRADNORM_WEIGHT_FLOOR};
 pub use gram::{Gram, SYMMETRY_TOLERANCE};
 pub use imtl::imtl_g;
@@ -228,6 +242,53 @@ pub enum Weighting {
     /// applies the rescaling to the shared parameters only (the heads get
     /// `∇ log L_t`); here `c_t` weighs the heads' gradients too.
     DbMtl,
+    /// Chennupati et al. 2019 (GLS): the update is the gradient of the
+    /// geometric mean `(Π_t L_t)^{1/T}`, `c_t = (Π L)^{1/T}/(T·L_t)`,
+    /// computed on the GPU from the step's losses. LibMTL `GLS`, the same.
+    Gls,
+    /// Lin et al. 2024 (smooth Tchebycheff, [`StchState`]): log losses
+    /// through `warmup_epochs`, one epoch measuring the nadir point, then
+    /// a smooth maximum of the normalised log losses. LibMTL `STCH`, the
+    /// same.
+    Stch {
+        /// Smoothing μ > 0 (1).
+        mu: f64,
+        /// Epochs of log losses before the nadir epoch (4).
+        warmup_epochs: u32,
+    },
+    /// Liu et al. 2023 ([`FamoState`]): `c_t ∝ z_t/L_t`, z = softmax(ξ),
+    /// ξ stepped by Adam from how much each loss fell on the same batch.
+    /// LibMTL `FAMO`, the same.
+    Famo {
+        /// ξ's Adam learning rate (0.025).
+        lr: f64,
+        /// ξ's L2 weight decay (1e-3).
+        gamma: f64,
+    },
+    /// Wang et al. 2021 ([`gradvac`]): PCGrad toward EMA target cosines.
+    /// LibMTL `GradVac` with `GradVac_group_type` 0 (whole model).
+    GradVac {
+        /// The targets' EMA rate β (0.5).
+        beta: f64,
+    },
+    /// Chen et al. 2020 (GradDrop): per feature of the heads' input, keep
+    /// the tasks' gradients of one sign, drawn by the sign purity
+    /// ([`kernels::weighting::graddrop`](crate::kernels::weighting::graddrop)).
+    /// LibMTL `GradDrop` (on the representation, as there).
+    GradDrop {
+        /// Share of a dropped gradient kept, in [0, 1] (0).
+        leak: f64,
+    },
+    /// He et al. 2024 ([`ExcessMtlState`]): loss weights stepped toward
+    /// the tasks with the largest Adagrad-preconditioned excess risk.
+    /// LibMTL `ExcessMTL`, the same.
+    ExcessMtl {
+        /// η, the multiplicative step (1e-2).
+        step_size: f64,
+    },
+    /// Fernando et al. 2023 ([`MocoState`]): tracked gradients and a
+    /// softmax-projected step on λ. LibMTL `MoCo`, the same.
+    MoCo(MocoOptions),
 }
 
 /// Every name [`parse`] accepts (besides the aliases `ew`, `uw` and the
@@ -250,6 +311,13 @@ pub const WEIGHTING_NAMES: &[&str] = &[
     "nash_mtl",
     "fairgrad",
     "db_mtl",
+    "gls",
+    "stch",
+    "famo",
+    "gradvac",
+    "graddrop",
+    "excess_mtl",
+    "moco",
 ];
 
 /// A method from its config / CLI name (case-insensitive, `-` = `_`), with
@@ -300,6 +368,23 @@ pub fn parse(name: &str) -> Result<Weighting> {
             alpha: FAIRGRAD_DEFAULT_ALPHA,
         },
         "db_mtl" => Weighting::DbMtl,
+        "gls" => Weighting::Gls,
+        "stch" => Weighting::Stch {
+            mu: STCH_DEFAULT_MU,
+            warmup_epochs: STCH_DEFAULT_WARMUP_EPOCHS,
+        },
+        "famo" => Weighting::Famo {
+            lr: FAMO_DEFAULT_LR,
+            gamma: FAMO_DEFAULT_GAMMA,
+        },
+        "gradvac" => Weighting::GradVac {
+            beta: GRADVAC_DEFAULT_BETA,
+        },
+        "graddrop" => Weighting::GradDrop { leak: 0.0 },
+        "excess_mtl" | "excessmtl" => Weighting::ExcessMtl {
+            step_size: EXCESS_MTL_DEFAULT_STEP,
+        },
+        "moco" => Weighting::MoCo(MocoOptions::default()),
         _ => {
             let detail = format!(
                 "unknown task weighting '{name}': expected one of {} (or static:w1,w2,…)",
@@ -353,6 +438,13 @@ impl Weighting {
             Weighting::NashMtl { .. } => "nash_mtl",
             Weighting::FairGrad { .. } => "fairgrad",
             Weighting::DbMtl => "db_mtl",
+            Weighting::Gls => "gls",
+            Weighting::Stch { .. } => "stch",
+            Weighting::Famo { .. } => "famo",
+            Weighting::GradVac { .. } => "gradvac",
+            Weighting::GradDrop { .. } => "graddrop",
+            Weighting::ExcessMtl { .. } => "excess_mtl",
+            Weighting::MoCo(_) => "moco",
         }
     }
 
@@ -371,6 +463,8 @@ impl Weighting {
                 | Weighting::NashMtl { .. }
                 | Weighting::FairGrad { .. }
                 | Weighting::DbMtl
+                | Weighting::GradVac { .. }
+                | Weighting::MoCo(_)
         )
     }
 
@@ -413,9 +507,52 @@ impl Weighting {
             Weighting::FairGrad { alpha } if !(alpha.is_finite() && *alpha > 0.0) => {
                 bad(format!("fairgrad alpha {alpha} must be finite and > 0"))
             }
+            Weighting::Stch { mu, .. } if !(mu.is_finite() && *mu > 0.0) => {
+                bad(format!("stch mu {mu} must be finite and > 0"))
+            }
+            Weighting::Famo { lr, gamma } if !(non_negative(*lr) && non_negative(*gamma)) => bad(
+                format!("famo lr {lr}, gamma {gamma}: both must be finite and ≥ 0"),
+            ),
+            Weighting::GradVac { beta } if !(non_negative(*beta) && *beta <= 1.0) => {
+                bad(format!("gradvac beta {beta} must lie in [0, 1]"))
+            }
+            Weighting::GradDrop { leak } if !(non_negative(*leak) && *leak <= 1.0) => {
+                bad(format!("graddrop leak {leak} must lie in [0, 1]"))
+            }
+            Weighting::ExcessMtl { step_size } if !non_negative(*step_size) => bad(format!(
+                "excess_mtl step_size {step_size} must be finite and ≥ 0"
+            )),
+            Weighting::MoCo(o)
+                if ![o.beta, o.beta_sigma, o.gamma, o.gamma_sigma, o.rho]
+                    .iter()
+                    .all(|&v| non_negative(v)) =>
+            {
+                bad(format!(
+                    "moco beta {}, beta_sigma {}, gamma {}, gamma_sigma {}, rho {}: all must be finite and ≥ 0",
+                    o.beta, o.beta_sigma, o.gamma, o.gamma_sigma, o.rho
+                ))
+            }
+            _ if tasks > crate::kernels::weighting::MAX_TASKS && self.runs_on_gpu_rule() => {
+                bad(format!(
+                    "{} weighs at most {} tasks (got {tasks})",
+                    self.name(),
+                    crate::kernels::weighting::MAX_TASKS
+                ))
+            }
             _ if tasks == 0 => bad("no tasks".into()),
             _ => Ok(()),
         }
+    }
+}
+
+impl Weighting {
+    /// Whether a GPU kernel bounded to `kernels::weighting::MAX_TASKS`
+    /// tasks computes its weights (the loss rules and GradDrop).
+    fn runs_on_gpu_rule(&self) -> bool {
+        matches!(
+            self,
+            Weighting::Gls | Weighting::Stch { .. } | Weighting::Famo { .. } | Weighting::GradDrop { .. }
+        )
     }
 }
 

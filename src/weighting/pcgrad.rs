@@ -37,7 +37,7 @@ pub fn pcgrad(gram: &Gram, rng: &mut Rng) -> Vec<f64> {
 
 /// Fisher–Yates with the crate's seeded generator: the same seed gives the
 /// same order on every platform.
-fn shuffle(items: &mut [usize], rng: &mut Rng) {
+pub(crate) fn shuffle(items: &mut [usize], rng: &mut Rng) {
     for k in (1..items.len()).rev() {
         // Modulo bias is below 2⁻⁵⁷ for k ≤ 64: irrelevant here.
         let pick = (rng.next_u64() % (k as u64 + 1)) as usize;
