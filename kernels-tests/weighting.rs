@@ -1141,6 +1141,8 @@ fn weighting_needs_gram_and_checks_hyper_parameters() {
         "nash_mtl",
         "fairgrad",
         "db_mtl",
+        "gradvac",
+        "moco",
     ];
     for name in weighting::WEIGHTING_NAMES {
         let w = weighting::parse(name).unwrap();

@@ -143,8 +143,13 @@ fn loss_rule_case(tasks: usize, rule_name: &'static str) -> Case {
 }
 
 /// (tasks, rows, width): 1, odd, a width past one workgroup, T = 64.
-const GRADDROP_SHAPES: &[(usize, usize, usize)] =
-    &[(1, 1, 1), (2, 7, 5), (3, 33, 129), (8, 64, 300), (64, 3, 70)];
+const GRADDROP_SHAPES: &[(usize, usize, usize)] = &[
+    (1, 1, 1),
+    (2, 7, 5),
+    (3, 33, 129),
+    (8, 64, 300),
+    (64, 3, 70),
+];
 
 fn graddrop_case(tasks: usize, rows: usize, width: usize) -> Case {
     let seed = (tasks * 7919 + rows * 31 + width) as u32;
@@ -164,7 +169,8 @@ fn graddrop_case(tasks: usize, rows: usize, width: usize) -> Case {
         case: format!("tasks={tasks} rows={rows} width={width} leak={leak}"),
         inputs: Arc::new(inputs),
         gpu: Arc::new(move |rec, t| {
-            let out = crate::conformance::poisoned_output(rec.ctx(), "graddrop out", &[rows, width])?;
+            let out =
+                crate::conformance::poisoned_output(rec.ctx(), "graddrop out", &[rows, width])?;
             graddrop(rec, &t[0], &t[1], &out, seed, leak)?;
             Ok(out)
         }),
@@ -284,7 +290,11 @@ pub fn cases() -> Vec<Case> {
             cases.push(loss_rule_case(tasks, rule));
         }
     }
-    cases.extend(GRADDROP_SHAPES.iter().map(|&(t, r, w)| graddrop_case(t, r, w)));
+    cases.extend(
+        GRADDROP_SHAPES
+            .iter()
+            .map(|&(t, r, w)| graddrop_case(t, r, w)),
+    );
     for (tasks, n) in [(1, 1), (3, 4097), (8, 10_001)] {
         cases.push(row_sums_case(tasks, n, RowSum::Squares));
         cases.push(row_sums_case(tasks, n, RowSum::AdagradScaled));

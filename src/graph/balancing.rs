@@ -479,7 +479,9 @@ impl Program {
     /// a resumed run draws what an uninterrupted one would.
     pub(crate) fn record_graddrop_backward(&self, rec: &mut Recorder) -> Result<()> {
         let Some(split) = &self.task_split else {
-            return Err(err("GradDrop needs the task split (split_task_grads)".into()));
+            return Err(err(
+                "GradDrop needs the task split (split_task_grads)".into()
+            ));
         };
         let layer = split.layer.0;
         let Op::Dense { x: h, .. } = self.graph.nodes[layer].op else {

@@ -278,9 +278,15 @@ impl LossRule {
             detail: format!("{len} {what} for {tasks} tasks"),
         };
         match self {
-            LossRule::SmoothMax { .. } if u.len() != tasks => return Err(wrong("nadir values", u.len())),
-            LossRule::Famo { .. } if u.len() != tasks => return Err(wrong("FAMO weights", u.len())),
-            LossRule::Famo { .. } if v.len() != tasks => return Err(wrong("minimum losses", v.len())),
+            LossRule::SmoothMax { .. } if u.len() != tasks => {
+                return Err(wrong("nadir values", u.len()))
+            }
+            LossRule::Famo { .. } if u.len() != tasks => {
+                return Err(wrong("FAMO weights", u.len()))
+            }
+            LossRule::Famo { .. } if v.len() != tasks => {
+                return Err(wrong("minimum losses", v.len()))
+            }
             _ => {}
         }
         out[0] = mode;
@@ -293,7 +299,12 @@ impl LossRule {
 
 /// upstream = the rule's weights of `losses`; `rule` holds
 /// [`LossRule::encode`]'s vector.
-pub fn loss_rule(rec: &mut Recorder, rule: &Tensor, losses: &Tensor, upstream: &Tensor) -> Result<()> {
+pub fn loss_rule(
+    rec: &mut Recorder,
+    rule: &Tensor,
+    losses: &Tensor,
+    upstream: &Tensor,
+) -> Result<()> {
     const OP: &str = "weighting::loss_rule";
     let t = losses.len();
     if t == 0 || t > MAX_TASKS {
@@ -304,7 +315,11 @@ pub fn loss_rule(rec: &mut Recorder, rule: &Tensor, losses: &Tensor, upstream: &
     }
     check_vectors(OP, &[losses, upstream], t)?;
     check_vectors(OP, &[rule], 2 + 2 * t)?;
-    let binds = [Bind::read(1, rule), Bind::read(2, losses), Bind::write(3, upstream)];
+    let binds = [
+        Bind::read(1, rule),
+        Bind::read(2, losses),
+        Bind::write(3, upstream),
+    ];
     small_dispatch(rec, OP, &LOSS_RULE, t, &binds)
 }
 
@@ -345,7 +360,11 @@ pub fn graddrop(
     if out.shape() != h.shape() {
         return Err(Error::Shape {
             op: OP,
-            detail: format!("output {:?} must have H's shape {:?}", out.shape(), h.shape()),
+            detail: format!(
+                "output {:?} must have H's shape {:?}",
+                out.shape(),
+                h.shape()
+            ),
         });
     }
     if !(0.0..=1.0).contains(&leak) {
@@ -361,7 +380,11 @@ pub fn graddrop(
         scalar: leak,
         ..params(tasks)
     };
-    let binds = [Bind::read(1, per_task), Bind::read(2, h), Bind::write(3, out)];
+    let binds = [
+        Bind::read(1, per_task),
+        Bind::read(2, h),
+        Bind::write(3, out),
+    ];
     rec.dispatch_1d(OP, &GRADDROP, &p, &binds, width as u64, 64)
 }
 
@@ -447,7 +470,13 @@ pub fn row_sums(
         Bind::write(3, &scratch.partials),
         Bind::write(4, state),
     ];
-    rec.dispatch(OP, &ROW_PARTIALS, &p, &binds, [chunks as u32, tasks as u32, 1])?;
+    rec.dispatch(
+        OP,
+        &ROW_PARTIALS,
+        &p,
+        &binds,
+        [chunks as u32, tasks as u32, 1],
+    )?;
     reduce::column_sums(rec, &scratch.partials, &scratch.sums)
 }
 
@@ -482,7 +511,11 @@ pub fn moco_update(
         scalar: beta,
         ..params(tasks)
     };
-    let binds = [Bind::read(1, g), Bind::write(4, y), Bind::read(5, norms_and_losses)];
+    let binds = [
+        Bind::read(1, g),
+        Bind::write(4, y),
+        Bind::read(5, norms_and_losses),
+    ];
     rec.dispatch_1d(OP, &MOCO_UPDATE, &p, &binds, g.len() as u64, 256)
 }
 

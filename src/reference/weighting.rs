@@ -80,14 +80,33 @@ pub fn graddrop_uniform(seed: u32, d: usize) -> f32 {
 
 /// `kernels::weighting::graddrop`: per_task [T, rows, width], h [rows,
 /// width] → the sign-dropped sum [rows, width].
-pub fn graddrop(per_task: &[f32], h: &[f32], tasks: usize, rows: usize, seed: u32, leak: f32) -> Vec<f32> {
+pub fn graddrop(
+    per_task: &[f32],
+    h: &[f32],
+    tasks: usize,
+    rows: usize,
+    seed: u32,
+    leak: f32,
+) -> Vec<f32> {
     let width = h.len() / rows.max(1);
     let mut out = vec![0f32; rows * width];
     let at = |t: usize, r: usize, d: usize| per_task[(t * rows + r) * width + d] as f64;
-    let sign = |x: f32| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { 0.0 };
+    let sign = |x: f32| {
+        if x > 0.0 {
+            1.0
+        } else if x < 0.0 {
+            -1.0
+        } else {
+            0.0
+        }
+    };
     for d in 0..width {
         let s: Vec<f64> = (0..tasks)
-            .map(|t| (0..rows).map(|r| at(t, r, d) * sign(h[r * width + d])).sum())
+            .map(|t| {
+                (0..rows)
+                    .map(|r| at(t, r, d) * sign(h[r * width + d]))
+                    .sum()
+            })
             .collect();
         let total: f64 = s.iter().sum();
         let magnitude: f64 = s.iter().map(|x| x.abs()).sum();
@@ -111,7 +130,12 @@ pub fn graddrop(per_task: &[f32], h: &[f32], tasks: usize, rows: usize, seed: u3
 pub fn row_squares(x: &[f32], tasks: usize) -> Vec<f32> {
     let n = x.len() / tasks;
     (0..tasks)
-        .map(|t| x[t * n..(t + 1) * n].iter().map(|&v| v as f64 * v as f64).sum::<f64>() as f32)
+        .map(|t| {
+            x[t * n..(t + 1) * n]
+                .iter()
+                .map(|&v| v as f64 * v as f64)
+                .sum::<f64>() as f32
+        })
         .collect()
 }
 
@@ -148,6 +172,10 @@ pub fn moco_update(g: &[f32], norms_sq: &[f32], losses: &[f32], y: &[f32], beta:
 pub fn combine_rows(y: &[f32], c: &[f32]) -> Vec<f32> {
     let n = y.len() / c.len();
     (0..n)
-        .map(|k| (0..c.len()).map(|t| c[t] as f64 * y[t * n + k] as f64).sum::<f64>() as f32)
+        .map(|k| {
+            (0..c.len())
+                .map(|t| c[t] as f64 * y[t * n + k] as f64)
+                .sum::<f64>() as f32
+        })
         .collect()
 }

@@ -113,19 +113,17 @@ impl Balancer {
             _ => None,
         };
         let methods = MethodStates {
-                stch: match weighting {
-                    Weighting::Stch { warmup_epochs, .. } => {
-                        Some(StchState::new(tasks, warmup_epochs))
-                    }
-                    _ => None,
-                },
-                famo: matches!(weighting, Weighting::Famo { .. }).then(|| FamoState::new(tasks)),
-                excess_mtl: matches!(weighting, Weighting::ExcessMtl { .. })
-                    .then(|| ExcessMtlState::new(tasks)),
-                moco: matches!(weighting, Weighting::MoCo(_)).then(|| MocoState::new(tasks)),
-                gradvac_targets: matches!(weighting, Weighting::GradVac { .. })
-                    .then(|| vec![0.0; tasks * tasks]),
-            };
+            stch: match weighting {
+                Weighting::Stch { warmup_epochs, .. } => Some(StchState::new(tasks, warmup_epochs)),
+                _ => None,
+            },
+            famo: matches!(weighting, Weighting::Famo { .. }).then(|| FamoState::new(tasks)),
+            excess_mtl: matches!(weighting, Weighting::ExcessMtl { .. })
+                .then(|| ExcessMtlState::new(tasks)),
+            moco: matches!(weighting, Weighting::MoCo(_)).then(|| MocoState::new(tasks)),
+            gradvac_targets: matches!(weighting, Weighting::GradVac { .. })
+                .then(|| vec![0.0; tasks * tasks]),
+        };
         Ok(Balancer {
             weighting,
             tasks,
@@ -168,9 +166,7 @@ impl Balancer {
             | Weighting::FairGrad { .. }
             | Weighting::DbMtl
             | Weighting::GradVac { .. } => Balancing::Gram(GramSpace::SharedParameters),
-            Weighting::Gls | Weighting::Stch { .. } | Weighting::Famo { .. } => {
-                Balancing::LossRule
-            }
+            Weighting::Gls | Weighting::Stch { .. } | Weighting::Famo { .. } => Balancing::LossRule,
             Weighting::GradDrop { .. } => Balancing::GradDrop,
             Weighting::ExcessMtl { .. } => Balancing::Tracked(Tracking::AdagradSums),
             Weighting::MoCo(_) => Balancing::Tracked(Tracking::TrackedGradients),
@@ -313,7 +309,10 @@ impl Balancer {
         }
         let losses: Vec<f64> = phase.losses.iter().map(|&l| l as f64).collect();
         if let Weighting::ExcessMtl { step_size } = self.weighting {
-            let state = self.methods.excess_mtl.get_or_insert_with(|| ExcessMtlState::new(t));
+            let state = self
+                .methods
+                .excess_mtl
+                .get_or_insert_with(|| ExcessMtlState::new(t));
             let weights = to_f32(&state.step(&phase.excess_risk, step_size)?);
             let losses = program.finish_step(ctx, &weights, opts)?.losses;
             let report = StepReport::since(ctx, &before, losses);

@@ -76,7 +76,8 @@ impl FamoState {
             if d.is_finite() && d > 0.0 {
                 Ok(d.ln())
             } else {
-                let detail = format!("task {k}'s loss {which} the update is {l}: FAMO takes its log");
+                let detail =
+                    format!("task {k}'s loss {which} the update is {l}: FAMO takes its log");
                 Err(invalid("FamoState::update", detail))
             }
         };
@@ -104,7 +105,10 @@ impl FamoState {
     /// Errors unless the state fits `tasks` tasks with finite values.
     pub fn check(&self, tasks: usize) -> Result<()> {
         let all = [&self.logits, &self.m, &self.v];
-        if all.iter().any(|v| v.len() != tasks || v.iter().any(|x| !x.is_finite())) {
+        if all
+            .iter()
+            .any(|v| v.len() != tasks || v.iter().any(|x| !x.is_finite()))
+        {
             return Err(invalid(
                 "FamoState::check",
                 format!("the saved FAMO state does not fit {tasks} tasks"),

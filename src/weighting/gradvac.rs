@@ -40,8 +40,9 @@ pub fn gradvac(gram: &Gram, targets: &mut [f64], beta: f64, rng: &mut Rng) -> Ve
             let cos = dot / (norm_i * norm_j + 1e-8);
             let target = targets[i * t + j];
             if cos < target {
-                let w = norm_i * (target * (1.0 - cos * cos).max(0.0).sqrt()
-                    - cos * (1.0 - target * target).max(0.0).sqrt())
+                let w = norm_i
+                    * (target * (1.0 - cos * cos).max(0.0).sqrt()
+                        - cos * (1.0 - target * target).max(0.0).sqrt())
                     / (norm_j * (1.0 - target * target).max(0.0).sqrt() + 1e-8);
                 a[j] += w;
             }

@@ -69,7 +69,9 @@ impl MocoState {
         let gamma = o.gamma / (self.steps as f64).powf(o.gamma_sigma);
         let moved: Vec<f64> = (0..t)
             .map(|i| {
-                let grad: f64 = (0..t).map(|j| gram_y.get(i, j) * self.lambda[j]).sum::<f64>()
+                let grad: f64 = (0..t)
+                    .map(|j| gram_y.get(i, j) * self.lambda[j])
+                    .sum::<f64>()
                     + o.rho * self.lambda[i];
                 self.lambda[i] - gamma * grad
             })

@@ -46,19 +46,19 @@ pub use db_mtl::db_mtl;
 pub use excess_mtl::{ExcessMtlState, EXCESS_MTL_DEFAULT_STEP};
 pub use fairgrad::{fairgrad, FAIRGRAD_DEFAULT_ALPHA};
 pub use famo::{FamoState, FAMO_DEFAULT_GAMMA, FAMO_DEFAULT_LR};
-pub use gradvac::{gradvac, GRADVAC_DEFAULT_BETA};
-pub use moco::{MocoOptions, MocoState};
-pub use stch::{StchState, STCH_DEFAULT_MU, STCH_DEFAULT_WARMUP_EPOCHS};
 pub use gradnorm::{GradNormState, GradNormUpdate, GRADNORM_WEIGHT_FLOOR};
+pub use gradvac::{gradvac, GRADVAC_DEFAULT_BETA};
 pub use gram::{Gram, SYMMETRY_TOLERANCE};
 pub use imtl::imtl_g;
 pub use loss_weighting::{
     rlw_weights, uncertainty_grad, uncertainty_loss, uncertainty_loss_weights, DwaState,
 };
 pub use mgda::{mgda, min_norm, min_norm_two, MgdaNormalisation, MgdaSolution};
+pub use moco::{MocoOptions, MocoState};
 pub use nash_mtl::{nash_mtl, NashMtlSolution, NASH_MAX_ITERATIONS, NASH_TOLERANCE};
 pub use pcgrad::pcgrad;
 pub use simplex::{SimplexSolution, SolverOptions};
+pub use stch::{StchState, STCH_DEFAULT_MU, STCH_DEFAULT_WARMUP_EPOCHS};
 pub use upgrad::{upgrad, UpGradSolution, UPGRAD_NORM_EPS, UPGRAD_REG_EPS};
 
 use crate::Result;
@@ -551,7 +551,10 @@ impl Weighting {
     fn runs_on_gpu_rule(&self) -> bool {
         matches!(
             self,
-            Weighting::Gls | Weighting::Stch { .. } | Weighting::Famo { .. } | Weighting::GradDrop { .. }
+            Weighting::Gls
+                | Weighting::Stch { .. }
+                | Weighting::Famo { .. }
+                | Weighting::GradDrop { .. }
         )
     }
 }
