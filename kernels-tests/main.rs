@@ -43,3 +43,4 @@ mod train;
 mod validate;
 mod weighting;
 mod weighting_gpu;
+mod weighting_rules;

@@ -313,8 +313,26 @@ fn a_resumed_run_continues_bit_for_bit_with_every_stateful_weighting() {
     let ctx = &contexts()[0];
     let d = data(40);
     let dir = scratch_dir("train-resume-weighting");
-    for name in ["rlw", "pcgrad", "gradnorm", "dwa", "uncertainty_warm"] {
-        let weighting = || manytask::weighting::parse(name).unwrap();
+    for name in [
+        "rlw",
+        "pcgrad",
+        "gradnorm",
+        "dwa",
+        "uncertainty_warm",
+        "gradvac",
+        "graddrop",
+        "famo",
+        "stch",
+    ] {
+        // STCH without warm-up: the nadir epoch and the smooth maximum
+        // both come before and after the save.
+        let weighting = || match manytask::weighting::parse(name).unwrap() {
+            Weighting::Stch { mu, .. } => Weighting::Stch {
+                mu,
+                warmup_epochs: 0,
+            },
+            w => w,
+        };
         let path = dir.join(format!("{name}.safetensors"));
         let mut straight = weighted_learner(ctx, &d, 16, 0, weighting());
         Trainer::new(TrainOptions::steps(10).shuffle(3))

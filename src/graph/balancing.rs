@@ -17,7 +17,6 @@ use crate::kernels::block;
 use crate::kernels::gemm::Layout;
 use crate::kernels::task_gemm::{TaskProblem, TaskTable};
 use crate::kernels::weighting::{self, GramScratch, LossRule, RowSum, RowSumScratch};
-use crate::util::rng::Rng;
 
 fn err(detail: String) -> Error {
     Error::Shape {
@@ -460,23 +459,23 @@ impl Program {
         buffer.write_f32(ctx, &rule.encode(self.loss.upstream.len())?)
     }
 
-    /// GradDrop's leak ∈ [0, 1]: the share of a dropped gradient kept
-    /// (0, the default, drops it whole).
-    pub fn set_graddrop_leak(&mut self, leak: f32) -> Result<()> {
+    /// GradDrop's next step: its leak ∈ [0, 1] (the share of a dropped
+    /// gradient kept; 0 drops it whole) and the seed of its uniform draws
+    /// (the caller's generator, so that a resumed run draws the same).
+    pub fn set_graddrop(&mut self, leak: f32, seed: u32) -> Result<()> {
         if !(0.0..=1.0).contains(&leak) {
             return Err(Error::InvalidInput {
-                op: "set_graddrop_leak",
+                op: "set_graddrop",
                 detail: format!("leak {leak} must lie in [0, 1]"),
             });
         }
         self.graddrop_leak = leak;
+        self.graddrop_seed = seed;
         Ok(())
     }
 
     /// The backward of a GradDrop step: the heads' backward (writing each
     /// task's dL_t/dH), the sign-dropped dH, then the trunk's backward.
-    /// The uniform draws depend on the build seed and the step only, so
-    /// a resumed run draws what an uninterrupted one would.
     pub(crate) fn record_graddrop_backward(&self, rec: &mut Recorder) -> Result<()> {
         let Some(split) = &self.task_split else {
             return Err(err(
@@ -494,9 +493,8 @@ impl Program {
         let Some(dh) = self.grad(h) else {
             return Err(self.missing(h.0, "gradient (the heads' input takes one)"));
         };
-        let draw = Rng::new(self.graddrop_seed ^ (u64::from(self.steps()) << 32)).next_u64();
-        let seed = (draw >> 32) as u32;
-        weighting::graddrop(rec, &split.grads, self.val(h), dh, seed, self.graddrop_leak)?;
+        let (seed, leak) = (self.graddrop_seed, self.graddrop_leak);
+        weighting::graddrop(rec, &split.grads, self.val(h), dh, seed, leak)?;
         self.record_backward(rec, 0..layer)
     }
 

@@ -180,8 +180,8 @@ pub struct Program {
     pub(crate) loss_rule: Option<Tensor>,
     /// `Balancing::GradDrop`: the share of dropped gradients kept.
     pub(crate) graddrop_leak: f32,
-    /// `Balancing::GradDrop`: the build seed its uniform draws start from.
-    pub(crate) graddrop_seed: u64,
+    /// `Balancing::GradDrop`: the seed of the next step's uniform draws.
+    pub(crate) graddrop_seed: u32,
     memory: MemoryReport,
 }
 
@@ -316,7 +316,7 @@ impl Program {
             epoch_losses,
             loss_rule,
             graddrop_leak: 0.0,
-            graddrop_seed: seed,
+            graddrop_seed: 0,
             memory,
         })
     }

@@ -273,7 +273,8 @@ impl Balancer {
                 return self.loss_rule_step(ctx, program, opts);
             }
             Weighting::GradDrop { leak } => {
-                program.set_graddrop_leak(leak as f32)?;
+                let seed = (self.rng.next_u64() >> 32) as u32;
+                program.set_graddrop(leak as f32, seed)?;
                 let report = program.step(ctx, opts)?;
                 return Ok(BalancedStep {
                     report,
