@@ -350,10 +350,7 @@ pub fn gate_softmax_backward(
     dispatch(rec, OP, &spec, |x| mix.params(rows, x), &binds, threads)
 }
 
-/// Most selectors per task of a DSelect-k gate.
-pub const MAX_SELECTORS: usize = 8;
-/// Most experts of a DSelect-k gate (2^6: six bits per selector).
-pub const MAX_DSELECT_EXPERTS: usize = 64;
+pub use crate::types::{MAX_DSELECT_EXPERTS, MAX_SELECTORS};
 
 /// A DSelect-k gate: per task, k selectors over E experts, each of m =
 /// ⌈log2 E⌉ smooth-step bits (width γ), mixed by softmax weights; the
