@@ -372,3 +372,28 @@ fn every_moe_model_trains_the_default_benchmark_on_every_adapter() {
         }
     }
 }
+
+#[test]
+fn a_profiled_moe_step_times_every_dispatch_including_the_moe_ops() {
+    for ctx in private_contexts()
+        .iter()
+        .filter(|c| c.granted().timestamp_query)
+    {
+        let m = small_spec(Sharing::Ple {
+            experts: experts(&[5], 1, 2),
+            levels: 2,
+        })
+        .build(ctx)
+        .unwrap();
+        let mut p = Program::build(ctx, m.graph, sgd(0.1), 3).unwrap();
+        feed(ctx, &p, &m.nodes, 5);
+        // A warm-up step: the first may autotune GEMM shapes.
+        p.step(ctx, StepOptions::TRAIN).unwrap();
+        let (report, profile) = p.profile_step(ctx, StepOptions::TRAIN).unwrap();
+        assert_eq!(profile.dispatches.len() as u64, report.dispatches);
+        let table = profile.table();
+        for op in ["moe::mix", "moe::mix_backward", "moe::gate_softmax"] {
+            assert!(table.contains(op), "{op} missing from\n{table}");
+        }
+    }
+}
