@@ -116,7 +116,8 @@ fn mlp_spec(sharing: Sharing, tasks: usize) -> ModelSpec {
 #[test]
 fn moe_step_dispatches_do_not_grow_with_experts_or_tasks() {
     let ctx = &private_contexts()[0];
-    let kinds: [(&str, fn(usize) -> Sharing); 4] = [
+    type Kind = (&'static str, fn(usize) -> Sharing);
+    let kinds: [Kind; 4] = [
         ("mmoe", |e| Sharing::Mmoe {
             experts: experts(&[16, 16], 0, e),
         }),

@@ -32,7 +32,7 @@ pub struct TaskGates {
 
 impl TaskGates {
     /// Each task's gate mass per expert of the gates' level, averaged
-    /// over the rows of the current inputs: [T][E] (0 for experts outside
+    /// over the rows of the current inputs: T rows of E (0 for experts outside
     /// a task's gate, e.g. other tasks' own experts in CGC / PLE). Runs
     /// the forward pass up to the gates (`Program::forward_value`).
     pub fn mass(&self, ctx: &GpuContext, program: &Program) -> Result<Vec<Vec<f32>>> {
