@@ -398,3 +398,61 @@ fn a_profiled_moe_step_times_every_dispatch_including_the_moe_ops() {
         }
     }
 }
+
+#[test]
+fn moe_checkpoints_have_pytorch_names_and_round_trip() {
+    use manytask::checkpoint::{self, Restore};
+    let ctx = &contexts()[0];
+    let dir = crate::common::scratch_dir("moe-ckpt");
+    for (name, sharing) in small_models() {
+        let build = |seed| {
+            let m = small_spec(sharing.clone()).build(ctx).unwrap();
+            let p = Program::build(ctx, m.graph, sgd(0.1), seed).unwrap();
+            (p, m.nodes)
+        };
+        let (mut a, nodes) = build(3);
+        feed(ctx, &a, &nodes, 5);
+        a.step(ctx, StepOptions::TRAIN).unwrap();
+        let path = dir.join(format!("{}.safetensors", name.replace(' ', "_")));
+        checkpoint::save(ctx, &a, &nodes.pieces, &[], &path).unwrap();
+        let (mut b, _) = build(4);
+        checkpoint::load(ctx, &mut b, &nodes.pieces, &path, Restore::Parameters).unwrap();
+        let (va, vb) = (
+            a.params().values.to_f32_vec(ctx).unwrap(),
+            b.params().values.to_f32_vec(ctx).unwrap(),
+        );
+        assert_eq!(
+            va, vb,
+            "{name}: a loaded checkpoint restores every parameter"
+        );
+        // PyTorch's nn.Linear layout, one tensor per expert and gate.
+        let names: Vec<&str> = nodes.pieces.iter().map(|p| p.name.as_str()).collect();
+        let want = match name {
+            "cgc" => vec![
+                "experts.class.0.0.weight",
+                "experts.shared.1.0.weight",
+                "gates.bin.weight",
+            ],
+            "ple" => vec![
+                "levels.0.experts.reg.1.1.weight",
+                "levels.1.gates.shared.weight",
+                "levels.2.gates.class.bias",
+            ],
+            _ => vec!["experts.0.0.weight", "gates.class.weight"],
+        };
+        for w in want {
+            assert!(names.contains(&w), "{name}: no {w} in {names:?}");
+        }
+        let first = nodes
+            .pieces
+            .iter()
+            .find(|p| p.name.ends_with("experts.0.0.weight"));
+        if let Some(p) = first {
+            assert_eq!(
+                p.shape()[1],
+                5,
+                "{name}: weight [out, in] with in = 5 inputs"
+            );
+        }
+    }
+}
