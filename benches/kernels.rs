@@ -4,6 +4,7 @@
 //! against one GEMM per head; GB/s of elementwise, reduction, loss,
 //! optimiser and non-finite watch kernels; GFLOP/s of the trace norms (napkin GEMM flops,
 //! `TraceNormPlan::flops`) and GB/s of the soft-sharing regularisers;
+//! GB/s of the mixture-of-experts ops (`moe`);
 //! dispatch and submit overhead; host <-> device
 //! transfer rates. `manytask bench` prints the same measurements as one
 //! table with the adapter's roofline.
@@ -828,9 +829,96 @@ fn trace_norm_gram_bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// Mixture-of-experts ops at the MTL shapes (B = 256, T = 8 tasks, E = 8
+/// experts of width 128; bytes moved): the gated combination, its fused
+/// backward (dF and dg), the gate softmax, and the DSelect-k gate (k = 2).
+fn moe_bench(c: &mut Criterion) {
+    use manytask::kernels::moe::{
+        dselect_gate, gate_softmax, moe_mix, moe_mix_backward, DSelect, MixGrads, Mixture,
+        SharedOutput,
+    };
+    let ctx = context();
+    let mut group = c.benchmark_group("moe");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(4));
+    let (rows, tasks, experts, width) = (256usize, 8usize, 8usize, 128usize);
+    let mix = Mixture {
+        tasks,
+        task_experts: 0,
+        shared_experts: experts,
+        shared_output: SharedOutput::No,
+        width,
+    };
+    let matrix = |label: &str, cols: usize| {
+        tensor(&ctx, label, rows * cols)
+            .reshape(&[rows, cols])
+            .expect("reshape")
+    };
+    let f = matrix("experts", experts * width);
+    let g = matrix("gates", mix.gate_columns());
+    let h = matrix("mixture", tasks * width);
+    let df = matrix("d experts", experts * width);
+    let dg = matrix("d gates", mix.gate_columns());
+    // Mix: reads E expert values and gates per output, writes one.
+    let mix_bytes = 4 * rows * tasks * width * (2 * experts + 1);
+    group.throughput(Throughput::Bytes(mix_bytes as u64));
+    group.bench_function("mix", |bench| {
+        bench.iter_custom(|iters| {
+            time_submits(&ctx, iters, |rec| {
+                moe_mix(rec, &mix, &f, &g, &h).expect("mix")
+            })
+        })
+    });
+    // Backward: dF reads T gates and dh per element; dg reads W of dh and F.
+    let grads = MixGrads {
+        experts: &df,
+        gates: &dg,
+        accumulate_experts: false,
+        accumulate_gates: false,
+    };
+    let back_bytes =
+        4 * rows * (experts * width * (2 * tasks + 1) + tasks * experts * (2 * width + 1));
+    group.throughput(Throughput::Bytes(back_bytes as u64));
+    group.bench_function("mix_backward", |bench| {
+        bench.iter_custom(|iters| {
+            time_submits(&ctx, iters, |rec| {
+                moe_mix_backward(rec, &mix, &f, &g, &h, &grads).expect("mix backward")
+            })
+        })
+    });
+    group.throughput(Throughput::Bytes((8 * rows * mix.gate_columns()) as u64));
+    group.bench_function("gate_softmax", |bench| {
+        bench.iter_custom(|iters| {
+            time_submits(&ctx, iters, |rec| {
+                gate_softmax(rec, &mix, &dg, &g).expect("softmax")
+            })
+        })
+    });
+    let gate = DSelect {
+        tasks,
+        experts,
+        selectors: 2,
+        gamma: 1.0,
+        entropy: 1e-3,
+    };
+    let logits = matrix("selector logits", tasks * gate.task_logits());
+    let gates = matrix("dselect gates", tasks * experts);
+    let bytes = 4 * rows * tasks * (gate.task_logits() + experts);
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function("dselect_gate", |bench| {
+        bench.iter_custom(|iters| {
+            time_submits(&ctx, iters, |rec| {
+                dselect_gate(rec, &gate, &logits, &gates).expect("dselect")
+            })
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = elementwise_bench, reduce_bench, optim_bench, nonfinite_bench, dispatch_bench, transfer_bench, gemm_bench, dense_bench, heads_bench, cross_stitch_bench, sluice_bench, trace_norm_bench, trace_norm_gram_bench, soft_sharing_bench, fused_mlp_bench
+    targets = elementwise_bench, reduce_bench, optim_bench, nonfinite_bench, dispatch_bench, transfer_bench, gemm_bench, dense_bench, heads_bench, cross_stitch_bench, sluice_bench, trace_norm_bench, trace_norm_gram_bench, soft_sharing_bench, fused_mlp_bench, moe_bench
 }
 criterion_main!(benches);

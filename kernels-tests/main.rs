@@ -26,6 +26,7 @@ mod hostile;
 mod layers;
 mod loop_limit;
 mod loss;
+mod moe;
 mod nonfinite;
 mod optim;
 mod outputs;

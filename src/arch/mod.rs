@@ -13,7 +13,11 @@
 //!   (Ruder et al. 2019);
 //! - [`Sharing::Soft`]: columns tied only by regularisers on each layer's
 //!   stacked task weights (L2 distance, clustering, group lasso, trace
-//!   norm; Duong et al. 2015, Yang & Hospedales 2017).
+//!   norm; Duong et al. 2015, Yang & Hospedales 2017);
+//! - [`Sharing::Mmoe`], [`Sharing::Cgc`], [`Sharing::Ple`],
+//!   [`Sharing::DSelectK`]: gated mixtures of experts (Ma et al. 2018;
+//!   Tang et al. 2020; Hazimeh et al. 2021), `moe`: every expert layer,
+//!   every gate and the gated combination one op each.
 //!
 //! Heads: layer j of every task runs as ONE op (the first head layer of
 //! hard sharing as one GEMM against the concatenated head weights, deeper
@@ -22,9 +26,11 @@
 
 mod columns;
 mod heads;
+pub mod moe;
 pub mod pieces;
 
-pub use crate::types::{ModelSpec, Sharing, StitchOptions, TaskKind, TaskSpec};
+pub use crate::types::{Experts, ModelSpec, Sharing, StitchOptions, TaskKind, TaskSpec};
+pub use moe::{gate_mass, TaskGates};
 pub use pieces::Piece;
 
 use crate::error::{Error, Result};
@@ -67,6 +73,9 @@ pub struct ModelNodes {
     pub heads0: Option<(NodeId, Vec<usize>)>,
     /// The checkpoint's tensors cut from the parameters (PyTorch layout).
     pub pieces: Vec<Piece>,
+    /// A mixture of experts' task gates (PLE: the last level's), for
+    /// `TaskGates::mass`: each task's gate mass per expert.
+    pub gates: Option<TaskGates>,
 }
 
 impl Model {
@@ -149,6 +158,15 @@ impl ModelSpec {
                 }
                 columns
             }
+            Sharing::Mmoe { experts }
+            | Sharing::Cgc { experts }
+            | Sharing::Ple { experts, .. }
+            | Sharing::DSelectK { experts, .. } => {
+                if experts.widths.is_empty() {
+                    return Err(spec_err("experts need ≥ 1 layer".into()));
+                }
+                &experts.widths
+            }
         };
         if layers.contains(&0) {
             return Err(spec_err(format!("layer widths {layers:?} must be ≥ 1")));
@@ -166,6 +184,11 @@ impl ModelSpec {
         let t = self.tasks.len();
         let x = g.input("x", &[self.rows, self.inputs], DType::F32);
         let mut pieces = Vec::new();
+        let mut gates = None;
+        let mut moe = |built: (heads::HeadInput, TaskGates)| {
+            gates = Some(built.1);
+            (built.0, Vec::new())
+        };
         let (head_input, column_layers) = match &self.sharing {
             Sharing::Hard { trunk } => {
                 let mut h = x;
@@ -220,6 +243,54 @@ impl ModelSpec {
                 columns,
                 regularisers,
             } => columns::soft(&mut g, x, t, columns, regularisers, act)?,
+            Sharing::Mmoe { experts } => moe(moe::mmoe(
+                &mut g,
+                x,
+                &self.tasks,
+                experts,
+                moe::GateKind::Softmax,
+                act,
+                &mut pieces,
+            )?),
+            Sharing::DSelectK {
+                experts,
+                selectors,
+                gamma,
+                entropy,
+            } => {
+                let gate = moe::GateKind::DSelect {
+                    selectors: *selectors,
+                    gamma: *gamma,
+                    entropy: *entropy,
+                };
+                moe(moe::mmoe(
+                    &mut g,
+                    x,
+                    &self.tasks,
+                    experts,
+                    gate,
+                    act,
+                    &mut pieces,
+                )?)
+            }
+            Sharing::Cgc { experts } => moe(moe::ple(
+                &mut g,
+                x,
+                &self.tasks,
+                experts,
+                1,
+                act,
+                &mut pieces,
+            )?),
+            Sharing::Ple { experts, levels } => moe(moe::ple(
+                &mut g,
+                x,
+                &self.tasks,
+                experts,
+                *levels,
+                act,
+                &mut pieces,
+            )?),
         };
         if let Sharing::CrossStitch { columns, .. }
         | Sharing::Sluice { columns, .. }
@@ -272,6 +343,7 @@ impl ModelSpec {
                 column_layers,
                 heads0,
                 pieces,
+                gates,
             },
         })
     }

@@ -467,7 +467,9 @@ pub fn step_flops(graph: &crate::graph::Graph) -> f64 {
 /// MTL-MLP shapes: B=256×512 inputs, 8 classification tasks with heads
 /// 256 ReLU → 10, softmax CE, mean, SGD 0.01. Hard sharing uses the
 /// trunk 1024→1024; the column architectures give each task columns of
-/// 1024/8 = 128 (the same total width per layer as the trunk).
+/// 1024/8 = 128 (the same total width per layer as the trunk); the
+/// mixtures of experts use experts of two 128-wide layers (MMoE and
+/// DSelect-k: 8 experts; CGC and PLE: 1 per task + 2 shared).
 pub struct ArchWorkload {
     /// The built training program.
     pub program: crate::graph::Program,
@@ -481,6 +483,12 @@ impl ArchWorkload {
         use crate::types::Regulariser;
         use crate::types::{Sharing, StitchOptions};
         let stitch = StitchOptions::default();
+        // Experts of two 128-wide layers: 8 of them are the trunk's width.
+        let experts = |per_task, shared| crate::types::Experts {
+            widths: vec![128, 128],
+            per_task,
+            shared,
+        };
         vec![
             (
                 "hard",
@@ -513,6 +521,34 @@ impl ArchWorkload {
                         lambda: 1e-3,
                         variant: crate::types::TraceNormVariant::LastAxis,
                     }],
+                },
+            ),
+            (
+                "mmoe",
+                Sharing::Mmoe {
+                    experts: experts(0, 8),
+                },
+            ),
+            (
+                "cgc",
+                Sharing::Cgc {
+                    experts: experts(1, 2),
+                },
+            ),
+            (
+                "ple",
+                Sharing::Ple {
+                    experts: experts(1, 2),
+                    levels: 2,
+                },
+            ),
+            (
+                "dselect_k",
+                Sharing::DSelectK {
+                    experts: experts(0, 8),
+                    selectors: 2,
+                    gamma: 1.0,
+                    entropy: 1e-3,
                 },
             ),
         ]

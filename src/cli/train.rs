@@ -53,7 +53,7 @@ pub struct TrainArgs {
     /// Adapter: auto, vulkan, metal, dx12 or gl.
     #[arg(long)]
     pub backend: Option<BackendArg>,
-    /// Sharing: hard, hard_fused, cross_stitch, sluice, soft (soft = columns + trace norm) [default: hard].
+    /// Sharing: hard, hard_fused, cross_stitch, sluice, soft (soft = columns + trace norm), mmoe, cgc, ple, dselect_k (their expert keys: a --config file) [default: hard].
     #[arg(long)]
     pub model: Option<String>,
     /// Trunk (or per-task column) layer widths [default: 256,256].

@@ -11,15 +11,28 @@ use crate::types::WeightInit;
 use crate::types::{Sharing, StitchOptions};
 
 /// The model kinds, as `model.kind` (and `--model`) name them.
-pub const MODEL_KINDS: &[&str] = &["hard", "hard_fused", "cross_stitch", "sluice", "soft"];
+pub const MODEL_KINDS: &[&str] = &[
+    "hard",
+    "hard_fused",
+    "cross_stitch",
+    "sluice",
+    "soft",
+    "mmoe",
+    "cgc",
+    "ple",
+    "dselect_k",
+];
 
 /// `[model]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// hard | hard_fused | cross_stitch | sluice | soft.
+    /// hard | hard_fused | cross_stitch | sluice | soft | mmoe | cgc | ple
+    /// | dselect_k.
     pub kind: String,
-    /// Trunk widths (hard) or each task's column widths (the others).
+    /// Trunk widths (hard), each task's column widths (cross_stitch,
+    /// sluice, soft) or every expert's layer widths (mmoe, cgc, ple,
+    /// dselect_k).
     pub widths: Vec<usize>,
     /// Hidden-layer activation: relu, gelu, tanh or sigmoid.
     pub activation: String,
@@ -43,6 +56,28 @@ pub struct ModelConfig {
     /// an empty list gives independent columns).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub regularisers: Option<Vec<RegulariserConfig>>,
+    /// mmoe and dselect_k: the number of experts E (default 4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experts: Option<usize>,
+    /// cgc and ple: experts of each task's own (default 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_experts: Option<usize>,
+    /// cgc and ple: shared experts (default 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_experts: Option<usize>,
+    /// ple: CGC levels (default 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub levels: Option<usize>,
+    /// dselect_k: selectors k per task (default 2; 1..=8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selectors: Option<usize>,
+    /// dselect_k: the smooth step's width γ (default 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<f32>,
+    /// dselect_k: λ of the selectors' entropy regulariser (default 1e-3; 0
+    /// is off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entropy: Option<f32>,
 }
 
 impl Default for ModelConfig {
@@ -57,6 +92,13 @@ impl Default for ModelConfig {
             subspaces: None,
             orthogonality: None,
             regularisers: None,
+            experts: None,
+            task_experts: None,
+            shared_experts: None,
+            levels: None,
+            selectors: None,
+            gamma: None,
+            entropy: None,
         }
     }
 }
@@ -300,7 +342,87 @@ impl ModelConfig {
             self.regularisers.is_some() && kind != "soft",
             "soft",
         )?;
+        let gated = matches!(kind, "mmoe" | "dselect_k");
+        let cgc_like = matches!(kind, "cgc" | "ple");
+        self.only_for(
+            "experts",
+            self.experts.is_some() && !gated,
+            "mmoe and dselect_k",
+        )?;
+        self.only_for(
+            "task_experts",
+            self.task_experts.is_some() && !cgc_like,
+            "cgc and ple",
+        )?;
+        self.only_for(
+            "shared_experts",
+            self.shared_experts.is_some() && !cgc_like,
+            "cgc and ple",
+        )?;
+        self.only_for("levels", self.levels.is_some() && kind != "ple", "ple")?;
+        for (key, set) in [
+            ("selectors", self.selectors.is_some()),
+            ("gamma", self.gamma.is_some()),
+            ("entropy", self.entropy.is_some()),
+        ] {
+            self.only_for(key, set && kind != "dselect_k", "dselect_k")?;
+        }
+        let count = |key: &str, value: Option<usize>, default: usize| -> Result<usize, String> {
+            match value.unwrap_or(default) {
+                0 => Err(invalid(format!("model.{key}"), 0, "must be ≥ 1")),
+                n => Ok(n),
+            }
+        };
         Ok(match kind {
+            "mmoe" | "dselect_k" => {
+                let experts = crate::types::Experts {
+                    widths: columns,
+                    per_task: 0,
+                    shared: count("experts", self.experts, 4)?,
+                };
+                if kind == "mmoe" {
+                    Sharing::Mmoe { experts }
+                } else {
+                    let max = crate::types::MAX_DSELECT_EXPERTS;
+                    if experts.shared > max {
+                        return Err(invalid("model.experts", experts.shared, format!("dselect_k takes at most {max} experts")));
+                    }
+                    let selectors = count("selectors", self.selectors, 2)?;
+                    let most = crate::types::MAX_SELECTORS;
+                    if selectors > most {
+                        return Err(invalid("model.selectors", selectors, format!("at most {most}")));
+                    }
+                    let gamma = self.gamma.unwrap_or(1.0);
+                    if !(gamma.is_finite() && gamma > 0.0) {
+                        return Err(invalid("model.gamma", gamma, "must be finite and > 0"));
+                    }
+                    let entropy = self.entropy.unwrap_or(1e-3);
+                    if !(entropy.is_finite() && entropy >= 0.0) {
+                        return Err(invalid("model.entropy", entropy, "must be finite and ≥ 0"));
+                    }
+                    Sharing::DSelectK {
+                        experts,
+                        selectors,
+                        gamma,
+                        entropy,
+                    }
+                }
+            }
+            "cgc" | "ple" => {
+                let experts = crate::types::Experts {
+                    widths: columns,
+                    per_task: count("task_experts", self.task_experts, 1)?,
+                    shared: count("shared_experts", self.shared_experts, 1)?,
+                };
+                if kind == "cgc" {
+                    Sharing::Cgc { experts }
+                } else {
+                    Sharing::Ple {
+                        experts,
+                        levels: count("levels", self.levels, 2)?,
+                    }
+                }
+            }
             "hard" => Sharing::Hard { trunk: columns },
             "hard_fused" => Sharing::HardFused { trunk: columns },
             "cross_stitch" => {
@@ -381,7 +503,7 @@ impl ModelConfig {
                 return Err(invalid(
                     "model.kind",
                     quoted(other),
-                    "expected hard, hard_fused, cross_stitch, sluice or soft",
+                    "expected hard, hard_fused, cross_stitch, sluice, soft, mmoe, cgc, ple or dselect_k",
                 ))
             }
         })

@@ -15,6 +15,7 @@ pub mod fused_mlp;
 pub mod gemm;
 pub mod layer_stitch;
 pub mod loss;
+pub mod moe;
 pub mod nonfinite;
 pub mod optim;
 pub mod reduce;
@@ -152,6 +153,7 @@ pub fn all_cases() -> Vec<Case> {
     all.extend(gemm::cases());
     all.extend(layer_stitch::cases());
     all.extend(loss::cases());
+    all.extend(moe::cases());
     all.extend(nonfinite::cases());
     all.extend(optim::cases());
     all.extend(reduce::cases());

@@ -21,6 +21,7 @@ const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
 const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
 const LAYER_STITCH: &str = include_str!("../../shaders/layer_stitch.wgsl");
 const LOSS: &str = include_str!("../../shaders/loss.wgsl");
+const MOE: &str = include_str!("../../shaders/moe.wgsl");
 const NONFINITE: &str = include_str!("../../shaders/nonfinite.wgsl");
 const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
 const SOFT_SHARING: &str = include_str!("../../shaders/soft_sharing.wgsl");
@@ -55,6 +56,9 @@ pub enum Shader {
     LayerStitch,
     /// `loss.wgsl`: masked per-task losses, forward and backward fused.
     Loss,
+    /// `moe.wgsl`: mixtures of experts (gated combination, gate softmax,
+    /// DSelect-k gate) and their backward.
+    Moe,
     /// `nonfinite.wgsl`: the record of the first step with a NaN / ±inf loss.
     Nonfinite,
     /// `optim.wgsl`: fused SGD / AdamW over a parameter arena.
@@ -86,6 +90,7 @@ impl Shader {
         Shader::GemmSubgroupF16,
         Shader::LayerStitch,
         Shader::Loss,
+        Shader::Moe,
         Shader::Nonfinite,
         Shader::Optim,
         Shader::Reduce,
@@ -108,6 +113,7 @@ impl Shader {
             Shader::GemmSubgroupF16 => "gemm_subgroup_f16",
             Shader::LayerStitch => "layer_stitch",
             Shader::Loss => "loss",
+            Shader::Moe => "moe",
             Shader::Nonfinite => "nonfinite",
             Shader::Optim => "optim",
             Shader::Reduce => "reduce",
@@ -137,6 +143,7 @@ impl Shader {
             Shader::GemmSubgroupF16 => &[GEMM_F16, ACTIVATION, GEMM_COMMON, GEMM_SUBGROUP],
             Shader::LayerStitch => &[LAYER_STITCH],
             Shader::Loss => &[LOSS],
+            Shader::Moe => &[MOE],
             Shader::Nonfinite => &[NONFINITE],
             Shader::Optim => &[OPTIM],
             Shader::Reduce => &[REDUCE],

@@ -269,7 +269,7 @@ fn backward_reads_output(op: &Op) -> bool {
         Op::Dense { act, .. } | Op::TaskDense { act, .. } => {
             *act != Activation::Identity && act.grad_from_output()
         }
-        Op::FusedTrunk { .. } => true,
+        Op::FusedTrunk { .. } | Op::GateSoftmax { .. } => true,
         _ => false,
     }
 }

@@ -17,7 +17,7 @@ use crate::kernels::dense::{dense_backward, BackwardPlan, Dense, DenseGrads};
 use crate::kernels::fused_mlp::{self, TrunkGrads};
 use crate::kernels::gemm::{Epilogue, Fusion, Operand, Prologue, Saved};
 use crate::kernels::task_gemm::task_gemm;
-use crate::kernels::{block, cross_stitch, elementwise, layer_stitch, reduce};
+use crate::kernels::{block, cross_stitch, elementwise, layer_stitch, moe, reduce};
 use crate::types::Activation;
 
 impl Program {
@@ -150,6 +150,35 @@ impl Program {
                     let db = self.arena.grad(*beta);
                     let h = self.val(*h);
                     layer_stitch::layer_stitch_beta_grad(rec, unit, h, g, db, acc_params)?;
+                }
+                Op::GateSoftmax { x, mix } => {
+                    if let Some(dx) = self.grad(*x) {
+                        let y = &state.value;
+                        moe::gate_softmax_backward(rec, mix, y, g, dx, acc[0])?;
+                    }
+                }
+                Op::MoeMix {
+                    experts,
+                    gates,
+                    mix,
+                } => {
+                    let (Some(df), Some(dg)) = (self.grad(*experts), self.grad(*gates)) else {
+                        return Err(self.missing(i, "gradients of its experts and gates"));
+                    };
+                    let grads = moe::MixGrads {
+                        experts: df,
+                        gates: dg,
+                        accumulate_experts: acc[0],
+                        accumulate_gates: acc[1],
+                    };
+                    let (f, gv) = (self.val(*experts), self.val(*gates));
+                    moe::moe_mix_backward(rec, mix, f, gv, g, &grads)?;
+                }
+                Op::DSelectGate { logits, gate } => {
+                    if let Some(dl) = self.grad(*logits) {
+                        let z = self.val(*logits);
+                        moe::dselect_gate_backward(rec, gate, z, g, dl, acc[0])?;
+                    }
                 }
                 Op::Scale { x, alpha } => self.scaled_grad(rec, g, *x, *alpha, acc[0])?,
                 Op::GradReverse { x } => {

@@ -106,7 +106,7 @@ impl Graph {
         &self.nodes[n.0].shape
     }
 
-    fn push(&mut self, name: &str, op: Op, shape: Vec<usize>) -> NodeId {
+    pub(super) fn push(&mut self, name: &str, op: Op, shape: Vec<usize>) -> NodeId {
         self.nodes.push(Node {
             name: name.to_string(),
             op,
@@ -115,7 +115,7 @@ impl Graph {
         NodeId(self.nodes.len() - 1)
     }
 
-    fn matrix(&self, n: NodeId, what: &str) -> Result<(usize, usize)> {
+    pub(super) fn matrix(&self, n: NodeId, what: &str) -> Result<(usize, usize)> {
         match *self.shape(n) {
             [r, c] => Ok((r, c)),
             ref s => Err(shape_err(format!(

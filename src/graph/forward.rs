@@ -12,12 +12,17 @@ use crate::kernels::dense::{dense_forward, Dense};
 use crate::kernels::gemm::{Epilogue, Fusion};
 use crate::kernels::loss::{masked_losses, LossInputs, LossOutputs};
 use crate::kernels::task_gemm::task_gemm;
-use crate::kernels::{block, cross_stitch, elementwise, fused_mlp, layer_stitch};
+use crate::kernels::{block, cross_stitch, elementwise, fused_mlp, layer_stitch, moe};
 
 impl Program {
     /// Records every node's forward.
     pub(crate) fn record_forward(&self, rec: &mut Recorder) -> Result<()> {
-        for (i, node) in self.graph.nodes.iter().enumerate() {
+        self.record_forward_through(rec, self.graph.nodes.len())
+    }
+
+    /// Records the forward of the first `end` nodes.
+    pub(crate) fn record_forward_through(&self, rec: &mut Recorder, end: usize) -> Result<()> {
+        for (i, node) in self.graph.nodes.iter().enumerate().take(end) {
             let state = &self.nodes[i];
             let out = &state.value;
             let z = kept_z(state);
@@ -59,6 +64,15 @@ impl Program {
                 Op::LayerStitch { h, beta, unit } => {
                     let b = self.arena.value(*beta);
                     layer_stitch::layer_stitch_mix(rec, unit, self.val(*h), b, out, false)?;
+                }
+                Op::GateSoftmax { x, mix } => moe::gate_softmax(rec, mix, self.val(*x), out)?,
+                Op::MoeMix {
+                    experts,
+                    gates,
+                    mix,
+                } => moe::moe_mix(rec, mix, self.val(*experts), self.val(*gates), out)?,
+                Op::DSelectGate { logits, gate } => {
+                    moe::dselect_gate(rec, gate, self.val(*logits), out)?
                 }
                 Op::Scale { x, alpha } => elementwise::scale(rec, self.val(*x), *alpha, out)?,
                 Op::GradReverse { x } => elementwise::copy(rec, self.val(*x), out)?,

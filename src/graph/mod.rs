@@ -9,6 +9,8 @@
 //! - [`plan`]: intermediates assigned to shared buffers by liveness;
 //! - `buffers`: every node's state and the arenas, allocated from both;
 //! - `forward` / `backward`: the passes, one `match` arm per op;
+//! - `moe`: the mixture-of-experts ops' constructors and
+//!   `Program::forward_value`;
 //! - [`balancing`]: task split, Gram phase and finish step, DWA, uncertainty;
 //! - `regularisers`: soft-sharing gradient terms and proximal steps;
 //! - [`program`]: the compiled graph; `step` = forward + backward +
@@ -24,6 +26,7 @@ pub(crate) mod buffers;
 pub mod builder;
 pub(crate) mod forward;
 pub mod init;
+pub(crate) mod moe;
 pub mod ops;
 pub mod params;
 pub mod plan;

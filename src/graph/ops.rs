@@ -226,6 +226,35 @@ pub enum Op {
         /// Columns taken.
         cols: usize,
     },
+    /// Softmax over each output's block of gate logits x ([rows, G]):
+    /// every gate of a mixture of experts in one dispatch per pass
+    /// (`kernels::moe::gate_softmax`).
+    GateSoftmax {
+        /// Gate logits [rows, G].
+        x: NodeId,
+        /// The mixture whose gate blocks these are.
+        mix: crate::kernels::moe::Mixture,
+    },
+    /// The gated combination of experts: output o (a task, or PLE's
+    /// shared output) = Σ_e g_{o,e} f_e, all outputs in one dispatch, dF
+    /// and dg in one (`kernels::moe::moe_mix`).
+    MoeMix {
+        /// The experts' outputs side by side [rows, E·W].
+        experts: NodeId,
+        /// The gates [rows, G].
+        gates: NodeId,
+        /// Who mixes which experts.
+        mix: crate::kernels::moe::Mixture,
+    },
+    /// The DSelect-k gates [rows, T·E] from selector logits
+    /// [rows, T·k·(m + 1)]; its backward adds the entropy regulariser's
+    /// gradient (`kernels::moe::dselect_gate`).
+    DSelectGate {
+        /// Selector logits [rows, T·k·(m + 1)].
+        logits: NodeId,
+        /// Tasks, experts, selectors, γ and λ.
+        gate: crate::kernels::moe::DSelect,
+    },
     /// Per-task masked losses of `logits` (\[T\]); the terminal node.
     Losses {
         /// Logits [rows, Σ widths], tasks side by side.
@@ -266,6 +295,9 @@ impl Op {
             | Op::Slice { x, .. }
             | Op::CrossStitch { x, .. } => vec![*x],
             Op::LayerStitch { h, .. } => vec![*h],
+            Op::GateSoftmax { x, .. } => vec![*x],
+            Op::MoeMix { experts, gates, .. } => vec![*experts, *gates],
+            Op::DSelectGate { logits, .. } => vec![*logits],
             Op::Concat { parts } => parts.clone(),
             Op::Losses { logits, .. } => vec![*logits],
         }
@@ -289,6 +321,9 @@ impl Op {
             | Op::GradReverse { .. }
             | Op::Concat { .. }
             | Op::Slice { .. }
+            | Op::GateSoftmax { .. }
+            | Op::MoeMix { .. }
+            | Op::DSelectGate { .. }
             | Op::Losses { .. } => vec![],
         }
     }
@@ -303,6 +338,8 @@ impl Op {
                 | Op::CrossStitch { .. }
                 | Op::LayerStitch { .. }
                 | Op::FusedTrunk { .. }
+                | Op::MoeMix { .. }
+                | Op::DSelectGate { .. }
         )
     }
 }

@@ -12,6 +12,7 @@ pub mod fused_mlp;
 pub mod gemm;
 pub mod layer_stitch;
 pub mod loss;
+pub mod moe;
 pub mod nonfinite;
 pub mod optim;
 pub mod reduce;
@@ -33,6 +34,7 @@ pub fn all_specs() -> Vec<KernelSpec> {
     all.extend(gemm::specs());
     all.extend(layer_stitch::specs());
     all.extend(loss::specs());
+    all.extend(moe::specs());
     all.extend(nonfinite::specs());
     all.extend(optim::specs());
     all.extend(reduce::specs());

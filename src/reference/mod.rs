@@ -10,6 +10,7 @@ pub mod fused_mlp;
 pub mod gemm;
 pub mod layer_stitch;
 pub mod loss;
+pub mod moe;
 pub mod nonfinite;
 pub mod optim;
 pub mod reduce;

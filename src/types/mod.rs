@@ -21,7 +21,7 @@ pub use dtype::DType;
 pub use init::WeightInit;
 pub use layout::Layout;
 pub use loss::{LossKind, Reduction};
-pub use model::{ModelSpec, Sharing, StitchOptions};
+pub use model::{Experts, ModelSpec, Sharing, StitchOptions, MAX_DSELECT_EXPERTS, MAX_SELECTORS};
 pub use optim::{AdamW, Optimizer, Sgd};
 pub use regulariser::Regulariser;
 pub use reversal::{reversal_lambda, ReversalSchedule};

@@ -51,6 +51,63 @@ pub enum Sharing {
         /// (none with a single task).
         regularisers: Vec<Regulariser>,
     },
+    /// Multi-gate mixture of experts (Ma et al. 2018): `experts.shared`
+    /// experts on the input, a softmax gate per task over all of them
+    /// computed from the input, each task's head fed Σ_e g_{t,e}(x) f_e(x).
+    Mmoe {
+        /// The experts (`per_task` must be 0).
+        experts: Experts,
+    },
+    /// Customized gate control (Tang et al. 2020): `per_task` experts of
+    /// each task's own and `shared` experts; task t's gate mixes its own
+    /// and the shared ones. PLE with one level.
+    Cgc {
+        /// The experts (both counts ≥ 1).
+        experts: Experts,
+    },
+    /// Progressive layered extraction (Tang et al. 2020): `levels` CGC
+    /// levels; inner levels also have a shared gate over every expert,
+    /// feeding the next level's shared experts, while task t's experts
+    /// read task t's output of the level below.
+    Ple {
+        /// The experts of every level (both counts ≥ 1).
+        experts: Experts,
+        /// L ≥ 1 (1: CGC).
+        levels: usize,
+    },
+    /// MMoE with DSelect-k gates (Hazimeh et al. 2021): per task, k
+    /// binary-encoded selectors through a smooth step of width γ, mixed
+    /// by softmax weights, all computed from the input; the selectors'
+    /// entropy (mean over rows, weight λ) pushes them to pick one expert
+    /// each.
+    DSelectK {
+        /// The experts (`per_task` must be 0; ≤ 64 shared).
+        experts: Experts,
+        /// k: selectors per task (1..=8).
+        selectors: usize,
+        /// γ > 0: the smooth step's width.
+        gamma: f32,
+        /// λ ≥ 0 of the entropy regulariser.
+        entropy: f32,
+    },
+}
+
+/// Most selectors per task of a DSelect-k gate.
+pub const MAX_SELECTORS: usize = 8;
+/// Most experts of a DSelect-k gate (2^6: six bits per selector).
+pub const MAX_DSELECT_EXPERTS: usize = 64;
+
+/// The experts and gates of a mixture-of-experts model (MMoE, CGC, PLE).
+/// Every expert is an MLP of `expert_widths` on the model's input (or
+/// the level below); layer l of every expert runs as ONE op.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Experts {
+    /// Output width of each expert layer (the experts' output: the last).
+    pub widths: Vec<usize>,
+    /// Es: experts of each task's own (CGC / PLE; 0 for MMoE).
+    pub per_task: usize,
+    /// Ss: experts every task's gate sees (MMoE: all E experts).
+    pub shared: usize,
 }
 
 /// α (and β) of cross-stitch and sluice units.
