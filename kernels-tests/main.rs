@@ -29,6 +29,7 @@ mod loss;
 mod nonfinite;
 mod optim;
 mod outputs;
+mod parallel;
 mod pool;
 mod profile;
 mod pytorch_conventions;

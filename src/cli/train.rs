@@ -461,7 +461,10 @@ fn run_on(args: &TrainArgs, reducer: Box<dyn Reducer>) -> Result<ExitCode> {
     let mut progress = Progress::new(Mode::detect(args.quiet || !writer));
     let mut stats = RunStats::default();
     let report = {
-        let mut observers: Vec<&mut dyn Observer> = vec![&mut progress, &mut stats];
+        let mut observers: Vec<&mut dyn Observer> = vec![&mut stats];
+        if writer {
+            observers.push(&mut progress);
+        }
         if let Some(l) = &mut log {
             observers.push(l);
         }
