@@ -316,7 +316,7 @@ impl DataParallel {
                 reduce_time += r0.elapsed();
                 let (rows, losses) = summed.split_at(summed.len() - t);
                 let losses = losses.to_vec();
-                check_losses(&losses, local[0].1, None)?;
+                check_losses(&losses, local[0].1)?;
                 let gram = host_gram(rows, t)?;
                 let l64: Vec<f64> = losses.iter().map(|&l| f64::from(l)).collect();
                 let c: Vec<f32> = local[0]
@@ -343,7 +343,7 @@ impl DataParallel {
             Some(l) => l,
             None => summed.split_off(summed.len() - t),
         };
-        check_losses(&losses, local[0].1, None)?;
+        check_losses(&losses, local[0].1)?;
         contributions.clear();
         let r0 = Instant::now();
         for (cx, l) in local.iter_mut() {
@@ -397,7 +397,7 @@ impl DataParallel {
 }
 
 /// A non-finite global loss stops the run naming the task.
-fn check_losses(losses: &[f32], learner: &Learner, _step: Option<usize>) -> Result<()> {
+fn check_losses(losses: &[f32], learner: &Learner) -> Result<()> {
     if let Some(t) = losses.iter().position(|l| !l.is_finite()) {
         return Err(Error::Diverged {
             step: u64::from(learner.program.steps()) + 1,
