@@ -56,7 +56,7 @@ pub struct TrainArgs {
     /// Adapter: auto, vulkan, metal, dx12 or gl.
     #[arg(long)]
     pub backend: Option<BackendArg>,
-    /// Data-parallel replicas, one per device: BACKEND[:INDEX],… (vulkan:0,vulkan:1; an entry repeated opens another device on that adapter) or all; each takes its shard of every batch (under mpirun: per rank).
+    /// Data-parallel replicas, one per device: BACKEND:INDEX,… or BACKEND,… (vulkan:0,vulkan:1; an entry repeated opens another device on that adapter) or all; each takes its shard of every batch (under mpirun: per rank).
     #[arg(long, conflicts_with = "backend")]
     pub devices: Option<String>,
     /// Data-parallel gradient exchange precision: f32 (exact) or f16 [default: f32].

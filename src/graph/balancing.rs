@@ -118,7 +118,7 @@ pub struct GramPhase {
 pub struct TaskGradients {
     /// Each task's loss over the replica's rows, unweighted.
     pub losses: Vec<f32>,
-    /// Row t: the gradient of scales[t]·L_t over the compared parameters,
+    /// Row t: the gradient of `scales[t]`·L_t over the compared parameters,
     /// [T, P] row-major.
     pub rows: Vec<f32>,
 }

@@ -4,7 +4,7 @@
 //! batch, compute their gradient, and sum the gradient arenas before every
 //! replica takes the same optimiser step.
 //!
-//! - [`shard`]: which rows each replica takes and its share of every
+//! - [`shard`](mod@shard): which rows each replica takes and its share of every
 //!   task's labelled rows (the weights that make the sum the global
 //!   batch's gradient);
 //! - [`reducer`]: the `Reducer` trait, the in-process `HostReducer`, the
