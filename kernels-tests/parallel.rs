@@ -317,7 +317,7 @@ mod mpi {
                 continue;
             };
             let vars: Vec<&[u8]> = env.split(|&b| b == 0).collect();
-            let has = |v: &str| vars.iter().any(|x| *x == v.as_bytes());
+            let has = |v: &str| vars.contains(&v.as_bytes());
             if has(&format!("MANYTASK_TEST_TAG={tag}")) && has("OMPI_COMM_WORLD_RANK=1") {
                 pids.push(pid);
             }

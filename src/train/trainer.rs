@@ -431,6 +431,12 @@ impl<'o> Trainer<'o> {
                     detail: format!("the watched metric '{}' has no value: {why}", m.metric),
                 }
             })?;
+            // Every process must take the same early-stopping decision:
+            // replicas of other batch sizes may differ in the last bits.
+            let value = match &mut self.parallel {
+                Some(p) => p.agree(value)?,
+                None => value,
+            };
             let verdict = state
                 .watch
                 .observe(m, run.patience, value, epoch, state.step);

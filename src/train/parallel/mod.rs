@@ -368,6 +368,14 @@ impl DataParallel {
         })
     }
 
+    /// Process 0's `value` on every process: what decisions every
+    /// process must take alike (early stopping, the best checkpoint) are
+    /// taken on it.
+    pub fn agree(&mut self, value: f64) -> Result<f64> {
+        let all = self.reducer.gather_words(&[value.to_bits()])?;
+        Ok(all.first().map_or(value, |&b| f64::from_bits(b)))
+    }
+
     /// Compares every replica's parameters (a checksum of their bits)
     /// with global replica 0's: an error naming the step and the first
     /// replica that diverged.
