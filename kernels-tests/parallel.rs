@@ -347,6 +347,9 @@ mod mpi {
                 "every.safetensors",
                 "--quiet",
             ])
+            // Early stopping watches the validation loss: the ranks agree
+            // on rank 0's value every epoch (it never stops this run).
+            .args(["--patience", "100000"])
             .env("MANYTASK_TEST_TAG", &tag)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
