@@ -30,6 +30,7 @@ mod moe;
 mod nonfinite;
 mod optim;
 mod outputs;
+mod parallel;
 mod pool;
 mod profile;
 mod pytorch_conventions;

@@ -3,6 +3,7 @@
 //! `crate::train`'s. Behind the cargo feature `cli` (on by default).
 
 pub mod bench;
+pub mod devices;
 pub mod eval;
 pub mod info;
 pub mod overrides;

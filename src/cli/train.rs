@@ -14,10 +14,13 @@ use crate::cli::plot::{self, History};
 use crate::cli::progress::{Mode, Progress};
 use crate::cli::runlog::RunLog;
 use crate::cli::summary::{delta_against, format_summary, RunStats};
-use crate::cli::{backend_from, open_contexts, BackendArg};
+use crate::cli::{backend_from, devices, open_contexts, BackendArg};
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::train::baseline::{self, Baseline};
+use crate::train::parallel::{
+    self, DataParallel, HostReducer, ParallelOptions, Precision, Reducer, Replica,
+};
 use crate::train::paths::{check_run_files, Overwrite};
 use crate::train::setup::{self, Setup};
 use crate::train::{state, Observer, TrainState, Trainer};
@@ -53,6 +56,15 @@ pub struct TrainArgs {
     /// Adapter: auto, vulkan, metal, dx12 or gl.
     #[arg(long)]
     pub backend: Option<BackendArg>,
+    /// Data-parallel replicas, one per device: BACKEND:INDEX,… or BACKEND,… (vulkan:0,vulkan:1; an entry repeated opens another device on that adapter) or all; each takes its shard of every batch (under mpirun: per rank).
+    #[arg(long, conflicts_with = "backend")]
+    pub devices: Option<String>,
+    /// Data-parallel gradient exchange precision: f32 (exact) or f16 [default: f32].
+    #[arg(long)]
+    pub reduce_precision: Option<String>,
+    /// Data-parallel: steps between checks that every replica's parameters are identical [default: 50].
+    #[arg(long)]
+    pub check_every: Option<usize>,
     /// Sharing: hard, hard_fused, cross_stitch, sluice, soft (soft = columns + trace norm), mmoe, cgc, ple, dselect_k (their expert keys: a --config file) [default: hard].
     #[arg(long)]
     pub model: Option<String>,
@@ -254,24 +266,109 @@ fn check_baseline_samples(args: &TrainArgs, test: &Dataset) -> Result<()> {
     Ok(())
 }
 
+/// Prints a line on the process that writes files (rank 0 of an MPI run;
+/// the only process otherwise).
+macro_rules! say {
+    ($writer:expr, $($t:tt)*) => {
+        if $writer {
+            println!($($t)*);
+        }
+    };
+}
+
 /// Trains the model `args` (and its `--config`) describe, prints per-task
 /// test metrics, and saves a checkpoint holding the resolved config.
+/// Started by an MPI launcher (`mpirun`, `srun`) it is one rank of a
+/// data-parallel run (cargo feature `mpi`); a rank that fails stops the
+/// others (`MPI_Abort`).
 pub fn run(args: &TrainArgs) -> Result<ExitCode> {
+    if !parallel::launched_by_mpi() {
+        return run_on(args, Box::new(HostReducer));
+    }
+    #[cfg(feature = "mpi")]
+    {
+        let session = parallel::mpi::MpiSession::start()?;
+        let reducer = session.reducer();
+        let rank = parallel::Reducer::rank(&reducer);
+        match run_on(args, Box::new(reducer)) {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                eprintln!("error: rank {rank}: {e}");
+                parallel::mpi::abort(2)
+            }
+        }
+    }
+    #[cfg(not(feature = "mpi"))]
+    Err(Error::InvalidInput {
+        op: "train",
+        detail: "started by an MPI launcher (mpirun or srun), but this manytask was built without \
+                 the `mpi` feature: build it with `cargo build --release --features mpi`"
+            .into(),
+    })
+}
+
+/// The data-parallel options of the flags.
+fn parallel_options(args: &TrainArgs) -> Result<ParallelOptions> {
+    let precision = match args.reduce_precision.as_deref() {
+        None | Some("f32") => Precision::F32,
+        Some("f16") => Precision::F16,
+        Some(other) => {
+            return Err(Error::InvalidInput {
+                op: "--reduce-precision",
+                detail: format!("'{other}': give f32 or f16"),
+            })
+        }
+    };
+    Ok(ParallelOptions {
+        check_every: args
+            .check_every
+            .unwrap_or(ParallelOptions::default().check_every),
+        precision,
+    })
+}
+
+/// `run` with the processes' reducer (one process: `HostReducer`).
+fn run_on(args: &TrainArgs, reducer: Box<dyn Reducer>) -> Result<ExitCode> {
     let mut config = resolve(args)?;
     let mut options = setup::train_options(&config)?;
-    check_outputs(args, &config, &options)?;
+    let writer = reducer.rank() == 0;
+    if writer {
+        check_outputs(args, &config, &options)?;
+    }
     let baseline = read_baseline(args)?;
-    let ctx = open_contexts(backend_from(args.backend)?)?
-        .into_iter()
-        .next()
-        .expect("open_contexts returns at least one adapter");
-    println!("manytask train on {}", ctx.describe());
+    let parallel_opts = parallel_options(args)?;
+    let contexts = match &args.devices {
+        Some(d) => devices::open(d)?,
+        None => vec![open_contexts(backend_from(args.backend)?)?
+            .into_iter()
+            .next()
+            .expect("open_contexts returns at least one adapter")],
+    };
+    let replicas = contexts.len() * reducer.processes();
+    let rows = if replicas > 1 {
+        Some(parallel::local_rows(
+            config.train.batch,
+            contexts.len(),
+            &*reducer,
+        )?)
+    } else {
+        None
+    };
+    let mut contexts = contexts.into_iter();
+    let ctx = contexts.next().expect("at least one device");
+    say!(writer, "manytask train on {}", ctx.describe());
     let Setup {
         data,
         split,
         mut learner,
-    } = setup::build(&ctx, &mut config, args.single_task.as_deref())?;
-    println!(
+    } = setup::build_with_rows(
+        &ctx,
+        &mut config,
+        args.single_task.as_deref(),
+        rows.as_ref().map(|r| r[0]),
+    )?;
+    say!(
+        writer,
         "data: {} ({} samples: {} train / {} validation / {} test), {} task(s): {}",
         data.source(),
         data.rows(),
@@ -288,7 +385,8 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
     let start = match &args.resume {
         Some(path) => {
             let s = state::resume(&ctx, &mut learner, path)?;
-            println!(
+            say!(
+                writer,
                 "resume: {} at step {} (epoch {}, batch {} of it)",
                 path.display(),
                 s.step,
@@ -299,9 +397,37 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         }
         None => TrainState::default(),
     };
+    let mut parallel = match &rows {
+        Some(rows) => {
+            let mut extra = Vec::new();
+            for (c, &r) in contexts.zip(&rows[1..]) {
+                say!(writer, "replica on {}", c.describe());
+                let l = setup::replica(&c, &config, &learner, r)?;
+                extra.push(Replica { ctx: c, learner: l });
+            }
+            let dp = DataParallel::new(config.train.batch, extra, reducer, parallel_opts)?;
+            let (_, processes) = dp.process();
+            say!(
+                writer,
+                "data-parallel: {} replicas ({processes} process(es) × {} device(s)), global batch \
+                 {} in shards of {:?} rows, gradients exchanged as {:?}",
+                dp.replicas(),
+                rows.len(),
+                config.train.batch,
+                crate::train::parallel::shard_rows(config.train.batch, dp.replicas())?
+                    .iter()
+                    .map(|r| r.len())
+                    .collect::<Vec<_>>(),
+                parallel_opts.precision
+            );
+            Some(dp)
+        }
+        None => None,
+    };
     let config_json = config.to_json()?;
     options = options.checkpoint_metadata(checkpoint::CONFIG_KEY, &config_json);
-    println!(
+    say!(
+        writer,
         "model: {} sharing, widths {:?}; weighting {}{}",
         config.model.kind,
         config.model.widths,
@@ -314,17 +440,31 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
     );
     let adversarial = learner.spec.tasks.iter().filter(|t| t.adversarial).count();
     if adversarial > 0 {
-        println!(
+        say!(
+            writer,
             "adversarial: {adversarial} task(s) behind a gradient reversal, λ {:?}",
             options.reversal
         );
     }
-    let mut log = args.log.as_deref().map(RunLog::create).transpose()?;
-    let mut history = args.plot.as_ref().map(|_| History::default());
-    let mut progress = Progress::new(Mode::detect(args.quiet));
+    // Rank 0 alone writes the log and the plot and shows progress.
+    let mut log = args
+        .log
+        .as_deref()
+        .filter(|_| writer)
+        .map(RunLog::create)
+        .transpose()?;
+    let mut history = args
+        .plot
+        .as_ref()
+        .filter(|_| writer)
+        .map(|_| History::default());
+    let mut progress = Progress::new(Mode::detect(args.quiet || !writer));
     let mut stats = RunStats::default();
     let report = {
-        let mut observers: Vec<&mut dyn Observer> = vec![&mut progress, &mut stats];
+        let mut observers: Vec<&mut dyn Observer> = vec![&mut stats];
+        if writer {
+            observers.push(&mut progress);
+        }
         if let Some(l) = &mut log {
             observers.push(l);
         }
@@ -335,9 +475,31 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode> {
         for o in observers {
             trainer = trainer.observe(o);
         }
+        if let Some(dp) = &mut parallel {
+            trainer = trainer.data_parallel(dp);
+        }
         trainer.fit(&ctx, &mut learner, &split.train, Some(&split.validation))?
     };
     progress.finish();
+    if let Some(dp) = &parallel {
+        let st = dp.stats();
+        if st.steps > 0 {
+            let per = |d: std::time::Duration| d.as_secs_f64() * 1e3 / st.steps as f64;
+            say!(
+                writer,
+                "data-parallel: {} steps, {:.2} ms per step, of which all-reduce {:.2} ms ({:.0}%; \
+                 {} values per replica per step)",
+                st.steps,
+                per(st.step_time),
+                per(st.reduce_time),
+                100.0 * st.reduce_time.as_secs_f64() / st.step_time.as_secs_f64().max(1e-12),
+                st.values_per_step
+            );
+        }
+    }
+    if !writer {
+        return Ok(ExitCode::SUCCESS);
+    }
     let metrics = learner.evaluate(&ctx, &split.test, "test")?;
     let delta = baseline
         .as_ref()

@@ -138,6 +138,16 @@ pub struct GramPhase {
     pub excess_risk: Vec<f32>,
 }
 
+/// What `Program::task_gradients` read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskGradients {
+    /// Each task's loss over the replica's rows, unweighted.
+    pub losses: Vec<f32>,
+    /// Row t: the gradient of `scales[t]`·L_t over the compared parameters,
+    /// [T, P] row-major.
+    pub rows: Vec<f32>,
+}
+
 impl GramParts {
     /// The Gram phase's buffers: which nodes the per-task passes run and
     /// which arena range holds the compared gradients (checked
@@ -340,23 +350,8 @@ impl Program {
                 let flat = task_grads.reshape(&[task_grads.len()])?;
                 weighting::gram(&mut rec, &flat, t, &gp.scratch)?;
             }
-            GramSource::Parameters {
-                trunk,
-                shared,
-                per_task,
-            } => {
-                let Some(dh) = self.grad(gp.h) else {
-                    return Err(self.missing(gp.h.0, "gradient (the heads' input takes one)"));
-                };
-                let block = dh.len();
-                let p = shared.len();
-                for task in 0..t {
-                    // Seed H's gradient with task t's block, run the trunk
-                    // backward, keep the shared gradients.
-                    copy_range(&mut rec, task_grads, task * block, dh, 0, block)?;
-                    self.record_backward(&mut rec, trunk.clone())?;
-                    copy_range(&mut rec, shared, 0, per_task, task * p, p)?;
-                }
+            GramSource::Parameters { per_task, .. } => {
+                self.record_task_rows(&mut rec, gp, task_grads)?;
                 match &gp.tracked {
                     None => weighting::gram(&mut rec, per_task, t, &gp.scratch)?,
                     Some(TrackedState::AdagradSums { sums, scratch }) => {
@@ -496,6 +491,106 @@ impl Program {
         let (seed, leak) = (self.graddrop_seed, self.graddrop_leak);
         weighting::graddrop(rec, &split.grads, self.val(h), dh, seed, leak)?;
         self.record_backward(rec, 0..layer)
+    }
+
+    /// The per-task passes of a parameter-space Gram: for every task, H's
+    /// gradient seeded with that task's block, the trunk's backward, and
+    /// the compared gradients copied into row t of `per_task`.
+    fn record_task_rows(
+        &self,
+        rec: &mut Recorder,
+        gp: &GramParts,
+        task_grads: &Tensor,
+    ) -> Result<()> {
+        let GramSource::Parameters {
+            trunk,
+            shared,
+            per_task,
+        } = &gp.source
+        else {
+            return Err(err(
+                "per-task parameter gradients need a parameter-space Gram".into(),
+            ));
+        };
+        let Some(dh) = self.grad(gp.h) else {
+            return Err(self.missing(gp.h.0, "gradient (the heads' input takes one)"));
+        };
+        let block = dh.len();
+        let p = shared.len();
+        for task in 0..gp.ones.len() {
+            // Seed H's gradient with task t's block, run the trunk
+            // backward, keep the shared gradients.
+            copy_range(rec, task_grads, task * block, dh, 0, block)?;
+            self.record_backward(rec, trunk.clone())?;
+            copy_range(rec, shared, 0, per_task, task * p, p)?;
+        }
+        Ok(())
+    }
+
+    /// Data-parallel phase one (`train::parallel`): like `gram_phase`, but
+    /// task t's loss weighted by `scales[t]` (a replica's share of the
+    /// global batch's labelled rows), and the per-task gradients of the
+    /// compared parameters read back, [T, P] row-major, instead of their
+    /// Gram: the Gram of the replicas' summed rows is not the sum of
+    /// their Grams. Needs a parameter-space Gram (not MGDA-UB's
+    /// representation).
+    pub fn task_gradients(&mut self, ctx: &GpuContext, scales: &[f32]) -> Result<TaskGradients> {
+        let (Some(gp), Some(split)) = (&self.gram, &self.task_split) else {
+            return Err(err(
+                "task_gradients needs Balancing::Gram (Graph::set_balancing)".into(),
+            ));
+        };
+        let GramSource::Parameters { per_task, .. } = &gp.source else {
+            return Err(err(
+                "data-parallel gradient balancing needs a parameter-space Gram; the representation's \
+                 per-task gradients are per row and are not summed across replicas"
+                    .into(),
+            ));
+        };
+        if scales.len() != gp.ones.len() || scales.iter().any(|c| !c.is_finite()) {
+            return Err(err(format!(
+                "task_gradients takes {} finite task scales, got {scales:?}",
+                gp.ones.len()
+            )));
+        }
+        self.loss.upstream.write_f32(ctx, scales)?;
+        let mut rec = ctx.recorder("task gradients");
+        self.record_forward(&mut rec)?;
+        self.record_backward(&mut rec, split.layer.0..self.graph.nodes.len())?;
+        self.record_task_rows(&mut rec, gp, &split.grads)?;
+        let rows = rec.read(per_task);
+        let losses = rec.read(&self.loss.losses);
+        rec.submit()?;
+        Ok(TaskGradients {
+            rows: rows.wait_f32(ctx)?,
+            losses: losses.wait_f32(ctx)?,
+        })
+    }
+
+    /// Data-parallel phase two (after `task_gradients`): the gradient of
+    /// Σ_t c_t·L_t left in the gradient arena, nothing updated (the
+    /// replicas' gradients are summed, then `apply_gradients` steps).
+    pub fn finish_gradients(
+        &mut self,
+        ctx: &GpuContext,
+        coefficients: &[f32],
+        terms: crate::graph::GradientTerms,
+    ) -> Result<()> {
+        let t = self.loss.upstream.len();
+        if coefficients.len() != t || coefficients.iter().any(|c| !c.is_finite()) {
+            return Err(err(format!(
+                "finish_gradients takes {t} finite task coefficients, got {coefficients:?}"
+            )));
+        }
+        self.loss.upstream.write_f32(ctx, coefficients)?;
+        let mut rec = ctx.recorder("finish gradients");
+        self.record_losses(&mut rec)?;
+        self.record_backward(&mut rec, 0..self.graph.nodes.len())?;
+        if terms == crate::graph::GradientTerms::WithRegularisers {
+            self.record_regulariser_gradients(&mut rec)?;
+        }
+        rec.submit()?;
+        Ok(())
     }
 
     /// Phase two: the update with the gradient of Σ_t c_t·L_t (the

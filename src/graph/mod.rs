@@ -13,6 +13,7 @@
 //!   `Program::forward_value`;
 //! - [`balancing`]: task split, Gram phase and finish step, DWA, uncertainty;
 //! - `regularisers`: soft-sharing gradient terms and proximal steps;
+//! - [`replica`]: the step split around a data-parallel gradient sum;
 //! - [`program`]: the compiled graph; `step` = forward + backward +
 //!   optimiser in ONE submit.
 //!
@@ -32,9 +33,10 @@ pub mod params;
 pub mod plan;
 pub mod program;
 pub(crate) mod regularisers;
+pub mod replica;
 
 pub use crate::types::{reversal_lambda, Optimizer, ReversalSchedule};
-pub use balancing::GramPhase;
+pub use balancing::{GramPhase, TaskGradients};
 pub use builder::Graph;
 pub use ops::{Balancing, GramSpace, NodeId, Op, TaskBlock, TaskLoss, Tracking, TrunkLayer};
 pub use params::{ArenaCap, Init, ParamArena, ParamBundle, ParamId, ParamLayout, SplitArena};
@@ -42,3 +44,4 @@ pub use program::{
     BuildOptions, LossReport, MemoryReport, PendingLosses, Program, StepOptions, StepReport,
     ARENA_BUFFER_ENV,
 };
+pub use replica::GradientTerms;

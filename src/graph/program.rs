@@ -122,6 +122,16 @@ pub struct LossReport {
 }
 
 impl PendingLosses {
+    /// The losses, statistics and non-finite watch of a training step,
+    /// read in `rec`'s submit.
+    pub(crate) fn of_training(rec: &mut Recorder, program: &Program) -> PendingLosses {
+        PendingLosses {
+            losses: rec.read(&program.loss.losses),
+            stats: rec.read(&program.loss.stats),
+            watch: Some(rec.read(&program.loss.watch)),
+        }
+    }
+
     /// Blocks until the step's copies are done, then reads them.
     pub fn wait(self, ctx: &GpuContext) -> Result<LossReport> {
         let losses = self.losses.wait_f32(ctx)?;
@@ -160,7 +170,7 @@ pub struct Program {
     pub(crate) arena: ParamArena,
     groups: Vec<OptimGroup>,
     optimizer: Optimizer,
-    step: u32,
+    pub(crate) step: u32,
     pub(crate) variant: Option<Variant>,
     pub(crate) dense_plan: BackwardPlan,
     /// Every node's value and backward buffers, indexed by `NodeId`.
@@ -533,7 +543,7 @@ impl Program {
     }
 
     /// The optimiser: one dispatch per (learning-rate group, buffer).
-    fn record_update(&self, rec: &mut Recorder) -> Result<()> {
+    pub(crate) fn record_update(&self, rec: &mut Recorder) -> Result<()> {
         for g in &self.groups {
             match self.optimizer {
                 Optimizer::Sgd(cfg) => {

@@ -51,6 +51,7 @@
 //! - [`events`]: the observer interface;
 //! - [`state`]: the run's position, saved in checkpoints for resuming;
 //! - [`baseline`]: single-task baselines and Δm%;
+//! - [`parallel`]: data-parallel replicas and the gradient all-reduce;
 //! - [`setup`]: a run config made into data, split, learner and options;
 //! - [`paths`]: output paths checked before training.
 
@@ -60,6 +61,7 @@ pub mod events;
 pub mod learner;
 pub mod metrics;
 pub mod options;
+pub mod parallel;
 pub mod paths;
 pub mod schedule;
 pub mod setup;

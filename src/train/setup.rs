@@ -16,6 +16,7 @@ use crate::train::metrics::target_scales;
 use crate::train::options::{Length, TrainOptions};
 use crate::train::schedule::{LrSchedule, ScheduleKind};
 use crate::train::stopping::{Direction, EarlyStopping, Monitor};
+use crate::types::ModelSpec;
 
 /// A built run: data, split and the model to train.
 pub struct Setup {
@@ -31,13 +32,28 @@ pub struct Setup {
 /// none; only `single_task` when given) so it describes the model exactly,
 /// checks the model against the data, and builds it.
 pub fn build(ctx: &GpuContext, config: &mut Config, single_task: Option<&str>) -> Result<Setup> {
+    build_with_rows(ctx, config, single_task, None)
+}
+
+/// `build`, the model's batch rows `rows` instead of the config's when
+/// given: a data-parallel replica's shard of the global batch
+/// (`parallel::local_rows`). The config keeps the global batch size.
+pub fn build_with_rows(
+    ctx: &GpuContext,
+    config: &mut Config,
+    single_task: Option<&str>,
+    rows: Option<usize>,
+) -> Result<Setup> {
     // The split files when the config names them, else a seeded split.
     let (data, split) = config.split()?;
     config.fill_tasks(&data);
     if let Some(name) = single_task {
         config.keep_only_task(name)?;
     }
-    let spec = config.model_spec(data.features())?;
+    let mut spec = config.model_spec(data.features())?;
+    if let Some(rows) = rows {
+        spec.rows = rows;
+    }
     // Task names, kinds and the input width against the data, before any
     // GPU work.
     Batcher::for_model(&data, &spec)?;
@@ -54,6 +70,30 @@ pub fn build(ctx: &GpuContext, config: &mut Config, single_task: Option<&str>) -
         split,
         learner,
     })
+}
+
+/// Another data-parallel replica of `learner` (built by `build` from
+/// `config`) on `ctx`, with `rows` batch rows: the same model, optimiser,
+/// weighting and seed.
+pub fn replica(
+    ctx: &GpuContext,
+    config: &Config,
+    learner: &Learner,
+    rows: usize,
+) -> Result<Learner> {
+    let weighting = config
+        .train
+        .weighting
+        .weighting()
+        .map_err(|d| config.error(d))?;
+    let optimizer = config.train.optimizer().map_err(|d| config.error(d))?;
+    let spec = ModelSpec {
+        rows,
+        ..learner.spec.clone()
+    };
+    let mut replica = Learner::new(ctx, spec, optimizer, weighting, config.train.seed)?;
+    replica.target_scales = learner.target_scales.clone();
+    Ok(replica)
 }
 
 /// The trainer options of `config`'s `[train]` table (its values already

@@ -23,6 +23,7 @@ use crate::train::events::{
 use crate::train::learner::Learner;
 use crate::train::metrics::{metric_names, Metrics};
 use crate::train::options::{TrainOptions, Validation};
+use crate::train::parallel::DataParallel;
 use crate::train::paths::check_output;
 use crate::train::state::{self, TrainState};
 use crate::train::stopping::{Best, Monitor, Verdict};
@@ -48,11 +49,21 @@ pub struct TrainReport {
     pub elapsed: Duration,
 }
 
+/// What one step produced, single-replica or data-parallel alike.
+struct StepOutcome {
+    losses: Option<Vec<f32>>,
+    first_non_finite: Option<crate::kernels::nonfinite::NonFiniteRecord>,
+    weights: Vec<f32>,
+    dispatches: u64,
+    submits: u64,
+}
+
 /// Runs training: options, observers and the state to start from.
 pub struct Trainer<'o> {
     options: TrainOptions,
     observers: Vec<&'o mut dyn Observer>,
     start: TrainState,
+    parallel: Option<&'o mut DataParallel>,
 }
 
 /// One run's fixed facts, shared by the loop's helpers.
@@ -80,7 +91,17 @@ impl<'o> Trainer<'o> {
             options,
             observers: Vec::new(),
             start: TrainState::default(),
+            parallel: None,
         }
+    }
+
+    /// Trains data-parallel: the learner given to `fit` is this process's
+    /// first replica (built with its shard's rows, `parallel::local_rows`),
+    /// batches are `parallel`'s global batches, and only the process that
+    /// `writes_files` writes checkpoints.
+    pub fn data_parallel(mut self, parallel: &'o mut DataParallel) -> Trainer<'o> {
+        self.parallel = Some(parallel);
+        self
     }
 
     /// Reports every event to `observer` too.
@@ -136,7 +157,13 @@ impl<'o> Trainer<'o> {
         if let Some(p) = &self.options.save_every {
             check_output(&p.path(1, 0), "save_every")?;
         }
-        let batcher = Batcher::for_model(train, &learner.spec)?;
+        let batcher = match &mut self.parallel {
+            Some(p) => {
+                p.synchronise(ctx, learner)?;
+                Batcher::new(train, &learner.spec.tasks, p.global_rows())?
+            }
+            None => Batcher::for_model(train, &learner.spec)?,
+        };
         let last = self.options.last_batch;
         let per_epoch = batches_per_epoch(&batcher, train, "training", last)?;
         let run = Run {
@@ -182,6 +209,9 @@ impl<'o> Trainer<'o> {
                 self.validation_pass(ctx, learner, v, &mut state, &run, false, &mut progress)?;
             }
         }
+        if let Some(p) = &mut self.parallel {
+            p.check_identical(ctx, learner)?;
+        }
         let end = EndEvent {
             step: state.step,
             epochs: state.epoch,
@@ -214,7 +244,6 @@ impl<'o> Trainer<'o> {
         run: &Run,
         progress: &mut Progress,
     ) -> Result<()> {
-        write_batch(ctx, &learner.program, &learner.nodes, batch)?;
         let s = state.step;
         if !self.options.schedule.is_constant() {
             let lr = self.options.schedule.lr(learner.base_lr, s, run.total);
@@ -236,14 +265,36 @@ impl<'o> Trainer<'o> {
             StepOptions::TRAIN
         };
         let lr = learner.program.learning_rate();
-        let mut balanced = learner.balancer.step(ctx, &mut learner.program, opts)?;
-        let report = match balanced.report.losses.take() {
-            Some(pending) => Some(pending.wait(ctx)?),
-            None => None,
+        let mut balanced = match &mut self.parallel {
+            Some(p) => {
+                let step = p.step(ctx, learner, batch)?;
+                StepOutcome {
+                    losses: read.then_some(step.losses),
+                    first_non_finite: None,
+                    weights: step.weights,
+                    dispatches: step.dispatches,
+                    submits: step.submits,
+                }
+            }
+            None => {
+                write_batch(ctx, &learner.program, &learner.nodes, batch)?;
+                let mut balanced = learner.balancer.step(ctx, &mut learner.program, opts)?;
+                let report = match balanced.report.losses.take() {
+                    Some(pending) => Some(pending.wait(ctx)?),
+                    None => None,
+                };
+                StepOutcome {
+                    first_non_finite: report.as_ref().and_then(|r| r.first_non_finite),
+                    losses: report.map(|r| r.losses),
+                    weights: balanced.weights,
+                    dispatches: balanced.report.dispatches,
+                    submits: balanced.report.submits,
+                }
+            }
         };
         // The GPU watched every step's losses: the error names the first
         // step that went non-finite, not the step that read it.
-        if let Some(first) = report.as_ref().and_then(|r| r.first_non_finite) {
+        if let Some(first) = balanced.first_non_finite {
             let task = learner.spec.tasks.get(first.task as usize);
             return Err(Error::Diverged {
                 step: u64::from(first.step),
@@ -254,7 +305,7 @@ impl<'o> Trainer<'o> {
                 value: first.kind.value(),
             });
         }
-        let losses = report.map(|r| r.losses);
+        let losses = balanced.losses.take();
         if let Some(l) = &losses {
             if let Some(t) = l.iter().position(|v| !v.is_finite()) {
                 return Err(Error::Diverged {
@@ -274,8 +325,7 @@ impl<'o> Trainer<'o> {
         } else {
             (Vec::new(), Vec::new())
         };
-        let report = &balanced.report;
-        progress.last_step = Some((report.dispatches, report.submits));
+        progress.last_step = Some((balanced.dispatches, balanced.submits));
         let event = StepEvent {
             step: done,
             total_steps: run.total,
@@ -286,8 +336,8 @@ impl<'o> Trainer<'o> {
             logged,
             regularisers: &regularisers,
             orthogonality: &orthogonality,
-            dispatches: report.dispatches,
-            submits: report.submits,
+            dispatches: balanced.dispatches,
+            submits: balanced.submits,
             elapsed: run.started.elapsed(),
             ctx,
             learner,
@@ -381,6 +431,12 @@ impl<'o> Trainer<'o> {
                     detail: format!("the watched metric '{}' has no value: {why}", m.metric),
                 }
             })?;
+            // Every process must take the same early-stopping decision:
+            // replicas of other batch sizes may differ in the last bits.
+            let value = match &mut self.parallel {
+                Some(p) => p.agree(value)?,
+                None => value,
+            };
             let verdict = state
                 .watch
                 .observe(m, run.patience, value, epoch, state.step);
@@ -421,6 +477,9 @@ impl<'o> Trainer<'o> {
         path: &std::path::Path,
         kind: CheckpointKind,
     ) -> Result<()> {
+        if self.parallel.as_ref().is_some_and(|p| !p.writes_files()) {
+            return Ok(()); // rank 0 writes it
+        }
         state::save(ctx, learner, state, &self.options.checkpoint_metadata, path)?;
         let event = CheckpointEvent {
             path,

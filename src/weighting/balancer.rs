@@ -256,14 +256,7 @@ impl Balancer {
         opts: StepOptions,
     ) -> Result<BalancedStep> {
         let t = self.tasks;
-        let loss_weights = match &self.weighting {
-            Weighting::Equal => Some(vec![1.0; t]),
-            Weighting::Static(w) => Some(w.clone()),
-            Weighting::Rlw => Some(to_f32(&rlw_weights(t, &mut self.rng))),
-            Weighting::Dwa { .. } => Some(to_f32(&self.dwa.as_ref().expect("dwa state").weights())),
-            _ => None,
-        };
-        if let Some(w) = loss_weights {
+        if let Some(w) = self.loss_weights() {
             let weights = self.write(ctx, program, w)?;
             let report = program.step(ctx, opts)?;
             return Ok(BalancedStep { report, weights });
@@ -327,6 +320,68 @@ impl Balancer {
             let report = StepReport::since(ctx, &before, losses);
             return Ok(BalancedStep { report, weights });
         }
+        let weights = to_f32(&self.coefficients(&gram, &losses)?);
+        let losses = program.finish_step(ctx, &weights, opts)?.losses;
+        // Count both phases.
+        let report = StepReport::since(ctx, &before, losses);
+        Ok(BalancedStep { report, weights })
+    }
+
+    /// The loss-weighting methods' weights for the next step (RLW draws
+    /// them), or None for the methods the GPU or a Gram decides
+    /// (uncertainty, the gradient methods).
+    pub fn loss_weights(&mut self) -> Option<Vec<f32>> {
+        let t = self.tasks;
+        match &self.weighting {
+            Weighting::Equal => Some(vec![1.0; t]),
+            Weighting::Static(w) => Some(w.clone()),
+            Weighting::Rlw => Some(to_f32(&rlw_weights(t, &mut self.rng))),
+            Weighting::Dwa { .. } => self.dwa.as_ref().map(|d| to_f32(&d.weights())),
+            _ => None,
+        }
+    }
+
+    /// Whether data-parallel training (`train::parallel`) can run this
+    /// method exactly: the loss-weighting methods whose weights do not
+    /// depend on the program (equal, static, RLW) and the gradient methods
+    /// over parameter gradients. Uncertainty weighting and DWA keep their
+    /// state in a replica's program, MGDA-UB compares per-row gradients of
+    /// the representation: refused with the reason.
+    pub fn check_data_parallel(&self) -> Result<()> {
+        let why = match &self.weighting {
+            Weighting::Uncertainty { .. } => {
+                "its log-variances' gradient depends on the global losses inside each replica's step"
+            }
+            Weighting::Dwa { .. } => "its epoch loss sums live in each replica's program",
+            Weighting::Mgda {
+                space: MgdaSpace::Representation,
+                ..
+            } => "its Gram is over per-row representation gradients, which replicas do not share",
+            Weighting::Gls | Weighting::Stch { .. } | Weighting::Famo { .. } => {
+                "its weights are computed from the losses inside each replica's step"
+            }
+            Weighting::GradDrop { .. } => {
+                "its sign dropout runs inside each replica's backward pass"
+            }
+            Weighting::ExcessMtl { .. } | Weighting::MoCo(_) => {
+                "its per-parameter state lives in each replica's program"
+            }
+            _ => return Ok(()),
+        };
+        Err(Error::InvalidInput {
+            op: "data-parallel training",
+            detail: format!(
+                "task weighting '{}' is not supported across replicas: {why} (use equal, static, \
+                 rlw, pcgrad, mgda or another gradient method, or train on one device)",
+                self.weighting.name()
+            ),
+        })
+    }
+
+    /// The gradient methods' coefficients c_t from the Gram of the
+    /// per-task gradients and the per-task losses (GradNorm's weights
+    /// move after); an error for the loss-weighting methods.
+    pub fn coefficients(&mut self, gram: &Gram, losses: &[f64]) -> Result<Vec<f64>> {
         let opts_solver = SolverOptions::default();
         let c: Vec<f64> = match &self.weighting {
             Weighting::GradNorm {
@@ -336,42 +391,47 @@ impl Balancer {
                     Some(s) => s,
                     None => self
                         .gradnorm
-                        .insert(GradNormState::new(&losses)?.with_update(*update)),
+                        .insert(GradNormState::new(losses)?.with_update(*update)),
                 };
                 // The model steps with the current w; then w moves.
                 let w = state.weights().to_vec();
-                state.step(&gram.norms(), &losses, *alpha, *lr)?;
+                state.step(&gram.norms(), losses, *alpha, *lr)?;
                 w
             }
             Weighting::Mgda { normalisation, .. } => {
-                mgda(&gram, &losses, *normalisation, &opts_solver)?.coefficients
+                mgda(gram, losses, *normalisation, &opts_solver)?.coefficients
             }
-            Weighting::PcGrad => pcgrad(&gram, &mut self.rng),
+            Weighting::PcGrad => pcgrad(gram, &mut self.rng),
             Weighting::CaGrad { c, rescale } => {
-                cagrad(&gram, *c, *rescale, &opts_solver)?.coefficients
+                cagrad(gram, *c, *rescale, &opts_solver)?.coefficients
             }
-            Weighting::ImtlG => imtl_g(&gram)?,
+            Weighting::ImtlG => imtl_g(gram)?,
             Weighting::UpGrad { norm_eps, reg_eps } => {
-                upgrad(&gram, *norm_eps, *reg_eps)?.coefficients
+                upgrad(gram, *norm_eps, *reg_eps)?.coefficients
             }
-            Weighting::AlignedMtl => aligned_mtl(&gram)?.coefficients,
-            Weighting::NashMtl { max_norm } => nash_mtl(&gram, *max_norm)?.coefficients,
-            Weighting::FairGrad { alpha } => fairgrad(&gram, *alpha)?,
-            Weighting::DbMtl => db_mtl(&gram, &losses)?,
+            Weighting::AlignedMtl => aligned_mtl(gram)?.coefficients,
+            Weighting::NashMtl { max_norm } => nash_mtl(gram, *max_norm)?.coefficients,
+            Weighting::FairGrad { alpha } => fairgrad(gram, *alpha)?,
+            Weighting::DbMtl => db_mtl(gram, losses)?,
             Weighting::GradVac { beta } => {
+                let t = self.tasks;
                 let targets = self
                     .methods
                     .gradvac_targets
                     .get_or_insert_with(|| vec![0.0; t * t]);
-                gradvac(&gram, targets, *beta, &mut self.rng)
+                gradvac(gram, targets, *beta, &mut self.rng)
             }
-            _ => unreachable!("loss-weighting methods returned above"),
+            other => {
+                return Err(Error::InvalidInput {
+                    op: "balancer",
+                    detail: format!(
+                        "'{}' weighs losses: it has no Gram coefficients",
+                        other.name()
+                    ),
+                })
+            }
         };
-        let weights = to_f32(&c);
-        let losses = program.finish_step(ctx, &weights, opts)?.losses;
-        // Count both phases.
-        let report = StepReport::since(ctx, &before, losses);
-        Ok(BalancedStep { report, weights })
+        Ok(c)
     }
 
     /// What the balancer (and the program's epoch loss sums) hold now.
