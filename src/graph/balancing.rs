@@ -8,6 +8,7 @@ use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
+use crate::graph::backward::InputGrads;
 use crate::graph::builder::Graph;
 use crate::graph::ops::{GramSpace, NodeId, Op};
 use crate::graph::params::{ParamArena, ParamId};
@@ -268,6 +269,24 @@ fn copy_range(
     block::copy_block(rec, &from, src_at, &to, dst_at, len, 1.0, false)
 }
 
+/// The Gram phase's readbacks, resolved after the submit.
+struct PendingGram {
+    tasks: usize,
+    gram: crate::gpu::Readback,
+    losses: crate::gpu::Readback,
+}
+
+impl PendingGram {
+    fn wait(self, ctx: &GpuContext) -> Result<GramPhase> {
+        let gram = self.gram.wait_f32(ctx)?;
+        debug_assert_eq!(gram.len(), self.tasks * self.tasks);
+        Ok(GramPhase {
+            losses: self.losses.wait_f32(ctx)?,
+            gram,
+        })
+    }
+}
+
 impl Program {
     /// Phase one of a gradient-balanced step (`Balancing::Gram`): forward
     /// with every task weighted 1, the heads' backward (writing each task's
@@ -276,6 +295,27 @@ impl Program {
     /// losses. Nothing is updated; `finish_step` with the solver's
     /// coefficients completes the step.
     pub fn gram_phase(&mut self, ctx: &GpuContext) -> Result<GramPhase> {
+        let mut rec = ctx.recorder("gram phase");
+        let pending = self.record_gram_phase(ctx, &mut rec)?;
+        rec.submit()?;
+        pending.wait(ctx)
+    }
+
+    /// `gram_phase` with a GPU timestamp around every dispatch (as
+    /// `profile_step`): where phase one of a gradient-balanced step goes.
+    /// Needs TIMESTAMP_QUERY.
+    pub fn profile_gram_phase(
+        &mut self,
+        ctx: &GpuContext,
+    ) -> Result<(GramPhase, crate::gpu::Profile)> {
+        let mut rec = ctx.recorder("gram phase (profiled)").profiled()?;
+        let pending = self.record_gram_phase(ctx, &mut rec)?;
+        let (_, profile) = rec.submit_profiled()?;
+        let profile = profile.wait(ctx)?;
+        Ok((pending.wait(ctx)?, profile))
+    }
+
+    fn record_gram_phase(&mut self, ctx: &GpuContext, rec: &mut Recorder) -> Result<PendingGram> {
         let (Some(gp), Some(split)) = (&self.gram, &self.task_split) else {
             return Err(err(
                 "gram_phase needs Balancing::Gram (Graph::set_balancing)".into(),
@@ -283,14 +323,13 @@ impl Program {
         };
         let t = gp.ones.len();
         self.loss.upstream.write_f32(ctx, &gp.ones)?;
-        let mut rec = ctx.recorder("gram phase");
-        self.record_forward(&mut rec)?;
-        self.record_backward(&mut rec, split.layer.0..self.graph.nodes.len())?;
+        self.record_forward(rec)?;
+        self.record_backward(rec, split.layer.0..self.graph.nodes.len())?;
         let task_grads = &split.grads;
         match &gp.source {
             GramSource::Representation => {
                 let flat = task_grads.reshape(&[task_grads.len()])?;
-                weighting::gram(&mut rec, &flat, t, &gp.scratch)?;
+                weighting::gram(rec, &flat, t, &gp.scratch)?;
             }
             GramSource::Parameters {
                 trunk,
@@ -305,20 +344,17 @@ impl Program {
                 for task in 0..t {
                     // Seed H's gradient with task t's block, run the trunk
                     // backward, keep the shared gradients.
-                    copy_range(&mut rec, task_grads, task * block, dh, 0, block)?;
-                    self.record_backward(&mut rec, trunk.clone())?;
-                    copy_range(&mut rec, shared, 0, per_task, task * p, p)?;
+                    copy_range(rec, task_grads, task * block, dh, 0, block)?;
+                    self.record_backward_with(rec, trunk.clone(), InputGrads::InsideRange)?;
+                    copy_range(rec, shared, 0, per_task, task * p, p)?;
                 }
-                weighting::gram(&mut rec, per_task, t, &gp.scratch)?;
+                weighting::gram(rec, per_task, t, &gp.scratch)?;
             }
         }
-        let gram = rec.read(&gp.scratch.sums);
-        let losses = rec.read(&self.loss.losses);
-        rec.submit()?;
-        let pairs = gram.wait_f32(ctx)?;
-        Ok(GramPhase {
-            losses: losses.wait_f32(ctx)?,
-            gram: weighting::gram_matrix(t, &pairs),
+        Ok(PendingGram {
+            tasks: t,
+            gram: rec.read(&gp.scratch.sums),
+            losses: rec.read(&self.loss.losses),
         })
     }
 
