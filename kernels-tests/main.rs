@@ -6,6 +6,7 @@ mod adversarial;
 mod arch;
 mod arena;
 mod balancing;
+mod bench_compare;
 mod block;
 mod checkpoint;
 mod cli;
