@@ -22,6 +22,7 @@ mod examples;
 mod f16;
 mod fused_mlp;
 mod gemm;
+mod gpu_check;
 mod graph;
 mod hostile;
 mod layers;
