@@ -233,14 +233,17 @@ fn autotune_choices_persist_and_survive_a_corrupt_cache() {
     autotune::configure(Settings {
         enabled: true,
         cache_path: Some(path.clone()),
+        ..Settings::from_env()
     });
     let ctx = &crate::common::private_contexts()[0];
+    // Large enough to be timed (problems under UNTIMED_FLOPS are not).
     let shape = GemmShape {
         batch: 1,
-        m: 96,
-        n: 80,
-        k: 72,
+        m: 200,
+        n: 180,
+        k: 150,
     };
+    assert!(shape.flops() >= autotune::UNTIMED_FLOPS);
 
     let chosen = autotune::tune_gemm(ctx, Layout::TN, shape).unwrap();
     assert_ne!(
@@ -252,7 +255,7 @@ fn autotune_choices_persist_and_survive_a_corrupt_cache() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains(&ctx.info().name), "{text}");
     assert!(
-        text.contains("\ttn\t1x128x128x128\t"),
+        text.contains("\ttn\t1x256x256x256\t"),
         "shape class recorded: {text}"
     );
 
@@ -271,11 +274,64 @@ fn autotune_choices_persist_and_survive_a_corrupt_cache() {
     assert!(again.available(ctx));
     assert!(std::fs::read_to_string(&path)
         .unwrap()
-        .contains("\ttn\t1x128x128x128\t"));
+        .contains("\ttn\t1x256x256x256\t"));
+
+    // A spent total budget: a new class takes the nearest tuned class's
+    // choice (the one above), submits nothing, is announced once, and is
+    // not written to the file.
+    autotune::configure(Settings {
+        enabled: true,
+        cache_path: Some(path.clone()),
+        class_budget_s: 1.0,
+        total_budget_s: 0.0,
+    });
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = notices.clone();
+    autotune::set_tuning_observer(Some(Box::new(move |n| {
+        seen.lock().unwrap().push(n.to_string())
+    })));
+    let tuned = autotune::tune_gemm(ctx, Layout::TN, shape).unwrap();
+    let other = GemmShape {
+        batch: 1,
+        m: 300,
+        n: 180,
+        k: 150,
+    };
+    let before = ctx.counters();
+    assert_eq!(autotune::tune_gemm(ctx, Layout::TN, other).unwrap(), tuned);
+    let third = GemmShape { m: 600, ..other };
+    assert_eq!(autotune::tune_gemm(ctx, Layout::TN, third).unwrap(), tuned);
+    assert_eq!(ctx.counters().since(&before).submits, 0, "nothing timed");
+    autotune::set_tuning_observer(None);
+    let notices = notices.lock().unwrap().clone();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].contains("budget is spent"), "{notices:?}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("1x512x256x256"), "stand-in cached: {text}");
+
+    // Tiny problems are never timed.
+    autotune::configure(Settings {
+        enabled: true,
+        cache_path: Some(path.clone()),
+        ..Settings::from_env()
+    });
+    let tiny = GemmShape {
+        batch: 1,
+        m: 16,
+        n: 16,
+        k: 16,
+    };
+    let before = ctx.counters();
+    assert_eq!(
+        autotune::tune_gemm(ctx, Layout::NN, tiny).unwrap(),
+        autotune::default_variant(ctx)
+    );
+    assert_eq!(ctx.counters().since(&before).submits, 0);
 
     autotune::configure(Settings {
         enabled: false,
         cache_path: None,
+        ..Settings::from_env()
     });
     assert_eq!(
         autotune::tune_gemm(ctx, Layout::TN, shape).unwrap(),
@@ -283,4 +339,111 @@ fn autotune_choices_persist_and_survive_a_corrupt_cache() {
     );
     autotune::configure(Settings::from_env());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A zero class budget still screens the first candidate (the default
+/// rule's) and nothing else; a generous one screens every candidate, and
+/// the choice is a candidate that was not dropped.
+#[test]
+fn autotune_class_budget_bounds_the_runs() {
+    let ctx = &crate::common::private_contexts()[0];
+    let shape = GemmShape {
+        batch: 2,
+        m: 300,
+        n: 260,
+        k: 260,
+    };
+    assert_ne!(
+        autotune::screening_shape(shape),
+        shape,
+        "large enough to reduce"
+    );
+    let candidates: Vec<Variant> = gemm::available_variants(ctx)
+        .into_iter()
+        .filter(|&v| v != Variant::Naive)
+        .collect();
+    let none = std::time::Duration::ZERO;
+    let report = autotune::measure_within(ctx, Layout::NT, shape, &candidates, none).unwrap();
+    assert_eq!(report.chosen, candidates[0], "{report}");
+    let screened: Vec<Variant> = report
+        .samples
+        .iter()
+        .filter(|c| c.screen_ms.is_some())
+        .map(|c| c.variant)
+        .collect();
+    assert_eq!(screened, vec![candidates[0]], "{report}");
+    assert!(
+        report.samples.iter().all(|c| c.full_ms.is_empty()),
+        "{report}"
+    );
+
+    let ample = std::time::Duration::from_secs(600);
+    let report = autotune::measure_within(ctx, Layout::NT, shape, &candidates, ample).unwrap();
+    assert!(
+        report.samples.iter().all(|c| c.screen_ms.is_some()),
+        "{report}"
+    );
+    assert!(!report.dropped.contains(&report.chosen), "{report}");
+    // The screen ran on the reduced problem (batch 1, a quarter of the rows).
+    assert_eq!(
+        report.screened_on,
+        GemmShape {
+            batch: 1,
+            m: 75,
+            ..shape
+        }
+    );
+    let kept: Vec<&autotune::CandidateTimes> = report
+        .samples
+        .iter()
+        .filter(|c| !report.dropped.contains(&c.variant))
+        .collect();
+    if kept.len() > 1 {
+        assert!(kept.iter().all(|c| c.full_ms.len() == 3), "{report}");
+    }
+}
+
+/// The choice a warm cache holds is reproducible: a run that tunes (empty
+/// cache) and two runs that read the table write bit-identical weights,
+/// and only the first says it is timing kernels.
+#[test]
+fn a_warm_autotune_cache_gives_bit_identical_weights() {
+    use crate::common::{manytask, run_timed, scratch_dir, RUN_SECS};
+    let dir = scratch_dir("autotune-warm");
+    let cache = dir.join("cache");
+    let run = |out: &str| {
+        let output = run_timed(
+            manytask()
+                .env("MANYTASK_CACHE_DIR", &cache)
+                .env_remove("MANYTASK_AUTOTUNE")
+                // Every class tuned in the first run, however loaded the host.
+                .env("MANYTASK_AUTOTUNE_TOTAL_S", "600")
+                .args(["train", "--tasks", "2", "--widths", "256", "--steps", "2"])
+                .args(["--backend", "vulkan", "--save"])
+                .arg(dir.join(out)),
+            RUN_SECS,
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    let cold = run("cold.st");
+    assert!(
+        cold.contains("autotune: timing") && cold.contains(" → "),
+        "the cold run says what it times and picks: {cold}"
+    );
+    let warm = run("warm.st");
+    assert!(!warm.contains("autotune:"), "{warm}");
+    run("again.st");
+    let bytes = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    assert!(bytes("warm.st") == bytes("again.st"), "warm runs differ");
+    assert!(
+        bytes("cold.st") == bytes("warm.st"),
+        "tuning changed the weights"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,8 +1,9 @@
 //! Mesa's llvmpipe / lavapipe stop a shader invocation after 65535 loop
 //! iterations in all and return what was computed so far: a GEMM with
-//! K = 65536 sums 65535 terms. Launchers whose loops grow with the data
-//! refuse such launches on those adapters (`Error::LoopLimit`), and the
-//! autotuner avoids a variant that would pass the cap when another fits.
+//! K = 65536 sums 65535 terms. A GEMM past the cap splits K into chunks
+//! under it and adds them in order (split-K, deterministic); other
+//! launchers whose loops grow with the data refuse such launches on those
+//! adapters (`Error::LoopLimit`).
 
 use manytask::gpu::{GpuContext, Tensor};
 use manytask::kernels::cross_stitch::{stitch_alpha_grad, Stitch};
@@ -38,26 +39,88 @@ fn is_loop_limit(e: &Error, what: &str) -> bool {
 }
 
 #[test]
-fn gemms_past_the_loop_cap_are_refused_not_truncated() {
+fn gemms_past_the_loop_cap_split_k_and_stay_exact() {
     for ctx in contexts() {
         let Some(limit) = ctx.loop_limit() else {
             assert!(!ctx.describe().contains("llvmpipe"));
+            assert_eq!(manytask::kernels::gemm::split_k_chunk(ctx, 1 << 20), None);
             continue;
         };
         assert_eq!(limit, 65_535);
-        // At the cap: exact.
         assert_eq!(
-            dot_of_ones(ctx, 65_535, Some(Variant::RegisterBlocked)).unwrap(),
-            65_535.0
+            manytask::kernels::gemm::split_k_chunk(ctx, 65_536),
+            Some(32_768)
         );
-        // One past it: refused (it would return 65535).
-        let e = dot_of_ones(ctx, 65_536, Some(Variant::RegisterBlocked)).unwrap_err();
-        assert!(is_loop_limit(&e, "K = 65536"), "{e}");
-        // The tiled variant loops 9 times per 8 k: refused at 60 000 when
-        // pinned, while the autotuner picks a variant that fits.
-        let e = dot_of_ones(ctx, 60_000, Some(Variant::Tiled)).unwrap_err();
-        assert!(is_loop_limit(&e, "Tiled GEMM with K = 60000"), "{e}");
-        assert_eq!(dot_of_ones(ctx, 60_000, None).unwrap(), 60_000.0);
+        // At the cap and past it, pinned or autotuned: exact (split-K
+        // runs chunks under the cap and adds them in order).
+        for k in [65_535, 65_536, 200_000] {
+            for variant in [Some(Variant::RegisterBlocked), Some(Variant::Tiled), None] {
+                assert_eq!(
+                    dot_of_ones(ctx, k, variant).unwrap(),
+                    k as f32,
+                    "K = {k} {variant:?}"
+                );
+            }
+        }
+    }
+}
+
+/// Split-K at awkward shapes (K just past the cap, odd M and N, batched,
+/// every layout, beta, bias and activation) against the CPU reference.
+#[test]
+fn split_k_matches_the_reference_at_awkward_shapes() {
+    use manytask::reference::gemm::{gemm as reference, GemmProblem};
+    for ctx in contexts() {
+        if ctx.loop_limit().is_none() {
+            continue;
+        }
+        let (batch, m, n, k) = (2, 3, 5, 65_537);
+        for layout in [Layout::NN, Layout::NT, Layout::TN] {
+            let av = crate::common::data(11, batch * m * k);
+            let bv = crate::common::data(12, batch * k * n);
+            let cv = crate::common::data(13, batch * m * n);
+            let bias = crate::common::data(14, n);
+            let (ar, ac) = layout.a_stored(m, k);
+            let (br, bc) = layout.b_stored(k, n);
+            let a = Tensor::from_f32(ctx, "a", &[batch, ar, ac], &av).unwrap();
+            let b = Tensor::from_f32(ctx, "b", &[batch, br, bc], &bv).unwrap();
+            let c = Tensor::from_f32(ctx, "c", &[batch, m, n], &cv).unwrap();
+            let bt = Tensor::from_f32(ctx, "bias", &[n], &bias).unwrap();
+            let epi = Epilogue {
+                alpha: 0.5,
+                beta: Some(0.25),
+                bias: Some(&bt),
+                act: Activation::Tanh,
+                z_out: None,
+            };
+            let mut rec = ctx.recorder("split-k");
+            gemm(&mut rec, layout, &a, &b, &c, &epi).unwrap();
+            rec.submit().unwrap();
+            let got = c.to_f32_vec(ctx).unwrap();
+            let want = reference(&GemmProblem {
+                layout,
+                batch,
+                m,
+                n,
+                k,
+                a: &av,
+                a_batched: true,
+                b: &bv,
+                b_batched: true,
+                alpha: 0.5,
+                beta: Some((0.25, &cv)),
+                bias: Some((&bias, false)),
+                act: Activation::Tanh,
+            });
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                // tanh of sums of ~65k products of values in [-1, 1].
+                assert!(
+                    (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "{layout} [{i}]: {g} vs {w} on {}",
+                    ctx.describe()
+                );
+            }
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! untimed run that builds the pipelines. On a CPU adapter such as
 //! lavapipe these are CPU times: compare rows of one run as ratios.
 
+pub mod compare;
 pub mod workloads;
 
 use std::time::Instant;

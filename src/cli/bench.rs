@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use crate::bench::compare::parse_rows;
 use crate::bench::{run_suite, BenchOptions, BenchRow};
 use crate::cli::{backend_from, open_contexts, BackendArg};
 use crate::error::Result;
@@ -32,6 +33,9 @@ pub struct BenchArgs {
     /// Small sizes and 3 runs: a smoke test of the whole table in seconds.
     #[arg(long)]
     pub quick: bool,
+    /// Compare two `bench --json` outputs (A B): per-row B/A time ratios, rows matched by kernel, variant, layout, shape and dtype; unmatched rows listed. Runs nothing on an adapter.
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    pub compare: Option<Vec<std::path::PathBuf>>,
 }
 
 const HEADER: &str = "kernel          variant     layout  m×n×k             dtype   median ms     GFLOP/s      GB/s  % roofline  dispatches";
@@ -61,9 +65,35 @@ pub fn table_line(r: &BenchRow) -> String {
     )
 }
 
+/// `--compare A B`: prints the comparison table.
+fn compare(files: &[std::path::PathBuf]) -> Result<ExitCode> {
+    let mut rows = Vec::new();
+    for f in files {
+        let name = f.display().to_string();
+        let text = std::fs::read_to_string(f).map_err(|e| crate::Error::Data {
+            file: name.clone(),
+            detail: format!("cannot read it: {e}"),
+        })?;
+        rows.push(parse_rows(&name, &text)?);
+    }
+    let [a, b] = &rows[..] else {
+        return Err(crate::Error::InvalidInput {
+            op: "bench --compare",
+            detail: "takes two files: A B".into(),
+        });
+    };
+    println!("A: {}", files[0].display());
+    println!("B: {}", files[1].display());
+    print!("{}", crate::bench::compare::compare(a, b));
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Measures the roofline and every kernel on the chosen adapters; prints
 /// a table or JSON lines.
 pub fn run(args: &BenchArgs) -> Result<ExitCode> {
+    if let Some(files) = &args.compare {
+        return compare(files);
+    }
     let mut opts = BenchOptions {
         sizes: args.sizes.clone(),
         reps: args.reps.max(1),

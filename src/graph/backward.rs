@@ -20,9 +20,33 @@ use crate::kernels::task_gemm::task_gemm;
 use crate::kernels::{block, cross_stitch, elementwise, layer_stitch, moe, reduce};
 use crate::types::Activation;
 
+/// Which input gradients a partial backward pass writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InputGrads {
+    /// Every input's (the whole pass, and the heads' pass whose dH the
+    /// caller reads).
+    All,
+    /// Only those of nodes inside the range: a dense layer whose input
+    /// comes from before the range skips its dX (the Gram phase's
+    /// per-task passes want parameter gradients only).
+    InsideRange,
+}
+
 impl Program {
     /// The backward pass of the nodes in `range`, last first.
     pub(crate) fn record_backward(&self, rec: &mut Recorder, range: Range<usize>) -> Result<()> {
+        self.record_backward_with(rec, range, InputGrads::All)
+    }
+
+    /// `record_backward`, choosing which input gradients are written.
+    pub(crate) fn record_backward_with(
+        &self,
+        rec: &mut Recorder,
+        range: Range<usize>,
+        inputs: InputGrads,
+    ) -> Result<()> {
+        let first = range.start;
+        let wanted = |x: NodeId| inputs == InputGrads::All || x.0 >= first;
         for i in range.rev() {
             let state = &self.nodes[i];
             let Some(bw) = &state.backward else {
@@ -38,7 +62,7 @@ impl Program {
                         act: *act,
                     };
                     let grads = DenseGrads {
-                        dx: self.grad(*x),
+                        dx: self.grad(*x).filter(|_| wanted(*x)),
                         dw: self.arena.grad(*w),
                         db: b.map(|b| self.arena.grad(b)),
                         accumulate: acc_params,

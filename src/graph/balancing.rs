@@ -9,6 +9,7 @@ use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, Recorder, Tensor};
+use crate::graph::backward::InputGrads;
 use crate::graph::builder::Graph;
 use crate::graph::ops::{GramSpace, NodeId, Op, Tracking};
 use crate::graph::params::{ParamArena, ParamId};
@@ -325,6 +326,35 @@ fn copy_range(
     block::copy_block(rec, &from, src_at, &to, dst_at, len, 1.0, false)
 }
 
+/// The Gram phase's readbacks, resolved after the submit.
+struct PendingGram {
+    tasks: usize,
+    /// None with `Tracking::AdagradSums` (no Gram).
+    gram: Option<crate::gpu::Readback>,
+    /// `Tracking::AdagradSums`: the excess-risk estimates.
+    excess: Option<crate::gpu::Readback>,
+    losses: crate::gpu::Readback,
+}
+
+impl PendingGram {
+    fn wait(self, ctx: &GpuContext) -> Result<GramPhase> {
+        let gram = match self.gram {
+            Some(g) => g.wait_f32(ctx)?,
+            None => Vec::new(),
+        };
+        debug_assert!(gram.is_empty() || gram.len() == self.tasks * self.tasks);
+        let excess_risk = match self.excess {
+            Some(e) => e.wait_f32(ctx)?,
+            None => Vec::new(),
+        };
+        Ok(GramPhase {
+            losses: self.losses.wait_f32(ctx)?,
+            gram,
+            excess_risk,
+        })
+    }
+}
+
 impl Program {
     /// Phase one of a gradient-balanced step (`Balancing::Gram`): forward
     /// with every task weighted 1, the heads' backward (writing each task's
@@ -333,6 +363,27 @@ impl Program {
     /// losses. Nothing is updated; `finish_step` with the solver's
     /// coefficients completes the step.
     pub fn gram_phase(&mut self, ctx: &GpuContext) -> Result<GramPhase> {
+        let mut rec = ctx.recorder("gram phase");
+        let pending = self.record_gram_phase(ctx, &mut rec)?;
+        rec.submit()?;
+        pending.wait(ctx)
+    }
+
+    /// `gram_phase` with a GPU timestamp around every dispatch (as
+    /// `profile_step`): where phase one of a gradient-balanced step goes.
+    /// Needs TIMESTAMP_QUERY.
+    pub fn profile_gram_phase(
+        &mut self,
+        ctx: &GpuContext,
+    ) -> Result<(GramPhase, crate::gpu::Profile)> {
+        let mut rec = ctx.recorder("gram phase (profiled)").profiled()?;
+        let pending = self.record_gram_phase(ctx, &mut rec)?;
+        let (_, profile) = rec.submit_profiled()?;
+        let profile = profile.wait(ctx)?;
+        Ok((pending.wait(ctx)?, profile))
+    }
+
+    fn record_gram_phase(&mut self, ctx: &GpuContext, rec: &mut Recorder) -> Result<PendingGram> {
         let (Some(gp), Some(split)) = (&self.gram, &self.task_split) else {
             return Err(err(
                 "gram_phase needs Balancing::Gram (Graph::set_balancing)".into(),
@@ -340,23 +391,22 @@ impl Program {
         };
         let t = gp.ones.len();
         self.loss.upstream.write_f32(ctx, &gp.ones)?;
-        let mut rec = ctx.recorder("gram phase");
-        self.record_forward(&mut rec)?;
-        self.record_backward(&mut rec, split.layer.0..self.graph.nodes.len())?;
+        self.record_forward(rec)?;
+        self.record_backward(rec, split.layer.0..self.graph.nodes.len())?;
         let task_grads = &split.grads;
         let mut excess = None;
         match &gp.source {
             GramSource::Representation => {
                 let flat = task_grads.reshape(&[task_grads.len()])?;
-                weighting::gram(&mut rec, &flat, t, &gp.scratch)?;
+                weighting::gram(rec, &flat, t, &gp.scratch)?;
             }
             GramSource::Parameters { per_task, .. } => {
-                self.record_task_rows(&mut rec, gp, task_grads)?;
+                self.record_task_rows(rec, gp, task_grads)?;
                 match &gp.tracked {
-                    None => weighting::gram(&mut rec, per_task, t, &gp.scratch)?,
+                    None => weighting::gram(rec, per_task, t, &gp.scratch)?,
                     Some(TrackedState::AdagradSums { sums, scratch }) => {
                         let sum = RowSum::AdagradScaled;
-                        weighting::row_sums(&mut rec, per_task, sums, t, sum, scratch)?;
+                        weighting::row_sums(rec, per_task, sums, t, sum, scratch)?;
                         excess = Some(rec.read(&scratch.sums));
                     }
                     Some(TrackedState::TrackedGradients {
@@ -366,30 +416,20 @@ impl Program {
                         beta,
                         ..
                     }) => {
-                        weighting::row_sums(&mut rec, per_task, y, t, RowSum::Squares, scratch)?;
-                        copy_range(&mut rec, &scratch.sums, 0, norms_and_losses, 0, t)?;
-                        copy_range(&mut rec, &self.loss.losses, 0, norms_and_losses, t, t)?;
-                        weighting::moco_update(&mut rec, per_task, norms_and_losses, y, t, *beta)?;
-                        weighting::gram(&mut rec, y, t, &gp.scratch)?;
+                        weighting::row_sums(rec, per_task, y, t, RowSum::Squares, scratch)?;
+                        copy_range(rec, &scratch.sums, 0, norms_and_losses, 0, t)?;
+                        copy_range(rec, &self.loss.losses, 0, norms_and_losses, t, t)?;
+                        weighting::moco_update(rec, per_task, norms_and_losses, y, t, *beta)?;
+                        weighting::gram(rec, y, t, &gp.scratch)?;
                     }
                 }
             }
         }
-        let gram = excess.is_none().then(|| rec.read(&gp.scratch.sums));
-        let losses = rec.read(&self.loss.losses);
-        rec.submit()?;
-        let gram = match gram {
-            Some(pairs) => weighting::gram_matrix(t, &pairs.wait_f32(ctx)?),
-            None => Vec::new(),
-        };
-        let excess_risk = match excess {
-            Some(sums) => sums.wait_f32(ctx)?,
-            None => Vec::new(),
-        };
-        Ok(GramPhase {
-            losses: losses.wait_f32(ctx)?,
-            gram,
-            excess_risk,
+        Ok(PendingGram {
+            tasks: t,
+            gram: excess.is_none().then(|| rec.read(&gp.scratch.sums)),
+            excess,
+            losses: rec.read(&self.loss.losses),
         })
     }
 
@@ -521,7 +561,7 @@ impl Program {
             // Seed H's gradient with task t's block, run the trunk
             // backward, keep the shared gradients.
             copy_range(rec, task_grads, task * block, dh, 0, block)?;
-            self.record_backward(rec, trunk.clone())?;
+            self.record_backward_with(rec, trunk.clone(), InputGrads::InsideRange)?;
             copy_range(rec, shared, 0, per_task, task * p, p)?;
         }
         Ok(())

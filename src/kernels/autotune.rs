@@ -1,32 +1,46 @@
 //! GEMM autotuner: the first time a (adapter, layout, shape class) is seen,
-//! every available variant but the naive one is timed on that shape and
+//! the available variants but the naive one are timed on that shape and
 //! the fastest is kept, in memory and in a cache file keyed by adapter name,
 //! backend and driver, so later processes skip the timing.
+//!
+//! Timing is bounded. Each class gets a budget (default 1 s): every
+//! candidate runs once (the default variant first), those clearly slower
+//! than the fastest (more than [`SCREEN_SLACK`]×) are dropped, and the rest
+//! run again, round-robin, up to three runs each while the class budget
+//! lasts; the fastest single run wins (on a shared machine the minimum is
+//! the steadiest estimate). A candidate not reached within the budget is
+//! not timed. The process has a total budget too (default 4 s): once it
+//! is spent, a new class takes the choice of the nearest class tuned for
+//! the same adapter and layout (else the default rule), kept in memory
+//! only, so a later run tunes it. Problems under [`UNTIMED_FLOPS`] are
+//! not timed at all (the default rule picks).
 //!
 //! - `MANYTASK_AUTOTUNE=off` disables timing: the default rule picks
 //!   (CPU devices: subgroup if available, else register-blocked; GPUs:
 //!   tiled).
+//! - `MANYTASK_AUTOTUNE_CLASS_S` and `MANYTASK_AUTOTUNE_TOTAL_S`: the
+//!   budgets above, in seconds (0 for the total: time nothing new).
 //! - `MANYTASK_CACHE_DIR` sets where the cache file lives (default
 //!   `$XDG_CACHE_HOME/manytask` or `~/.cache/manytask`); `off` keeps the
 //!   table in memory only.
 //!
-//! Timing a new class takes seconds to minutes on a CPU adapter, so an
-//! application can be told first: [`set_tuning_observer`] registers a
-//! callback that receives a [`TuningNotice`] before each new class is
-//! timed (the CLI prints it as a one-line note).
+//! [`set_tuning_observer`] registers a callback that receives a
+//! [`TuningNotice`] before each new class is timed, after it (the choice
+//! and every candidate's time), and when the total budget is spent (the
+//! CLI prints each as a one-line note).
 //!
 //! Tuning submits its own work (a few runs per candidate): call
 //! [`tune_gemm`] ahead of a measured loop so that a training step stays
 //! one submit. Every variant computes the same k-ordered fma chain, so the
 //! choice does not change results beyond fma rounding (bit-identical on
-//! lavapipe and llvmpipe, tested).
+//! lavapipe and llvmpipe, tested); a warm cache also fixes the choice.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Tensor};
@@ -34,6 +48,22 @@ use crate::kernels::gemm::{self, available_variants, Epilogue, GemmShape, Layout
 
 /// Environment variable that switches the autotuner (see the module doc).
 pub const AUTOTUNE_ENV: &str = "MANYTASK_AUTOTUNE";
+/// Environment variable: seconds of timing one new shape class may take.
+pub const CLASS_BUDGET_ENV: &str = "MANYTASK_AUTOTUNE_CLASS_S";
+/// Environment variable: seconds of timing one process may spend in all.
+pub const TOTAL_BUDGET_ENV: &str = "MANYTASK_AUTOTUNE_TOTAL_S";
+/// Default of [`CLASS_BUDGET_ENV`].
+pub const DEFAULT_CLASS_BUDGET_S: f64 = 1.0;
+/// Default of [`TOTAL_BUDGET_ENV`].
+pub const DEFAULT_TOTAL_BUDGET_S: f64 = 4.0;
+/// A candidate whose first run is more than this many times the fastest
+/// first run is dropped without further runs.
+pub const SCREEN_SLACK: f64 = 1.5;
+/// Problems under this many flops (2^22: well under a millisecond, where
+/// the submit's fixed cost decides) are not timed: the default rule picks.
+pub const UNTIMED_FLOPS: f64 = (1u64 << 22) as f64;
+/// Runs per candidate, at most.
+const MAX_RUNS: usize = 3;
 /// Environment variable naming the directory of the autotune table.
 pub const CACHE_DIR_ENV: &str = "MANYTASK_CACHE_DIR";
 const CACHE_FILE: &str = "gemm-autotune-v1.tsv";
@@ -105,10 +135,22 @@ impl AdapterKey {
 
 type Key = (AdapterKey, Layout, ShapeClass);
 
+/// A table entry: measured ones are persisted; stand-ins chosen after the
+/// total budget was spent live in memory only.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    variant: Variant,
+    measured: bool,
+}
+
 #[derive(Default)]
 struct Table {
     loaded: bool,
-    entries: HashMap<Key, Variant>,
+    entries: HashMap<Key, Entry>,
+    /// Timing spent in this process (against the total budget).
+    spent: Duration,
+    /// Whether the observer was told that the total budget is spent.
+    told_spent: bool,
 }
 
 fn table() -> &'static Mutex<Table> {
@@ -120,23 +162,45 @@ fn lock_table() -> std::sync::MutexGuard<'static, Table> {
     table().lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// What the autotuner is about to time: a class it has no entry for.
+/// What the autotuner is doing, for [`set_tuning_observer`].
+#[derive(Clone, Debug)]
+pub enum TuningEvent {
+    /// About to time the candidates for a class it has no entry for.
+    Timing {
+        /// How many variants are candidates.
+        candidates: usize,
+        /// The class budget, seconds.
+        budget_s: f64,
+    },
+    /// Timing finished: the choice, kept for the class.
+    Chosen(TuneReport),
+    /// The total budget is spent: this class (and later new ones) takes
+    /// a stand-in choice, not timed and not cached.
+    OverBudget {
+        /// The stand-in: the nearest tuned class's choice, or the default.
+        variant: Variant,
+        /// The total budget, seconds.
+        total_s: f64,
+    },
+}
+
+/// One notice from the autotuner: the class concerned and what happens.
 #[derive(Clone, Debug)]
 pub struct TuningNotice {
     /// The GEMM layout.
     pub layout: Layout,
-    /// The problem that triggered the timing.
+    /// The problem that triggered the notice.
     pub shape: GemmShape,
     /// Its class (the entry the result is kept under).
     pub class: ShapeClass,
-    /// How many variants will be timed.
-    pub candidates: usize,
-    /// Where the result will be kept, or None for memory only.
+    /// Where results are kept, or None for memory only.
     pub cache_path: Option<PathBuf>,
+    /// What happens.
+    pub event: TuningEvent,
 }
 
 impl std::fmt::Display for TuningNotice {
-    /// One line: what is timed, and that it happens once.
+    /// One line: what is timed or chosen, and that it happens once.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = self.shape;
         let batch = if s.batch > 1 {
@@ -144,20 +208,26 @@ impl std::fmt::Display for TuningNotice {
         } else {
             String::new()
         };
-        write!(
-            f,
-            "autotune: timing {} GEMM kernels for a new shape, {} {batch}{}×{}×{} (once per adapter and shape class{})",
-            self.candidates,
-            self.layout,
-            s.m,
-            s.n,
-            s.k,
-            if self.cache_path.is_some() { "; cached" } else { "; not cached" }
-        )
+        let problem = format!("{} {batch}{}×{}×{}", self.layout, s.m, s.n, s.k);
+        match &self.event {
+            TuningEvent::Timing {
+                candidates,
+                budget_s,
+            } => write!(
+                f,
+                "autotune: timing {candidates} GEMM kernels for a new shape, {problem} (≤ {budget_s} s; once per adapter and shape class{})",
+                if self.cache_path.is_some() { "; cached" } else { "; not cached" }
+            ),
+            TuningEvent::Chosen(report) => write!(f, "autotune: {problem} → {report}"),
+            TuningEvent::OverBudget { variant, total_s } => write!(
+                f,
+                "autotune: the {total_s} s budget is spent; {problem} and later new shapes use the nearest tuned choice ({variant} here), not cached ({TOTAL_BUDGET_ENV} raises it)"
+            ),
+        }
     }
 }
 
-/// A callback told before each new class is timed.
+/// A callback told what the autotuner does (see [`TuningEvent`]).
 pub type TuningObserver = Box<dyn Fn(&TuningNotice) + Send + Sync>;
 
 fn observer_slot() -> &'static Mutex<Option<TuningObserver>> {
@@ -178,16 +248,24 @@ fn notify(notice: &TuningNotice) {
 
 /// How the autotuner behaves; read from the environment on first use,
 /// replaceable with [`configure`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     /// Time candidates (else use [`default_variant`]).
     pub enabled: bool,
     /// Where the table is persisted; None keeps it in memory.
     pub cache_path: Option<PathBuf>,
+    /// Seconds of timing per new class (at least one run of one candidate
+    /// happens, however small).
+    pub class_budget_s: f64,
+    /// Seconds of timing per process; past it new classes take stand-ins.
+    pub total_budget_s: f64,
 }
 
 impl Settings {
-    /// `MANYTASK_AUTOTUNE` (off/0/false/no disables) and `MANYTASK_CACHE_DIR`.
+    /// `MANYTASK_AUTOTUNE` (off/0/false/no disables),
+    /// `MANYTASK_AUTOTUNE_CLASS_S`, `MANYTASK_AUTOTUNE_TOTAL_S` and
+    /// `MANYTASK_CACHE_DIR`. A budget that does not parse as a
+    /// non-negative number of seconds is reported and the default used.
     pub fn from_env() -> Self {
         let enabled = match std::env::var(AUTOTUNE_ENV) {
             Ok(v) => !matches!(
@@ -199,6 +277,21 @@ impl Settings {
         Settings {
             enabled,
             cache_path: default_cache_path(),
+            class_budget_s: seconds_from_env(CLASS_BUDGET_ENV, DEFAULT_CLASS_BUDGET_S),
+            total_budget_s: seconds_from_env(TOTAL_BUDGET_ENV, DEFAULT_TOTAL_BUDGET_S),
+        }
+    }
+}
+
+fn seconds_from_env(name: &str, default: f64) -> f64 {
+    let Ok(text) = std::env::var(name) else {
+        return default;
+    };
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => v,
+        _ => {
+            eprintln!("manytask: {name}={text:?} is not a number of seconds ≥ 0; using {default}");
+            default
         }
     }
 }
@@ -216,14 +309,14 @@ pub fn settings() -> Settings {
         .clone()
 }
 
-/// Replaces the settings (process-wide) and forgets the in-memory table,
-/// so the next lookup reads the new cache file.
+/// Replaces the settings (process-wide) and forgets the in-memory table
+/// (and the time spent), so the next lookup reads the new cache file.
 pub fn configure(settings: Settings) {
     *settings_slot().lock().unwrap_or_else(|p| p.into_inner()) = settings;
     forget();
 }
 
-/// Drops the in-memory table (the cache file stays).
+/// Drops the in-memory table and the time spent (the cache file stays).
 pub fn forget() {
     *lock_table() = Table::default();
 }
@@ -283,33 +376,89 @@ pub fn gemm_variant(ctx: &GpuContext, layout: Layout, shape: GemmShape) -> Resul
 }
 
 fn tuned_variant(ctx: &GpuContext, layout: Layout, shape: GemmShape) -> Result<Variant> {
-    if !enabled() {
+    let settings = settings();
+    if !settings.enabled || shape.flops() < UNTIMED_FLOPS {
         return Ok(default_variant(ctx));
     }
     let key = (AdapterKey::of(ctx), layout, ShapeClass::of(shape));
+    let notice = |event| TuningNotice {
+        layout,
+        shape,
+        class: key.2,
+        cache_path: settings.cache_path.clone(),
+        event,
+    };
     {
         let mut t = lock_table();
         if !t.loaded {
             load_cache(&mut t);
         }
-        if let Some(&v) = t.entries.get(&key) {
-            if v.available(ctx) {
-                return Ok(v);
+        if let Some(e) = t.entries.get(&key) {
+            if e.variant.available(ctx) {
+                return Ok(e.variant);
             }
         }
+        if t.spent.as_secs_f64() >= settings.total_budget_s {
+            let variant = nearest_tuned(&t, &key).unwrap_or_else(|| default_variant(ctx));
+            t.entries.insert(
+                key.clone(),
+                Entry {
+                    variant,
+                    measured: false,
+                },
+            );
+            if !t.told_spent {
+                t.told_spent = true;
+                drop(t);
+                notify(&notice(TuningEvent::OverBudget {
+                    variant,
+                    total_s: settings.total_budget_s,
+                }));
+            }
+            return Ok(variant);
+        }
     }
-    notify(&TuningNotice {
-        layout,
-        shape,
-        class: key.2,
-        candidates: candidates(ctx, shape).len(),
-        cache_path: cache_path(),
-    });
-    let (best, _) = measure(ctx, layout, shape)?;
-    let mut t = lock_table();
-    t.entries.insert(key, best);
-    save_cache(&t);
+    let candidates = candidates(ctx, shape);
+    notify(&notice(TuningEvent::Timing {
+        candidates: candidates.len(),
+        budget_s: settings.class_budget_s,
+    }));
+    let started = Instant::now();
+    let budget = Duration::from_secs_f64(settings.class_budget_s.min(3600.0));
+    let report = measure_within(ctx, layout, shape, &candidates, budget)?;
+    let best = report.chosen;
+    {
+        let mut t = lock_table();
+        t.spent += started.elapsed();
+        t.entries.insert(
+            key.clone(),
+            Entry {
+                variant: best,
+                measured: true,
+            },
+        );
+        save_cache(&t);
+    }
+    notify(&notice(TuningEvent::Chosen(report)));
     Ok(best)
+}
+
+/// The choice of the measured class nearest to `key` (same adapter and
+/// layout; distance: the sum of |log2| differences of the four sizes; ties
+/// go to the smaller class, so the answer does not depend on table order).
+fn nearest_tuned(t: &Table, key: &Key) -> Option<Variant> {
+    let log = |v: u32| v.max(1).ilog2() as i64;
+    let distance = |c: &ShapeClass| {
+        (log(c.batch) - log(key.2.batch)).abs()
+            + (log(c.m) - log(key.2.m)).abs()
+            + (log(c.n) - log(key.2.n)).abs()
+            + (log(c.k) - log(key.2.k)).abs()
+    };
+    t.entries
+        .iter()
+        .filter(|((a, l, _), e)| e.measured && *a == key.0 && *l == key.1)
+        .min_by_key(|((_, _, c), _)| (distance(c), c.batch, c.m, c.n, c.k))
+        .map(|(_, e)| e.variant)
 }
 
 /// Tunes ahead of time (e.g. before a timed training loop).
@@ -317,10 +466,55 @@ pub fn tune_gemm(ctx: &GpuContext, layout: Layout, shape: GemmShape) -> Result<V
     gemm_variant(ctx, layout, shape)
 }
 
+/// Zero operands for timing `shape` (timing does not depend on values).
+struct Operands {
+    a: Tensor,
+    b: Tensor,
+    c: Tensor,
+}
+
+impl Operands {
+    fn new(ctx: &GpuContext, layout: Layout, shape: GemmShape) -> Result<Self> {
+        let (ar, ac) = layout.a_stored(shape.m, shape.k);
+        let (br, bc) = layout.b_stored(shape.k, shape.n);
+        let batched = |r: usize, c: usize| {
+            if shape.batch > 1 {
+                vec![shape.batch, r, c]
+            } else {
+                vec![r, c]
+            }
+        };
+        Ok(Operands {
+            a: Tensor::zeros(ctx, "autotune A", &batched(ar, ac))?,
+            b: Tensor::zeros(ctx, "autotune B", &batched(br, bc))?,
+            c: Tensor::empty(ctx, "autotune C", &batched(shape.m, shape.n), DType::F32)?,
+        })
+    }
+
+    /// One timed run in milliseconds: recording (which builds the pipeline
+    /// the first time) happens before the clock starts.
+    fn run(&self, ctx: &GpuContext, variant: Variant, layout: Layout) -> Result<f64> {
+        let mut rec = ctx.recorder("autotune");
+        gemm::gemm_with(
+            &mut rec,
+            variant,
+            layout,
+            &self.a,
+            &self.b,
+            &self.c,
+            &Epilogue::default(),
+        )?;
+        let start = Instant::now();
+        rec.submit()?;
+        ctx.wait_idle()?;
+        Ok(start.elapsed().as_secs_f64() * 1e3)
+    }
+}
+
 /// Times the candidates: each variant's sorted run times in milliseconds,
 /// after one untimed run that also builds the pipeline (and lets the driver
 /// compile it); at least one timed run. Inputs are zeros: timing does not
-/// depend on values.
+/// depend on values. (Unbudgeted: for examples and studies.)
 pub fn time_variants(
     ctx: &GpuContext,
     layout: Layout,
@@ -328,29 +522,14 @@ pub fn time_variants(
     variants: &[Variant],
     runs: usize,
 ) -> Result<Vec<(Variant, Vec<f64>)>> {
-    let (ar, ac) = layout.a_stored(shape.m, shape.k);
-    let (br, bc) = layout.b_stored(shape.k, shape.n);
-    let batched = |r: usize, c: usize| {
-        if shape.batch > 1 {
-            vec![shape.batch, r, c]
-        } else {
-            vec![r, c]
-        }
-    };
-    let a = Tensor::zeros(ctx, "autotune A", &batched(ar, ac))?;
-    let b = Tensor::zeros(ctx, "autotune B", &batched(br, bc))?;
-    let c = Tensor::empty(ctx, "autotune C", &batched(shape.m, shape.n), DType::F32)?;
+    let ops = Operands::new(ctx, layout, shape)?;
     let mut all = Vec::new();
     for &variant in variants {
         let mut samples = Vec::new();
         for run in 0..=runs.max(1) {
-            let mut rec = ctx.recorder("autotune");
-            gemm::gemm_with(&mut rec, variant, layout, &a, &b, &c, &Epilogue::default())?;
-            let start = Instant::now();
-            rec.submit()?;
-            ctx.wait_idle()?;
+            let ms = ops.run(ctx, variant, layout)?;
             if run > 0 {
-                samples.push(start.elapsed().as_secs_f64() * 1e3);
+                samples.push(ms);
             }
         }
         samples.sort_by(f64::total_cmp);
@@ -359,8 +538,234 @@ pub fn time_variants(
     Ok(all)
 }
 
+/// One candidate's timings within [`TuneReport`].
+#[derive(Clone, Debug)]
+pub struct CandidateTimes {
+    /// The variant.
+    pub variant: Variant,
+    /// Its screening run (ms), or None where the budget ran out first.
+    pub screen_ms: Option<f64>,
+    /// Its runs on the full problem (ms, in run order).
+    pub full_ms: Vec<f64>,
+}
+
+/// What timing one class found.
+#[derive(Clone, Debug)]
+pub struct TuneReport {
+    /// The variant kept.
+    pub chosen: Variant,
+    /// Every candidate, in the order they were screened.
+    pub samples: Vec<CandidateTimes>,
+    /// Candidates dropped after screening (clearly slower).
+    pub dropped: Vec<Variant>,
+    /// The problem the screen ran on.
+    pub screened_on: GemmShape,
+    /// Seconds the timing took, pipeline builds included.
+    pub elapsed_s: f64,
+}
+
+impl std::fmt::Display for TuneReport {
+    /// `subgroup (screen on 1×64×1024×250: subgroup 2.1 ms, rb 7.9 ms
+    /// dropped, tiled not timed; full: subgroup 8.3 ms ×1; 0.4 s)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.screened_on;
+        let screen: Vec<String> = self
+            .samples
+            .iter()
+            .map(|c| match c.screen_ms {
+                None => format!("{} not timed", c.variant),
+                Some(ms) if self.dropped.contains(&c.variant) => {
+                    format!("{} {ms:.1} ms dropped", c.variant)
+                }
+                Some(ms) => format!("{} {ms:.1} ms", c.variant),
+            })
+            .collect();
+        let full: Vec<String> = self
+            .samples
+            .iter()
+            .filter_map(|c| {
+                let best = c.full_ms.iter().copied().min_by(f64::total_cmp)?;
+                Some(format!("{} {best:.1} ms ×{}", c.variant, c.full_ms.len()))
+            })
+            .collect();
+        write!(
+            f,
+            "{} (screen on {}×{}×{}×{}: {}",
+            self.chosen,
+            s.batch,
+            s.m,
+            s.n,
+            s.k,
+            screen.join(", ")
+        )?;
+        if !full.is_empty() {
+            write!(f, "; full: {}", full.join(", "))?;
+        }
+        write!(f, "; {:.1} s)", self.elapsed_s)
+    }
+}
+
+/// Times `candidates` (the first is the choice when nothing else runs) on
+/// `shape` within `budget`, in two stages:
+///
+/// 1. *Screening*: each candidate runs once on a reduced problem (batch 1
+///    and a quarter of the rows, at least 64, when the problem is large;
+///    else the problem itself); those more than [`SCREEN_SLACK`]× the
+///    fastest are dropped.
+/// 2. *Refinement*: the rest run on the full problem, round-robin, up to
+///    three runs each, while the budget lasts.
+///
+/// The fastest single run wins, on the full problem when every survivor
+/// ran it, else on the screen (ties: candidate order). Each pipeline is
+/// first run on a tiny problem, untimed, so that a driver compiling at
+/// the first dispatch does not charge that to the candidate. The first
+/// candidate is always screened, so the budget can be overrun by its
+/// pipeline build and one run; no other run starts once the time spent
+/// plus the run's expected time passes the budget.
+pub fn measure_within(
+    ctx: &GpuContext,
+    layout: Layout,
+    shape: GemmShape,
+    candidates: &[Variant],
+    budget: Duration,
+) -> Result<TuneReport> {
+    let started = Instant::now();
+    let screen_shape = screening_shape(shape);
+    let full_is_screen = screen_shape == shape;
+    let screen = Operands::new(ctx, layout, screen_shape)?;
+    // The driver may compile a pipeline at its first dispatch (llvmpipe
+    // does): a tiny problem with the same pipeline (same layout and B
+    // vectorisation) pays that before the clock runs, for little.
+    let tiny = GemmShape {
+        batch: 1,
+        m: 8,
+        n: if shape.n.is_multiple_of(4) { 4 } else { 3 },
+        k: 8,
+    };
+    let warm = Operands::new(ctx, layout, tiny)?;
+    let fits = |expected_ms: f64| {
+        started.elapsed().as_secs_f64() * 1e3 + expected_ms <= budget.as_secs_f64() * 1e3
+    };
+    let min = |s: &[f64]| s.iter().copied().min_by(f64::total_cmp);
+
+    // Stage 1: one screening run each.
+    let mut screened: Vec<(Variant, f64)> = Vec::new();
+    for (i, &variant) in candidates.iter().enumerate() {
+        let best_so_far = screened.iter().map(|s| s.1).min_by(f64::total_cmp);
+        if i > 0 && !fits(best_so_far.unwrap_or(0.0)) {
+            break;
+        }
+        warm.run(ctx, variant, layout)?;
+        screened.push((variant, screen.run(ctx, variant, layout)?));
+    }
+    drop(screen);
+    let first_best = screened
+        .iter()
+        .map(|s| s.1)
+        .min_by(f64::total_cmp)
+        .unwrap_or(f64::INFINITY);
+    let dropped: Vec<Variant> = screened
+        .iter()
+        .filter(|s| s.1 > SCREEN_SLACK * first_best)
+        .map(|s| s.0)
+        .collect();
+    let survivors: Vec<Variant> = screened
+        .iter()
+        .map(|s| s.0)
+        .filter(|v| !dropped.contains(v))
+        .collect();
+
+    // Stage 2: full-problem runs of the survivors (a lone survivor needs
+    // none). Where the screen was the full problem, its run counts.
+    let mut full: Vec<(Variant, Vec<f64>)> = survivors
+        .iter()
+        .map(|&v| {
+            let first = screened.iter().find(|s| s.0 == v).map(|s| s.1);
+            (
+                v,
+                if full_is_screen {
+                    first.into_iter().collect()
+                } else {
+                    Vec::new()
+                },
+            )
+        })
+        .collect();
+    if survivors.len() > 1 {
+        let ops = Operands::new(ctx, layout, shape)?;
+        // A full run is expected to take the screen time scaled by work.
+        let scale = shape.flops() / screen_shape.flops().max(1.0);
+        'rounds: for round in 0..MAX_RUNS {
+            for (v, s) in full.iter_mut() {
+                if s.len() > round {
+                    continue;
+                }
+                let expected = min(s).unwrap_or_else(|| {
+                    screened.iter().find(|x| x.0 == *v).map_or(0.0, |x| x.1) * scale
+                });
+                if !fits(expected) {
+                    break 'rounds;
+                }
+                s.push(ops.run(ctx, *v, layout)?);
+            }
+        }
+    }
+    let all_full = full.iter().all(|(_, s)| !s.is_empty());
+    let score = |v: Variant| -> f64 {
+        let t = if all_full {
+            full.iter().find(|x| x.0 == v).and_then(|x| min(&x.1))
+        } else {
+            screened.iter().find(|x| x.0 == v).map(|x| x.1)
+        };
+        t.unwrap_or(f64::INFINITY)
+    };
+    let chosen = survivors
+        .iter()
+        .copied()
+        .min_by(|&x, &y| score(x).total_cmp(&score(y)))
+        .or_else(|| candidates.first().copied())
+        .unwrap_or(Variant::Naive);
+    let samples = candidates
+        .iter()
+        .map(|&v| {
+            let screen_ms = screened.iter().find(|s| s.0 == v).map(|s| s.1);
+            let full_ms = full
+                .iter()
+                .find(|s| s.0 == v)
+                .map(|s| s.1.clone())
+                .unwrap_or_default();
+            CandidateTimes {
+                variant: v,
+                screen_ms,
+                full_ms,
+            }
+        })
+        .collect();
+    Ok(TuneReport {
+        chosen,
+        samples,
+        dropped,
+        screened_on: screen_shape,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The problem candidates are screened on: the problem itself when it is
+/// small (under 2^26 flops, a few ms on a CPU adapter), else batch 1 and
+/// a quarter of the rows (at least 64).
+pub fn screening_shape(shape: GemmShape) -> GemmShape {
+    if shape.flops() < (1u64 << 26) as f64 {
+        return shape;
+    }
+    GemmShape {
+        batch: 1,
+        m: shape.m.div_ceil(4).max(64).min(shape.m),
+        ..shape
+    }
+}
+
 /// The fastest non-naive variant on `shape` by median time, and every
-/// candidate's median (ms), fastest first.
+/// candidate's median (ms), fastest first. (Unbudgeted: three runs each.)
 pub fn measure(
     ctx: &GpuContext,
     layout: Layout,
@@ -376,15 +781,19 @@ pub fn measure(
     Ok((best, times))
 }
 
-/// The variants timed for `shape`: every available one but the naive,
-/// less those past the driver's loop cap (they would be refused).
+/// The variants timed for `shape`, the default rule's first: every
+/// available one but the naive, less those past the driver's loop cap
+/// (they would be refused).
 fn candidates(ctx: &GpuContext, shape: GemmShape) -> Vec<Variant> {
     let fits = |v: &Variant| v.fits_loop_limit(ctx, shape.k as u64);
-    available_variants(ctx)
+    let default = default_variant(ctx);
+    let mut list: Vec<Variant> = available_variants(ctx)
         .into_iter()
         .filter(|&v| v != Variant::Naive)
         .filter(fits)
-        .collect()
+        .collect();
+    list.sort_by_key(|&v| v != default);
+    list
 }
 
 /// Reads the cache file into the table. A missing file is normal; a
@@ -402,7 +811,13 @@ fn load_cache(t: &mut Table) {
     {
         match parse_line(line) {
             Some((key, v)) => {
-                t.entries.insert(key, v);
+                t.entries.insert(
+                    key,
+                    Entry {
+                        variant: v,
+                        measured: true,
+                    },
+                );
             }
             None => bad += 1,
         }
@@ -439,7 +854,8 @@ fn save_cache(t: &Table) {
     let mut rows: Vec<String> = t
         .entries
         .iter()
-        .map(|((a, layout, class), v)| {
+        .filter(|(_, e)| e.measured)
+        .map(|((a, layout, class), e)| {
             let clean = |s: &str| s.replace(['\t', '\n'], " ");
             format!(
                 "{}\t{}\t{}\t{}\t{}\t{}",
@@ -448,7 +864,7 @@ fn save_cache(t: &Table) {
                 clean(&a.driver),
                 layout.name(),
                 class.text(),
-                v.name()
+                e.variant.name()
             )
         })
         .collect();

@@ -1,6 +1,8 @@
-//! Launchers for `shaders/weighting.wgsl`: the Gram matrix of per-task
-//! gradients (deterministic: per-chunk trees, then a fixed-order column
-//! sum), uncertainty weighting's weights and gradient, DWA's loss sums,
+//! The Gram matrix of per-task gradients (trace norm's chunked
+//! `gram_partials`: 4×4 blocks of pairs per workgroup over column chunks,
+//! then a fixed-order column sum; deterministic), and launchers for
+//! `shaders/weighting.wgsl`: uncertainty weighting's weights and gradient,
+//! DWA's loss sums,
 //! the loss rules of GLS, STCH and FAMO, GradDrop's sign dropout, and the
 //! per-parameter state of ExcessMTL (Adagrad sums) and MoCo (tracked
 //! gradients). Reference: `reference::weighting`; tests:
@@ -10,9 +12,8 @@ use crate::error::{Error, Result};
 use crate::gpu::{Bind, DType, KernelSpec, Recorder, Shader, Tensor};
 use crate::kernels::check::require_f32;
 use crate::kernels::reduce;
+use crate::kernels::trace_norm::{gram_partials, GRAM_CHUNK};
 
-/// `gram_partials`: chunk partials of every pair's dot product.
-pub const GRAM: KernelSpec = KernelSpec::new(Shader::Weighting, "gram_partials");
 /// `uncertainty_weights`: c_t = ½e^(−s_t) into the task-weight buffer.
 pub const UNCERTAINTY_WEIGHTS: KernelSpec =
     KernelSpec::new(Shader::Weighting, "uncertainty_weights");
@@ -31,15 +32,15 @@ pub const MOCO_UPDATE: KernelSpec = KernelSpec::new(Shader::Weighting, "moco_upd
 /// `combine_rows`: Σ_t c_t·y_t.
 pub const COMBINE_ROWS: KernelSpec = KernelSpec::new(Shader::Weighting, "combine_rows");
 
-/// Most tasks the Gram kernel takes (pairs on grid y).
-pub const MAX_TASKS: usize = 64;
-/// Elements of a task row one Gram workgroup sums.
+/// Elements of a task row one `row_partials` workgroup sums.
 const CHUNK: usize = 256 * 16;
+
+/// Most tasks the Gram kernel takes.
+pub const MAX_TASKS: usize = 64;
 
 /// Every pipeline this module can build (for the naga cross-compile test).
 pub fn specs() -> Vec<KernelSpec> {
     vec![
-        GRAM,
         UNCERTAINTY_WEIGHTS,
         UNCERTAINTY_GRAD,
         LOSS_ACCUMULATE,
@@ -77,33 +78,30 @@ fn params(tasks: usize) -> Params {
     }
 }
 
-/// Pairs (i ≤ j) of T tasks, in the kernel's order.
-pub fn pairs(tasks: usize) -> usize {
-    tasks * (tasks + 1) / 2
-}
-
 /// The Gram matrix's scratch for T tasks of n elements: chunk partials
-/// [chunks, pairs] and the pair sums [pairs].
+/// [chunks, T·T] and the matrix [T, T].
 pub struct GramScratch {
-    /// [chunks, pairs] partial dot products.
+    /// [chunks, T·T] partial Gram matrices, one per column chunk.
     pub partials: Tensor,
-    /// [pairs] dot products ⟨g_i, g_j⟩, i ≤ j.
+    /// [T, T] row-major: ⟨g_i, g_j⟩, symmetric bit for bit.
     pub sums: Tensor,
 }
 
 impl GramScratch {
     /// Scratch for `tasks` rows of `n` elements.
     pub fn new(ctx: &crate::gpu::GpuContext, tasks: usize, n: usize) -> Result<Self> {
-        let chunks = n.div_ceil(CHUNK).max(1);
+        let chunks = n.div_ceil(GRAM_CHUNK).max(1);
+        let t2 = tasks * tasks;
         Ok(GramScratch {
-            partials: Tensor::empty(ctx, "gram partials", &[chunks, pairs(tasks)], DType::F32)?,
-            sums: Tensor::empty(ctx, "gram", &[pairs(tasks)], DType::F32)?,
+            partials: Tensor::empty(ctx, "gram partials", &[chunks, t2], DType::F32)?,
+            sums: Tensor::empty(ctx, "gram", &[tasks, tasks], DType::F32)?,
         })
     }
 }
 
-/// M_ij = x_i·x_j for i ≤ j (upper triangle, row by row, into
-/// `scratch.sums`; `gram_matrix` expands it) of the T rows of `x` [T, n].
+/// M = X·Xᵀ of the T rows of `x` [T·n] (flat, row-major), into
+/// `scratch.sums` [T, T]. Every chunk's partial sums and their fixed-order
+/// column sum are deterministic; M_ij and M_ji are the same bits.
 pub fn gram(rec: &mut Recorder, x: &Tensor, tasks: usize, scratch: &GramScratch) -> Result<()> {
     const OP: &str = "weighting::gram";
     require_f32(OP, x)?;
@@ -118,9 +116,9 @@ pub fn gram(rec: &mut Recorder, x: &Tensor, tasks: usize, scratch: &GramScratch)
         });
     }
     let n = x.len() / tasks;
-    let chunks = n.div_ceil(CHUNK);
-    let np = pairs(tasks);
-    if scratch.partials.shape() != [chunks, np] || scratch.sums.len() != np {
+    let chunks = n.div_ceil(GRAM_CHUNK);
+    let t2 = tasks * tasks;
+    if scratch.partials.shape() != [chunks, t2] || scratch.sums.len() != t2 {
         return Err(Error::Shape {
             op: OP,
             detail: format!(
@@ -137,30 +135,11 @@ pub fn gram(rec: &mut Recorder, x: &Tensor, tasks: usize, scratch: &GramScratch)
             detail: format!("{n} elements per task need {chunks} chunks (max {max})"),
         });
     }
-    let p = Params {
-        n: n as u32,
-        ld: n as u32,
-        chunk: CHUNK as u32,
-        pairs: np as u32,
-        ..params(tasks)
-    };
-    let binds = [Bind::read(1, x), Bind::write(3, &scratch.partials)];
-    rec.dispatch(OP, &GRAM, &p, &binds, [chunks as u32, np as u32, 1])?;
-    reduce::column_sums(rec, &scratch.partials, &scratch.sums)
-}
-
-/// The full symmetric T×T matrix from the upper-triangle pair sums.
-pub fn gram_matrix(tasks: usize, pair_sums: &[f32]) -> Vec<f32> {
-    let mut m = vec![0f32; tasks * tasks];
-    let mut k = 0;
-    for i in 0..tasks {
-        for j in i..tasks {
-            m[i * tasks + j] = pair_sums[k];
-            m[j * tasks + i] = pair_sums[k];
-            k += 1;
-        }
-    }
-    m
+    let rows = x.reshape(&[tasks, n])?;
+    let partials = scratch.partials.reshape(&[chunks, t2])?;
+    gram_partials(rec, OP, &rows, &partials)?;
+    let flat = scratch.sums.reshape(&[t2])?;
+    reduce::column_sums(rec, &partials, &flat)
 }
 
 fn check_vectors(op: &'static str, tensors: &[&Tensor], tasks: usize) -> Result<()> {

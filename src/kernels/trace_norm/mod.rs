@@ -28,6 +28,9 @@ mod jacobi;
 mod newton_schulz;
 mod ops;
 
+// The chunked Gram kernel serves task weighting too (`weighting::gram`).
+pub(crate) use ops::{gram_partials, GRAM_CHUNK};
+
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, KernelSpec, Recorder, Tensor};
 use crate::kernels::check::require_f32;
