@@ -22,10 +22,10 @@
 
 struct Params {
     tasks: u32,
-    n: u32,       // gram: elements per task row
-    ld: u32,      // gram: elements between task rows
-    chunk: u32,   // gram: elements per workgroup (multiple of 256)
-    pairs: u32,   // gram: T(T+1)/2
+    n: u32,       // row_partials, moco_update, combine_rows: elements per task row; graddrop: rows
+    ld: u32,      // row_partials: elements between task rows; graddrop: width
+    chunk: u32,   // row_partials: elements per workgroup (multiple of 256)
+    pairs: u32,   // unused
     mode: u32,    // row_partials: 0 plain squares, 1 Adagrad-scaled
     seed: u32,    // graddrop: this step's generator seed
     scalar: f32,  // graddrop: leak; moco_update: β
@@ -37,6 +37,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> state: array<f32>;
 @group(0) @binding(5) var<storage, read> c: array<f32>;
+
+var<workgroup> partial: array<f32, 256>;
 
 // a = s (log variances), out = upstream weights.
 @compute @workgroup_size(64)
