@@ -145,6 +145,13 @@ fn balancing_bench(c: &mut Criterion) {
         "nash_mtl",
         "fairgrad",
         "db_mtl",
+        "gls",
+        "stch",
+        "famo",
+        "gradvac",
+        "graddrop",
+        "excess_mtl",
+        "moco",
     ];
     for tasks in [2usize, 8, 32] {
         for method in methods {

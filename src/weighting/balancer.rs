@@ -196,7 +196,8 @@ impl Balancer {
             _ => LossRule::GeometricMean,
         };
         self.write_rule(ctx, program, rule)?;
-        let report = program.step(ctx, opts)?;
+        let before = ctx.counters();
+        let mut report = program.step(ctx, opts)?;
         let weights = program.task_weights().to_f32_vec(ctx)?;
         if opts.update {
             match (&self.weighting, &mut self.methods) {
@@ -204,13 +205,15 @@ impl Balancer {
                     s.observe(&program.task_losses().to_f32_vec(ctx)?)?;
                 }
                 (Weighting::Famo { lr, gamma }, MethodStates { famo: Some(f), .. }) => {
-                    let before = program.task_losses().to_f32_vec(ctx)?;
+                    let before_update = program.task_losses().to_f32_vec(ctx)?;
                     let (_, after) = program.predict(ctx)?;
-                    f.update(&before, &after.losses, *lr, *gamma)?;
+                    f.update(&before_update, &after.losses, *lr, *gamma)?;
                 }
                 _ => {}
             }
         }
+        // Count the readbacks and FAMO's second forward pass too.
+        report = StepReport::since(ctx, &before, report.losses.take());
         Ok(BalancedStep { report, weights })
     }
 
