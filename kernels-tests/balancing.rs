@@ -446,6 +446,25 @@ fn new_methods_apply_to_cross_stitch_or_say_why_not() {
         let e = relative_losses_with(ctx, name.parse().unwrap(), stitched(), 40).unwrap_err();
         assert!(e.to_string().contains("hard sharing"), "{name}: {e}");
     }
+    // The same on a mixture of experts (MMoE).
+    let mmoe = || Sharing::Mmoe {
+        experts: manytask::types::Experts {
+            widths: vec![32],
+            per_task: 0,
+            shared: 3,
+        },
+    };
+    // 40 steps move the σ = 100 task little here: the rules' objective
+    // (the geometric mean of the losses, FAMO's log-loss sum) must fall.
+    for name in ["gls", "famo"] {
+        let r = relative_losses_with(ctx, name.parse().unwrap(), mmoe(), 40).unwrap();
+        let log_mean = r.iter().map(|v| v.ln()).sum::<f32>() / r.len() as f32;
+        assert!(log_mean < 0.0, "{name} with MMoE: {r:?}");
+    }
+    for name in ["graddrop", "moco"] {
+        let e = relative_losses_with(ctx, name.parse().unwrap(), mmoe(), 40).unwrap_err();
+        assert!(e.to_string().contains("hard sharing"), "{name}: {e}");
+    }
 }
 
 /// GradNorm's own toy (Chen et al. 2018, §5.1; docs/math.md §7): 4
