@@ -547,12 +547,10 @@ impl Graph {
             Some(t) => t,
             None => return Err(shape_err("set_balancing: add the losses node first".into())),
         };
-        if balancing.needs_task_split() {
-            if self.task_split.is_none() {
-                return Err(shape_err(
-                    "gradient-based balancing needs the per-task gradients of the heads' input: call split_task_grads on the first head layer (hard sharing)".into(),
-                ));
-            }
+        if balancing.needs_task_split() && self.task_split.is_none() {
+            return Err(shape_err(
+                "gradient-based balancing needs the per-task gradients of the heads' input: call split_task_grads on the first head layer (hard sharing)".into(),
+            ));
         }
         if balancing == Balancing::Uncertainty && self.log_var.is_none() {
             self.log_var = Some(self.param("weighting.log_var", &[tasks], Init::Zeros)?);
