@@ -378,11 +378,11 @@ pub enum RowSum {
 }
 
 /// Scratch of [`row_sums`] for T rows of n elements: chunk partials
-/// [chunks, T] and the sums [T].
+/// \[chunks, T\] and the sums \[T\].
 pub struct RowSumScratch {
     /// [chunks, T] partial sums.
     pub partials: Tensor,
-    /// [T] one sum per row.
+    /// \[T\] one sum per row.
     pub sums: Tensor,
 }
 
