@@ -1,8 +1,10 @@
 //! Mixtures of experts (MMoE, CGC / PLE, DSelect-k): the `moe` kernels
 //! against their references, gradients by finite differences through
 //! every new op, dispatch counts independent of E and T, a one-expert
-//! MMoE against hard sharing, the gate-mass API, balancing, and each
-//! model training the default benchmark from the CLI on both adapters.
+//! MMoE against hard sharing, the gate-mass API, balancing, each model
+//! training the default benchmark from the CLI on both adapters with its
+//! load-balance report in the log and the plot, and MMoE against a shared
+//! bottom on `mmoe_synthetic` data.
 
 use manytask::arch::{Experts, ModelSpec, Sharing, TaskKind, TaskSpec};
 use manytask::graph::{Balancing, GramSpace, Program, StepOptions};
@@ -255,6 +257,20 @@ fn gate_mass_is_each_task_s_average_gate_per_expert() {
         feed(ctx, &p, &m.nodes, 5);
         let mass = gates.mass(ctx, &p).unwrap();
         assert_eq!(mass.len(), 3, "{name}");
+        // Read inside a whole forward pass (evaluation's way), the gates
+        // and the logits are those of the separate passes, bit for bit.
+        let (logits, _, values) = p.predict_reading(ctx, &[gates.node, m.nodes.x]).unwrap();
+        assert_eq!(
+            values[0],
+            p.forward_value(ctx, gates.node).unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            values[1],
+            p.forward_value(ctx, m.nodes.x).unwrap(),
+            "{name}"
+        );
+        assert_eq!(logits, p.predict(ctx).unwrap().0, "{name}");
         let mix = gates.mix;
         for (t, row) in mass.iter().enumerate() {
             assert_eq!(row.len(), mix.experts(), "{name}");
@@ -346,6 +362,7 @@ fn every_moe_model_trains_the_default_benchmark_on_every_adapter() {
         let backend = backend.as_str();
         for model in ["mmoe", "cgc", "ple", "dselect_k"] {
             let log = dir.join(format!("{model}-{backend}.jsonl"));
+            let plot = dir.join(format!("{model}-{backend}.svg"));
             run_ok(
                 manytask()
                     .args(["train", "--model", model, "--tasks", "2", "--widths", "16"])
@@ -353,7 +370,14 @@ fn every_moe_model_trains_the_default_benchmark_on_every_adapter() {
                         "--epochs", "3", "--lr", "0.03", "--batch", "64", "--every", "100",
                     ])
                     .args(["--backend", backend, "--log"])
-                    .arg(&log),
+                    .arg(&log)
+                    .arg("--plot")
+                    .arg(&plot),
+            );
+            let svg = std::fs::read_to_string(&plot).unwrap();
+            assert!(
+                svg.contains("gate mass per expert"),
+                "{model}: no load-balance panel"
             );
             let text = std::fs::read_to_string(&log).unwrap();
             let epochs: Vec<serde_json::Value> = text
@@ -362,6 +386,9 @@ fn every_moe_model_trains_the_default_benchmark_on_every_adapter() {
                 .filter(|r| r.get("split").is_some())
                 .collect();
             assert_eq!(epochs.len(), 3, "{model} on {backend}: {text}");
+            for record in &epochs {
+                check_gate_record(model, &record["gates"]);
+            }
             for task in ["task0", "task1"] {
                 let loss = |r: &serde_json::Value| r["metrics"][task]["loss"].as_f64().unwrap();
                 let (first, last) = (loss(&epochs[0]), loss(&epochs[2]));
@@ -371,6 +398,67 @@ fn every_moe_model_trains_the_default_benchmark_on_every_adapter() {
                 );
             }
         }
+    }
+}
+
+/// A log's load-balance record for a 2-task model of `model`'s kind
+/// (the CLI defaults: 4 experts; CGC / PLE one own expert per task and
+/// one shared): names, each task's gate mass over its experts, active
+/// experts and entropy.
+fn check_gate_record(model: &str, gates: &serde_json::Value) {
+    let names: Vec<&str> = gates["experts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{model}: no gates in the log: {gates}"))
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    let own_experts = matches!(model, "cgc" | "ple");
+    if own_experts {
+        assert_eq!(names, ["task0.0", "task1.0", "shared.0"], "{model}");
+    } else {
+        assert_eq!(names, ["0", "1", "2", "3"], "{model}");
+    }
+    for (t, task) in ["task0", "task1"].iter().enumerate() {
+        let g = &gates["tasks"][task];
+        let mass: Vec<f64> = g["mass"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(mass.len(), names.len(), "{model} {task}");
+        let total: f64 = mass.iter().sum();
+        let (active, entropy) = (
+            g["active"].as_f64().unwrap(),
+            g["entropy"].as_f64().unwrap(),
+        );
+        // A task's gate reaches its own experts and the shared ones only.
+        let reach = if own_experts { 2.0 } else { 4.0 };
+        if own_experts {
+            assert_eq!(mass[1 - t], 0.0, "{model} {task}: {mass:?}");
+        }
+        if model == "dselect_k" {
+            // 4 experts in 3-bit codes: a selector may point past them
+            // (weight lost), and the smooth step makes gates exactly 0.
+            assert!(
+                total > 0.0 && total <= 1.0 + 1e-5,
+                "{model} {task}: {mass:?}"
+            );
+            assert!(
+                (0.0..=reach).contains(&active),
+                "{model} {task}: active {active}"
+            );
+        } else {
+            assert!((total - 1.0).abs() < 1e-5, "{model} {task}: {mass:?}");
+            assert_eq!(
+                active, reach,
+                "{model} {task}: a softmax keeps every expert"
+            );
+        }
+        assert!(
+            (0.0..=reach.ln() + 1e-6).contains(&entropy),
+            "{model} {task}: entropy {entropy}"
+        );
     }
 }
 

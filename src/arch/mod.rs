@@ -30,7 +30,7 @@ pub mod moe;
 pub mod pieces;
 
 pub use crate::types::{Experts, ModelSpec, Sharing, StitchOptions, TaskKind, TaskSpec};
-pub use moe::{gate_mass, TaskGates};
+pub use moe::{expert_names, gate_mass, GateSums, TaskGates};
 pub use pieces::Piece;
 
 use crate::error::{Error, Result};

@@ -44,20 +44,99 @@ impl TaskGates {
 /// Per-task gate mass per expert, averaged over rows, from gate values
 /// g [rows, G] laid out as `mix`.
 pub fn gate_mass(g: &[f32], mix: &Mixture) -> Vec<Vec<f32>> {
-    let cols = mix.gate_columns();
-    let rows = g.len() / cols.max(1);
-    let mut mass = vec![vec![0f64; mix.experts()]; mix.tasks];
-    for r in 0..rows {
-        for c in 0..mix.tasks * mix.task_block() {
-            mass[mix.output_of(c)][mix.expert_of(c)] += g[r * cols + c] as f64;
+    let mut sums = GateSums::new(*mix);
+    sums.add(g, g.len() / mix.gate_columns().max(1));
+    sums.mass()
+}
+
+/// Running sums of task gates over rows (batches of a split, padded rows
+/// left out): each task's mass per expert, its active experts (gates
+/// exactly > 0: DSelect-k's smooth step reaches 0, a softmax does not)
+/// and the gate's entropy −Σ g ln g (nats).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GateSums {
+    mix: Mixture,
+    rows: usize,
+    /// [T][E] Σ over rows of the gate.
+    mass: Vec<Vec<f64>>,
+    /// \[T\] Σ over rows of the active experts.
+    active: Vec<f64>,
+    /// \[T\] Σ over rows of the entropy.
+    entropy: Vec<f64>,
+}
+
+impl GateSums {
+    /// Empty sums for gates laid out as `mix`.
+    pub fn new(mix: Mixture) -> GateSums {
+        GateSums {
+            mix,
+            rows: 0,
+            mass: vec![vec![0.0; mix.experts()]; mix.tasks],
+            active: vec![0.0; mix.tasks],
+            entropy: vec![0.0; mix.tasks],
         }
     }
-    mass.into_iter()
-        .map(|m| {
-            m.into_iter()
-                .map(|v| (v / rows.max(1) as f64) as f32)
-                .collect()
-        })
+
+    /// Adds the first `rows` rows of gate values g [≥ rows, G] (a padded
+    /// batch's real rows).
+    pub fn add(&mut self, g: &[f32], rows: usize) {
+        let cols = self.mix.gate_columns();
+        let rows = rows.min(g.len() / cols.max(1));
+        for row in g.chunks_exact(cols.max(1)).take(rows) {
+            for c in 0..self.mix.tasks * self.mix.task_block() {
+                let (t, v) = (self.mix.output_of(c), f64::from(row[c]));
+                self.mass[t][self.mix.expert_of(c)] += v;
+                if v > 0.0 {
+                    self.active[t] += 1.0;
+                    self.entropy[t] -= v * v.ln();
+                }
+            }
+        }
+        self.rows += rows;
+    }
+
+    /// Rows added.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// [T][E]: each task's mean gate per expert (0 for experts outside
+    /// its gate, and over zero rows).
+    pub fn mass(&self) -> Vec<Vec<f32>> {
+        let n = self.rows.max(1) as f64;
+        self.mass
+            .iter()
+            .map(|m| m.iter().map(|v| (v / n) as f32).collect())
+            .collect()
+    }
+
+    /// \[T\]: each task's mean count of experts with a gate > 0.
+    pub fn active(&self) -> Vec<f64> {
+        let n = self.rows.max(1) as f64;
+        self.active.iter().map(|v| v / n).collect()
+    }
+
+    /// \[T\]: each task's mean gate entropy in nats (0: one expert; ln E:
+    /// uniform over E).
+    pub fn entropy(&self) -> Vec<f64> {
+        let n = self.rows.max(1) as f64;
+        self.entropy.iter().map(|v| v / n).collect()
+    }
+}
+
+/// Names of the experts of `mix`, in gate-mass order: `0`, `1`, … for
+/// MMoE and DSelect-k; `{task}.{j}` for a task's own experts and
+/// `shared.{j}` for the shared ones in CGC and PLE (their checkpoint
+/// names without the `experts.` prefix).
+pub fn expert_names(mix: &Mixture, tasks: &[TaskSpec]) -> Vec<String> {
+    if mix.task_experts == 0 {
+        return (0..mix.experts()).map(|e| e.to_string()).collect();
+    }
+    let own = tasks
+        .iter()
+        .take(mix.tasks)
+        .flat_map(|t| (0..mix.task_experts).map(move |j| format!("{}.{j}", t.name)));
+    own.chain((0..mix.shared_experts).map(|j| format!("shared.{j}")))
         .collect()
 }
 

@@ -11,6 +11,11 @@
 //! 3. Task weights.
 //! 4. Validation loss per task at each validation pass (every epoch end),
 //!    on a log axis, with a marker per pass.
+//! 5. Mixtures of experts only: the load-balance map, each task's mean
+//!    gate per expert at the last validation pass (one row per task, one
+//!    column per expert, darker = more mass, the value printed in each
+//!    cell), so expert collapse (one expert taking a task's whole mass,
+//!    or every task on the same expert) shows at a glance.
 //!
 //! Training-loss curves are smoothed with an exponential moving average,
 //! `s_k = 0.6 s_(k-1) + 0.4 x_k` ([`EMA_FACTOR`] = 0.6, over the ~200
@@ -25,7 +30,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::train::{EvaluationEvent, Observer, StartEvent, StepEvent};
+use crate::train::{EvaluationEvent, GateReport, Observer, StartEvent, StepEvent};
 
 /// The weight of the previous smoothed value in the loss curves' EMA.
 pub const EMA_FACTOR: f64 = 0.6;
@@ -44,6 +49,8 @@ pub struct History {
     steps_per_epoch: usize,
     /// (step, per-task validation loss) at each validation pass.
     validation: Vec<(usize, Vec<Option<f64>>)>,
+    /// A mixture's gates at the last validation pass, and its step.
+    gates: Option<(usize, GateReport)>,
 }
 
 impl Observer for History {
@@ -67,6 +74,9 @@ impl Observer for History {
     fn on_evaluation(&mut self, e: &EvaluationEvent) -> Result<()> {
         let losses = e.metrics.tasks.iter().map(|t| t.value("loss")).collect();
         self.validation.push((e.step, losses));
+        if let Some(g) = &e.metrics.gates {
+            self.gates = Some((e.step, g.clone()));
+        }
         Ok(())
     }
 }
@@ -191,7 +201,8 @@ struct Panel<'a> {
 
 /// Renders into a string, so that writing the file is ours to report.
 fn draw(svg: &mut String, tasks: &[String], history: &History) -> DrawResult {
-    let root = SVGBackend::with_string(svg, (1000, 1240)).into_drawing_area();
+    let height = if history.gates.is_some() { 1550 } else { 1240 };
+    let root = SVGBackend::with_string(svg, (1000, height)).into_drawing_area();
     root.fill(&WHITE)?;
     let (plots, legend) = root.split_horizontally(820);
     let first = history.epochs(*history.steps.first().unwrap_or(&0));
@@ -243,8 +254,13 @@ fn draw(svg: &mut String, tasks: &[String], history: &History) -> DrawResult {
             markers: true,
         },
     ];
-    for (area, panel) in plots.split_evenly((panels.len(), 1)).iter().zip(&panels) {
+    let rows = panels.len() + usize::from(history.gates.is_some());
+    let areas = plots.split_evenly((rows, 1));
+    for (area, panel) in areas.iter().zip(&panels) {
         draw_panel(area, panel, x_range.clone())?;
+    }
+    if let (Some((step, gates)), Some(area)) = (&history.gates, areas.get(panels.len())) {
+        draw_gates(area, gates, history.epochs(*step))?;
     }
     draw_legend(&legend, tasks)?;
     root.present()?;
@@ -299,6 +315,61 @@ fn draw_panel(
             chart.draw_series(series.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
         }
         chart.draw_series(LineSeries::new(series, color.stroke_width(2)))?;
+    }
+    Ok(())
+}
+
+/// The load-balance map: task rows × expert columns, each cell shaded
+/// by the task's mean gate on that expert and labelled with it.
+fn draw_gates(area: &DrawingArea<SVGBackend, Shift>, gates: &GateReport, epoch: f64) -> DrawResult {
+    let (experts, tasks) = (gates.experts.len(), gates.tasks.len());
+    let caption = format!("gate mass per expert at the last validation pass (epoch {epoch:.2})");
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(34)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..experts.max(1) as f64, 0.0..tasks.max(1) as f64)?;
+    let expert_label = |v: &f64| {
+        let i = v.floor() as usize;
+        match gates.experts.get(i) {
+            Some(name) if (v - i as f64 - 0.5).abs() < 1e-6 => name.clone(),
+            _ => String::new(),
+        }
+    };
+    let task_label = |v: &f64| {
+        let i = v.floor() as usize;
+        match gates.tasks.get(tasks.saturating_sub(1 + i)) {
+            Some(t) if (v - i as f64 - 0.5).abs() < 1e-6 => t.task.clone(),
+            _ => String::new(),
+        }
+    };
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("expert")
+        .x_labels(2 * experts + 1)
+        .x_label_formatter(&expert_label)
+        .y_labels(2 * tasks + 1)
+        .y_label_formatter(&task_label)
+        .draw()?;
+    for (row, task) in gates.tasks.iter().enumerate() {
+        // The first task on top.
+        let y = (tasks - 1 - row) as f64;
+        for (e, &m) in task.mass.iter().enumerate() {
+            let shade = (255.0 * (1.0 - f64::from(m).clamp(0.0, 1.0))) as u8;
+            let fill = RGBColor(shade, shade, 255);
+            let cell = [(e as f64, y), (e as f64 + 1.0, y + 1.0)];
+            chart.draw_series(std::iter::once(Rectangle::new(cell, fill.filled())))?;
+            chart.draw_series(std::iter::once(Rectangle::new(cell, BLACK.mix(0.2))))?;
+            let ink = if m > 0.5 { WHITE } else { BLACK };
+            let text = Text::new(
+                format!("{m:.2}"),
+                (e as f64 + 0.35, y + 0.6),
+                ("sans-serif", 12).into_font().color(&ink),
+            );
+            chart.draw_series(std::iter::once(text))?;
+        }
     }
     Ok(())
 }

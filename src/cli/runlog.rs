@@ -13,7 +13,7 @@ use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::train::{EvaluationEvent, Metrics, Observer, StepEvent};
+use crate::train::{EvaluationEvent, GateReport, Metrics, Observer, StepEvent};
 
 /// A JSON array of numbers; non-finite values are written as `null`
 /// (JSON has no NaN or infinity).
@@ -70,6 +70,29 @@ pub struct StepRecord<'a> {
     pub orthogonality: &'a [f32],
 }
 
+/// `{"experts":[names],"tasks":{task:{"mass":[per expert],"active":a,"entropy":h}}}`.
+fn gates_json(gates: &GateReport) -> String {
+    let names: Vec<String> = gates.experts.iter().map(|n| json_string(n)).collect();
+    let tasks: Vec<String> = gates
+        .tasks
+        .iter()
+        .map(|t| {
+            format!(
+                "{}:{{\"mass\":{},\"active\":{},\"entropy\":{}}}",
+                json_string(&t.task),
+                json_list(&t.mass),
+                json_number(t.active, t.active),
+                json_number(t.entropy, t.entropy)
+            )
+        })
+        .collect();
+    format!(
+        "{{\"experts\":[{}],\"tasks\":{{{}}}}}",
+        names.join(","),
+        tasks.join(",")
+    )
+}
+
 /// An open log file.
 pub struct RunLog {
     path: PathBuf,
@@ -118,7 +141,9 @@ impl RunLog {
     /// `{"time":T,"epoch":K,"step":N,"complete":B,"split":S,"metrics":{task:{metric:value,
     /// "samples":n}}}` after a validation pass in epoch K (1-based; B
     /// false when the run ended mid-epoch) at step N; classification tasks
-    /// add `"per_class_accuracy":[…]`.
+    /// add `"per_class_accuracy":[…]`; a mixture of experts adds
+    /// `"gates":{"experts":[…],"tasks":{task:{"mass":[…],"active":a,"entropy":h}}}`
+    /// (its task gates over the split, `train::GateReport`).
     pub fn epoch(
         &mut self,
         epoch: usize,
@@ -147,12 +172,16 @@ impl RunLog {
                 format!("{}:{{{}}}", json_string(&t.task), values.join(","))
             })
             .collect();
-        let line = format!(
-            "{{\"time\":{},\"epoch\":{epoch},\"step\":{step},\"complete\":{complete},\"split\":{},\"metrics\":{{{}}}}}",
+        let mut line = format!(
+            "{{\"time\":{},\"epoch\":{epoch},\"step\":{step},\"complete\":{complete},\"split\":{},\"metrics\":{{{}}}",
             unix_time(),
             json_string(&metrics.split),
             tasks.join(",")
         );
+        if let Some(gates) = &metrics.gates {
+            line.push_str(&format!(",\"gates\":{}", gates_json(gates)));
+        }
+        line.push('}');
         self.write_line(&line)
     }
 
@@ -191,7 +220,7 @@ impl Observer for RunLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::TaskMetrics;
+    use crate::train::{TaskGateReport, TaskMetrics};
 
     #[test]
     fn records_are_valid_json_with_escaped_names() {
@@ -226,6 +255,15 @@ mod tests {
                     per_class_accuracy: vec![None, None],
                 },
             ],
+            gates: Some(GateReport {
+                experts: vec!["0".into(), "shared.0".into()],
+                tasks: vec![TaskGateReport {
+                    task: "b".into(),
+                    mass: vec![0.25, 0.75],
+                    active: 2.0,
+                    entropy: 0.5,
+                }],
+            }),
         };
         log.epoch(1, 3, true, &metrics).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -250,7 +288,9 @@ mod tests {
             lines[1],
             serde_json::json!({"epoch":1,"step":3,"complete":true,"split":"validation",
                 "metrics":{"a \"quoted\"\\task":{"mse":0.5,"samples":4},
-                    "b":{"accuracy":null,"per_class_accuracy":[null,null],"samples":0}}})
+                    "b":{"accuracy":null,"per_class_accuracy":[null,null],"samples":0}},
+                "gates":{"experts":["0","shared.0"],
+                    "tasks":{"b":{"mass":[0.25,0.75],"active":2.0,"entropy":0.5}}}})
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

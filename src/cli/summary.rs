@@ -206,6 +206,7 @@ mod tests {
                 seg,
                 task("normals", 0, &[("mse", None)]),
             ],
+            gates: None,
         }
     }
 

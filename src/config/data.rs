@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use super::{invalid, misplaced, quoted, TaskConfig};
 use crate::data::csv::{CsvColumns, CsvTask};
 use crate::data::dataset::{Dataset, Split, SplitFractions, TargetScale, TaskSchema};
+use crate::data::mmoe_synthetic::MmoeSyntheticSpec;
 use crate::data::multi_mnist::MultiMnistSpec;
 use crate::data::standardize::target_scale_of;
 use crate::data::synthetic::{Synthetic, SyntheticSpec};
@@ -68,6 +69,17 @@ const SOURCES: &[(&str, &[&str])] = &[
             "samples",
         ],
     ),
+    (
+        "mmoe_synthetic",
+        &[
+            "samples",
+            "inputs",
+            "correlation",
+            "sines",
+            "scale",
+            "noise",
+        ],
+    ),
     ("idx", &["images", "labels", "task", "classes", "samples"]),
     ("fashion_mnist", &["dir", "part", "samples"]),
     (
@@ -83,7 +95,8 @@ const COMMON_KEYS: &str = "validation, test, standardize_targets, target_scale";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// synthetic | safetensors | csv | idx | fashion_mnist | multi_mnist.
+    /// synthetic | mmoe_synthetic | safetensors | csv | idx | fashion_mnist
+    /// | multi_mnist.
     pub source: String,
     /// Fraction of the samples held out for validation.
     pub validation: f64,
@@ -92,11 +105,12 @@ pub struct DataConfig {
     /// synthetic: tasks (default 4).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tasks: Option<usize>,
-    /// synthetic and multi_mnist: samples to make (default 2000, and the
-    /// image count); the other sources: keep the first `samples`.
+    /// synthetic, mmoe_synthetic and multi_mnist: samples to make (default
+    /// 2000, 10000 and the image count); the other sources: keep the first
+    /// `samples`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub samples: Option<usize>,
-    /// synthetic: input width D (default 250).
+    /// synthetic and mmoe_synthetic: input width D (default 250 and 100).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inputs: Option<usize>,
     /// synthetic: outputs per task (default 100).
@@ -105,6 +119,19 @@ pub struct DataConfig {
     /// synthetic: the largest task scale σ (default 100).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_scale: Option<f32>,
+    /// mmoe_synthetic: the cosine p between the two tasks' weight vectors
+    /// (default 0.5; −1 ≤ p ≤ 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation: Option<f32>,
+    /// mmoe_synthetic: sine terms m of each label (default 10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sines: Option<usize>,
+    /// mmoe_synthetic: the weight vectors' length c (default 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f32>,
+    /// mmoe_synthetic: the label noise's standard deviation σ (default 0.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub noise: Option<f32>,
     /// safetensors and csv: the file (the training samples when
     /// `validation_path` or `test_path` is given).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -172,6 +199,10 @@ impl Default for DataConfig {
             inputs: None,
             outputs: None,
             max_scale: None,
+            correlation: None,
+            sines: None,
+            scale: None,
+            noise: None,
             path: None,
             validation_path: None,
             test_path: None,
@@ -248,6 +279,10 @@ impl DataConfig {
             ("inputs", self.inputs.is_some()),
             ("outputs", self.outputs.is_some()),
             ("max_scale", self.max_scale.is_some()),
+            ("correlation", self.correlation.is_some()),
+            ("sines", self.sines.is_some()),
+            ("scale", self.scale.is_some()),
+            ("noise", self.noise.is_some()),
             ("path", self.path.is_some()),
             ("validation_path", self.validation_path.is_some()),
             ("test_path", self.test_path.is_some()),
@@ -320,6 +355,25 @@ impl DataConfig {
         if let Some(s) = self.max_scale {
             if !(s.is_finite() && s > 0.0) {
                 return Err(invalid("data.max_scale", s, "must be finite and > 0"));
+            }
+        }
+        if let Some(p) = self.correlation {
+            if !(-1.0..=1.0).contains(&p) {
+                return Err(invalid(
+                    "data.correlation",
+                    p,
+                    "a cosine: must be in [−1, 1]",
+                ));
+            }
+        }
+        if let Some(c) = self.scale {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(invalid("data.scale", c, "must be finite and > 0"));
+            }
+        }
+        if let Some(s) = self.noise {
+            if !(s.is_finite() && s >= 0.0) {
+                return Err(invalid("data.noise", s, "must be finite and ≥ 0"));
             }
         }
         if let Some(c) = self.classes {
@@ -678,6 +732,17 @@ impl DataConfig {
                 );
                 let samples = self.samples.unwrap_or(2000);
                 return Dataset::from_synthetic(&Synthetic::generate(&spec, samples)?);
+            }
+            "mmoe_synthetic" => {
+                let spec = MmoeSyntheticSpec {
+                    inputs: self.inputs.unwrap_or(100),
+                    correlation: self.correlation.unwrap_or(0.5),
+                    sines: self.sines.unwrap_or(10),
+                    scale: self.scale.unwrap_or(1.0),
+                    noise: self.noise.unwrap_or(0.1),
+                    seed,
+                };
+                return spec.generate(self.samples.unwrap_or(10_000));
             }
             "safetensors" | "csv" => return self.read_file(&path(&self.path), tasks, config_err),
             "idx" => idx::read_classification(

@@ -8,7 +8,8 @@
 //! - readers: [`safetensors`] (also a writer), [`csv`], [`idx`] (the MNIST
 //!   family, gzipped or not);
 //! - builders: [`synthetic`] (GradNorm's regression benchmark,
-//!   docs/math.md §7), [`multi_mnist`] (two overlaid digits, two
+//!   docs/math.md §7), [`mmoe_synthetic`] (MMoE's two regressions of
+//!   set correlation), [`multi_mnist`] (two overlaid digits, two
 //!   tasks), [`fashion_mnist`] (class + coarse group, from the Debian
 //!   package `dataset-fashion-mnist`).
 //!
@@ -23,6 +24,7 @@ pub mod csv;
 pub mod dataset;
 pub mod fashion_mnist;
 pub mod idx;
+pub mod mmoe_synthetic;
 pub mod multi_mnist;
 pub mod safetensors;
 pub mod standardize;

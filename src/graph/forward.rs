@@ -22,7 +22,18 @@ impl Program {
 
     /// Records the forward of the first `end` nodes.
     pub(crate) fn record_forward_through(&self, rec: &mut Recorder, end: usize) -> Result<()> {
-        for (i, node) in self.graph.nodes.iter().enumerate().take(end) {
+        self.record_forward_range(rec, 0..end)
+    }
+
+    /// Records the forward of nodes `range` (those before it recorded
+    /// already, in this recorder or an earlier submit).
+    pub(crate) fn record_forward_range(
+        &self,
+        rec: &mut Recorder,
+        range: std::ops::Range<usize>,
+    ) -> Result<()> {
+        let (start, end) = (range.start, range.end);
+        for (i, node) in self.graph.nodes.iter().enumerate().take(end).skip(start) {
             let state = &self.nodes[i];
             let out = &state.value;
             let z = kept_z(state);

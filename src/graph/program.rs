@@ -501,8 +501,38 @@ impl Program {
     /// per-task losses come too), then the logits [rows, Σ widths] and the
     /// losses are read back. Nothing is updated.
     pub fn predict(&self, ctx: &GpuContext) -> Result<(Vec<f32>, LossReport)> {
+        let (logits, report, _) = self.predict_reading(ctx, &[])?;
+        Ok((logits, report))
+    }
+
+    /// [`Program::predict`], also reading the values of `nodes` (say a
+    /// mixture's gates), each right after its op runs, so a buffer a later
+    /// op reuses is read before it is. One submit. The values come in the
+    /// order of `nodes`, row-major.
+    pub fn predict_reading(
+        &self,
+        ctx: &GpuContext,
+        nodes: &[NodeId],
+    ) -> Result<(Vec<f32>, LossReport, Vec<Vec<f32>>)> {
+        let count = self.graph.nodes.len();
+        if let Some(bad) = nodes.iter().find(|n| n.0 >= count) {
+            return Err(Error::InvalidInput {
+                op: "Program::predict_reading",
+                detail: format!("node {} is not in the graph ({count} nodes)", bad.0),
+            });
+        }
+        let mut order: Vec<usize> = (0..nodes.len()).collect();
+        order.sort_by_key(|&i| nodes[i].0);
         let mut rec = ctx.recorder("predict");
-        self.record_forward(&mut rec)?;
+        let mut done = 0;
+        let mut reads = Vec::with_capacity(nodes.len());
+        for &i in &order {
+            let end = nodes[i].0 + 1;
+            self.record_forward_range(&mut rec, done..end.max(done))?;
+            done = done.max(end);
+            reads.push((i, rec.read(self.val(nodes[i]))));
+        }
+        self.record_forward_range(&mut rec, done..count)?;
         let out = rec.read(self.val(self.loss.logits));
         let pending = PendingLosses {
             losses: rec.read(&self.loss.losses),
@@ -510,7 +540,11 @@ impl Program {
             watch: None,
         };
         rec.submit()?;
-        Ok((out.wait_f32(ctx)?, pending.wait(ctx)?))
+        let mut values = vec![Vec::new(); nodes.len()];
+        for (i, read) in reads {
+            values[i] = read.wait_f32(ctx)?;
+        }
+        Ok((out.wait_f32(ctx)?, pending.wait(ctx)?, values))
     }
 
     /// Balancing terms, regularisers, the optimiser and proximal steps.

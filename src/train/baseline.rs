@@ -191,6 +191,7 @@ mod tests {
                 task("b", &[("accuracy", 0.9)]),
                 task("c", &[("mse", 5.0)]),
             ],
+            gates: None,
         }
     }
 

@@ -15,7 +15,12 @@
 //! A metric over zero samples is `None`, not 0: an empty split, or a task
 //! none of whose samples in it is labelled. [`TaskMetrics::labelled`] and
 //! [`Metrics::rows`] say which.
+//!
+//! A mixture of experts also reports its gates over the split
+//! ([`GateReport`]): each task's mean gate per expert (expert collapse
+//! shows as one expert taking all the mass), active experts and entropy.
 
+use crate::arch::{expert_names, GateSums};
 use crate::data::batch::{Batcher, LastBatch};
 use crate::data::dataset::{Dataset, Order};
 use crate::error::Result;
@@ -81,6 +86,54 @@ pub struct Metrics {
     pub rows: usize,
     /// One entry per model task, in the model's order.
     pub tasks: Vec<TaskMetrics>,
+    /// A mixture of experts' task gates over the split (PLE: the last
+    /// level's); None for other models and an empty split.
+    pub gates: Option<GateReport>,
+}
+
+/// A mixture's task gates averaged over a split's samples.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GateReport {
+    /// The experts' names (`arch::expert_names`), the order of `mass`.
+    pub experts: Vec<String>,
+    /// One entry per model task, in the model's order.
+    pub tasks: Vec<TaskGateReport>,
+}
+
+/// One task's gate over a split.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskGateReport {
+    /// The task's name.
+    pub task: String,
+    /// Its mean gate per expert (0 for experts outside its gate); sums to 1.
+    pub mass: Vec<f32>,
+    /// Its mean count of experts whose gate is > 0 (DSelect-k's sparsity;
+    /// a softmax gate keeps every expert).
+    pub active: f64,
+    /// Its mean gate entropy −Σ g ln g in nats (0: one expert; ln E:
+    /// uniform over E).
+    pub entropy: f64,
+}
+
+impl GateReport {
+    /// The report of `sums` for `tasks`; None over zero rows.
+    pub fn from_sums(sums: &GateSums, experts: Vec<String>, tasks: &[TaskSpec]) -> Option<Self> {
+        if sums.rows() == 0 {
+            return None;
+        }
+        let (mass, active, entropy) = (sums.mass(), sums.active(), sums.entropy());
+        let tasks = tasks
+            .iter()
+            .enumerate()
+            .map(|(t, spec)| TaskGateReport {
+                task: spec.name.clone(),
+                mass: mass.get(t).cloned().unwrap_or_default(),
+                active: active.get(t).copied().unwrap_or(0.0),
+                entropy: entropy.get(t).copied().unwrap_or(0.0),
+            })
+            .collect();
+        Some(GateReport { experts, tasks })
+    }
 }
 
 impl Metrics {
@@ -200,9 +253,14 @@ pub fn evaluate(
             ..Sums::default()
         })
         .collect();
+    let gate_nodes: Vec<_> = nodes.gates.iter().map(|g| g.node).collect();
+    let mut gate_sums = nodes.gates.map(|g| GateSums::new(g.mix));
     for batch in batcher.epoch(Order::Sequential, 0, LastBatch::Pad)? {
         write_batch(ctx, &learner.program, nodes, &batch)?;
-        let (logits, report) = learner.program.predict(ctx)?;
+        let (logits, report, values) = learner.program.predict_reading(ctx, &gate_nodes)?;
+        if let (Some(sums), Some(g)) = (&mut gate_sums, values.first()) {
+            sums.add(g, batch.real_rows);
+        }
         let mut class_row = 0;
         for (t, task) in spec.tasks.iter().enumerate() {
             let s = &mut sums[t];
@@ -268,10 +326,15 @@ pub fn evaluate(
             task_metrics(&task.name, task.kind, &s, scale)
         })
         .collect();
+    let gates = gate_sums.as_ref().and_then(|sums| {
+        let names = expert_names(&nodes.gates?.mix, &spec.tasks);
+        GateReport::from_sums(sums, names, &spec.tasks)
+    });
     Ok(Metrics {
         split: split.to_string(),
         rows: data.rows(),
         tasks,
+        gates,
     })
 }
 
@@ -328,6 +391,7 @@ mod tests {
             split: "test".into(),
             rows: 0,
             tasks: vec![t.clone()],
+            gates: None,
         };
         assert_eq!(empty.why_empty(&t).unwrap(), "the test split is empty");
         assert_eq!(empty.loss(), None);
@@ -363,6 +427,7 @@ mod tests {
             split: "test".into(),
             rows: 2,
             tasks: vec![t],
+            gates: None,
         };
         assert_eq!(m.get("depth.orig_mae"), Some(20.0));
         assert_eq!(m.get("loss"), Some(1.5));

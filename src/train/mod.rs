@@ -74,7 +74,7 @@ pub use events::{
     StepEvent, StopReason, Watched,
 };
 pub use learner::Learner;
-pub use metrics::{Metrics, TargetScale, TaskMetrics};
+pub use metrics::{GateReport, Metrics, TargetScale, TaskGateReport, TaskMetrics};
 pub use options::{Length, Periodic, TrainOptions, Validation};
 pub use schedule::{LrSchedule, ScheduleKind};
 pub use state::TrainState;
