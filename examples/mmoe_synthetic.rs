@@ -41,19 +41,25 @@ fn parse_args() -> Args {
     };
     let all: Vec<String> = std::env::args().skip(1).collect();
     for pair in all.chunks(2) {
-        let value = pair.get(1).map(String::as_str).unwrap_or("");
-        let bad = || panic!("{} takes a number, got '{value}'", pair[0]);
-        match pair[0].as_str() {
-            "--epochs" => args.epochs = value.parse().unwrap_or_else(|_| bad()),
-            "--samples" => args.samples = value.parse().unwrap_or_else(|_| bad()),
-            "--seeds" => args.seeds = value.parse().unwrap_or_else(|_| bad()),
-            "--lr" => args.lr = value.parse().unwrap_or_else(|_| bad()),
+        let (flag, value) = (pair[0].as_str(), pair.get(1).map_or("", String::as_str));
+        match flag {
+            "--epochs" => args.epochs = number(flag, value),
+            "--samples" => args.samples = number(flag, value),
+            "--seeds" => args.seeds = number(flag, value),
+            "--lr" => args.lr = number(flag, value),
             other => {
                 panic!("unknown argument '{other}': expected --epochs, --samples, --seeds or --lr")
             }
         }
     }
     args
+}
+
+/// `value` read as a number, or a panic naming `flag`.
+fn number<T: std::str::FromStr>(flag: &str, value: &str) -> T {
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("{flag} takes a number, got '{value}'"))
 }
 
 /// The two models compared.
