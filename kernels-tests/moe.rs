@@ -438,8 +438,8 @@ fn check_gate_record(model: &str, gates: &serde_json::Value) {
             assert_eq!(mass[1 - t], 0.0, "{model} {task}: {mass:?}");
         }
         if model == "dselect_k" {
-            // 4 experts in 3-bit codes: a selector may point past them
-            // (weight lost), and the smooth step makes gates exactly 0.
+            // Codes past E select nothing (the gates sum to ≤ 1 unless E
+            // is a power of two), and the smooth step makes gates exactly 0.
             assert!(
                 total > 0.0 && total <= 1.0 + 1e-5,
                 "{model} {task}: {mass:?}"
