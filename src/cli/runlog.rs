@@ -290,7 +290,7 @@ mod tests {
                 "metrics":{"a \"quoted\"\\task":{"mse":0.5,"samples":4},
                     "b":{"accuracy":null,"per_class_accuracy":[null,null],"samples":0}},
                 "gates":{"experts":["0","shared.0"],
-                    "tasks":{"b":{"mass":[0.25,0.75],"active":2.0,"entropy":0.5}}}})
+                    "tasks":{"b":{"mass":[0.25,0.75],"active":2,"entropy":0.5}}}})
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
