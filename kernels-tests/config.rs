@@ -225,6 +225,22 @@ fn impossible_values_are_errors_naming_the_key() {
             "model.regularisers[0].variant: only for kind = \"trace_norm\"",
         ),
         ("[data]\nsource = \"hdf5\"\n".into(), "data.source = \"hdf5\""),
+        (
+            "[data]\nsource = \"mmoe_synthetic\"\ncorrelation = 1.5\n".into(),
+            "data.correlation = 1.5",
+        ),
+        (
+            "[data]\nsource = \"mmoe_synthetic\"\nnoise = -0.1\n".into(),
+            "data.noise = -0.1",
+        ),
+        (
+            "[data]\nsource = \"mmoe_synthetic\"\ntasks = 3\n".into(),
+            "data.tasks: not a key of source = \"mmoe_synthetic\"",
+        ),
+        (
+            "[data]\nsource = \"synthetic\"\ncorrelation = 0.5\n".into(),
+            "data.correlation: not a key of source = \"synthetic\"",
+        ),
         ("[data]\nvalidation = 1.5\n".into(), "data.validation = 1.5"),
         ("[data]\nvalidation = 0.5\ntest = 0.5\n".into(), "data.validation + data.test = 1"),
         ("[data]\nsource = \"safetensors\"\n".into(), "data.path: missing"),
