@@ -150,15 +150,24 @@ fn moe_mix_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     }
 }
 
-@compute @workgroup_size(256)
-fn gate_softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+// One invocation per (row, output): its gate block's first column and
+// width; not valid past the last row.
+struct GateBlock { base: u32, size: u32, valid: bool }
+
+fn gate_block_of(i: u32) -> GateBlock {
     let n_out = outputs();
-    let i = linear(wid, lid);
-    if (i >= p.rows * n_out) { return; }
+    if (i >= p.rows * n_out) { return GateBlock(0u, 0u, false); }
     let r = i / n_out;
     let o = i - r * n_out;
-    let base = r * gate_columns() + o * block();
-    let n = block_size(o);
+    return GateBlock(r * gate_columns() + o * block(), block_size(o), true);
+}
+
+@compute @workgroup_size(256)
+fn gate_softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let g = gate_block_of(linear(wid, lid));
+    if (!g.valid) { return; }
+    let base = g.base;
+    let n = g.size;
     var top = src[base];
     for (var j = 1u; j < n; j = j + 1u) { top = max(top, src[base + j]); }
     var sum = 0.0;
@@ -168,13 +177,10 @@ fn gate_softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 
 @compute @workgroup_size(256)
 fn gate_softmax_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let n_out = outputs();
-    let i = linear(wid, lid);
-    if (i >= p.rows * n_out) { return; }
-    let r = i / n_out;
-    let o = i - r * n_out;
-    let base = r * gate_columns() + o * block();
-    let n = block_size(o);
+    let g = gate_block_of(linear(wid, lid));
+    if (!g.valid) { return; }
+    let base = g.base;
+    let n = g.size;
     var dot = 0.0;
     for (var j = 0u; j < n; j = j + 1u) { dot = fma(src[base + j], upstream[base + j], dot); }
     for (var j = 0u; j < n; j = j + 1u) {
