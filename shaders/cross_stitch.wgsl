@@ -4,18 +4,29 @@
 // graph's task blocks). α is T×T for the layer, or one T×T per channel
 // ([C, T, T]) with PER_CHANNEL; α[t, s] weighs source task s in output t.
 //
-//   stitch_mix         out[b, t·C + c] (+)= Σ_s α[t, s] · x[b, s·C + c]
+//   stitch_mix4 / stitch_mix
+//                      out[b, t·C + c] (+)= Σ_s α[t, s] · x[b, s·C + c]
 //                      (forward); with TRANSPOSE α[s, t] instead: the
-//                      backward dX = αᵀ applied to dY. One invocation per
-//                      (row, channel), writing all T outputs; ACCUMULATE
-//                      adds into out.
-//   stitch_alpha_grad  dα[t, s] (+)= Σ_b Σ_c dy[b, t·C + c] · x[b, s·C + c]:
-//                      one workgroup per (t, s), 256 invocations strided
-//                      over channels (and over rows when C < 256), then
-//                      a fixed tree: deterministic.
-//   stitch_alpha_grad_channel
-//                      dα[c, t, s] (+)= Σ_b dy[b, t·C + c] · x[b, s·C + c]:
-//                      one invocation per (c, t, s), b ascending.
+//                      backward dX = αᵀ applied to dY; ACCUMULATE adds
+//                      into out. One invocation per (row, 4 channels) as
+//                      vec4s when C % 4 == 0 (mix4), else per (row,
+//                      channel); outputs in blocks of 4 tasks held in
+//                      named registers, so each source is loaded once per
+//                      block (s ascending: the same fma chain either way).
+//   stitch_alpha_partials
+//                      dα, stage 1: invocation (row chunk, channel group
+//                      of 4, task block) sums its chunk's rows in order.
+//                      Per layer: a 4×4 block of (t, s) dot products over
+//                      the group's 4 channels → partial[chunk·G + g, t, s].
+//                      Per channel (PER_CHANNEL): one t, 4 s, each channel
+//                      apart → partial[chunk, c, t, s].
+//   stitch_alpha_sum   stage 2, per channel: dα[i] (+)= Σ_chunk partial[chunk, i],
+//                      chunks ascending.
+//   stitch_alpha_sum_tree
+//                      stage 2, per layer: one workgroup per (t, s), lanes
+//                      strided over the partials, then a fixed tree.
+// No float atomics: every sum has a fixed order set by the shapes alone,
+// so dα is bit-identical from run to run.
 // Launcher src/kernels/cross_stitch.rs; tests kernels-tests/cross_stitch.rs.
 
 struct Params {
@@ -23,75 +34,263 @@ struct Params {
     channels: u32,
     tasks: u32,
     row_groups: u32,   // workgroups per grid row (x), for folded grids
+    chunk_rows: u32,   // dα stage 1: rows per chunk
+    chunks: u32,       // dα: row chunks
+    terms: u32,        // dα stage 2: partials summed per output
+    outputs: u32,      // dα stage 2: entries of dα
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
+// X (dY for dX); the dα partials for stage 2.
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> alpha: array<f32>;
+// The mix's output; dα partials (stage 1) or dα (stage 2).
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 // The upstream gradient dY for the α gradients (same layout as x).
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
+// The same buffers as x, out and dy, viewed as vec4s (C % 4 == 0).
+@group(0) @binding(5) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> out4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> dy4: array<vec4<f32>>;
 
 override PER_CHANNEL: bool = false;
 override TRANSPOSE: bool = false;
 override ACCUMULATE: bool = false;
-
-fn alpha_at(c: u32, t: u32, s: u32) -> f32 {
-    var base = 0u;
-    if (PER_CHANNEL) { base = c * p.tasks * p.tasks; }
-    if (TRANSPOSE) { return alpha[base + s * p.tasks + t]; }
-    return alpha[base + t * p.tasks + s];
-}
+// dα stage 1 reads x4 / dy4 (C % 4 == 0) instead of 4 scalars.
+override VEC4: bool = false;
 
 fn linear(wid: vec3<u32>, lid: vec3<u32>) -> u32 {
     return (wid.y * p.row_groups + wid.x) * 256u + lid.x;
 }
 
+// α[t, s] (α[s, t] with TRANSPOSE) for channel c; 0 for t past the last
+// task (the unused registers of a partial block).
+fn alpha1(c: u32, t: u32, s: u32) -> f32 {
+    if (t >= p.tasks) { return 0.0; }
+    var ts = t * p.tasks + s;
+    if (TRANSPOSE) { ts = s * p.tasks + t; }
+    if (PER_CHANNEL) { return alpha[c * p.tasks * p.tasks + ts]; }
+    return alpha[ts];
+}
+
+// The same for the 4 channels 4·g .. 4·g + 3.
+fn alpha4(g: u32, t: u32, s: u32) -> vec4<f32> {
+    if (t >= p.tasks) { return vec4<f32>(0.0); }
+    var ts = t * p.tasks + s;
+    if (TRANSPOSE) { ts = s * p.tasks + t; }
+    if (!PER_CHANNEL) { return vec4<f32>(alpha[ts]); }
+    let tt = p.tasks * p.tasks;
+    let i = 4u * g * tt + ts;
+    return vec4<f32>(alpha[i], alpha[i + tt], alpha[i + 2u * tt], alpha[i + 3u * tt]);
+}
+
+@compute @workgroup_size(256)
+fn stitch_mix4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let groups = p.channels / 4u;
+    let i = linear(wid, lid);
+    if (i >= p.rows * groups) { return; }
+    let b = i / groups;
+    let g = i - b * groups;
+    let row = b * p.tasks * groups + g;
+    for (var t0 = 0u; t0 < p.tasks; t0 = t0 + 4u) {
+        var a0 = vec4<f32>(0.0);
+        var a1 = vec4<f32>(0.0);
+        var a2 = vec4<f32>(0.0);
+        var a3 = vec4<f32>(0.0);
+        for (var s = 0u; s < p.tasks; s = s + 1u) {
+            let v = x4[row + s * groups];
+            a0 = fma(alpha4(g, t0, s), v, a0);
+            a1 = fma(alpha4(g, t0 + 1u, s), v, a1);
+            a2 = fma(alpha4(g, t0 + 2u, s), v, a2);
+            a3 = fma(alpha4(g, t0 + 3u, s), v, a3);
+        }
+        let o = row + t0 * groups;
+        if (ACCUMULATE) { a0 = a0 + out4[o]; }
+        out4[o] = a0;
+        if (t0 + 1u < p.tasks) {
+            if (ACCUMULATE) { a1 = a1 + out4[o + groups]; }
+            out4[o + groups] = a1;
+        }
+        if (t0 + 2u < p.tasks) {
+            if (ACCUMULATE) { a2 = a2 + out4[o + 2u * groups]; }
+            out4[o + 2u * groups] = a2;
+        }
+        if (t0 + 3u < p.tasks) {
+            if (ACCUMULATE) { a3 = a3 + out4[o + 3u * groups]; }
+            out4[o + 3u * groups] = a3;
+        }
+    }
+}
+
 @compute @workgroup_size(256)
 fn stitch_mix(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    // One invocation per (row, channel) writes that channel of all T
-    // outputs: one division per T outputs (integer division is scalar on
-    // CPU drivers), and the T inputs are re-read from cache, not memory.
-    let width = p.tasks * p.channels;
     let i = linear(wid, lid);
     if (i >= p.rows * p.channels) { return; }
     let b = i / p.channels;
     let c = i - b * p.channels;
-    let row = b * width + c;
-    for (var t = 0u; t < p.tasks; t = t + 1u) {
-        var acc = 0.0;
+    let row = b * p.tasks * p.channels + c;
+    for (var t0 = 0u; t0 < p.tasks; t0 = t0 + 4u) {
+        var a0 = 0.0;
+        var a1 = 0.0;
+        var a2 = 0.0;
+        var a3 = 0.0;
         for (var s = 0u; s < p.tasks; s = s + 1u) {
-            acc = fma(alpha_at(c, t, s), x[row + s * p.channels], acc);
+            let v = x[row + s * p.channels];
+            a0 = fma(alpha1(c, t0, s), v, a0);
+            a1 = fma(alpha1(c, t0 + 1u, s), v, a1);
+            a2 = fma(alpha1(c, t0 + 2u, s), v, a2);
+            a3 = fma(alpha1(c, t0 + 3u, s), v, a3);
         }
-        let o = row + t * p.channels;
-        if (ACCUMULATE) { acc = acc + out[o]; }
-        out[o] = acc;
+        let o = row + t0 * p.channels;
+        if (ACCUMULATE) { a0 = a0 + out[o]; }
+        out[o] = a0;
+        if (t0 + 1u < p.tasks) {
+            if (ACCUMULATE) { a1 = a1 + out[o + p.channels]; }
+            out[o + p.channels] = a1;
+        }
+        if (t0 + 2u < p.tasks) {
+            if (ACCUMULATE) { a2 = a2 + out[o + 2u * p.channels]; }
+            out[o + 2u * p.channels] = a2;
+        }
+        if (t0 + 3u < p.tasks) {
+            if (ACCUMULATE) { a3 = a3 + out[o + 3u * p.channels]; }
+            out[o + 3u * p.channels] = a3;
+        }
     }
+}
+
+// Channels 4·g .. 4·g + 3 of task block `t` in row b of X (of dY with
+// `from_dy`); channels past C read 0; all 0 for t past the last task.
+fn load4(from_dy: bool, b: u32, t: u32, g: u32) -> vec4<f32> {
+    if (t >= p.tasks) { return vec4<f32>(0.0); }
+    if (VEC4) {
+        let i = (b * p.tasks + t) * (p.channels / 4u) + g;
+        if (from_dy) { return dy4[i]; }
+        return x4[i];
+    }
+    let c = 4u * g;
+    let i = (b * p.tasks + t) * p.channels + c;
+    var v = vec4<f32>(0.0);
+    if (from_dy) {
+        v.x = dy[i];
+        if (c + 1u < p.channels) { v.y = dy[i + 1u]; }
+        if (c + 2u < p.channels) { v.z = dy[i + 2u]; }
+        if (c + 3u < p.channels) { v.w = dy[i + 3u]; }
+    } else {
+        v.x = x[i];
+        if (c + 1u < p.channels) { v.y = x[i + 1u]; }
+        if (c + 2u < p.channels) { v.z = x[i + 2u]; }
+        if (c + 3u < p.channels) { v.w = x[i + 3u]; }
+    }
+    return v;
+}
+
+// Stores a partial at [j, t, s] ([j, T, T] blocks) when (t, s) is a task pair.
+fn put(j: u32, t: u32, s: u32, v: f32) {
+    if (t < p.tasks && s < p.tasks) {
+        out[(j * p.tasks + t) * p.tasks + s] = v;
+    }
+}
+
+// put() for channels c .. c + 3 (rows j .. j + 3 of the partials), those
+// past C skipped; components named, never indexed by a variable.
+fn put_channels(j: u32, c: u32, t: u32, s: u32, v: vec4<f32>) {
+    put(j, t, s, v.x);
+    if (c + 1u < p.channels) { put(j + 1u, t, s, v.y); }
+    if (c + 2u < p.channels) { put(j + 2u, t, s, v.z); }
+    if (c + 3u < p.channels) { put(j + 3u, t, s, v.w); }
+}
+
+@compute @workgroup_size(256)
+fn stitch_alpha_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let groups = (p.channels + 3u) / 4u;
+    let blocks = (p.tasks + 3u) / 4u;
+    // Per layer: (chunk, t block, s block, g); per channel: (chunk, t, s block, g).
+    var t_blocks = blocks;
+    if (PER_CHANNEL) { t_blocks = p.tasks; }
+    let per_chunk = t_blocks * blocks * groups;
+    let i = linear(wid, lid);
+    if (i >= p.chunks * per_chunk) { return; }
+    let chunk = i / per_chunk;
+    let r = i - chunk * per_chunk;
+    let tsb = r / groups;
+    let g = r - tsb * groups;
+    let tb = tsb / blocks;
+    let s0 = (tsb - tb * blocks) * 4u;
+    let b0 = chunk * p.chunk_rows;
+    let b1 = min(b0 + p.chunk_rows, p.rows);
+    if (PER_CHANNEL) {
+        // dα[c, t, s] for one t and 4 s, the 4 channels apart (vec4 lanes).
+        let t = tb;
+        var a0 = vec4<f32>(0.0);
+        var a1 = vec4<f32>(0.0);
+        var a2 = vec4<f32>(0.0);
+        var a3 = vec4<f32>(0.0);
+        for (var b = b0; b < b1; b = b + 1u) {
+            let d = load4(true, b, t, g);
+            a0 = fma(d, load4(false, b, s0, g), a0);
+            a1 = fma(d, load4(false, b, s0 + 1u, g), a1);
+            a2 = fma(d, load4(false, b, s0 + 2u, g), a2);
+            a3 = fma(d, load4(false, b, s0 + 3u, g), a3);
+        }
+        let j = chunk * p.channels + 4u * g;
+        put_channels(j, 4u * g, t, s0, a0);
+        put_channels(j, 4u * g, t, s0 + 1u, a1);
+        put_channels(j, 4u * g, t, s0 + 2u, a2);
+        put_channels(j, 4u * g, t, s0 + 3u, a3);
+        return;
+    }
+    // Per layer: the 4×4 block (t0.., s0..) of ⟨dy_t, x_s⟩ over the
+    // group's 4 channels, one named register per pair.
+    let t0 = tb * 4u;
+    var a00 = 0.0; var a01 = 0.0; var a02 = 0.0; var a03 = 0.0;
+    var a10 = 0.0; var a11 = 0.0; var a12 = 0.0; var a13 = 0.0;
+    var a20 = 0.0; var a21 = 0.0; var a22 = 0.0; var a23 = 0.0;
+    var a30 = 0.0; var a31 = 0.0; var a32 = 0.0; var a33 = 0.0;
+    for (var b = b0; b < b1; b = b + 1u) {
+        let x0 = load4(false, b, s0, g);
+        let x1 = load4(false, b, s0 + 1u, g);
+        let x2 = load4(false, b, s0 + 2u, g);
+        let x3 = load4(false, b, s0 + 3u, g);
+        let d0 = load4(true, b, t0, g);
+        a00 = a00 + dot(d0, x0); a01 = a01 + dot(d0, x1); a02 = a02 + dot(d0, x2); a03 = a03 + dot(d0, x3);
+        let d1 = load4(true, b, t0 + 1u, g);
+        a10 = a10 + dot(d1, x0); a11 = a11 + dot(d1, x1); a12 = a12 + dot(d1, x2); a13 = a13 + dot(d1, x3);
+        let d2 = load4(true, b, t0 + 2u, g);
+        a20 = a20 + dot(d2, x0); a21 = a21 + dot(d2, x1); a22 = a22 + dot(d2, x2); a23 = a23 + dot(d2, x3);
+        let d3 = load4(true, b, t0 + 3u, g);
+        a30 = a30 + dot(d3, x0); a31 = a31 + dot(d3, x1); a32 = a32 + dot(d3, x2); a33 = a33 + dot(d3, x3);
+    }
+    let j = chunk * groups + g;
+    put(j, t0, s0, a00); put(j, t0, s0 + 1u, a01); put(j, t0, s0 + 2u, a02); put(j, t0, s0 + 3u, a03);
+    put(j, t0 + 1u, s0, a10); put(j, t0 + 1u, s0 + 1u, a11); put(j, t0 + 1u, s0 + 2u, a12); put(j, t0 + 1u, s0 + 3u, a13);
+    put(j, t0 + 2u, s0, a20); put(j, t0 + 2u, s0 + 1u, a21); put(j, t0 + 2u, s0 + 2u, a22); put(j, t0 + 2u, s0 + 3u, a23);
+    put(j, t0 + 3u, s0, a30); put(j, t0 + 3u, s0 + 1u, a31); put(j, t0 + 3u, s0 + 2u, a32); put(j, t0 + 3u, s0 + 3u, a33);
+}
+
+@compute @workgroup_size(256)
+fn stitch_alpha_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = linear(wid, lid);
+    if (i >= p.outputs) { return; }
+    var acc = 0.0;
+    for (var j = 0u; j < p.terms; j = j + 1u) {
+        acc = acc + x[j * p.outputs + i];
+    }
+    if (ACCUMULATE) { acc = acc + out[i]; }
+    out[i] = acc;
 }
 
 var<workgroup> partial: array<f32, 256>;
 
 @compute @workgroup_size(256)
-fn stitch_alpha_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    // Workgroup (t, s) = (wid.x / T, wid.x % T).
-    let t = wid.x / p.tasks;
-    let s = wid.x % p.tasks;
-    let width = p.tasks * p.channels;
-    // Lane l owns channel l % span (and those span, 2·span… further) of
-    // rows l / span, + phases, + 2·phases…: with fewer than 256 channels
-    // the lanes split the rows too instead of idling (sluice subspaces
-    // have C/G channels). A fixed assignment: deterministic.
-    let span = min(p.channels, 256u);
-    let phases = 256u / span;
-    let c0 = lid.x % span;
-    let r0 = lid.x / span;
+fn stitch_alpha_sum_tree(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = wid.y * p.row_groups + wid.x;
+    // Every lane of a workgroup reaches the barriers.
+    let live = i < p.outputs;
     var acc = 0.0;
-    if (r0 < phases) {
-        for (var b = r0; b < p.rows; b = b + phases) {
-            let base = b * width;
-            for (var c = c0; c < p.channels; c = c + span) {
-                acc = fma(dy[base + t * p.channels + c], x[base + s * p.channels + c], acc);
-            }
+    if (live) {
+        for (var j = lid.x; j < p.terms; j = j + 256u) {
+            acc = acc + x[j * p.outputs + i];
         }
     }
     partial[lid.x] = acc;
@@ -100,26 +299,9 @@ fn stitch_alpha_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
         if (lid.x < half) { partial[lid.x] = partial[lid.x] + partial[lid.x + half]; }
         workgroupBarrier();
     }
-    if (lid.x == 0u) {
+    if (live && lid.x == 0u) {
         var v = partial[0];
-        if (ACCUMULATE) { v = v + out[wid.x]; }
-        out[wid.x] = v;
+        if (ACCUMULATE) { v = v + out[i]; }
+        out[i] = v;
     }
-}
-
-@compute @workgroup_size(256)
-fn stitch_alpha_grad_channel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = linear(wid, lid);
-    let tt = p.tasks * p.tasks;
-    if (i >= p.channels * tt) { return; }
-    let c = i / tt;
-    let t = (i % tt) / p.tasks;
-    let s = i % p.tasks;
-    let width = p.tasks * p.channels;
-    var acc = 0.0;
-    for (var b = 0u; b < p.rows; b = b + 1u) {
-        acc = fma(dy[b * width + t * p.channels + c], x[b * width + s * p.channels + c], acc);
-    }
-    if (ACCUMULATE) { acc = acc + out[i]; }
-    out[i] = acc;
 }

@@ -3,30 +3,61 @@
 //! Reference: `reference::cross_stitch`; tests: kernels-tests/cross_stitch.rs.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, KernelSpec, Recorder, Shader, Tensor};
+use crate::gpu::{Bind, DType, KernelSpec, Recorder, Shader, Tensor};
 use crate::kernels::check::require_f32;
 
 const WG: u64 = 256;
 
-/// The mix kernel for (per channel, transposed α, accumulate).
-pub fn mix_spec(per_channel: bool, transpose: bool, accumulate: bool) -> KernelSpec {
-    KernelSpec::new(Shader::CrossStitch, "stitch_mix")
+/// How a kernel's lanes move channels: 4 at a time as vec4s (C % 4 == 0:
+/// every task block starts on a 16-byte boundary), or one float at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lanes {
+    /// vec4 loads and stores.
+    Vec4,
+    /// Scalar loads and stores.
+    Scalar,
+}
+
+impl Lanes {
+    /// Vec4 where `channels` allows it.
+    pub fn for_channels(channels: usize) -> Self {
+        if channels % 4 == 0 {
+            Lanes::Vec4
+        } else {
+            Lanes::Scalar
+        }
+    }
+}
+
+/// The mix kernel for (lanes, per channel, transposed α, accumulate).
+pub fn mix_spec(lanes: Lanes, per_channel: bool, transpose: bool, accumulate: bool) -> KernelSpec {
+    let entry = match lanes {
+        Lanes::Vec4 => "stitch_mix4",
+        Lanes::Scalar => "stitch_mix",
+    };
+    KernelSpec::new(Shader::CrossStitch, entry)
         .with_flag("PER_CHANNEL", per_channel)
         .with_flag("TRANSPOSE", transpose)
         .with_flag("ACCUMULATE", accumulate)
 }
 
-/// The α-gradient kernel (per layer: workgroup tree; per channel: one
-/// invocation per entry).
-pub fn alpha_grad_spec(per_channel: bool, accumulate: bool) -> KernelSpec {
-    let entry = if per_channel {
-        "stitch_alpha_grad_channel"
-    } else {
-        "stitch_alpha_grad"
-    };
-    KernelSpec::new(Shader::CrossStitch, entry)
+/// dα's first stage: per-chunk partial sums (per layer: 4×4 blocks of
+/// task pairs over 4 channels; per channel: 4 source tasks).
+pub fn alpha_partials_spec(lanes: Lanes, per_channel: bool) -> KernelSpec {
+    KernelSpec::new(Shader::CrossStitch, "stitch_alpha_partials")
         .with_flag("PER_CHANNEL", per_channel)
-        .with_flag("ACCUMULATE", accumulate)
+        .with_flag("VEC4", lanes == Lanes::Vec4)
+}
+
+/// dα's second stage: the partials summed in a fixed order (per channel:
+/// one invocation per entry; per layer: one workgroup tree per entry).
+pub fn alpha_sum_spec(per_channel: bool, accumulate: bool) -> KernelSpec {
+    let entry = if per_channel {
+        "stitch_alpha_sum"
+    } else {
+        "stitch_alpha_sum_tree"
+    };
+    KernelSpec::new(Shader::CrossStitch, entry).with_flag("ACCUMULATE", accumulate)
 }
 
 /// Every pipeline this module can build (for the naga cross-compile test).
@@ -34,22 +65,87 @@ pub fn specs() -> Vec<KernelSpec> {
     let mut all = Vec::new();
     for pc in [false, true] {
         for acc in [false, true] {
-            all.push(alpha_grad_spec(pc, acc));
-            for tr in [false, true] {
-                all.push(mix_spec(pc, tr, acc));
+            all.push(alpha_sum_spec(pc, acc));
+            for lanes in [Lanes::Vec4, Lanes::Scalar] {
+                for tr in [false, true] {
+                    all.push(mix_spec(lanes, pc, tr, acc));
+                }
             }
+        }
+        for lanes in [Lanes::Vec4, Lanes::Scalar] {
+            all.push(alpha_partials_spec(lanes, pc));
         }
     }
     all
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     rows: u32,
     channels: u32,
     tasks: u32,
     row_groups: u32,
+    chunk_rows: u32,
+    chunks: u32,
+    terms: u32,
+    outputs: u32,
+}
+
+/// Stage 1 of dα aims at this many invocations (enough to fill a CPU
+/// adapter's threads and SIMD lanes; a GPU wants no more for a sum this
+/// small) ...
+const TARGET_INVOCATIONS: u64 = 16_384;
+/// ... with each walking at least this many rows of its chunk.
+const MIN_CHUNK_ROWS: u64 = 8;
+/// The most partials one stage-2 lane sums (under llvmpipe's loop cap).
+const MAX_STAGE2_TERMS: u64 = 32_768;
+
+/// How dα's stage 1 splits the rows: (rows per chunk, chunks), and the
+/// partials stage 2 sums per entry (and per lane). A function of the
+/// shape alone: the sums' order never depends on the adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct AlphaPlan {
+    chunk_rows: u64,
+    chunks: u64,
+    /// Stage-1 invocations per chunk.
+    per_chunk: u64,
+    /// Partials per dα entry (stage 2 sums them; 0 for an empty X).
+    terms: u64,
+}
+
+impl AlphaPlan {
+    fn new(rows: usize, channels: usize, tasks: usize, per_channel: bool) -> Self {
+        let (rows, channels, tasks) = (rows as u64, channels as u64, tasks as u64);
+        let groups = channels.div_ceil(4);
+        let blocks = tasks.div_ceil(4);
+        let t_blocks = if per_channel { tasks } else { blocks };
+        let per_chunk = (t_blocks * blocks * groups).max(1);
+        let partial_rows_per_chunk = if per_channel { 1 } else { groups };
+        // Enough invocations, at least MIN_CHUNK_ROWS rows each, and few
+        // enough chunks that stage 2's lanes stay under the loop cap
+        // (per layer the tree's 256 lanes share the terms).
+        let lanes2 = if per_channel { 1 } else { 256 };
+        let max_chunks = (MAX_STAGE2_TERMS * lanes2 / partial_rows_per_chunk).max(1);
+        let chunk_rows = (rows * per_chunk)
+            .div_ceil(TARGET_INVOCATIONS)
+            .max(MIN_CHUNK_ROWS)
+            .max(rows.div_ceil(max_chunks))
+            .max(1);
+        let chunks = rows.div_ceil(chunk_rows).max(1);
+        // An empty X has no partials: stage 2 writes zeros (dα of nothing).
+        let empty = rows == 0 || channels == 0;
+        AlphaPlan {
+            chunk_rows,
+            chunks,
+            per_chunk,
+            terms: if empty {
+                0
+            } else {
+                chunks * partial_rows_per_chunk
+            },
+        }
+    }
 }
 
 /// The shape of one unit: X is [rows, tasks·channels].
@@ -128,8 +224,13 @@ pub fn stitch_mix(
             ),
         });
     }
-    // One invocation per (row, channel).
-    let n = (rows * channels) as u64;
+    // One invocation per (row, 4 channels) as vec4s, or per (row, channel).
+    let lanes = Lanes::for_channels(channels);
+    let per_row = match lanes {
+        Lanes::Vec4 => channels / 4,
+        Lanes::Scalar => channels,
+    };
+    let n = (rows * per_row) as u64;
     if n == 0 {
         return Ok(());
     }
@@ -139,24 +240,29 @@ pub fn stitch_mix(
         channels: channels as u32,
         tasks: unit.tasks as u32,
         row_groups: gx,
+        ..Params::default()
     };
-    // Each invocation runs T outputs × T sources.
+    // Each invocation runs ⌈T/4⌉ output blocks × T sources.
     let t = unit.tasks as u64;
+    let iterations = t.div_ceil(4) * (t + 1);
     crate::kernels::check::require_loop_budget(
         rec.ctx(),
         OP,
-        t * t + t,
-        || format!("{t} tasks loop {} times per invocation", t * t + t),
+        iterations,
+        || format!("{t} tasks loop {iterations} times per invocation"),
         "stitch fewer task columns per unit; or run on a GPU",
     )?;
-    let binds = [Bind::read(1, x), Bind::read(2, alpha), Bind::write(3, out)];
-    rec.dispatch(
-        OP,
-        &mix_spec(unit.per_channel, transpose, accumulate),
-        &params,
-        &binds,
-        [gx, gy, gz],
-    )
+    let spec = mix_spec(lanes, unit.per_channel, transpose, accumulate);
+    match lanes {
+        Lanes::Vec4 => {
+            let binds = [Bind::read(5, x), Bind::read(2, alpha), Bind::write(6, out)];
+            rec.dispatch(OP, &spec, &params, &binds, [gx, gy, gz])
+        }
+        Lanes::Scalar => {
+            let binds = [Bind::read(1, x), Bind::read(2, alpha), Bind::write(3, out)];
+            rec.dispatch(OP, &spec, &params, &binds, [gx, gy, gz])
+        }
+    }
 }
 
 /// dα from the unit's input `x` and the gradient of its output `dy`;
@@ -182,38 +288,69 @@ pub fn stitch_alpha_grad(
             ),
         });
     }
-    let tt = (unit.tasks * unit.tasks) as u64;
-    let groups = if unit.per_channel {
-        (channels as u64 * tt).div_ceil(WG)
-    } else {
-        tt
-    };
-    let [gx, gy, gz] = rec.grid_for_groups(OP, groups)?;
-    if !unit.per_channel && gy > 1 {
-        return Err(Error::GridTooLarge {
-            op: OP,
-            detail: format!("{} tasks need {tt} workgroups in one row", unit.tasks),
-        });
+    let outputs = dalpha.len() as u64;
+    if outputs == 0 {
+        return Ok(());
     }
+    // Stage 1: per-chunk partials into a scratch tensor; stage 2: the
+    // partials summed in a fixed order into dα.
+    let plan = AlphaPlan::new(rows, channels, unit.tasks, unit.per_channel);
+    // Stage 1 walks chunk_rows rows per lane; stage 2 ≤ MAX_STAGE2_TERMS
+    // by construction, checked with it.
+    let lanes2 = if unit.per_channel { 1 } else { 256 };
+    let iterations = plan.chunk_rows.max(plan.terms.div_ceil(lanes2)) + 8;
+    crate::kernels::check::require_row_walk(rec.ctx(), OP, rows, channels, iterations)?;
+    let lanes = Lanes::for_channels(channels);
+    let partials = Tensor::empty(
+        rec.ctx(),
+        "cross_stitch dα partials",
+        &[(plan.terms * outputs).max(1) as usize],
+        DType::F32,
+    )?;
+    let stage1 = plan.chunks * plan.per_chunk;
+    let [gx, gy, gz] = rec.grid_for_groups(OP, stage1.div_ceil(WG))?;
     let params = Params {
         rows: rows as u32,
         channels: channels as u32,
         tasks: unit.tasks as u32,
         row_groups: gx,
+        chunk_rows: plan.chunk_rows as u32,
+        chunks: plan.chunks as u32,
+        terms: plan.terms as u32,
+        outputs: outputs as u32,
     };
-    // Per layer: each lane walks rows / phases rows and channels / span
-    // channels (the shader's lane split); per channel: every row.
-    let iterations = if unit.per_channel {
-        rows as u64
+    if plan.terms > 0 {
+        let binds = [
+            Bind::read(1, x),
+            Bind::write(3, &partials),
+            Bind::read(4, dy),
+            Bind::read(5, x),
+            Bind::read(7, dy),
+        ];
+        rec.dispatch(
+            OP,
+            &alpha_partials_spec(lanes, unit.per_channel),
+            &params,
+            &binds,
+            [gx, gy, gz],
+        )?;
+    }
+    // Stage 2: per channel an invocation per entry, per layer a
+    // workgroup per entry.
+    let groups = if unit.per_channel {
+        outputs.div_ceil(WG)
     } else {
-        let span = channels.clamp(1, 256) as u64;
-        (rows as u64).div_ceil(256 / span) * (channels as u64).div_ceil(span) + 8
+        outputs
     };
-    crate::kernels::check::require_row_walk(rec.ctx(), OP, rows, channels, iterations)?;
-    let binds = [Bind::read(1, x), Bind::write(3, dalpha), Bind::read(4, dy)];
+    let [gx, gy, gz] = rec.grid_for_groups(OP, groups)?;
+    let params = Params {
+        row_groups: gx,
+        ..params
+    };
+    let binds = [Bind::read(1, &partials), Bind::write(3, dalpha)];
     rec.dispatch(
         OP,
-        &alpha_grad_spec(unit.per_channel, accumulate),
+        &alpha_sum_spec(unit.per_channel, accumulate),
         &params,
         &binds,
         [gx, gy, gz],
