@@ -63,10 +63,11 @@ fn linear(wid: vec3<u32>, lid: vec3<u32>) -> u32 {
     return (wid.y * p.row_groups + wid.x) * 256u + lid.x;
 }
 
-// α[t, s] (α[s, t] with TRANSPOSE) for channel c; 0 for t past the last
-// task (the unused registers of a partial block).
-fn alpha1(c: u32, t: u32, s: u32) -> f32 {
-    if (t >= p.tasks) { return 0.0; }
+// α[t, s] (α[s, t] with TRANSPOSE) for channel c. A t past the last
+// task reads the last one's: a partial block's spare registers compute
+// something never stored, without a branch in the inner loop.
+fn alpha1(c: u32, t_in: u32, s: u32) -> f32 {
+    let t = min(t_in, p.tasks - 1u);
     var ts = t * p.tasks + s;
     if (TRANSPOSE) { ts = s * p.tasks + t; }
     if (PER_CHANNEL) { return alpha[c * p.tasks * p.tasks + ts]; }
@@ -74,8 +75,8 @@ fn alpha1(c: u32, t: u32, s: u32) -> f32 {
 }
 
 // The same for the 4 channels 4·g .. 4·g + 3.
-fn alpha4(g: u32, t: u32, s: u32) -> vec4<f32> {
-    if (t >= p.tasks) { return vec4<f32>(0.0); }
+fn alpha4(g: u32, t_in: u32, s: u32) -> vec4<f32> {
+    let t = min(t_in, p.tasks - 1u);
     var ts = t * p.tasks + s;
     if (TRANSPOSE) { ts = s * p.tasks + t; }
     if (!PER_CHANNEL) { return vec4<f32>(alpha[ts]); }

@@ -545,7 +545,65 @@ pub fn run_suite(
         optim::adamw_step(rec, &AdamW::default(), 1, &out, &x, &m, &v)
     })?;
     stitch_rows(&mut s)?;
+    trunk_rows(&mut s)?;
     Ok(s.rows)
+}
+
+/// Whole training steps of a 3-layer ReLU trunk (2 heads of 16 units),
+/// fully fused (`Sharing::HardFused`, 3 dispatches for the trunk) against
+/// dense layers (`Sharing::Hard`), timed round-robin: where fusing pays
+/// on this adapter. m = batch rows, n = trunk width, k = layers.
+fn trunk_rows<F: FnMut(&BenchRow)>(s: &mut Suite<'_, F>) -> Result<()> {
+    use crate::arch::Sharing;
+    if !s.wanted("trunk_step") {
+        return Ok(());
+    }
+    for rows in [8, 32, 256] {
+        for width in [8, 16, 32, 64, 128] {
+            let trunk = vec![width; 3];
+            let mut fused = ArchWorkload::with_shapes(
+                s.ctx,
+                Sharing::HardFused {
+                    trunk: trunk.clone(),
+                },
+                rows,
+                width,
+                2,
+                16,
+            )?;
+            let mut dense =
+                ArchWorkload::with_shapes(s.ctx, Sharing::Hard { trunk }, rows, width, 2, 16)?;
+            let flops = dense.flops;
+            let specs = ["fused", "dense"]
+                .into_iter()
+                .map(|variant| Spec {
+                    kernel: "trunk_step",
+                    variant: Some(variant.into()),
+                    layout: None,
+                    mnk: Some((rows, width, 3)),
+                    dtype: "f32",
+                    flops: Some(flops),
+                    bytes: None,
+                })
+                .collect();
+            let records: Vec<Record> = vec![
+                Box::new(|rec: &mut Recorder| {
+                    fused
+                        .program
+                        .record_step(rec, StepOptions::default())
+                        .map(|_| ())
+                }),
+                Box::new(|rec: &mut Recorder| {
+                    dense
+                        .program
+                        .record_step(rec, StepOptions::default())
+                        .map(|_| ())
+                }),
+            ];
+            s.compare(specs, records)?;
+        }
+    }
+    Ok(())
 }
 
 /// Cross-stitch and layer-stitch units (memory-bound): the mix, its
