@@ -4,22 +4,26 @@
 // graph's task blocks). α is T×T for the layer, or one T×T per channel
 // ([C, T, T]) with PER_CHANNEL; α[t, s] weighs source task s in output t.
 //
-//   stitch_mix4 / stitch_mix
+//   stitch_mix4_small / stitch_mix_small (T ≤ 4), stitch_mix4 / stitch_mix
 //                      out[b, t·C + c] (+)= Σ_s α[t, s] · x[b, s·C + c]
 //                      (forward); with TRANSPOSE α[s, t] instead: the
 //                      backward dX = αᵀ applied to dY; ACCUMULATE adds
-//                      into out. One invocation per (row, 4 channels) as
-//                      vec4s when C % 4 == 0 (mix4), else per (row,
-//                      channel); outputs in blocks of 4 tasks held in
-//                      named registers, so each source is loaded once per
-//                      block (s ascending: the same fma chain either way).
+//                      into out. Lanes move 4 channels as vec4s when
+//                      C % 4 == 0 (the ...4 entries), else one. T ≤ 4: no
+//                      task loop; α in named registers for `chunk_rows`
+//                      rows per invocation (llvmpipe runs loops and
+//                      re-loads slowly). T > 4: one invocation per (row,
+//                      lane), outputs in blocks of 4 tasks in named
+//                      registers, each source loaded once per block.
+//                      Both: fma over s ascending, the same bits.
 //   stitch_alpha_partials
-//                      dα, stage 1: invocation (row chunk, channel group
-//                      of 4, task block) sums its chunk's rows in order.
-//                      Per layer: a 4×4 block of (t, s) dot products over
-//                      the group's 4 channels → partial[chunk·G + g, t, s].
-//                      Per channel (PER_CHANNEL): one t, 4 s, each channel
-//                      apart → partial[chunk, c, t, s].
+//                      dα, stage 1: invocation (row chunk, 4×4 block of
+//                      task pairs, channel group of 4) sums its chunk's
+//                      rows in order, one named register per pair. Per
+//                      layer: dot products over the 4 channels →
+//                      partial[chunk·G + g, t, s]; per channel
+//                      (PER_CHANNEL): vec4s, the channels apart →
+//                      partial[chunk, c, t, s].
 //   stitch_alpha_sum   stage 2, per channel: dα[i] (+)= Σ_chunk partial[chunk, i],
 //                      chunks ascending.
 //   stitch_alpha_sum_tree
@@ -83,6 +87,120 @@ fn alpha4(g: u32, t_in: u32, s: u32) -> vec4<f32> {
     let tt = p.tasks * p.tasks;
     let i = 4u * g * tt + ts;
     return vec4<f32>(alpha[i], alpha[i + tt], alpha[i + 2u * tt], alpha[i + 3u * tt]);
+}
+
+// T ≤ 4 (the common case): no loop over tasks. The 16 α of the unit
+// (per channel: of the lane's 4 channels) sit in named registers for
+// `chunk_rows` rows, and each row's T sources are loaded once. Out-of-range
+// (t, s) read clamped α entries and are never stored. The fma chain over
+// s ascending is the loop kernels' own: the same bits.
+@compute @workgroup_size(256)
+fn stitch_mix4_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let groups = p.channels / 4u;
+    let i = linear(wid, lid);
+    let blocks = (p.rows + p.chunk_rows - 1u) / p.chunk_rows;
+    if (i >= blocks * groups) { return; }
+    let rb = i / groups;
+    let g = i - rb * groups;
+    let n = p.tasks;
+    let s1 = min(1u, n - 1u);
+    let s2 = min(2u, n - 1u);
+    let s3 = min(3u, n - 1u);
+    let a00 = alpha4(g, 0u, 0u); let a01 = alpha4(g, 0u, s1); let a02 = alpha4(g, 0u, s2); let a03 = alpha4(g, 0u, s3);
+    let a10 = alpha4(g, 1u, 0u); let a11 = alpha4(g, 1u, s1); let a12 = alpha4(g, 1u, s2); let a13 = alpha4(g, 1u, s3);
+    let a20 = alpha4(g, 2u, 0u); let a21 = alpha4(g, 2u, s1); let a22 = alpha4(g, 2u, s2); let a23 = alpha4(g, 2u, s3);
+    let a30 = alpha4(g, 3u, 0u); let a31 = alpha4(g, 3u, s1); let a32 = alpha4(g, 3u, s2); let a33 = alpha4(g, 3u, s3);
+    let b0 = rb * p.chunk_rows;
+    let b1 = min(b0 + p.chunk_rows, p.rows);
+    for (var b = b0; b < b1; b = b + 1u) {
+        let row = b * n * groups + g;
+        let v0 = x4[row];
+        var o0 = fma(a00, v0, vec4<f32>(0.0));
+        var o1 = fma(a10, v0, vec4<f32>(0.0));
+        var o2 = fma(a20, v0, vec4<f32>(0.0));
+        var o3 = fma(a30, v0, vec4<f32>(0.0));
+        if (n > 1u) {
+            let v = x4[row + groups];
+            o0 = fma(a01, v, o0); o1 = fma(a11, v, o1); o2 = fma(a21, v, o2); o3 = fma(a31, v, o3);
+        }
+        if (n > 2u) {
+            let v = x4[row + 2u * groups];
+            o0 = fma(a02, v, o0); o1 = fma(a12, v, o1); o2 = fma(a22, v, o2); o3 = fma(a32, v, o3);
+        }
+        if (n > 3u) {
+            let v = x4[row + 3u * groups];
+            o0 = fma(a03, v, o0); o1 = fma(a13, v, o1); o2 = fma(a23, v, o2); o3 = fma(a33, v, o3);
+        }
+        if (ACCUMULATE) { o0 = o0 + out4[row]; }
+        out4[row] = o0;
+        if (n > 1u) {
+            if (ACCUMULATE) { o1 = o1 + out4[row + groups]; }
+            out4[row + groups] = o1;
+        }
+        if (n > 2u) {
+            if (ACCUMULATE) { o2 = o2 + out4[row + 2u * groups]; }
+            out4[row + 2u * groups] = o2;
+        }
+        if (n > 3u) {
+            if (ACCUMULATE) { o3 = o3 + out4[row + 3u * groups]; }
+            out4[row + 3u * groups] = o3;
+        }
+    }
+}
+
+// stitch_mix4_small one channel per lane (C % 4 != 0).
+@compute @workgroup_size(256)
+fn stitch_mix_small(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let chans = p.channels;
+    let i = linear(wid, lid);
+    let blocks = (p.rows + p.chunk_rows - 1u) / p.chunk_rows;
+    if (i >= blocks * chans) { return; }
+    let rb = i / chans;
+    let c = i - rb * chans;
+    let n = p.tasks;
+    let s1 = min(1u, n - 1u);
+    let s2 = min(2u, n - 1u);
+    let s3 = min(3u, n - 1u);
+    let a00 = alpha1(c, 0u, 0u); let a01 = alpha1(c, 0u, s1); let a02 = alpha1(c, 0u, s2); let a03 = alpha1(c, 0u, s3);
+    let a10 = alpha1(c, 1u, 0u); let a11 = alpha1(c, 1u, s1); let a12 = alpha1(c, 1u, s2); let a13 = alpha1(c, 1u, s3);
+    let a20 = alpha1(c, 2u, 0u); let a21 = alpha1(c, 2u, s1); let a22 = alpha1(c, 2u, s2); let a23 = alpha1(c, 2u, s3);
+    let a30 = alpha1(c, 3u, 0u); let a31 = alpha1(c, 3u, s1); let a32 = alpha1(c, 3u, s2); let a33 = alpha1(c, 3u, s3);
+    let b0 = rb * p.chunk_rows;
+    let b1 = min(b0 + p.chunk_rows, p.rows);
+    for (var b = b0; b < b1; b = b + 1u) {
+        let row = b * n * chans + c;
+        let v0 = x[row];
+        var o0 = fma(a00, v0, 0.0);
+        var o1 = fma(a10, v0, 0.0);
+        var o2 = fma(a20, v0, 0.0);
+        var o3 = fma(a30, v0, 0.0);
+        if (n > 1u) {
+            let v = x[row + chans];
+            o0 = fma(a01, v, o0); o1 = fma(a11, v, o1); o2 = fma(a21, v, o2); o3 = fma(a31, v, o3);
+        }
+        if (n > 2u) {
+            let v = x[row + 2u * chans];
+            o0 = fma(a02, v, o0); o1 = fma(a12, v, o1); o2 = fma(a22, v, o2); o3 = fma(a32, v, o3);
+        }
+        if (n > 3u) {
+            let v = x[row + 3u * chans];
+            o0 = fma(a03, v, o0); o1 = fma(a13, v, o1); o2 = fma(a23, v, o2); o3 = fma(a33, v, o3);
+        }
+        if (ACCUMULATE) { o0 = o0 + out[row]; }
+        out[row] = o0;
+        if (n > 1u) {
+            if (ACCUMULATE) { o1 = o1 + out[row + chans]; }
+            out[row + chans] = o1;
+        }
+        if (n > 2u) {
+            if (ACCUMULATE) { o2 = o2 + out[row + 2u * chans]; }
+            out[row + 2u * chans] = o2;
+        }
+        if (n > 3u) {
+            if (ACCUMULATE) { o3 = o3 + out[row + 3u * chans]; }
+            out[row + 3u * chans] = o3;
+        }
+    }
 }
 
 @compute @workgroup_size(256)
@@ -206,10 +324,8 @@ fn put_channels(j: u32, c: u32, t: u32, s: u32, v: vec4<f32>) {
 fn stitch_alpha_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let groups = (p.channels + 3u) / 4u;
     let blocks = (p.tasks + 3u) / 4u;
-    // Per layer: (chunk, t block, s block, g); per channel: (chunk, t, s block, g).
-    var t_blocks = blocks;
-    if (PER_CHANNEL) { t_blocks = p.tasks; }
-    let per_chunk = t_blocks * blocks * groups;
+    // Invocation (chunk, t block, s block, channel group g).
+    let per_chunk = blocks * blocks * groups;
     let i = linear(wid, lid);
     if (i >= p.chunks * per_chunk) { return; }
     let chunk = i / per_chunk;
@@ -218,32 +334,43 @@ fn stitch_alpha_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
     let g = r - tsb * groups;
     let tb = tsb / blocks;
     let s0 = (tsb - tb * blocks) * 4u;
+    let t0 = tb * 4u;
     let b0 = chunk * p.chunk_rows;
     let b1 = min(b0 + p.chunk_rows, p.rows);
     if (PER_CHANNEL) {
-        // dα[c, t, s] for one t and 4 s, the 4 channels apart (vec4 lanes).
-        let t = tb;
-        var a0 = vec4<f32>(0.0);
-        var a1 = vec4<f32>(0.0);
-        var a2 = vec4<f32>(0.0);
-        var a3 = vec4<f32>(0.0);
+        // The 4×4 block of dy_t ⊙ x_s, its 4 channels apart (vec4 lanes).
+        var c00 = vec4<f32>(0.0); var c01 = vec4<f32>(0.0); var c02 = vec4<f32>(0.0); var c03 = vec4<f32>(0.0);
+        var c10 = vec4<f32>(0.0); var c11 = vec4<f32>(0.0); var c12 = vec4<f32>(0.0); var c13 = vec4<f32>(0.0);
+        var c20 = vec4<f32>(0.0); var c21 = vec4<f32>(0.0); var c22 = vec4<f32>(0.0); var c23 = vec4<f32>(0.0);
+        var c30 = vec4<f32>(0.0); var c31 = vec4<f32>(0.0); var c32 = vec4<f32>(0.0); var c33 = vec4<f32>(0.0);
         for (var b = b0; b < b1; b = b + 1u) {
-            let d = load4(true, b, t, g);
-            a0 = fma(d, load4(false, b, s0, g), a0);
-            a1 = fma(d, load4(false, b, s0 + 1u, g), a1);
-            a2 = fma(d, load4(false, b, s0 + 2u, g), a2);
-            a3 = fma(d, load4(false, b, s0 + 3u, g), a3);
+            let x0 = load4(false, b, s0, g);
+            let x1 = load4(false, b, s0 + 1u, g);
+            let x2 = load4(false, b, s0 + 2u, g);
+            let x3 = load4(false, b, s0 + 3u, g);
+            let d0 = load4(true, b, t0, g);
+            c00 = fma(d0, x0, c00); c01 = fma(d0, x1, c01); c02 = fma(d0, x2, c02); c03 = fma(d0, x3, c03);
+            let d1 = load4(true, b, t0 + 1u, g);
+            c10 = fma(d1, x0, c10); c11 = fma(d1, x1, c11); c12 = fma(d1, x2, c12); c13 = fma(d1, x3, c13);
+            let d2 = load4(true, b, t0 + 2u, g);
+            c20 = fma(d2, x0, c20); c21 = fma(d2, x1, c21); c22 = fma(d2, x2, c22); c23 = fma(d2, x3, c23);
+            let d3 = load4(true, b, t0 + 3u, g);
+            c30 = fma(d3, x0, c30); c31 = fma(d3, x1, c31); c32 = fma(d3, x2, c32); c33 = fma(d3, x3, c33);
         }
-        let j = chunk * p.channels + 4u * g;
-        put_channels(j, 4u * g, t, s0, a0);
-        put_channels(j, 4u * g, t, s0 + 1u, a1);
-        put_channels(j, 4u * g, t, s0 + 2u, a2);
-        put_channels(j, 4u * g, t, s0 + 3u, a3);
+        let c = 4u * g;
+        let j = chunk * p.channels + c;
+        put_channels(j, c, t0, s0, c00); put_channels(j, c, t0, s0 + 1u, c01);
+        put_channels(j, c, t0, s0 + 2u, c02); put_channels(j, c, t0, s0 + 3u, c03);
+        put_channels(j, c, t0 + 1u, s0, c10); put_channels(j, c, t0 + 1u, s0 + 1u, c11);
+        put_channels(j, c, t0 + 1u, s0 + 2u, c12); put_channels(j, c, t0 + 1u, s0 + 3u, c13);
+        put_channels(j, c, t0 + 2u, s0, c20); put_channels(j, c, t0 + 2u, s0 + 1u, c21);
+        put_channels(j, c, t0 + 2u, s0 + 2u, c22); put_channels(j, c, t0 + 2u, s0 + 3u, c23);
+        put_channels(j, c, t0 + 3u, s0, c30); put_channels(j, c, t0 + 3u, s0 + 1u, c31);
+        put_channels(j, c, t0 + 3u, s0 + 2u, c32); put_channels(j, c, t0 + 3u, s0 + 3u, c33);
         return;
     }
     // Per layer: the 4×4 block (t0.., s0..) of ⟨dy_t, x_s⟩ over the
     // group's 4 channels, one named register per pair.
-    let t0 = tb * 4u;
     var a00 = 0.0; var a01 = 0.0; var a02 = 0.0; var a03 = 0.0;
     var a10 = 0.0; var a11 = 0.0; var a12 = 0.0; var a13 = 0.0;
     var a20 = 0.0; var a21 = 0.0; var a22 = 0.0; var a23 = 0.0;

@@ -29,11 +29,26 @@ impl Lanes {
     }
 }
 
-/// The mix kernel for (lanes, per channel, transposed α, accumulate).
-pub fn mix_spec(lanes: Lanes, per_channel: bool, transpose: bool, accumulate: bool) -> KernelSpec {
-    let entry = match lanes {
-        Lanes::Vec4 => "stitch_mix4",
-        Lanes::Scalar => "stitch_mix",
+/// Most tasks the loop-free mix kernels take (α in 16 named registers).
+pub const SMALL_TASKS: usize = 4;
+/// Rows one invocation of the loop-free mix kernels walks (α loaded once
+/// for all of them).
+const MIX_ROWS: u64 = 16;
+
+/// The mix kernel for (lanes, T ≤ `SMALL_TASKS`, per channel, transposed
+/// α, accumulate).
+pub fn mix_spec(
+    lanes: Lanes,
+    small: bool,
+    per_channel: bool,
+    transpose: bool,
+    accumulate: bool,
+) -> KernelSpec {
+    let entry = match (lanes, small) {
+        (Lanes::Vec4, true) => "stitch_mix4_small",
+        (Lanes::Scalar, true) => "stitch_mix_small",
+        (Lanes::Vec4, false) => "stitch_mix4",
+        (Lanes::Scalar, false) => "stitch_mix",
     };
     KernelSpec::new(Shader::CrossStitch, entry)
         .with_flag("PER_CHANNEL", per_channel)
@@ -41,8 +56,9 @@ pub fn mix_spec(lanes: Lanes, per_channel: bool, transpose: bool, accumulate: bo
         .with_flag("ACCUMULATE", accumulate)
 }
 
-/// dα's first stage: per-chunk partial sums (per layer: 4×4 blocks of
-/// task pairs over 4 channels; per channel: 4 source tasks).
+/// dα's first stage: per-chunk partial sums over 4×4 blocks of task
+/// pairs and groups of 4 channels (per layer: summed over the 4; per
+/// channel: apart).
 pub fn alpha_partials_spec(lanes: Lanes, per_channel: bool) -> KernelSpec {
     KernelSpec::new(Shader::CrossStitch, "stitch_alpha_partials")
         .with_flag("PER_CHANNEL", per_channel)
@@ -67,8 +83,10 @@ pub fn specs() -> Vec<KernelSpec> {
         for acc in [false, true] {
             all.push(alpha_sum_spec(pc, acc));
             for lanes in [Lanes::Vec4, Lanes::Scalar] {
-                for tr in [false, true] {
-                    all.push(mix_spec(lanes, pc, tr, acc));
+                for small in [false, true] {
+                    for tr in [false, true] {
+                        all.push(mix_spec(lanes, small, pc, tr, acc));
+                    }
                 }
             }
         }
@@ -119,8 +137,7 @@ impl AlphaPlan {
         let (rows, channels, tasks) = (rows as u64, channels as u64, tasks as u64);
         let groups = channels.div_ceil(4);
         let blocks = tasks.div_ceil(4);
-        let t_blocks = if per_channel { tasks } else { blocks };
-        let per_chunk = (t_blocks * blocks * groups).max(1);
+        let per_chunk = (blocks * blocks * groups).max(1);
         let partial_rows_per_chunk = if per_channel { 1 } else { groups };
         // Enough invocations, at least MIN_CHUNK_ROWS rows each, and few
         // enough chunks that stage 2's lanes stay under the loop cap
@@ -224,13 +241,16 @@ pub fn stitch_mix(
             ),
         });
     }
-    // One invocation per (row, 4 channels) as vec4s, or per (row, channel).
+    // Lanes of 4 channels as vec4s, or of one; T ≤ 4: MIX_ROWS rows per
+    // invocation, else one.
     let lanes = Lanes::for_channels(channels);
     let per_row = match lanes {
         Lanes::Vec4 => channels / 4,
         Lanes::Scalar => channels,
-    };
-    let n = (rows * per_row) as u64;
+    } as u64;
+    let small = unit.tasks <= SMALL_TASKS;
+    let rows_per_lane = if small { MIX_ROWS } else { 1 };
+    let n = (rows as u64).div_ceil(rows_per_lane) * per_row;
     if n == 0 {
         return Ok(());
     }
@@ -240,11 +260,16 @@ pub fn stitch_mix(
         channels: channels as u32,
         tasks: unit.tasks as u32,
         row_groups: gx,
+        chunk_rows: rows_per_lane as u32,
         ..Params::default()
     };
-    // Each invocation runs ⌈T/4⌉ output blocks × T sources.
+    // T > 4: ⌈T/4⌉ output blocks × T sources per invocation.
     let t = unit.tasks as u64;
-    let iterations = t.div_ceil(4) * (t + 1);
+    let iterations = if small {
+        rows_per_lane
+    } else {
+        t.div_ceil(4) * (t + 1)
+    };
     crate::kernels::check::require_loop_budget(
         rec.ctx(),
         OP,
@@ -252,7 +277,7 @@ pub fn stitch_mix(
         || format!("{t} tasks loop {iterations} times per invocation"),
         "stitch fewer task columns per unit; or run on a GPU",
     )?;
-    let spec = mix_spec(lanes, unit.per_channel, transpose, accumulate);
+    let spec = mix_spec(lanes, small, unit.per_channel, transpose, accumulate);
     match lanes {
         Lanes::Vec4 => {
             let binds = [Bind::read(5, x), Bind::read(2, alpha), Bind::write(6, out)];
