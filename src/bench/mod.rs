@@ -110,6 +110,8 @@ pub struct BenchOptions {
     /// Run only rows whose kernel name contains this text (the roofline
     /// always runs: the percentages need it).
     pub filter: Option<String>,
+    /// Smaller shapes for the stitch and trunk-step rows (`--quick`).
+    pub small: bool,
 }
 
 impl Default for BenchOptions {
@@ -119,6 +121,7 @@ impl Default for BenchOptions {
             reps: 5,
             budget_s: 3.0,
             filter: None,
+            small: false,
         }
     }
 }
@@ -558,8 +561,13 @@ fn trunk_rows<F: FnMut(&BenchRow)>(s: &mut Suite<'_, F>) -> Result<()> {
     if !s.wanted("trunk_step") {
         return Ok(());
     }
-    for rows in [8, 32, 256] {
-        for width in [8, 16, 32, 64, 128] {
+    let (batches, widths): (&[usize], &[usize]) = if s.opts.small {
+        (&[8, 32], &[16, 64])
+    } else {
+        (&[8, 32, 256], &[8, 16, 32, 64, 128])
+    };
+    for &rows in batches {
+        for &width in widths {
             let trunk = vec![width; 3];
             let mut fused = ArchWorkload::with_shapes(
                 s.ctx,
@@ -608,16 +616,17 @@ fn trunk_rows<F: FnMut(&BenchRow)>(s: &mut Suite<'_, F>) -> Result<()> {
 
 /// Cross-stitch and layer-stitch units (memory-bound): the mix, its
 /// accumulated transpose (dX) and the α / β gradients, at 4M-element
-/// activations (T = 4, C = 256, and an odd T = 3, C = 255 that takes the
-/// scalar path). Bytes: every operand read or written once.
+/// activations (`small`: 256K; T = 4, C = 256, and an odd T = 3, C = 255
+/// that takes the scalar path). Bytes: every operand read or written once.
 fn stitch_rows<F: FnMut(&BenchRow)>(s: &mut Suite<'_, F>) -> Result<()> {
     use crate::kernels::cross_stitch::{stitch_alpha_grad, stitch_mix, Stitch};
     use crate::kernels::layer_stitch::{
         layer_stitch_beta_grad, layer_stitch_mix, layer_stitch_spread, LayerStitch,
     };
     let ctx = s.ctx;
+    let rows = if s.opts.small { 256 } else { 4096 };
     if s.wanted("cross_stitch") {
-        for (rows, tasks, channels) in [(4096, 4, 256), (4096, 3, 255)] {
+        for (tasks, channels) in [(4, 256), (3, 255)] {
             let n = rows * tasks * channels;
             let x = Tensor::zeros(ctx, "x", &[rows, tasks * channels])?;
             let dy = Tensor::zeros(ctx, "dy", &[rows, tasks * channels])?;
@@ -649,7 +658,7 @@ fn stitch_rows<F: FnMut(&BenchRow)>(s: &mut Suite<'_, F>) -> Result<()> {
         }
     }
     if s.wanted("layer_stitch") {
-        let (rows, tasks, channels, layers) = (2048, 4, 256, 3);
+        let (rows, tasks, channels, layers) = (rows / 2, 4, 256, 3);
         let n = rows * tasks * channels;
         let unit = LayerStitch { tasks, layers };
         let h = Tensor::zeros(ctx, "h", &[rows, layers * tasks * channels])?;

@@ -21,7 +21,7 @@ pub enum Lanes {
 impl Lanes {
     /// Vec4 where `channels` allows it.
     pub fn for_channels(channels: usize) -> Self {
-        if channels % 4 == 0 {
+        if channels.is_multiple_of(4) {
             Lanes::Vec4
         } else {
             Lanes::Scalar
