@@ -158,6 +158,35 @@ fn stitch_alpha_grad_past_the_loop_cap_is_exact() {
     }
 }
 
+/// The sluice layer stitch's dβ takes the same two stages: exact past
+/// 65,535 rows too (small integers: every order of the sum is exact).
+#[test]
+fn layer_stitch_beta_grad_past_the_loop_cap_is_exact() {
+    use manytask::kernels::layer_stitch::{layer_stitch_beta_grad, LayerStitch};
+    use manytask::reference::layer_stitch::beta_grad as reference;
+    for ctx in contexts() {
+        let (rows, tasks, layers) = (70_001, 2, 5);
+        for channels in [3, 4] {
+            let w = tasks * channels;
+            let hv: Vec<f32> = (0..rows * layers * w).map(|i| (i % 3) as f32).collect();
+            let dzv: Vec<f32> = (0..rows * w).map(|i| (i % 5) as f32 - 2.0).collect();
+            let h = Tensor::from_f32(ctx, "h", &[rows, layers * w], &hv).unwrap();
+            let dz = Tensor::from_f32(ctx, "dz", &[rows, w], &dzv).unwrap();
+            let dbeta = Tensor::zeros(ctx, "dbeta", &[tasks, layers]).unwrap();
+            let unit = LayerStitch { tasks, layers };
+            let mut rec = ctx.recorder("layer stitch");
+            layer_stitch_beta_grad(&mut rec, &unit, &h, &dz, &dbeta, false).unwrap();
+            rec.submit().unwrap();
+            assert_eq!(
+                dbeta.to_f32_vec(ctx).unwrap(),
+                reference(&hv, &dzv, rows, tasks, layers, channels),
+                "{} C={channels}",
+                ctx.describe()
+            );
+        }
+    }
+}
+
 #[test]
 fn row_loops_past_the_loop_cap_are_refused() {
     for ctx in contexts().iter().filter(|c| c.loop_limit().is_some()) {

@@ -119,50 +119,108 @@ const MIN_CHUNK_ROWS: u64 = 8;
 /// The most partials one stage-2 lane sums (under llvmpipe's loop cap).
 const MAX_STAGE2_TERMS: u64 = 32_768;
 
-/// How dα's stage 1 splits the rows: (rows per chunk, chunks), and the
-/// partials stage 2 sums per entry (and per lane). A function of the
-/// shape alone: the sums' order never depends on the adapter.
+/// How a two-stage row reduction (dα here, dβ in `layer_stitch`) splits
+/// the rows: stage 1 sums chunks of rows, stage 2 the chunks' partials.
+/// A function of the shape alone: the sums' order never depends on the
+/// adapter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct AlphaPlan {
-    chunk_rows: u64,
-    chunks: u64,
-    /// Stage-1 invocations per chunk.
-    per_chunk: u64,
-    /// Partials per dα entry (stage 2 sums them; 0 for an empty X).
-    terms: u64,
+pub(crate) struct ChunkPlan {
+    /// Rows per chunk (what one stage-1 lane walks).
+    pub chunk_rows: u64,
+    /// Row chunks.
+    pub chunks: u64,
+    /// Partials per output entry (stage 2 sums them; 0 for no rows).
+    pub terms: u64,
 }
 
-impl AlphaPlan {
-    fn new(rows: usize, channels: usize, tasks: usize, per_channel: bool) -> Self {
-        let (rows, channels, tasks) = (rows as u64, channels as u64, tasks as u64);
-        let groups = channels.div_ceil(4);
-        let blocks = tasks.div_ceil(4);
-        let per_chunk = (blocks * blocks * groups).max(1);
-        let partial_rows_per_chunk = if per_channel { 1 } else { groups };
+impl ChunkPlan {
+    /// `per_chunk` stage-1 invocations per chunk, each writing
+    /// `partial_rows_per_chunk` rows of partials; stage 2 sums them with
+    /// `stage2_lanes` lanes per entry (1, or a 256-lane tree). `empty`:
+    /// nothing to sum.
+    pub fn new(
+        rows: usize,
+        per_chunk: u64,
+        partial_rows_per_chunk: u64,
+        stage2_lanes: u64,
+        empty: bool,
+    ) -> Self {
+        let rows = rows as u64;
+        let per_chunk = per_chunk.max(1);
         // Enough invocations, at least MIN_CHUNK_ROWS rows each, and few
-        // enough chunks that stage 2's lanes stay under the loop cap
-        // (per layer the tree's 256 lanes share the terms).
-        let lanes2 = if per_channel { 1 } else { 256 };
-        let max_chunks = (MAX_STAGE2_TERMS * lanes2 / partial_rows_per_chunk).max(1);
+        // enough chunks that stage 2's lanes stay under the loop cap.
+        let max_chunks = (MAX_STAGE2_TERMS * stage2_lanes / partial_rows_per_chunk.max(1)).max(1);
         let chunk_rows = (rows * per_chunk)
             .div_ceil(TARGET_INVOCATIONS)
             .max(MIN_CHUNK_ROWS)
             .max(rows.div_ceil(max_chunks))
             .max(1);
         let chunks = rows.div_ceil(chunk_rows).max(1);
-        // An empty X has no partials: stage 2 writes zeros (dα of nothing).
-        let empty = rows == 0 || channels == 0;
-        AlphaPlan {
+        ChunkPlan {
             chunk_rows,
             chunks,
-            per_chunk,
-            terms: if empty {
+            terms: if empty || rows == 0 {
                 0
             } else {
                 chunks * partial_rows_per_chunk
             },
         }
     }
+
+    /// Loop iterations of the busiest lane of either stage.
+    pub fn iterations(&self, stage2_lanes: u64) -> u64 {
+        self.chunk_rows.max(self.terms.div_ceil(stage2_lanes)) + 8
+    }
+}
+
+/// How stage 2 sums the partials of each entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage2 {
+    /// One invocation per entry, partials in order.
+    PerEntry,
+    /// One workgroup per entry: 256 strided lanes, then a fixed tree.
+    Tree,
+}
+
+impl Stage2 {
+    /// Lanes summing one entry.
+    pub fn lanes(self) -> u64 {
+        match self {
+            Stage2::PerEntry => 1,
+            Stage2::Tree => WG,
+        }
+    }
+}
+
+/// Stage 2: `out[i] (+)= Σ_j partials[j·outputs + i]` over `terms` rows
+/// of partials, in a fixed order (`terms` = 0: zeros).
+pub(crate) fn sum_partials(
+    rec: &mut Recorder,
+    op: &'static str,
+    how: Stage2,
+    partials: &Tensor,
+    out: &Tensor,
+    terms: u64,
+    accumulate: bool,
+) -> Result<()> {
+    let outputs = out.len() as u64;
+    if outputs == 0 {
+        return Ok(());
+    }
+    let groups = match how {
+        Stage2::PerEntry => outputs.div_ceil(WG),
+        Stage2::Tree => outputs,
+    };
+    let [gx, gy, gz] = rec.grid_for_groups(op, groups)?;
+    let params = Params {
+        row_groups: gx,
+        terms: terms as u32,
+        outputs: outputs as u32,
+        ..Params::default()
+    };
+    let binds = [Bind::read(1, partials), Bind::write(3, out)];
+    let spec = alpha_sum_spec(how == Stage2::PerEntry, accumulate);
+    rec.dispatch(op, &spec, &params, &binds, [gx, gy, gz])
 }
 
 /// The shape of one unit: X is [rows, tasks·channels].
@@ -319,12 +377,27 @@ pub fn stitch_alpha_grad(
     }
     // Stage 1: per-chunk partials into a scratch tensor; stage 2: the
     // partials summed in a fixed order into dα.
-    let plan = AlphaPlan::new(rows, channels, unit.tasks, unit.per_channel);
-    // Stage 1 walks chunk_rows rows per lane; stage 2 ≤ MAX_STAGE2_TERMS
-    // by construction, checked with it.
-    let lanes2 = if unit.per_channel { 1 } else { 256 };
-    let iterations = plan.chunk_rows.max(plan.terms.div_ceil(lanes2)) + 8;
-    crate::kernels::check::require_row_walk(rec.ctx(), OP, rows, channels, iterations)?;
+    let groups = channels.div_ceil(4) as u64;
+    let blocks = unit.tasks.div_ceil(4) as u64;
+    let (how, partial_rows) = if unit.per_channel {
+        (Stage2::PerEntry, 1)
+    } else {
+        (Stage2::Tree, groups)
+    };
+    let plan = ChunkPlan::new(
+        rows,
+        blocks * blocks * groups,
+        partial_rows,
+        how.lanes(),
+        channels == 0,
+    );
+    crate::kernels::check::require_row_walk(
+        rec.ctx(),
+        OP,
+        rows,
+        channels,
+        plan.iterations(how.lanes()),
+    )?;
     let lanes = Lanes::for_channels(channels);
     let partials = Tensor::empty(
         rec.ctx(),
@@ -332,19 +405,19 @@ pub fn stitch_alpha_grad(
         &[(plan.terms * outputs).max(1) as usize],
         DType::F32,
     )?;
-    let stage1 = plan.chunks * plan.per_chunk;
-    let [gx, gy, gz] = rec.grid_for_groups(OP, stage1.div_ceil(WG))?;
-    let params = Params {
-        rows: rows as u32,
-        channels: channels as u32,
-        tasks: unit.tasks as u32,
-        row_groups: gx,
-        chunk_rows: plan.chunk_rows as u32,
-        chunks: plan.chunks as u32,
-        terms: plan.terms as u32,
-        outputs: outputs as u32,
-    };
     if plan.terms > 0 {
+        let stage1 = plan.chunks * blocks * blocks * groups;
+        let [gx, gy, gz] = rec.grid_for_groups(OP, stage1.div_ceil(WG))?;
+        let params = Params {
+            rows: rows as u32,
+            channels: channels as u32,
+            tasks: unit.tasks as u32,
+            row_groups: gx,
+            chunk_rows: plan.chunk_rows as u32,
+            chunks: plan.chunks as u32,
+            terms: plan.terms as u32,
+            outputs: outputs as u32,
+        };
         let binds = [
             Bind::read(1, x),
             Bind::write(3, &partials),
@@ -360,24 +433,5 @@ pub fn stitch_alpha_grad(
             [gx, gy, gz],
         )?;
     }
-    // Stage 2: per channel an invocation per entry, per layer a
-    // workgroup per entry.
-    let groups = if unit.per_channel {
-        outputs.div_ceil(WG)
-    } else {
-        outputs
-    };
-    let [gx, gy, gz] = rec.grid_for_groups(OP, groups)?;
-    let params = Params {
-        row_groups: gx,
-        ..params
-    };
-    let binds = [Bind::read(1, &partials), Bind::write(3, dalpha)];
-    rec.dispatch(
-        OP,
-        &alpha_sum_spec(unit.per_channel, accumulate),
-        &params,
-        &binds,
-        [gx, gy, gz],
-    )
+    sum_partials(rec, OP, how, &partials, dalpha, plan.terms, accumulate)
 }
