@@ -585,3 +585,38 @@ fn gradnorm_and_uncertainty_balance_relative_losses_better_than_equal_weights() 
         }
     }
 }
+
+/// The loss rules read their weights (and STCH's nadir epoch and FAMO's
+/// update their losses) in the step's own submit: GLS and STCH take one
+/// submit per step, FAMO two (its second forward pass). The weights
+/// reported are the ones the step's loss kernel used.
+#[test]
+fn loss_rules_read_back_in_the_steps_own_submit() {
+    use manytask::weighting::{Balancer, Weighting};
+    // Private contexts: tests running beside this one would add submits.
+    for ctx in &private_contexts() {
+        for (name, per_step) in [("gls", 1), ("stch", 1), ("famo", 2)] {
+            let weighting: Weighting = name.parse().unwrap();
+            let mut balancer = Balancer::new(weighting, 3, 5).unwrap();
+            let (mut p, _) = build(ctx, balancer.balancing());
+            // Pinned: the autotuner's own submits would count.
+            p.set_variant(Some(manytask::kernels::gemm::Variant::RegisterBlocked));
+            for step in 0..3 {
+                let mut r = balancer
+                    .step(ctx, &mut p, StepOptions::TRAIN_AND_READ)
+                    .unwrap();
+                assert_eq!(r.report.submits, per_step, "{name}, step {step}");
+                r.report.losses.take().unwrap().wait(ctx).unwrap();
+                assert_eq!(
+                    r.weights,
+                    p.task_weights().to_f32_vec(ctx).unwrap(),
+                    "{name}"
+                );
+                assert!(
+                    r.weights.iter().all(|w| w.is_finite() && *w > 0.0),
+                    "{name}"
+                );
+            }
+        }
+    }
+}

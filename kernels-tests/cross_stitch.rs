@@ -4,7 +4,7 @@
 
 use manytask::gpu::{DType, GpuContext, Tensor};
 use manytask::graph::{Graph, NodeId, Program, StepOptions, TaskBlock};
-use manytask::kernels::cross_stitch::{stitch_mix, Stitch};
+use manytask::kernels::cross_stitch::{stitch_alpha_grad, stitch_mix, Stitch};
 use manytask::types::Activation;
 use manytask::util::rng::Rng;
 
@@ -44,11 +44,64 @@ fn identity_alpha_mixes_nothing_bit_for_bit() {
     }
 }
 
+/// dα is two fixed-order sums (row chunks, then the chunks' partials):
+/// the same inputs give the same bits, run after run, scalar and vec4,
+/// per layer and per channel; and they match the reference.
+#[test]
+fn alpha_grad_is_bit_identical_across_runs() {
+    use manytask::reference::cross_stitch::stitch_alpha_grad as reference;
+    for ctx in contexts() {
+        for (rows, tasks, channels) in [(3001, 3, 7), (2050, 6, 12)] {
+            let n = rows * tasks * channels;
+            let mut rng = Rng::new(n as u64);
+            let xv = rng.uniform_vec(n, -1.0, 1.0);
+            let dyv = rng.uniform_vec(n, -1.0, 1.0);
+            let x = Tensor::from_f32(ctx, "x", &[rows, tasks * channels], &xv).unwrap();
+            let dy = Tensor::from_f32(ctx, "dy", &[rows, tasks * channels], &dyv).unwrap();
+            for per_channel in [false, true] {
+                let unit = Stitch { tasks, per_channel };
+                let run = || {
+                    let da = Tensor::zeros(ctx, "dalpha", &unit.alpha_shape(channels)).unwrap();
+                    let mut rec = ctx.recorder("dalpha");
+                    stitch_alpha_grad(&mut rec, &unit, &x, &dy, &da, false).unwrap();
+                    rec.submit().unwrap();
+                    da.to_f32_vec(ctx).unwrap()
+                };
+                let first = run();
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+                for _ in 0..3 {
+                    assert_eq!(bits(&run()), bits(&first), "{rows}×{tasks}×{channels}");
+                }
+                // Error relative to Σ|dy·x| per entry: short fma chains
+                // and trees stay far under 1e-5; a lost row chunk would not.
+                let want = reference(&xv, &dyv, rows, tasks, channels, per_channel);
+                let abs = |v: &[f32]| v.iter().map(|f| f.abs()).collect::<Vec<f32>>();
+                let scale = reference(&abs(&xv), &abs(&dyv), rows, tasks, channels, per_channel);
+                let worst = first
+                    .iter()
+                    .zip(&want)
+                    .zip(&scale)
+                    .map(|((g, w), s)| (g - w).abs() / s)
+                    .fold(0f32, f32::max);
+                assert!(
+                    worst <= 1e-5,
+                    "{rows}×{tasks}×{channels}: max rel. error {worst}"
+                );
+            }
+        }
+    }
+}
+
 /// Soft sharing: x copied into T columns → per-task layer (block
 /// diagonal) → optional cross-stitch → per-task output layer → losses
 /// (MSE, 2 outputs per task).
-fn columns(ctx: &GpuContext, stitch: Option<(bool, f32, f32)>) -> (Graph, NodeId, NodeId) {
-    let (rows, features, width, tasks) = (6, 4, 5, 3);
+/// `width` channels per task: 5 takes the scalar kernels, 8 the vec4 ones.
+fn columns(
+    ctx: &GpuContext,
+    stitch: Option<(bool, f32, f32)>,
+    width: usize,
+) -> (Graph, NodeId, NodeId) {
+    let (rows, features, tasks) = (6, 4, 3);
     let mut g = Graph::new(ctx);
     let x = g.input("x", &[rows, features], DType::F32);
     let xs = g.concat("x per task", &vec![x; tasks]).unwrap();
@@ -79,7 +132,7 @@ fn feed(ctx: &GpuContext, p: &Program, x: NodeId, targets: NodeId) {
 fn identity_stitch_trains_exactly_like_independent_columns() {
     for ctx in contexts() {
         let run = |stitch| {
-            let (g, x, t) = columns(ctx, stitch);
+            let (g, x, t) = columns(ctx, stitch, 5);
             let mut p = Program::build(ctx, g, sgd(0.1), 5).unwrap();
             feed(ctx, &p, x, t);
             let mut losses = Vec::new();
@@ -103,8 +156,8 @@ fn identity_stitch_trains_exactly_like_independent_columns() {
 #[test]
 fn cross_stitch_gradients_match_finite_differences() {
     for ctx in contexts() {
-        for per_channel in [false, true] {
-            let (g, x, t) = columns(ctx, Some((per_channel, 0.8, 1.0)));
+        for (per_channel, width) in [(false, 5), (true, 5), (false, 8), (true, 8)] {
+            let (g, x, t) = columns(ctx, Some((per_channel, 0.8, 1.0)), width);
             let mut p = Program::build(ctx, g, sgd(0.1), 6).unwrap();
             feed(ctx, &p, x, t);
             // Every α entry, and the first four of every other parameter.
@@ -122,7 +175,8 @@ fn cross_stitch_gradients_match_finite_differences() {
                     e.offset..e.offset + n
                 })
                 .collect();
-            assert_gradients_match(ctx, &mut p, &indices, &format!("per_channel={per_channel}"));
+            let what = format!("per_channel={per_channel} width={width}");
+            assert_gradients_match(ctx, &mut p, &indices, &what);
         }
     }
 }
@@ -130,7 +184,7 @@ fn cross_stitch_gradients_match_finite_differences() {
 #[test]
 fn alpha_learns_with_its_own_rate() {
     let ctx = &contexts()[0];
-    let (g, x, t) = columns(ctx, Some((false, 0.9, 10.0)));
+    let (g, x, t) = columns(ctx, Some((false, 0.9, 10.0)), 5);
     let mut p = Program::build(ctx, g, sgd(0.05), 7).unwrap();
     feed(ctx, &p, x, t);
     let e = p

@@ -372,3 +372,42 @@ fn graph_fused_trunk_gradients_match_finite_differences() {
         assert_gradients_match(ctx, &mut p, &idx, "fused trunk graph");
     }
 }
+
+/// The trunk choice for `Sharing::Hard`: dense unless asked; `auto` is the
+/// measured rule (fused on GL over llvmpipe, dense elsewhere); `fused`
+/// only where the trunk fits; an unknown setting is an error.
+#[test]
+fn hard_trunk_kernel_choice_follows_the_measured_rule() {
+    use manytask::kernels::fused_mlp::{measured_choice, trunk_kernels_for, TrunkKernels};
+    for ctx in contexts() {
+        let info = ctx.info();
+        let llvmpipe_gl =
+            info.backend == wgpu::Backend::Gl && info.device_type == wgpu::DeviceType::Cpu;
+        let narrow = [64, 64, 64];
+        let want = if llvmpipe_gl {
+            TrunkKernels::Fused
+        } else {
+            TrunkKernels::Dense
+        };
+        assert_eq!(
+            measured_choice(ctx, 256, &narrow),
+            want,
+            "{}",
+            ctx.describe()
+        );
+        // Too wide or too deep for the fused kernels: dense, always.
+        assert_eq!(measured_choice(ctx, 8, &[256]), TrunkKernels::Dense);
+        assert_eq!(measured_choice(ctx, 8, &[8; 9]), TrunkKernels::Dense);
+        let choose = |s: Option<&str>, widths: &[usize]| trunk_kernels_for(s, ctx, 32, widths);
+        assert_eq!(choose(None, &narrow).unwrap(), TrunkKernels::Dense);
+        assert_eq!(choose(Some("dense"), &narrow).unwrap(), TrunkKernels::Dense);
+        assert_eq!(choose(Some("auto"), &narrow).unwrap(), want);
+        assert_eq!(choose(Some("fused"), &narrow).unwrap(), TrunkKernels::Fused);
+        assert_eq!(choose(Some("fused"), &[200]).unwrap(), TrunkKernels::Dense);
+        let e = choose(Some("fast"), &narrow).unwrap_err();
+        assert!(
+            e.to_string().contains("expected dense, auto or fused"),
+            "{e}"
+        );
+    }
+}

@@ -190,7 +190,13 @@ impl ModelSpec {
             (built.0, Vec::new())
         };
         let (head_input, column_layers) = match &self.sharing {
-            Sharing::Hard { trunk } => {
+            // A hard trunk runs as dense layers or, where the measured rule
+            // (or MANYTASK_TRUNK_KERNELS) says it pays, fully fused: the
+            // same parameters either way.
+            Sharing::Hard { trunk }
+                if crate::kernels::fused_mlp::trunk_kernels(ctx, self.rows, trunk)?
+                    == crate::kernels::fused_mlp::TrunkKernels::Dense =>
+            {
                 let mut h = x;
                 let mut fan_in = self.inputs;
                 for (i, &w) in trunk.iter().enumerate() {
@@ -201,7 +207,7 @@ impl ModelSpec {
                 }
                 (heads::HeadInput::Shared(h), Vec::new())
             }
-            Sharing::HardFused { trunk } => {
+            Sharing::Hard { trunk } | Sharing::HardFused { trunk } => {
                 let layers: Vec<TrunkLayer> = trunk
                     .iter()
                     .map(|&outputs| TrunkLayer {

@@ -110,6 +110,8 @@ pub struct BenchOptions {
     /// Run only rows whose kernel name contains this text (the roofline
     /// always runs: the percentages need it).
     pub filter: Option<String>,
+    /// Smaller shapes for the stitch and trunk-step rows (`--quick`).
+    pub small: bool,
 }
 
 impl Default for BenchOptions {
@@ -119,6 +121,7 @@ impl Default for BenchOptions {
             reps: 5,
             budget_s: 3.0,
             filter: None,
+            small: false,
         }
     }
 }
@@ -544,5 +547,144 @@ pub fn run_suite(
     s.measure(memory("adamw_step", 28.0 * n as f64), |rec| {
         optim::adamw_step(rec, &AdamW::default(), 1, &out, &x, &m, &v)
     })?;
+    stitch_rows(&mut s)?;
+    trunk_rows(&mut s)?;
     Ok(s.rows)
+}
+
+/// Whole training steps of a 3-layer ReLU trunk (2 heads of 16 units),
+/// fully fused (`Sharing::HardFused`, 3 dispatches for the trunk) against
+/// dense layers (`Sharing::Hard`), timed round-robin: where fusing pays
+/// on this adapter. m = batch rows, n = trunk width, k = layers.
+fn trunk_rows<F: FnMut(&BenchRow)>(s: &mut Suite<'_, F>) -> Result<()> {
+    use crate::arch::Sharing;
+    if !s.wanted("trunk_step") {
+        return Ok(());
+    }
+    let (batches, widths): (&[usize], &[usize]) = if s.opts.small {
+        (&[8, 32], &[16, 64])
+    } else {
+        (&[8, 32, 256], &[8, 16, 32, 64, 128])
+    };
+    for &rows in batches {
+        for &width in widths {
+            let trunk = vec![width; 3];
+            let mut fused = ArchWorkload::with_shapes(
+                s.ctx,
+                Sharing::HardFused {
+                    trunk: trunk.clone(),
+                },
+                rows,
+                width,
+                2,
+                16,
+            )?;
+            let mut dense =
+                ArchWorkload::with_shapes(s.ctx, Sharing::Hard { trunk }, rows, width, 2, 16)?;
+            let flops = dense.flops;
+            let specs = ["fused", "dense"]
+                .into_iter()
+                .map(|variant| Spec {
+                    kernel: "trunk_step",
+                    variant: Some(variant.into()),
+                    layout: None,
+                    mnk: Some((rows, width, 3)),
+                    dtype: "f32",
+                    flops: Some(flops),
+                    bytes: None,
+                })
+                .collect();
+            let records: Vec<Record> = vec![
+                Box::new(|rec: &mut Recorder| {
+                    fused
+                        .program
+                        .record_step(rec, StepOptions::default())
+                        .map(|_| ())
+                }),
+                Box::new(|rec: &mut Recorder| {
+                    dense
+                        .program
+                        .record_step(rec, StepOptions::default())
+                        .map(|_| ())
+                }),
+            ];
+            s.compare(specs, records)?;
+        }
+    }
+    Ok(())
+}
+
+/// Cross-stitch and layer-stitch units (memory-bound): the mix, its
+/// accumulated transpose (dX) and the α / β gradients, at 4M-element
+/// activations (`small`: 256K; T = 4, C = 256, and an odd T = 3, C = 255
+/// that takes the scalar path). Bytes: every operand read or written once.
+fn stitch_rows<F: FnMut(&BenchRow)>(s: &mut Suite<'_, F>) -> Result<()> {
+    use crate::kernels::cross_stitch::{stitch_alpha_grad, stitch_mix, Stitch};
+    use crate::kernels::layer_stitch::{
+        layer_stitch_beta_grad, layer_stitch_mix, layer_stitch_spread, LayerStitch,
+    };
+    let ctx = s.ctx;
+    let rows = if s.opts.small { 256 } else { 4096 };
+    if s.wanted("cross_stitch") {
+        for (tasks, channels) in [(4, 256), (3, 255)] {
+            let n = rows * tasks * channels;
+            let x = Tensor::zeros(ctx, "x", &[rows, tasks * channels])?;
+            let dy = Tensor::zeros(ctx, "dy", &[rows, tasks * channels])?;
+            let out = Tensor::zeros(ctx, "out", &[rows, tasks * channels])?;
+            for per_channel in [false, true] {
+                let unit = Stitch { tasks, per_channel };
+                let alpha = Tensor::zeros(ctx, "alpha", &unit.alpha_shape(channels))?;
+                let da = Tensor::zeros(ctx, "dalpha", &unit.alpha_shape(channels))?;
+                let suffix = if per_channel { "_pc" } else { "" };
+                let spec = |what: &str, bytes: f64| Spec {
+                    kernel: "cross_stitch",
+                    variant: Some(format!("{what}{suffix}")),
+                    layout: None,
+                    mnk: Some((rows, tasks * channels, tasks)),
+                    dtype: "f32",
+                    flops: None,
+                    bytes: Some(bytes),
+                };
+                s.measure(spec("mix", 8.0 * n as f64), |rec| {
+                    stitch_mix(rec, &unit, &x, &alpha, &out, false, false)
+                })?;
+                s.measure(spec("dx_acc", 12.0 * n as f64), |rec| {
+                    stitch_mix(rec, &unit, &dy, &alpha, &out, true, true)
+                })?;
+                s.measure(spec("dalpha", 8.0 * n as f64), |rec| {
+                    stitch_alpha_grad(rec, &unit, &x, &dy, &da, false)
+                })?;
+            }
+        }
+    }
+    if s.wanted("layer_stitch") {
+        let (rows, tasks, channels, layers) = (rows / 2, 4, 256, 3);
+        let n = rows * tasks * channels;
+        let unit = LayerStitch { tasks, layers };
+        let h = Tensor::zeros(ctx, "h", &[rows, layers * tasks * channels])?;
+        let dh = Tensor::zeros(ctx, "dh", &[rows, layers * tasks * channels])?;
+        let z = Tensor::zeros(ctx, "z", &[rows, tasks * channels])?;
+        let beta = Tensor::zeros(ctx, "beta", &[tasks, layers])?;
+        let db = Tensor::zeros(ctx, "dbeta", &[tasks, layers])?;
+        let moved = 4.0 * ((layers + 1) * n) as f64;
+        let spec = |what: &str| Spec {
+            kernel: "layer_stitch",
+            variant: Some(what.into()),
+            layout: None,
+            mnk: Some((rows, tasks * channels, layers)),
+            dtype: "f32",
+            flops: None,
+            bytes: Some(moved),
+        };
+        s.measure(spec("mix"), |rec| {
+            layer_stitch_mix(rec, &unit, &h, &beta, &z, false)
+        })?;
+        s.measure(spec("spread"), |rec| {
+            layer_stitch_spread(rec, &unit, &z, &beta, &dh, false)
+        })?;
+        s.measure(spec("dbeta"), |rec| {
+            layer_stitch_beta_grad(rec, &unit, &h, &z, &db, false)
+        })?;
+    }
+    Ok(())
 }

@@ -556,14 +556,27 @@ impl ArchWorkload {
 
     /// The MTL-MLP shapes with this sharing.
     pub fn mtl_mlp(ctx: &GpuContext, sharing: crate::arch::Sharing) -> Result<Self> {
+        Self::with_shapes(ctx, sharing, 256, 512, 8, 256)
+    }
+
+    /// `rows` × `inputs` batches, `tasks` classification heads of
+    /// `hidden` ReLU units and 10 classes, on `sharing`'s trunk.
+    pub fn with_shapes(
+        ctx: &GpuContext,
+        sharing: crate::arch::Sharing,
+        rows: usize,
+        inputs: usize,
+        tasks: usize,
+        hidden: usize,
+    ) -> Result<Self> {
         use crate::arch::{ModelSpec, TaskKind, TaskSpec};
         use crate::graph::{Optimizer, Program};
         use crate::types::Sgd;
-        let (rows, tasks, classes) = (256, 8, 10);
+        let classes = 10;
         let spec = ModelSpec {
             init: crate::types::WeightInit::Glorot,
             rows,
-            inputs: 512,
+            inputs,
             activation: Activation::Relu,
             sharing,
             tasks: (0..tasks)
@@ -571,7 +584,7 @@ impl ArchWorkload {
                     TaskSpec::new(
                         &format!("task{t}"),
                         TaskKind::Classification { classes },
-                        &[256],
+                        &[hidden],
                     )
                 })
                 .collect(),

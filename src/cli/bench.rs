@@ -104,6 +104,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         opts.sizes = vec![64, 128];
         opts.reps = 3;
         opts.budget_s = 1.0;
+        opts.small = true;
     }
     let contexts = open_contexts(backend_from(args.backend)?)?;
     let mut out = std::io::stdout().lock();

@@ -20,6 +20,15 @@ pub const SHAPES: &[(usize, usize, usize)] = &[
     (9, 9, 3),
     (64, 17, 33),
     (5, 64, 2),
+    // C % 4 == 0 takes the vec4 kernels: tiny, odd T, T past one block
+    // of 4, rows not a multiple of a workgroup, and large.
+    (1, 1, 4),
+    (7, 7, 4),
+    (33, 3, 8),
+    (65, 5, 12),
+    (257, 9, 64),
+    (1031, 4, 256),
+    (4099, 2, 4),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,6 +17,10 @@ pub const SHAPES: &[(usize, usize, usize, usize)] = &[
     (33, 3, 2, 17),
     (257, 4, 3, 65),
     (1000, 8, 2, 130),
+    // C % 4 == 0: dβ's vec4 loads; K past one block of 4 layers.
+    (1, 1, 1, 4),
+    (64, 3, 2, 8),
+    (513, 2, 5, 12),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

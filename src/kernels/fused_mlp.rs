@@ -38,6 +38,83 @@ const FEATURES: usize = 16;
 pub const WORKGROUP_BYTES: u64 = (2 * TILE_ROWS * MAX_WIDTH * 4) as u64;
 const NONE: u32 = u32::MAX;
 
+/// Environment variable choosing the kernels of a `Sharing::Hard` trunk:
+/// `dense` (the default: dense layers), `auto` ([`measured_choice`]) or
+/// `fused` (the fully fused kernels wherever the trunk fits them).
+/// `Sharing::HardFused` always fuses. `auto` is opt-in because a fused
+/// trunk has no per-layer graph nodes: GradNorm's last shared layer and
+/// `retain_grad` on a trunk layer need dense layers.
+pub const TRUNK_KERNELS_ENV: &str = "MANYTASK_TRUNK_KERNELS";
+
+/// The kernels a hard-shared trunk runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrunkKernels {
+    /// One fused dispatch forward, two backward (`trunk_forward`, ...).
+    Fused,
+    /// One dense layer after another (`kernels::dense`).
+    Dense,
+}
+
+/// Whether layers of these output widths fit the fused kernels.
+pub fn fits(widths: &[usize]) -> bool {
+    (1..=MAX_DEPTH).contains(&widths.len()) && widths.iter().all(|w| (1..=MAX_WIDTH).contains(w))
+}
+
+/// The measured rule: the fused trunk only where it beat dense layers in
+/// whole training steps (`manytask bench --filter trunk_step`, both timed
+/// round-robin, batch 8 to 256, 3 layers of widths 8 to 128;
+/// docs/benchmarks.md, "Fused trunk break-even"):
+///
+/// - GL on a CPU (llvmpipe): fused, 1.2–2.1× faster at every measured
+///   shape: each GL dispatch costs far more there, and dense layers take
+///   12 per step against the fused trunk's 3;
+/// - Vulkan on a CPU (lavapipe): dense, 1.1–3.5× faster (a tie at batch
+///   8): the tuned GEMMs outrun the fused kernels by more than the 9
+///   saved launches cost;
+/// - every other adapter: dense, until measured.
+///
+/// `rows` is part of the rule's signature for adapters whose break-even
+/// depends on the batch; none measured so far does.
+pub fn measured_choice(ctx: &GpuContext, rows: usize, widths: &[usize]) -> TrunkKernels {
+    let _ = rows;
+    let info = ctx.info();
+    let llvmpipe_gl =
+        info.backend == wgpu::Backend::Gl && info.device_type == wgpu::DeviceType::Cpu;
+    if llvmpipe_gl && fits(widths) {
+        TrunkKernels::Fused
+    } else {
+        TrunkKernels::Dense
+    }
+}
+
+/// The kernels for a `Sharing::Hard` trunk of `widths` over `rows` rows,
+/// as [`TRUNK_KERNELS_ENV`] says.
+pub fn trunk_kernels(ctx: &GpuContext, rows: usize, widths: &[usize]) -> Result<TrunkKernels> {
+    let setting = std::env::var(TRUNK_KERNELS_ENV).ok();
+    trunk_kernels_for(setting.as_deref(), ctx, rows, widths)
+}
+
+/// [`trunk_kernels`] for the setting `setting` (None or "": the default,
+/// dense); `fused` still needs a trunk that fits. An unknown setting is
+/// an error.
+pub fn trunk_kernels_for(
+    setting: Option<&str>,
+    ctx: &GpuContext,
+    rows: usize,
+    widths: &[usize],
+) -> Result<TrunkKernels> {
+    match setting.unwrap_or("") {
+        "" | "dense" => Ok(TrunkKernels::Dense),
+        "auto" => Ok(measured_choice(ctx, rows, widths)),
+        "fused" if fits(widths) => Ok(TrunkKernels::Fused),
+        "fused" => Ok(TrunkKernels::Dense),
+        other => Err(Error::Shape {
+            op: OP,
+            detail: format!("{TRUNK_KERNELS_ENV}={other}: expected dense, auto or fused"),
+        }),
+    }
+}
+
 /// Workgroup sizes: one invocation per 4 columns of the widest layer, in
 /// whole 8-lane vectors (llvmpipe's SIMD width; a GPU wave is wider, but
 /// narrow trunks have little to spread anyway).

@@ -4,8 +4,9 @@
 //! Reference: `reference::layer_stitch`; tests: kernels-tests/layer_stitch.rs.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, KernelSpec, Recorder, Shader, Tensor};
+use crate::gpu::{Bind, DType, KernelSpec, Recorder, Shader, Tensor};
 use crate::kernels::check::require_f32;
+use crate::kernels::cross_stitch::{sum_partials, ChunkPlan, Lanes, Stage2};
 
 const WG: u64 = 256;
 
@@ -19,18 +20,20 @@ pub fn spread_spec(accumulate: bool) -> KernelSpec {
     KernelSpec::new(Shader::LayerStitch, "layer_stitch_spread").with_flag("ACCUMULATE", accumulate)
 }
 
-/// `layer_stitch_beta_grad`: dβ_tk = ⟨dz_t, h_tk⟩ (added with
-/// `accumulate`).
-pub fn beta_grad_spec(accumulate: bool) -> KernelSpec {
-    KernelSpec::new(Shader::LayerStitch, "layer_stitch_beta_grad")
-        .with_flag("ACCUMULATE", accumulate)
+/// `layer_stitch_beta_partials`: dβ's first stage, per-chunk partial
+/// sums (vec4 loads with `lanes` = `Lanes::Vec4`); the second stage is
+/// `cross_stitch`'s fixed-order sum.
+pub fn beta_partials_spec(lanes: Lanes) -> KernelSpec {
+    KernelSpec::new(Shader::LayerStitch, "layer_stitch_beta_partials")
+        .with_flag("VEC4", lanes == Lanes::Vec4)
 }
 
 /// Every pipeline this module can build (for the naga cross-compile test).
 pub fn specs() -> Vec<KernelSpec> {
     [false, true]
         .into_iter()
-        .flat_map(|a| [mix_spec(a), spread_spec(a), beta_grad_spec(a)])
+        .flat_map(|a| [mix_spec(a), spread_spec(a)])
+        .chain([Lanes::Vec4, Lanes::Scalar].map(beta_partials_spec))
         .collect()
 }
 
@@ -42,7 +45,9 @@ struct Params {
     tasks: u32,
     layers: u32,
     row_groups: u32,
-    _pad: [u32; 3],
+    chunk_rows: u32,
+    chunks: u32,
+    _pad: u32,
 }
 
 /// The shape of one unit: H is [rows, layers·tasks·channels] (layer k's
@@ -109,7 +114,9 @@ impl LayerStitch {
             tasks: self.tasks as u32,
             layers: self.layers as u32,
             row_groups,
-            _pad: [0; 3],
+            chunk_rows: 0,
+            chunks: 0,
+            _pad: 0,
         }
     }
 }
@@ -150,7 +157,9 @@ pub fn layer_stitch_spread(
     rec.dispatch(OP, &spread_spec(accumulate), &params, &binds, [gx, gy, gz])
 }
 
-/// dβ_tk (+)= ⟨dz_t, h_tk⟩ summed over rows and channels, deterministic.
+/// dβ_tk (+)= ⟨dz_t, h_tk⟩ summed over rows and channels in two
+/// fixed-order stages (row chunks, then their partials): deterministic,
+/// and exact past llvmpipe's loop cap.
 pub fn layer_stitch_beta_grad(
     rec: &mut Recorder,
     unit: &LayerStitch,
@@ -161,24 +170,49 @@ pub fn layer_stitch_beta_grad(
 ) -> Result<()> {
     const OP: &str = "layer_stitch::beta_grad";
     let (rows, channels) = unit.check(OP, h, dbeta, dz)?;
-    let groups = (unit.tasks * unit.layers) as u64;
-    let [gx, gy, gz] = rec.grid_for_groups(OP, groups)?;
-    if gy > 1 {
-        return Err(Error::GridTooLarge {
-            op: OP,
-            detail: format!("{groups} (task, layer) pairs need one workgroup row"),
-        });
-    }
-    // Each lane walks every row, its channels strided by 256.
-    let iterations = rows as u64 * (channels as u64).div_ceil(256) + 8;
-    crate::kernels::check::require_row_walk(rec.ctx(), OP, rows, channels, iterations)?;
-    let binds = [Bind::read(1, h), Bind::write(3, dbeta), Bind::read(4, dz)];
-    let params = unit.params(rows, channels, gx);
-    rec.dispatch(
+    // Stage 1: per-chunk partials [chunk·G + g, T, K]; stage 2: their
+    // fixed-order sum (a 256-lane tree per entry) into dβ.
+    let groups = channels.div_ceil(4) as u64;
+    let per_chunk = (unit.tasks * unit.layers.div_ceil(4)) as u64 * groups;
+    let plan = ChunkPlan::new(rows, per_chunk, groups, Stage2::Tree.lanes(), channels == 0);
+    crate::kernels::check::require_row_walk(
+        rec.ctx(),
         OP,
-        &beta_grad_spec(accumulate),
-        &params,
-        &binds,
-        [gx, gy, gz],
+        rows,
+        channels,
+        plan.iterations(Stage2::Tree.lanes()),
+    )?;
+    let outputs = dbeta.len() as u64;
+    let partials = Tensor::empty(
+        rec.ctx(),
+        "layer_stitch dβ partials",
+        &[(plan.terms * outputs).max(1) as usize],
+        DType::F32,
+    )?;
+    if plan.terms > 0 {
+        let [gx, gy, gz] = rec.grid_for_groups(OP, (plan.chunks * per_chunk).div_ceil(WG))?;
+        let params = Params {
+            chunk_rows: plan.chunk_rows as u32,
+            chunks: plan.chunks as u32,
+            ..unit.params(rows, channels, gx)
+        };
+        let binds = [
+            Bind::read(1, h),
+            Bind::write(3, &partials),
+            Bind::read(4, dz),
+            Bind::read(5, h),
+            Bind::read(7, dz),
+        ];
+        let spec = beta_partials_spec(Lanes::for_channels(channels));
+        rec.dispatch(OP, &spec, &params, &binds, [gx, gy, gz])?;
+    }
+    sum_partials(
+        rec,
+        OP,
+        Stage2::Tree,
+        &partials,
+        dbeta,
+        plan.terms,
+        accumulate,
     )
 }

@@ -196,24 +196,37 @@ impl Balancer {
             _ => LossRule::GeometricMean,
         };
         self.write_rule(ctx, program, rule)?;
+        // STCH's nadir epoch and FAMO's update need this step's losses.
+        let wants_losses = opts.update
+            && match (&self.weighting, &self.methods) {
+                (Weighting::Stch { .. }, MethodStates { stch: Some(s), .. }) => s.collecting(),
+                (Weighting::Famo { .. }, _) => true,
+                _ => false,
+            };
         let before = ctx.counters();
-        let mut report = program.step(ctx, opts)?;
-        let weights = program.task_weights().to_f32_vec(ctx)?;
-        if opts.update {
+        // The weights (and losses) ride in the step's own submit: one
+        // submit per step, two with FAMO's second forward.
+        let mut rec = ctx.recorder("train step");
+        let pending = program.record_step(&mut rec, opts)?;
+        let weights_read = rec.read(program.task_weights());
+        let losses_read = wants_losses.then(|| rec.read(program.task_losses()));
+        rec.submit()?;
+        let weights = weights_read.wait_f32(ctx)?;
+        let losses = losses_read.map(|r| r.wait_f32(ctx)).transpose()?;
+        if let Some(losses) = losses {
             match (&self.weighting, &mut self.methods) {
-                (Weighting::Stch { .. }, MethodStates { stch: Some(s), .. }) if s.collecting() => {
-                    s.observe(&program.task_losses().to_f32_vec(ctx)?)?;
+                (Weighting::Stch { .. }, MethodStates { stch: Some(s), .. }) => {
+                    s.observe(&losses)?;
                 }
                 (Weighting::Famo { lr, gamma }, MethodStates { famo: Some(f), .. }) => {
-                    let before_update = program.task_losses().to_f32_vec(ctx)?;
                     let (_, after) = program.predict(ctx)?;
-                    f.update(&before_update, &after.losses, *lr, *gamma)?;
+                    f.update(&losses, &after.losses, *lr, *gamma)?;
                 }
                 _ => {}
             }
         }
-        // Count the readbacks and FAMO's second forward pass too.
-        report = StepReport::since(ctx, &before, report.losses.take());
+        // Count FAMO's second forward pass too.
+        let report = StepReport::since(ctx, &before, pending);
         Ok(BalancedStep { report, weights })
     }
 
