@@ -57,7 +57,7 @@ pub fn gate_mass(g: &[f32], mix: &Mixture) -> Vec<Vec<f32>> {
 pub struct GateSums {
     mix: Mixture,
     rows: usize,
-    /// [T][E] Σ over rows of the gate.
+    /// \[T\]\[E\] Σ over rows of the gate.
     mass: Vec<Vec<f64>>,
     /// \[T\] Σ over rows of the active experts.
     active: Vec<f64>,
@@ -83,8 +83,9 @@ impl GateSums {
         let cols = self.mix.gate_columns();
         let rows = rows.min(g.len() / cols.max(1));
         for row in g.chunks_exact(cols.max(1)).take(rows) {
-            for c in 0..self.mix.tasks * self.mix.task_block() {
-                let (t, v) = (self.mix.output_of(c), f64::from(row[c]));
+            let task_columns = self.mix.tasks * self.mix.task_block();
+            for (c, &g) in row.iter().enumerate().take(task_columns) {
+                let (t, v) = (self.mix.output_of(c), f64::from(g));
                 self.mass[t][self.mix.expert_of(c)] += v;
                 if v > 0.0 {
                     self.active[t] += 1.0;
@@ -100,7 +101,7 @@ impl GateSums {
         self.rows
     }
 
-    /// [T][E]: each task's mean gate per expert (0 for experts outside
+    /// \[T\]\[E\]: each task's mean gate per expert (0 for experts outside
     /// its gate, and over zero rows).
     pub fn mass(&self) -> Vec<Vec<f32>> {
         let n = self.rows.max(1) as f64;
