@@ -841,14 +841,7 @@ const CPU_SUBGROUP_PRIOR: [&str; 8] = [
     "subgroup",
 ];
 /// Candidate order on CPU adapters without subgroups (llvmpipe GL).
-const CPU_PRIOR: [&str; 6] = [
-    "rb:16x2k4",
-    "rb:32x1k4",
-    "rb:32x2k4",
-    "rb:16x4k4",
-    "rb",
-    "rb:16x2k1",
-];
+const CPU_PRIOR: [&str; 4] = ["rb:16x2k4", "rb:16x4k4", "rb:32x1k4", "rb"];
 /// Candidate order on GPUs: workgroup-memory tiles, then subgroup sharing.
 const GPU_PRIOR: [&str; 4] = ["tiled", "sgb:32x1k4", "sgb:16x2k4", "rb:32x1k4"];
 
