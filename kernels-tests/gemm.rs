@@ -130,6 +130,29 @@ fn family_names_parse_back() {
         let err = bad.parse::<Variant>().unwrap_err();
         assert!(err.contains("unknown GEMM variant"), "{err}");
     }
+    // A configuration built by hand outside the space is refused, not run.
+    let outside = Variant::Family(gemm::Config {
+        share: gemm::Share::Uniform,
+        rows: 12,
+        vec4s: 3,
+        k_unroll: 2,
+    });
+    let ctx = &contexts()[0];
+    let a = Tensor::zeros(ctx, "A", &[4, 4]).unwrap();
+    let c = Tensor::zeros(ctx, "C", &[4, 4]).unwrap();
+    let mut rec = ctx.recorder("outside");
+    let err = gemm::gemm_with(
+        &mut rec,
+        outside,
+        Layout::NN,
+        &a,
+        &a,
+        &c,
+        &Epilogue::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    assert_eq!(rec.dispatch_count(), 0);
 }
 
 #[test]

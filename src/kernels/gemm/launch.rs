@@ -350,6 +350,19 @@ pub(crate) fn launch(
     let ctx = rec.ctx();
     let dtype = a.dtype();
     require_dtype_supported(OP, ctx, dtype)?;
+    // A configuration built by hand outside the search space has no entry
+    // point in the generated modules.
+    if let Some(config) = call.variant.config() {
+        if !config.in_space() {
+            return Err(Error::InvalidInput {
+                op: OP,
+                detail: format!(
+                    "{} is not a member of the generated GEMM family; pick one of Variant::family()",
+                    config.name()
+                ),
+            });
+        }
+    }
     let needs_subgroup = call
         .variant
         .config()

@@ -71,7 +71,9 @@ impl Variant {
         }
     }
 
-    /// The WGSL entry point, e.g. "gemm_tiled", "gemm_sgb_r16_v2_k4".
+    /// The WGSL entry point, e.g. "gemm_tiled", "gemm_sgb_r16_v2_k4"
+    /// (`gemm_naive` for a configuration outside the search space, which
+    /// `launch` refuses before any dispatch).
     pub fn entry(self) -> &'static str {
         match self {
             Variant::Naive => "gemm_naive",
