@@ -311,9 +311,9 @@ fn register_source(cfg: &Config) -> String {
         let _ = writeln!(w, "    for (; kk < k4; kk = kk + 4u) {{");
         load_a(w, cfg, regs, true);
         share_a(w, cfg);
-        for step in 0..4 {
+        for (step, lane) in LANES.iter().enumerate() {
             k_step(w, cfg, &format!("kk + {step}u"), &format!("{step}"), |i| {
-                format!("ar{i}.{}", LANES[step])
+                format!("ar{i}.{lane}")
             });
         }
         let _ = writeln!(w, "    }}");
