@@ -286,9 +286,11 @@ fn transfer_bench(c: &mut Criterion) {
     group.finish();
 }
 
-/// GFLOP/s of every GEMM variant in the three training layouts. The naive
-/// variant runs up to 1024 only (at ~0.5 GFLOP/s on lavapipe a 2048³ run
-/// takes ~35 s); compare variants within one run.
+/// GFLOP/s of every GEMM family member this adapter runs (the named
+/// variants and every generated configuration) in the three training
+/// layouts. The naive variant runs up to 1024 only (at ~0.5 GFLOP/s on
+/// lavapipe a 2048³ run takes ~35 s); compare members within one run.
+/// `cargo bench --bench kernels -- 'gemm/sgb'` runs one sharing mode.
 fn gemm_bench(c: &mut Criterion) {
     let ctx = context();
     let mut group = c.benchmark_group("gemm");
@@ -302,7 +304,7 @@ fn gemm_bench(c: &mut Criterion) {
         // 2·M·N·K flops.
         group.throughput(Throughput::Elements(2 * (size as u64).pow(3)));
         for layout in [Layout::NN, Layout::NT, Layout::TN] {
-            for variant in gemm::available_variants(&ctx) {
+            for variant in gemm::available_family(&ctx) {
                 if variant == Variant::Naive && size > 1024 {
                     continue;
                 }

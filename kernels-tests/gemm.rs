@@ -52,6 +52,109 @@ fn subgroup_matches_reference_in_every_layout() {
     check_variant(Variant::Subgroup);
 }
 
+/// Every generated configuration outside the named four: awkward shapes
+/// (odd N with an unroll tail in a rotating layout, N a multiple of 4 with
+/// vec4 A and B loads in NN), against the reference.
+#[test]
+fn every_family_member_matches_reference_in_every_layout() {
+    let family: Vec<String> = Variant::family()
+        .into_iter()
+        .filter(|v| !Variant::ALL.contains(v))
+        .map(|v| format!("gemm::{v}["))
+        .collect();
+    assert!(
+        family.len() >= 9,
+        "{} generated configurations",
+        family.len()
+    );
+    let cases = conformance::all_cases();
+    for prefix in &family {
+        let count = cases
+            .iter()
+            .filter(|c| c.kernel.starts_with(prefix))
+            .count();
+        assert!(
+            count >= conformance::gemm::FAMILY_SHAPES.len(),
+            "{prefix}: {count} cases"
+        );
+    }
+    check_cases("gemm family", |c| {
+        family.iter().any(|p| c.kernel.starts_with(p))
+    });
+}
+
+/// The fusion matrix (dense layer forward and backward with prologues,
+/// STORE_Z and the bias gradient; task tables) on the family members
+/// picked for it besides the named variants (their epilogue and batch
+/// GEMM cases run in `every_family_member_matches_reference_…`'s
+/// neighbours: `fusion_variants` adds them to the GEMM suite too).
+#[test]
+fn family_members_run_every_fusion_exactly() {
+    let extra: Vec<String> = conformance::gemm::fusion_variants()
+        .into_iter()
+        .filter(|v| !Variant::ALL.contains(v))
+        .map(|v| format!("[{v}]"))
+        .collect();
+    assert_eq!(extra.len(), 2);
+    let cases = conformance::all_cases();
+    for suffix in &extra {
+        for family in ["dense::", "task_gemm::"] {
+            assert!(
+                cases
+                    .iter()
+                    .any(|c| c.kernel.starts_with(family) && c.kernel.ends_with(suffix.as_str())),
+                "{family} has no {suffix} case"
+            );
+        }
+    }
+    // Each flag set is a pipeline the driver compiles (1–2 s apiece on
+    // lavapipe for an unrolled member): the dense matrix at one odd shape
+    // (every output, ReLU from Y and GELU from Z, both plans) and the task
+    // tables at 7 rows cover every fusion without every shape.
+    check_cases("family fusions", |c| {
+        let at_one_shape = (c.kernel.starts_with("dense::") && c.case.starts_with("65x130->97 "))
+            || (c.kernel.starts_with("task_gemm::") && c.case.starts_with("rows=7 "));
+        at_one_shape && extra.iter().any(|s| c.kernel.ends_with(s.as_str()))
+    });
+}
+
+/// Names round-trip; configurations outside the space are refused.
+#[test]
+fn family_names_parse_back() {
+    for v in Variant::family() {
+        assert_eq!(v.name().parse::<Variant>(), Ok(v), "{v}");
+    }
+    assert_eq!("rb:32x1k1".parse::<Variant>(), Ok(Variant::RegisterBlocked));
+    assert_eq!("sgs:32x1k1".parse::<Variant>(), Ok(Variant::Subgroup));
+    for bad in ["sgb:12x2k4", "sgb:16x2k3", "zz:16x2k4", "sgb:16x2", ""] {
+        let err = bad.parse::<Variant>().unwrap_err();
+        assert!(err.contains("unknown GEMM variant"), "{err}");
+    }
+    // A configuration built by hand outside the space is refused, not run.
+    let outside = Variant::Family(gemm::Config {
+        share: gemm::Share::Uniform,
+        rows: 12,
+        vec4s: 3,
+        k_unroll: 2,
+    });
+    let ctx = &contexts()[0];
+    let a = Tensor::zeros(ctx, "A", &[4, 4]).unwrap();
+    let c = Tensor::zeros(ctx, "C", &[4, 4]).unwrap();
+    let mut rec = ctx.recorder("outside");
+    let err = gemm::gemm_with(
+        &mut rec,
+        outside,
+        Layout::NN,
+        &a,
+        &a,
+        &c,
+        &Epilogue::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    assert_eq!(rec.dispatch_count(), 0);
+}
+
 #[test]
 fn subgroup_cases_are_skipped_exactly_where_subgroups_are_missing() {
     let case = conformance::all_cases()
@@ -71,8 +174,10 @@ fn subgroup_cases_are_skipped_exactly_where_subgroups_are_missing() {
     }
 }
 
-/// The autotuner may pick any variant, so results must not depend on the
-/// pick: every variant computes the same fma chain in the same order.
+/// The autotuner may pick any member of the family, so results must not
+/// depend on the pick: every member computes the same fma chain in the
+/// same order (checked here on real data for the named variants and the
+/// fusion members; the others match the reference exactly on integers).
 #[test]
 fn all_variants_agree_bit_for_bit_on_real_data() {
     let (m, n, k) = (67, 131, 203);
@@ -83,7 +188,10 @@ fn all_variants_agree_bit_for_bit_on_real_data() {
             let a = Tensor::from_f32(ctx, "A", &[ar, ac], &data(1, m * k)).unwrap();
             let b = Tensor::from_f32(ctx, "B", &[br, bc], &data(2, k * n)).unwrap();
             let mut results = Vec::new();
-            for variant in gemm::available_variants(ctx) {
+            for variant in conformance::gemm::fusion_variants()
+                .into_iter()
+                .filter(|v| v.available(ctx))
+            {
                 let c = Tensor::empty(ctx, "C", &[m, n], DType::F32).unwrap();
                 let mut rec = ctx.recorder("variants");
                 gemm::gemm_with(&mut rec, variant, layout, &a, &b, &c, &Epilogue::default())

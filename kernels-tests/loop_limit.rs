@@ -187,6 +187,95 @@ fn layer_stitch_beta_grad_past_the_loop_cap_is_exact() {
     }
 }
 
+/// A dense layer's weight gradient with a batch past the cap: dW = Xᵀ·D
+/// (K = batch = 70 001) with the ReLU prologue (D = G ⊙ [Y > 0]) and the
+/// bias-gradient fusion, split into chunks under the cap; integer data
+/// keeps every partial sum exact, so dW and db must equal the reference.
+#[test]
+fn a_dense_weight_gradient_past_the_cap_is_exact_with_the_bias_gradient() {
+    use manytask::kernels::gemm::{gemm_fused, Fusion, Operand, Prologue, Saved};
+    let (rows, inputs, outputs) = (70_001, 5, 3);
+    let ints = |seed: u64, len: usize| -> Vec<f32> {
+        crate::common::data(seed, len)
+            .iter()
+            .map(|v| (v * 2.5).round().clamp(-2.0, 2.0))
+            .collect()
+    };
+    let x = ints(21, rows * inputs);
+    let g = ints(22, rows * outputs);
+    let y = ints(23, rows * outputs);
+    let d: Vec<f64> = g
+        .iter()
+        .zip(&y)
+        .map(|(g, y)| if *y > 0.0 { *g as f64 } else { 0.0 })
+        .collect();
+    let mut dw = vec![0f64; inputs * outputs];
+    let mut db = vec![0f64; outputs];
+    for r in 0..rows {
+        for j in 0..outputs {
+            db[j] += d[r * outputs + j];
+            for i in 0..inputs {
+                dw[i * outputs + j] += x[r * inputs + i] as f64 * d[r * outputs + j];
+            }
+        }
+    }
+    for ctx in contexts() {
+        if ctx.loop_limit().is_none() {
+            continue;
+        }
+        for variant in [
+            None,
+            Some(Variant::RegisterBlocked),
+            "sgb:16x2k4".parse().ok(),
+        ] {
+            if variant.is_some_and(|v: Variant| !v.available(ctx)) {
+                continue;
+            }
+            let xt = Tensor::from_f32(ctx, "x", &[rows, inputs], &x).unwrap();
+            let gt = Tensor::from_f32(ctx, "g", &[rows, outputs], &g).unwrap();
+            let yt = Tensor::from_f32(ctx, "y", &[rows, outputs], &y).unwrap();
+            let dwt = Tensor::zeros(ctx, "dW", &[inputs, outputs]).unwrap();
+            let dbt = Tensor::zeros(ctx, "db", &[outputs]).unwrap();
+            let fusion = Fusion {
+                prologue: Some(Prologue {
+                    operand: Operand::B,
+                    saved: Saved::Output(&yt),
+                    act: Activation::Relu,
+                }),
+                bias_grad: Some(&dbt),
+            };
+            let mut rec = ctx.recorder("dW past the cap");
+            gemm_fused(
+                &mut rec,
+                variant,
+                Layout::TN,
+                &xt,
+                &gt,
+                &dwt,
+                &Epilogue::default(),
+                &fusion,
+            )
+            .unwrap();
+            assert!(rec.dispatch_count() >= 3, "split into chunks under the cap");
+            rec.submit().unwrap();
+            let want_dw: Vec<f32> = dw.iter().map(|v| *v as f32).collect();
+            let want_db: Vec<f32> = db.iter().map(|v| *v as f32).collect();
+            assert_eq!(
+                dwt.to_f32_vec(ctx).unwrap(),
+                want_dw,
+                "dW {variant:?} on {}",
+                ctx.describe()
+            );
+            assert_eq!(
+                dbt.to_f32_vec(ctx).unwrap(),
+                want_db,
+                "db {variant:?} on {}",
+                ctx.describe()
+            );
+        }
+    }
+}
+
 #[test]
 fn row_loops_past_the_loop_cap_are_refused() {
     for ctx in contexts().iter().filter(|c| c.loop_limit().is_some()) {

@@ -48,13 +48,28 @@ fn uses_f16(module: &naga::Module) -> bool {
         .any(|(_, t)| matches!(t.inner, naga::TypeInner::Scalar(s) | naga::TypeInner::Vector { scalar: s, .. } if s.kind == naga::ScalarKind::Float && s.width == 2))
 }
 
+/// Each module parsed and validated once per thread (the GEMM modules
+/// hold the whole generated family: one entry point per configuration).
 fn cross_compile(spec: &KernelSpec) -> Vec<String> {
-    let module = parse(spec.shader);
-    let info = validate(spec.shader, &module);
+    thread_local! {
+        static MODULES: std::cell::RefCell<std::collections::HashMap<Shader, std::rc::Rc<(naga::Module, naga::valid::ModuleInfo)>>> =
+            Default::default();
+    }
+    let parsed = MODULES.with(|m| {
+        m.borrow_mut()
+            .entry(spec.shader)
+            .or_insert_with(|| {
+                let module = parse(spec.shader);
+                let info = validate(spec.shader, &module);
+                std::rc::Rc::new((module, info))
+            })
+            .clone()
+    });
+    let (module, info) = &*parsed;
     translate(
         &spec.label(),
-        &module,
-        &info,
+        module,
+        info,
         spec.entry,
         spec.constants(),
         Glsl::UnlessF16,
@@ -171,6 +186,42 @@ fn every_shader_parses_and_validates() {
     for &shader in Shader::ALL {
         let module = parse(shader);
         validate(shader, &module);
+    }
+}
+
+/// Every configuration of the generated GEMM family is an entry point of
+/// its module, and the specs translate each one.
+#[test]
+fn every_generated_gemm_configuration_is_in_its_module_and_translated() {
+    use manytask::kernels::gemm::generator::{search_space, Module};
+    let specs = all_specs();
+    let plain = parse(Shader::Gemm);
+    let subgroup = parse(Shader::GemmSubgroup);
+    for config in search_space() {
+        let (shader, module) = match config.module() {
+            Module::Plain => (Shader::Gemm, &plain),
+            Module::Subgroup => (Shader::GemmSubgroup, &subgroup),
+        };
+        let entry = config.entry();
+        assert!(
+            module.entry_points.iter().any(|e| e.name == entry),
+            "{} missing from shaders/{}.wgsl",
+            config.name(),
+            shader.name()
+        );
+        for f16 in [false, true] {
+            let shader = match (shader, f16) {
+                (Shader::Gemm, true) => Shader::GemmF16,
+                (Shader::GemmSubgroup, true) => Shader::GemmSubgroupF16,
+                (s, _) => s,
+            };
+            assert!(
+                specs.iter().any(|s| s.shader == shader && s.entry == entry),
+                "no spec translates {} in {}",
+                config.name(),
+                shader.name()
+            );
+        }
     }
 }
 

@@ -347,15 +347,30 @@ pub fn run_suite(
         rows: roof_rows,
     };
 
-    // GEMM. The naive variant is ~40× slower than the others: it runs at
-    // every size in NN (the ratio the docs quote) and up to 512 elsewhere.
+    // GEMM: the named variants and the autotuned family member. The naive
+    // variant is ~40× slower than the others: it runs at every size in NN
+    // (the ratio the docs quote) and up to 512 elsewhere.
     let variants = gemm::available_variants(ctx);
     for &size in &opts.sizes {
         let a = Tensor::zeros(ctx, "A", &[size, size])?;
         let b = Tensor::zeros(ctx, "B", &[size, size])?;
         let c = Tensor::empty(ctx, "C", &[size, size], DType::F32)?;
         for layout in [Layout::NN, Layout::NT, Layout::TN] {
-            for &variant in &variants {
+            // The named variants, and the autotuned family member.
+            let shape = gemm::GemmShape {
+                batch: 1,
+                m: size,
+                n: size,
+                k: size,
+            };
+            let mut row_variants = variants.clone();
+            if s.wanted("gemm") {
+                let tuned = crate::kernels::autotune::tune_gemm(ctx, layout, shape)?;
+                if !row_variants.contains(&tuned) {
+                    row_variants.push(tuned);
+                }
+            }
+            for &variant in &row_variants {
                 if variant == Variant::Naive && size > 512 && layout != Layout::NN {
                     continue;
                 }

@@ -14,6 +14,26 @@ use crate::reference::gemm::{self as reference, GemmProblem};
 use crate::types::Activation;
 use crate::util::rng::Rng;
 
+/// Shapes every generated configuration runs at: N odd (scalar B loads)
+/// with K = 19 (an unrolled loop's tail of 3), and N a multiple of 4 (vec4
+/// B loads) with K = 28 (vec4 A loads in NN); neither is a multiple of any
+/// tile.
+pub const FAMILY_SHAPES: [(usize, usize, usize); 2] = [(37, 45, 19), (33, 72, 28)];
+
+/// The family members that run the fusion suites (dense layer, task
+/// tables, this file's epilogue and batch cases) besides the named
+/// variants: one per A-sharing mode that differs from theirs, both with
+/// vec4 A loads along k.
+pub fn fusion_variants() -> Vec<Variant> {
+    let mut all = Variant::ALL.to_vec();
+    for name in ["sgb:16x2k4", "rb:16x2k4"] {
+        if let Ok(v) = name.parse() {
+            all.push(v);
+        }
+    }
+    all
+}
+
 /// (M, N, K): one element, a row, odd sizes, and sizes that are multiples
 /// of no tile (16, 64, 8·SG) with a larger one last.
 pub const SHAPES: &[(usize, usize, usize)] = &[
@@ -237,8 +257,24 @@ impl GemmCase {
 /// reference.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for variant in Variant::ALL {
-        for layout in Layout::ALL {
+    // Every generated configuration, at two shapes: odd N with an unroll
+    // tail in one layout (rotating over the four, so each layout meets
+    // every A-sharing mode), and NN with vec4 A and B loads (integers:
+    // exact whatever the blocking). Each pipeline costs the driver a
+    // compile, so the fusion variants below carry the full matrix.
+    let layouts = Layout::ALL;
+    for (i, variant) in Variant::family().into_iter().enumerate() {
+        if Variant::ALL.contains(&variant) {
+            continue; // the full suite below
+        }
+        let rotating = layouts[i % layouts.len()];
+        let [odd, aligned] = FAMILY_SHAPES;
+        cases.push(GemmCase::plain(variant, rotating, odd, Data::Integers).into_case());
+        cases.push(GemmCase::plain(variant, Layout::NN, aligned, Data::Integers).into_case());
+    }
+    for variant in fusion_variants() {
+        let named = Variant::ALL.contains(&variant);
+        for layout in Layout::ALL.into_iter().filter(|_| named) {
             for &shape in SHAPES {
                 cases.push(GemmCase::plain(variant, layout, shape, Data::Integers).into_case());
             }

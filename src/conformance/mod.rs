@@ -94,7 +94,7 @@ pub enum Requirement {
 impl Requirement {
     /// What a GEMM-family variant needs (f32 storage).
     pub fn for_variant(variant: crate::kernels::gemm::Variant) -> Requirement {
-        if variant == crate::kernels::gemm::Variant::Subgroup {
+        if variant.config().is_some_and(|c| c.share.needs_subgroup()) {
             Requirement::FixedSubgroup
         } else {
             Requirement::None

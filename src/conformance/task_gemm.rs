@@ -323,7 +323,7 @@ impl TaskCase {
 /// reference.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for variant in Variant::ALL {
+    for variant in crate::conformance::gemm::fusion_variants() {
         for pass in [Pass::Forward, Pass::Dx, Pass::Dw, Pass::Db] {
             for &rows in ROWS {
                 for heads in 0..HEADS.len() {

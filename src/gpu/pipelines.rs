@@ -18,7 +18,12 @@ const GEMM_F32: &str = include_str!("../../shaders/gemm_f32.wgsl");
 const GEMM_F16: &str = include_str!("../../shaders/gemm_f16.wgsl");
 const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
 const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
-const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
+/// The generated GEMM family (`kernels::gemm::generator`, written by
+/// build.rs): configurations without optional features, and those that
+/// need SUBGROUP.
+const GEMM_FAMILY: &str = include_str!(concat!(env!("OUT_DIR"), "/gemm_family.wgsl"));
+const GEMM_FAMILY_SUBGROUP: &str =
+    include_str!(concat!(env!("OUT_DIR"), "/gemm_family_subgroup.wgsl"));
 const LAYER_STITCH: &str = include_str!("../../shaders/layer_stitch.wgsl");
 const LOSS: &str = include_str!("../../shaders/loss.wgsl");
 const MOE: &str = include_str!("../../shaders/moe.wgsl");
@@ -42,15 +47,15 @@ pub enum Shader {
     Elementwise,
     /// The fully fused narrow trunk.
     FusedMlp,
-    /// `gemm.wgsl` (+ `gemm_common.wgsl`): the GEMM variants that need no
-    /// optional feature.
+    /// `gemm.wgsl` (+ `gemm_common.wgsl`): the naive GEMM and the
+    /// generated configurations that need no optional feature.
     Gemm,
-    /// The GEMM variant that needs SUBGROUP: its own module, so adapters
-    /// without subgroups never compile it.
+    /// The generated GEMM configurations that need SUBGROUP: their own
+    /// module, so adapters without subgroups never compile it.
     GemmSubgroup,
     /// The GEMM family with f16 storage (needs SHADER_F16).
     GemmF16,
-    /// The subgroup GEMM with f16 storage (needs SUBGROUP and SHADER_F16).
+    /// The subgroup GEMM configurations with f16 storage (needs SUBGROUP and SHADER_F16).
     GemmSubgroupF16,
     /// `layer_stitch.wgsl`: sluice layer-stitch mixes and dβ.
     LayerStitch,
@@ -137,10 +142,10 @@ impl Shader {
             Shader::CrossStitch => &[CROSS_STITCH],
             Shader::Elementwise => &[ACTIVATION, ELEMENTWISE],
             Shader::FusedMlp => &[ACTIVATION, FUSED_MLP],
-            Shader::Gemm => &[GEMM_F32, ACTIVATION, GEMM_COMMON, GEMM],
-            Shader::GemmSubgroup => &[GEMM_F32, ACTIVATION, GEMM_COMMON, GEMM_SUBGROUP],
-            Shader::GemmF16 => &[GEMM_F16, ACTIVATION, GEMM_COMMON, GEMM],
-            Shader::GemmSubgroupF16 => &[GEMM_F16, ACTIVATION, GEMM_COMMON, GEMM_SUBGROUP],
+            Shader::Gemm => &[GEMM_F32, ACTIVATION, GEMM_COMMON, GEMM, GEMM_FAMILY],
+            Shader::GemmSubgroup => &[GEMM_F32, ACTIVATION, GEMM_COMMON, GEMM_FAMILY_SUBGROUP],
+            Shader::GemmF16 => &[GEMM_F16, ACTIVATION, GEMM_COMMON, GEMM, GEMM_FAMILY],
+            Shader::GemmSubgroupF16 => &[GEMM_F16, ACTIVATION, GEMM_COMMON, GEMM_FAMILY_SUBGROUP],
             Shader::LayerStitch => &[LAYER_STITCH],
             Shader::Loss => &[LOSS],
             Shader::Moe => &[MOE],

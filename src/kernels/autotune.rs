@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Tensor};
-use crate::kernels::gemm::{self, available_variants, Epilogue, GemmShape, Layout, Variant};
+use crate::kernels::gemm::{self, available_family, Epilogue, GemmShape, Layout, Variant};
 
 /// Environment variable that switches the autotuner (see the module doc).
 pub const AUTOTUNE_ENV: &str = "MANYTASK_AUTOTUNE";
@@ -66,9 +66,14 @@ pub const UNTIMED_FLOPS: f64 = (1u64 << 22) as f64;
 const MAX_RUNS: usize = 3;
 /// Environment variable naming the directory of the autotune table.
 pub const CACHE_DIR_ENV: &str = "MANYTASK_CACHE_DIR";
-const CACHE_FILE: &str = "gemm-autotune-v1.tsv";
+/// v2: variants are members of the generated family (`sgb:16x2k4`, …);
+/// a v1 table (four hand-written variants) lives in another file and is
+/// ignored, and a file whose header is not this one is not read.
+const CACHE_FILE: &str = "gemm-autotune-v2.tsv";
 const CACHE_HEADER: &str =
-    "# manytask GEMM autotune table v1: backend, adapter, driver, layout, shape class, variant";
+    "# manytask GEMM autotune table v2: backend, adapter, driver, layout, shape class, variant";
+/// Most candidates one class times (the shortlist, best prior first).
+pub const MAX_CANDIDATES: usize = 6;
 
 /// Shapes are tuned per class: each of batch, M, N, K rounded up to a
 /// power of two (so 1000 and 1024 share a class).
@@ -344,19 +349,14 @@ fn default_cache_path() -> Option<PathBuf> {
     Some(dir.join(CACHE_FILE))
 }
 
-/// The variant used when nothing was measured: measured on lavapipe, CPU
-/// devices want no workgroup memory (and subgroup sharing when offered);
-/// GPUs want workgroup-memory tiles.
+/// The variant used when nothing was measured: the first of the prior
+/// order (measured on lavapipe: CPU devices want no workgroup memory, and
+/// subgroup broadcast when offered; GPUs want workgroup-memory tiles).
 pub fn default_variant(ctx: &GpuContext) -> Variant {
-    if ctx.info().device_type == wgpu::DeviceType::Cpu {
-        if Variant::Subgroup.available(ctx) {
-            Variant::Subgroup
-        } else {
-            Variant::RegisterBlocked
-        }
-    } else {
-        Variant::Tiled
-    }
+    prior(ctx)
+        .into_iter()
+        .find(|v| v.available(ctx))
+        .unwrap_or(Variant::RegisterBlocked)
 }
 
 /// The variant `gemm::gemm` uses for this problem, timing the candidates
@@ -781,20 +781,69 @@ pub fn measure(
     Ok((best, times))
 }
 
-/// The variants timed for `shape`, the default rule's first: every
-/// available one but the naive, less those past the driver's loop cap
-/// (they would be refused).
-fn candidates(ctx: &GpuContext, shape: GemmShape) -> Vec<Variant> {
+/// The family members worth timing for `shape`, best prior first (the
+/// default rule's choice leads): every available member but the naive,
+/// less those past the driver's loop cap (they would be refused), less
+/// those whose tile wastes much more of the grid on this shape than the
+/// best-fitting member's (a 32-row tile on an 8-row problem), cut to
+/// [`MAX_CANDIDATES`]. Cheap to screen means few: each candidate costs a
+/// pipeline build and a run.
+pub fn candidates(ctx: &GpuContext, shape: GemmShape) -> Vec<Variant> {
     let fits = |v: &Variant| v.fits_loop_limit(ctx, shape.k as u64);
-    let default = default_variant(ctx);
-    let mut list: Vec<Variant> = available_variants(ctx)
+    let sg = gemm::subgroup_size(ctx).unwrap_or(0);
+    let mut list: Vec<Variant> = available_family(ctx)
         .into_iter()
         .filter(|&v| v != Variant::Naive)
         .filter(fits)
         .collect();
-    list.sort_by_key(|&v| v != default);
+    // Share of the launched tiles' outputs that are inside C.
+    let fill = |v: &Variant| {
+        let (rows, cols) = v.tile_shape(sg);
+        let (m, n) = (shape.m as f64, shape.n as f64);
+        m * n / ((m / rows as f64).ceil() * rows as f64 * (n / cols as f64).ceil() * cols as f64)
+    };
+    let best_fill = list.iter().map(fill).fold(0.0, f64::max);
+    list.retain(|v| fill(v) >= 0.5 * best_fill);
+    let order = prior(ctx);
+    let rank = |v: &Variant| order.iter().position(|p| p == v).unwrap_or(order.len());
+    list.sort_by_key(|v| (rank(v), *v));
+    let default = default_variant(ctx);
+    if let Some(i) = list.iter().position(|&v| v == default) {
+        let d = list.remove(i);
+        list.insert(0, d);
+    }
+    list.truncate(MAX_CANDIDATES);
     list
 }
+
+/// The order candidates are tried in (measured on lavapipe and llvmpipe
+/// for CPU adapters, docs/benchmarks.md; the tiles first on GPUs). Members
+/// not listed come after, in name order.
+fn prior(ctx: &GpuContext) -> Vec<Variant> {
+    let cpu = ctx.info().device_type == wgpu::DeviceType::Cpu;
+    let names: &[&str] = match (cpu, gemm::subgroup_size(ctx).is_some()) {
+        (true, true) => &CPU_SUBGROUP_PRIOR,
+        (true, false) => &CPU_PRIOR,
+        (false, _) => &GPU_PRIOR,
+    };
+    names.iter().filter_map(|n| n.parse().ok()).collect()
+}
+
+/// Candidate order on CPU adapters with subgroups (lavapipe).
+const CPU_SUBGROUP_PRIOR: [&str; 8] = [
+    "sgb:16x2k4",
+    "sgb:32x1k4",
+    "sgs:16x2k4",
+    "sgb:16x1k4",
+    "sgb:8x4k4",
+    "sgb:8x2k4",
+    "sgb:16x2k1",
+    "subgroup",
+];
+/// Candidate order on CPU adapters without subgroups (llvmpipe GL).
+const CPU_PRIOR: [&str; 4] = ["rb:16x2k4", "rb:16x4k4", "rb:32x1k4", "rb"];
+/// Candidate order on GPUs: workgroup-memory tiles, then subgroup sharing.
+const GPU_PRIOR: [&str; 4] = ["tiled", "sgb:32x1k4", "sgb:16x2k4", "rb:32x1k4"];
 
 /// Reads the cache file into the table. A missing file is normal; a
 /// malformed line is skipped with a warning (the table is only a cache).
@@ -804,6 +853,14 @@ fn load_cache(t: &mut Table) {
     let Ok(text) = fs::read_to_string(&path) else {
         return;
     };
+    if text.lines().next() != Some(CACHE_HEADER) {
+        // Another format (or garbage): re-measure and overwrite.
+        eprintln!(
+            "manytask: {} is not a v2 autotune table; it will be re-measured",
+            path.display()
+        );
+        return;
+    }
     let mut bad = 0;
     for line in text
         .lines()

@@ -363,6 +363,11 @@ pub fn task_gemm(
             .problems
             .iter()
             .all(|t| t.n % 4 == 0 && t.ldb % 4 == 0 && t.b_offset % 4 == 0);
+    let vec_a = !layout.trans_a()
+        && table
+            .problems
+            .iter()
+            .all(|t| t.lda % 4 == 0 && t.a_offset % 4 == 0);
     let params = Params {
         m: shape.m as u32,
         n: shape.n as u32,
@@ -384,6 +389,7 @@ pub fn task_gemm(
         variant,
         layout,
         vec_b,
+        vec_a,
         grid_m: shape.m,
         grid_n: shape.n,
         batch: shape.batch,
