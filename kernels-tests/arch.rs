@@ -227,26 +227,41 @@ fn small_models() -> Vec<(&'static str, Sharing)> {
     ]
 }
 
-#[test]
-fn every_architecture_has_finite_difference_gradients() {
+/// Finite differences through each of `models` (small_spec shapes) on
+/// every adapter: every `stride`-th entry of the parameters whose name
+/// `focus` picks, and a sample of the rest.
+pub fn check_model_gradients(
+    models: Vec<(&'static str, Sharing)>,
+    focus: impl Fn(&str) -> bool,
+    stride: usize,
+) {
     for ctx in contexts() {
-        for (name, sharing) in small_models() {
+        for (name, sharing) in models.clone() {
             let m = small_spec(sharing).build(ctx).unwrap();
             let mut p = Program::build(ctx, m.graph, sgd(0.1), 3).unwrap();
             feed(ctx, &p, &m.nodes, 5);
-            // Every α and β entry, and a sample of the rest.
             let mut indices: Vec<usize> = p
                 .params()
                 .layout
                 .entries()
                 .iter()
-                .filter(|e| e.name.ends_with("alpha") || e.name.ends_with("beta"))
-                .flat_map(|e| e.offset..e.offset + e.len())
+                .filter(|e| focus(&e.name))
+                .flat_map(|e| (e.offset..e.offset + e.len()).step_by(stride))
                 .collect();
             indices.extend(sample_indices(&p, 24));
             assert_gradients_match(ctx, &mut p, &indices, name);
         }
     }
+}
+
+#[test]
+fn every_architecture_has_finite_difference_gradients() {
+    // Every α and β entry, and a sample of the rest.
+    check_model_gradients(
+        small_models(),
+        |name| name.ends_with("alpha") || name.ends_with("beta"),
+        1,
+    );
 }
 
 #[test]

@@ -10,11 +10,8 @@ use manytask::arch::{Experts, ModelSpec, Sharing, TaskKind, TaskSpec};
 use manytask::graph::{Balancing, GramSpace, Program, StepOptions};
 use manytask::types::Activation;
 
-use crate::arch::{feed, small_spec};
-use crate::common::{
-    assert_gradients_match, check_cases, contexts, manytask, private_contexts, run_ok,
-    sample_indices, sgd,
-};
+use crate::arch::{check_model_gradients, feed, small_spec};
+use crate::common::{check_cases, contexts, manytask, private_contexts, run_ok, sgd};
 
 #[test]
 fn moe_kernels_match_reference() {
@@ -74,28 +71,10 @@ fn small_models() -> Vec<(&'static str, Sharing)> {
 
 #[test]
 fn moe_models_have_finite_difference_gradients() {
-    for ctx in contexts() {
-        for (name, sharing) in small_models() {
-            let m = small_spec(sharing).build(ctx).unwrap();
-            let mut p = Program::build(ctx, m.graph, sgd(0.1), 3).unwrap();
-            feed(ctx, &p, &m.nodes, 5);
-            // Every gate parameter, and a sample of the rest.
-            let mut indices: Vec<usize> = p
-                .params()
-                .layout
-                .entries()
-                .iter()
-                .filter(|e| e.name.contains("gates"))
-                .flat_map(|e| (e.offset..e.offset + e.len()).step_by(3))
-                .collect();
-            indices.extend(sample_indices(&p, 24));
-            assert_gradients_match(ctx, &mut p, &indices, name);
-        }
-    }
+    // Every third gate parameter, and a sample of the rest.
+    check_model_gradients(small_models(), |name| name.contains("gates"), 3);
 }
 
-/// An MTL-MLP-shaped model: T regression tasks with one hidden head
-/// layer each, E experts of two layers.
 fn mlp_spec(sharing: Sharing, tasks: usize) -> ModelSpec {
     ModelSpec {
         init: manytask::types::WeightInit::default(),

@@ -223,8 +223,9 @@ fn selector(s: array<f32, MAX_BITS>, e: u32, skip: u32) -> f32 {
     return r;
 }
 
-fn dselect_base(r: u32, t: u32) -> u32 {
-    return (r * p.tasks + t) * p.selectors * (p.bits + 1u);
+// Invocation i = r·T + t owns (row r, task t): its logits start here.
+fn dselect_base(i: u32) -> u32 {
+    return i * p.selectors * (p.bits + 1u);
 }
 
 // softmax(α) of task t at row r.
@@ -250,13 +251,11 @@ fn bits_of(base: u32, i: u32) -> array<f32, MAX_BITS> {
 
 @compute @workgroup_size(256)
 fn dselect_gate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = (wid.y * p.row_groups + wid.x) * 256u + lid.x;
+    let i = linear(wid, lid);
     if (i >= p.rows * p.tasks) { return; }
-    let r = i / p.tasks;
-    let t = i - r * p.tasks;
-    let base = dselect_base(r, t);
+    let base = dselect_base(i);
     let w = selector_weights(base);
-    let out_row = (r * p.tasks + t) * p.shared_experts;
+    let out_row = i * p.shared_experts;
     for (var e = 0u; e < p.shared_experts; e = e + 1u) { out[out_row + e] = 0.0; }
     for (var sel = 0u; sel < p.selectors; sel = sel + 1u) {
         let s = bits_of(base, sel);
@@ -268,13 +267,11 @@ fn dselect_gate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 
 @compute @workgroup_size(256)
 fn dselect_gate_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = (wid.y * p.row_groups + wid.x) * 256u + lid.x;
+    let i = linear(wid, lid);
     if (i >= p.rows * p.tasks) { return; }
-    let r = i / p.tasks;
-    let t = i - r * p.tasks;
-    let base = dselect_base(r, t);
+    let base = dselect_base(i);
     let w = selector_weights(base);
-    let up_row = (r * p.tasks + t) * p.shared_experts;
+    let up_row = i * p.shared_experts;
     let codes = 1u << p.bits;
     // dL/dw_i = Σ_e dq_e r_i(e), then through the softmax.
     var dw: array<f32, MAX_K>;
