@@ -74,7 +74,10 @@ pub struct Config {
 /// (docs/benchmarks.md): each member costs the driver a compile per
 /// pipeline, so the family keeps the fast ones, the historical rb and
 /// subgroup members, and a few for other adapters' trade-offs.
-const REGISTER_SPACE: [(Share, u32, u32, u32); 12] = [
+const REGISTER_SPACE: [(Share, u32, u32, u32); 15] = [
+    (Share::Broadcast, 32, 2, 4),
+    (Share::Broadcast, 64, 1, 4),
+    (Share::Broadcast, 32, 4, 4),
     (Share::Broadcast, 16, 2, 4),
     (Share::Broadcast, 32, 1, 4),
     (Share::Broadcast, 16, 1, 4),
@@ -311,10 +314,20 @@ fn register_source(cfg: &Config) -> String {
         let _ = writeln!(w, "    for (; kk < k4; kk = kk + 4u) {{");
         load_a(w, cfg, regs, true);
         share_a(w, cfg);
-        for (step, lane) in LANES.iter().enumerate() {
-            k_step(w, cfg, &format!("kk + {step}u"), &format!("{step}"), |i| {
-                format!("ar{i}.{lane}")
-            });
+        for step in 0..4 {
+            load_b(w, cfg, &format!("kk + {step}u"), &format!("{step}"));
+        }
+        // Accumulator-major: each accumulator takes its four fmas in a
+        // row (the same k-ordered chain), so a CPU driver that keeps
+        // accumulators in memory loads and stores each once per four k.
+        for i in 0..cfg.rows {
+            for j in 0..cfg.vec4s {
+                let mut chain = format!("c{i}_{j}");
+                for (step, lane) in LANES.iter().enumerate() {
+                    chain = format!("fma(vec4<f32>(ar{i}.{lane}), b{step}_{j}, {chain})");
+                }
+                let _ = writeln!(w, "        c{i}_{j} = {chain};");
+            }
         }
         let _ = writeln!(w, "    }}");
     }
@@ -391,10 +404,9 @@ fn share_a(w: &mut String, cfg: &Config) {
     }
 }
 
-/// One k value: B's vec4s of this lane (`b{step}_{j}`), the
-/// bias-gradient sums, and one fma per accumulator (`a(i)`: row i's A
-/// value at this k).
-fn k_step(w: &mut String, cfg: &Config, k: &str, step: &str, a: impl Fn(u32) -> String) {
+/// B's vec4s of this lane at one k (`b{step}_{j}`) and the bias-gradient
+/// sums.
+fn load_b(w: &mut String, cfg: &Config, k: &str, step: &str) {
     for j in 0..cfg.vec4s {
         let _ = writeln!(
             w,
@@ -403,6 +415,13 @@ fn k_step(w: &mut String, cfg: &Config, k: &str, step: &str, a: impl Fn(u32) -> 
         );
         let _ = writeln!(w, "        if (BGRAD) {{ bs{j} = bs{j} + b{step}_{j}; }}");
     }
+}
+
+/// One k value: B's vec4s of this lane (`b{step}_{j}`), the
+/// bias-gradient sums, and one fma per accumulator (`a(i)`: row i's A
+/// value at this k).
+fn k_step(w: &mut String, cfg: &Config, k: &str, step: &str, a: impl Fn(u32) -> String) {
+    load_b(w, cfg, k, step);
     for i in 0..cfg.rows {
         let av = a(i);
         for j in 0..cfg.vec4s {
