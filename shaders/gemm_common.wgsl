@@ -113,6 +113,11 @@ override VEC_B: bool = false;
 // batch stride (or every task's lda and A offset) are multiples of 4: four
 // consecutive k of one row are one aligned vec4.
 override VEC_A: bool = false;
+// Set by the host when A is transposed (stored K×M) and M, lda and the
+// batch stride (or every task's M, lda and A offset) are multiples of 4:
+// four consecutive rows of op(A) at one k are one aligned vec4
+// (subgroup-broadcast configurations with k unroll 4).
+override VEC_AT: bool = false;
 override TASKS: bool = false;
 override STORE_Z: bool = false;
 override PRO_A: bool = false;
@@ -156,6 +161,19 @@ fn load_a4(q: TaskDesc, row: u32, kk: u32) -> vec4<f32> {
     }
     return vec4<f32>(load_a(q, row, kk), load_a(q, row, kk + 1u),
                      load_a(q, row, kk + 2u), load_a(q, row, kk + 3u));
+}
+
+// Rows row .. row+3 of op(A) at kk, A stored K×M (VEC_AT); row is a
+// multiple of 4, clamped to the last whole vec4 (rows past M are never
+// stored).
+fn load_at4(q: TaskDesc, row: u32, kk: u32) -> vec4<f32> {
+    let i = (q.a0 + kk * q.lda + min(row, q.m - 4u)) / 4u;
+    var v = vec4<f32>(a4[i]);
+    if (PRO_A) {
+        let s = vec4<f32>(saved4[i]);
+        v = v * vec4<f32>(dact(s.x), dact(s.y), dact(s.z), dact(s.w));
+    }
+    return v;
 }
 
 // Element (kk, col) of op(B); callers clamp col < N.

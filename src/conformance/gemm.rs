@@ -19,6 +19,9 @@ use crate::util::rng::Rng;
 /// B loads) with K = 28 (vec4 A loads in NN); neither is a multiple of any
 /// tile.
 pub const FAMILY_SHAPES: [(usize, usize, usize); 2] = [(37, 45, 19), (33, 72, 28)];
+/// (M, N, K) of the TN case of the members that read a transposed A as
+/// vec4s of rows: M a multiple of 4 and of no row tile, K with a tail.
+pub const TRANSPOSED_A_SHAPE: (usize, usize, usize) = (36, 72, 30);
 
 /// The family members that run the fusion suites (dense layer, task
 /// tables, this file's epilogue and batch cases) besides the named
@@ -271,6 +274,14 @@ pub fn cases() -> Vec<Case> {
         let [odd, aligned] = FAMILY_SHAPES;
         cases.push(GemmCase::plain(variant, rotating, odd, Data::Integers).into_case());
         cases.push(GemmCase::plain(variant, Layout::NN, aligned, Data::Integers).into_case());
+        if variant.reads_at4() {
+            // TN with M a multiple of 4 but not of the tile: transposed A
+            // read as vec4s of rows (VEC_AT), the last row tile clamped.
+            cases.push(
+                GemmCase::plain(variant, Layout::TN, TRANSPOSED_A_SHAPE, Data::Integers)
+                    .into_case(),
+            );
+        }
     }
     for variant in fusion_variants() {
         let named = Variant::ALL.contains(&variant);

@@ -368,6 +368,11 @@ pub fn task_gemm(
             .problems
             .iter()
             .all(|t| t.lda % 4 == 0 && t.a_offset % 4 == 0);
+    let vec_at = layout.trans_a()
+        && table
+            .problems
+            .iter()
+            .all(|t| t.m % 4 == 0 && t.lda % 4 == 0 && t.a_offset % 4 == 0);
     let params = Params {
         m: shape.m as u32,
         n: shape.n as u32,
@@ -390,6 +395,7 @@ pub fn task_gemm(
         layout,
         vec_b,
         vec_a,
+        vec_at,
         grid_m: shape.m,
         grid_n: shape.n,
         batch: shape.batch,

@@ -311,24 +311,28 @@ fn register_source(cfg: &Config) -> String {
     let _ = writeln!(w, "    var kk = 0u;");
     if unroll == 4 {
         let _ = writeln!(w, "    let k4 = q.k & ~3u;");
+        let transposed = share == Share::Broadcast;
+        if transposed {
+            // VEC_AT (A stored K×M, 4-aligned): lane l reads rows
+            // 4·(l % 8) .. +3 of each 32-row group at one k as one vec4.
+            for r in 0..cfg.rows.div_ceil(AT_ROWS) {
+                let _ = writeln!(
+                    w,
+                    "    let rt{r} = row0 + {}u + 4u * (lane % {BROADCAST_LANES}u);",
+                    r * AT_ROWS
+                );
+            }
+            let _ = writeln!(w, "    if (VEC_AT) {{");
+            let _ = writeln!(w, "    for (; kk < k4; kk = kk + 4u) {{");
+            share_at(w, cfg);
+            unrolled_products(w, cfg);
+            let _ = writeln!(w, "    }}");
+            let _ = writeln!(w, "    }}");
+        }
         let _ = writeln!(w, "    for (; kk < k4; kk = kk + 4u) {{");
         load_a(w, cfg, regs, true);
         share_a(w, cfg);
-        for step in 0..4 {
-            load_b(w, cfg, &format!("kk + {step}u"), &format!("{step}"));
-        }
-        // Accumulator-major: each accumulator takes its four fmas in a
-        // row (the same k-ordered chain), so a CPU driver that keeps
-        // accumulators in memory loads and stores each once per four k.
-        for i in 0..cfg.rows {
-            for j in 0..cfg.vec4s {
-                let mut chain = format!("c{i}_{j}");
-                for (step, lane) in LANES.iter().enumerate() {
-                    chain = format!("fma(vec4<f32>(ar{i}.{lane}), b{step}_{j}, {chain})");
-                }
-                let _ = writeln!(w, "        c{i}_{j} = {chain};");
-            }
-        }
+        unrolled_products(w, cfg);
         let _ = writeln!(w, "    }}");
     }
     // k unroll 1, or the tail past the last whole group of 4.
@@ -355,6 +359,49 @@ fn register_source(cfg: &Config) -> String {
     }
     let _ = writeln!(w, "}}");
     s
+}
+
+/// Rows of op(A) one vec4 load of the transposed path covers across the
+/// 8 loading lanes (4 rows each).
+const AT_ROWS: u32 = 4 * BROADCAST_LANES;
+
+/// Four k of B, then every accumulator's four fmas in a row
+/// (accumulator-major: the same k-ordered chain, so a CPU driver that
+/// keeps accumulators in memory loads and stores each once per four k).
+/// `ar{i}` holds row i's A values at the four k.
+fn unrolled_products(w: &mut String, cfg: &Config) {
+    for step in 0..4 {
+        load_b(w, cfg, &format!("kk + {step}u"), &format!("{step}"));
+    }
+    for i in 0..cfg.rows {
+        for j in 0..cfg.vec4s {
+            let mut chain = format!("c{i}_{j}");
+            for (step, lane) in LANES.iter().enumerate() {
+                chain = format!("fma(vec4<f32>(ar{i}.{lane}), b{step}_{j}, {chain})");
+            }
+            let _ = writeln!(w, "        c{i}_{j} = {chain};");
+        }
+    }
+}
+
+/// `ar{i}` for the transposed A path (VEC_AT): at each of the four k, one
+/// vec4 of four rows per lane, and row i broadcast from lane (i % 32) / 4.
+fn share_at(w: &mut String, cfg: &Config) {
+    for step in 0..4 {
+        for r in 0..cfg.rows.div_ceil(AT_ROWS) {
+            let _ = writeln!(
+                w,
+                "        let at{step}_{r} = load_at4(q, rt{r}, kk + {step}u);"
+            );
+        }
+    }
+    for i in 0..cfg.rows {
+        let (r, lane, part) = (i / AT_ROWS, (i % AT_ROWS) / 4, LANES[(i % 4) as usize]);
+        let values: Vec<String> = (0..4)
+            .map(|step| format!("subgroupBroadcast(at{step}_{r}.{part}, {lane}u)"))
+            .collect();
+        let _ = writeln!(w, "        let ar{i} = vec4<f32>({});", values.join(", "));
+    }
 }
 
 /// This iteration's A values of the registers a lane loads: `av{r}`, a

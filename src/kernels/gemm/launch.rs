@@ -28,6 +28,9 @@ pub struct Flags {
     pub vec_b: bool,
     /// A loads as aligned vec4s along k (configurations with k unroll 4).
     pub vec_a: bool,
+    /// Transposed A loads as aligned vec4s of four rows
+    /// (`Variant::reads_at4`).
+    pub vec_at: bool,
     /// Problems come from a task table (`kernels::task_gemm`).
     pub tasks: bool,
     /// The pre-activation is written too (`Epilogue::z_out`).
@@ -76,6 +79,7 @@ pub fn spec(variant: Variant, layout: Layout, flags: &Flags, subgroup_size: u32)
     }
     spec = flag(spec, "VEC_B", flags.vec_b && variant.reads_b4());
     spec = flag(spec, "VEC_A", flags.vec_a && variant.reads_a4());
+    spec = flag(spec, "VEC_AT", flags.vec_at && variant.reads_at4());
     match variant.config().map(|c| c.share) {
         Some(Share::Broadcast | Share::Shuffle) => spec.with("SG", subgroup_size),
         Some(Share::Uniform) => spec.with("RB_WG", variant.rb_width()),
@@ -156,9 +160,20 @@ pub fn specs() -> Vec<KernelSpec> {
                 if variant.reads_a4() && !layout.trans_a() {
                     vec_options.push((true, !layout.trans_b() && variant.reads_b4()));
                 }
+                // Transposed A as vec4s of rows (the `vec_a` slot means
+                // VEC_AT where A is transposed).
+                if variant.reads_at4() && layout.trans_a() {
+                    vec_options.push((true, !layout.trans_b()));
+                }
                 for &(vec_a, vec_b) in &vec_options {
+                    let (vec_a, vec_at) = if layout.trans_a() {
+                        (false, vec_a)
+                    } else {
+                        (vec_a, false)
+                    };
                     let base = Flags {
                         vec_a,
+                        vec_at,
                         vec_b,
                         ..Flags::default()
                     };
@@ -186,6 +201,7 @@ pub fn specs() -> Vec<KernelSpec> {
                             let f = Flags {
                                 f16,
                                 vec_a,
+                                vec_at,
                                 vec_b,
                                 ..*f
                             };
@@ -305,11 +321,18 @@ pub(super) fn record_with(
     // stored M×K with its row stride and batch stride multiples of 4.
     let vec_a =
         !layout.trans_a() && params.lda.is_multiple_of(4) && params.stride_a.is_multiple_of(4);
+    // Four consecutive rows of op(A) at one k form one aligned vec4 when A
+    // is stored K×M with M, its row stride and batch stride multiples of 4.
+    let vec_at = layout.trans_a()
+        && shape.m.is_multiple_of(4)
+        && params.lda.is_multiple_of(4)
+        && params.stride_a.is_multiple_of(4);
     let call = Launch {
         variant,
         layout,
         vec_b,
         vec_a,
+        vec_at,
         grid_m: shape.m,
         grid_n: shape.n,
         batch: shape.batch,
@@ -326,6 +349,8 @@ pub(crate) struct Launch<'t> {
     pub vec_b: bool,
     /// A is stored with k contiguous and 4-aligned rows (VEC_A).
     pub vec_a: bool,
+    /// A is stored K×M with M and its rows 4-aligned (VEC_AT).
+    pub vec_at: bool,
     /// The grid covers grid_m × grid_n outputs per z (the largest task).
     pub grid_m: usize,
     pub grid_n: usize,
@@ -418,6 +443,7 @@ pub(crate) fn launch(
         act: epi.act,
         vec_b: call.vec_b && call.variant.reads_b4(),
         vec_a: call.vec_a && call.variant.reads_a4(),
+        vec_at: call.vec_at && call.variant.reads_at4(),
         tasks: call.tasks.is_some(),
         store_z: epi.z_out.is_some(),
         prologue: fusion

@@ -126,6 +126,12 @@ impl Variant {
         matches!(self, Variant::Family(c) if c.k_unroll == 4 && c.share != Share::Tiles)
     }
 
+    /// Whether this variant can read a transposed A as vec4s of four rows
+    /// at one k (VEC_AT: subgroup broadcast with k unroll 4).
+    pub fn reads_at4(self) -> bool {
+        matches!(self, Variant::Family(c) if c.k_unroll == 4 && c.share == Share::Broadcast)
+    }
+
     /// Whether this variant reads B as vec4s (the register configurations).
     pub(crate) fn reads_b4(self) -> bool {
         matches!(self, Variant::Family(c) if c.share != Share::Tiles)
