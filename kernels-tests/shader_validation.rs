@@ -209,6 +209,14 @@ fn every_generated_gemm_configuration_is_in_its_module_and_translated() {
             config.name(),
             shader.name()
         );
+        if config.reads_transposed_a4() {
+            let twin = config.entry_transposed_a();
+            assert!(
+                module.entry_points.iter().any(|e| e.name == twin),
+                "{twin} missing from shaders/{}.wgsl",
+                shader.name()
+            );
+        }
         for f16 in [false, true] {
             let shader = match (shader, f16) {
                 (Shader::Gemm, true) => Shader::GemmF16,

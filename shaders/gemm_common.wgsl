@@ -113,11 +113,6 @@ override VEC_B: bool = false;
 // batch stride (or every task's lda and A offset) are multiples of 4: four
 // consecutive k of one row are one aligned vec4.
 override VEC_A: bool = false;
-// Set by the host when A is transposed (stored K×M) and M, lda and the
-// batch stride (or every task's M, lda and A offset) are multiples of 4:
-// four consecutive rows of op(A) at one k are one aligned vec4
-// (subgroup-broadcast configurations with k unroll 4).
-override VEC_AT: bool = false;
 override TASKS: bool = false;
 override STORE_Z: bool = false;
 override PRO_A: bool = false;
@@ -163,8 +158,10 @@ fn load_a4(q: TaskDesc, row: u32, kk: u32) -> vec4<f32> {
                      load_a(q, row, kk + 2u), load_a(q, row, kk + 3u));
 }
 
-// Rows row .. row+3 of op(A) at kk, A stored K×M (VEC_AT); row is a
-// multiple of 4, clamped to the last whole vec4 (rows past M are never
+// Rows row .. row+3 of op(A) at kk, A stored K×M (the `_at` entry
+// points, which the host picks when M, lda and the batch stride, or every
+// task's M, lda and A offset, are multiples of 4); row is a multiple of 4,
+// clamped to the last whole vec4 (rows past M are never
 // stored).
 fn load_at4(q: TaskDesc, row: u32, kk: u32) -> vec4<f32> {
     let i = (q.a0 + kk * q.lda + min(row, q.m - 4u)) / 4u;

@@ -276,7 +276,7 @@ pub fn cases() -> Vec<Case> {
         cases.push(GemmCase::plain(variant, Layout::NN, aligned, Data::Integers).into_case());
         if variant.reads_at4() {
             // TN with M a multiple of 4 but not of the tile: transposed A
-            // read as vec4s of rows (VEC_AT), the last row tile clamped.
+            // read as vec4s of rows (the `_at` entry), the last row tile clamped.
             cases.push(
                 GemmCase::plain(variant, Layout::TN, TRANSPOSED_A_SHAPE, Data::Integers)
                     .into_case(),

@@ -634,13 +634,14 @@ pub fn measure_within(
     let full_is_screen = screen_shape == shape;
     let screen = Operands::new(ctx, layout, screen_shape)?;
     // The driver may compile a pipeline at its first dispatch (llvmpipe
-    // does): a tiny problem with the same pipeline (same layout and B
-    // vectorisation) pays that before the clock runs, for little.
+    // does): a tiny problem with the same pipeline pays that before the
+    // clock runs, for little. Same layout and residues mod 4 of M, N and
+    // K, so the same vec4 loads (VEC_A, the `_at` entry, VEC_B).
     let tiny = GemmShape {
         batch: 1,
-        m: 8,
-        n: if shape.n.is_multiple_of(4) { 4 } else { 3 },
-        k: 8,
+        m: 8 + shape.m % 4,
+        n: 4 + shape.n % 4,
+        k: 8 + shape.k % 4,
     };
     let warm = Operands::new(ctx, layout, tiny)?;
     let fits = |expected_ms: f64| {
@@ -807,7 +808,7 @@ pub fn candidates(ctx: &GpuContext, shape: GemmShape) -> Vec<Variant> {
     let order = prior(ctx);
     let rank = |v: &Variant| order.iter().position(|p| p == v).unwrap_or(order.len());
     list.sort_by_key(|v| (rank(v), *v));
-    let default = default_variant(ctx);
+    let default = large_problem_lead(ctx, shape).unwrap_or_else(|| default_variant(ctx));
     if let Some(i) = list.iter().position(|&v| v == default) {
         let d = list.remove(i);
         list.insert(0, d);
@@ -829,13 +830,30 @@ fn prior(ctx: &GpuContext) -> Vec<Variant> {
     names.iter().filter_map(|n| n.parse().ok()).collect()
 }
 
+/// Problems from this many flops up (a 256×1024×512 product) lead with
+/// [`LARGE_PROBLEM_LEAD`] on CPU adapters with subgroups: the largest
+/// members are the fastest there (docs/benchmarks.md) but cost the driver
+/// about twice the compile, which only a large problem repays on its first
+/// steps (the class budget rarely times a second candidate after a slow
+/// compile, so the lead is usually the choice).
+pub const LARGE_PROBLEM_FLOPS: f64 = (1u64 << 28) as f64;
+const LARGE_PROBLEM_LEAD: &str = "sgb:32x2k4";
+
+fn large_problem_lead(ctx: &GpuContext, shape: GemmShape) -> Option<Variant> {
+    let cpu = ctx.info().device_type == wgpu::DeviceType::Cpu;
+    (cpu && gemm::subgroup_size(ctx).is_some() && shape.flops() >= LARGE_PROBLEM_FLOPS)
+        .then(|| LARGE_PROBLEM_LEAD.parse().ok())
+        .flatten()
+}
+
 /// Candidate order on CPU adapters with subgroups (lavapipe).
-const CPU_SUBGROUP_PRIOR: [&str; 8] = [
+const CPU_SUBGROUP_PRIOR: [&str; 9] = [
     "sgb:16x2k4",
     "sgb:32x1k4",
+    "sgb:32x2k4",
+    "sgb:64x1k4",
     "sgs:16x2k4",
     "sgb:16x1k4",
-    "sgb:8x4k4",
     "sgb:8x2k4",
     "sgb:16x2k1",
     "subgroup",

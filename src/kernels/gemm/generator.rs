@@ -69,19 +69,17 @@ pub struct Config {
 }
 
 /// The register configurations of the search space: (sharing, rows,
-/// vec4s, k unroll). Pruned from the grid rows ∈ {8, 16, 32} × vec4s ∈
-/// {1, 2, 4} × unroll ∈ {1, 4} (16 to 64 accumulators) by a lavapipe sweep
+/// vec4s, k unroll). Pruned from the grid rows ∈ {8, 16, 32, 64} × vec4s ∈
+/// {1, 2, 4} × unroll ∈ {1, 4} (16 to 128 accumulators) by lavapipe sweeps
 /// (docs/benchmarks.md): each member costs the driver a compile per
 /// pipeline, so the family keeps the fast ones, the historical rb and
 /// subgroup members, and a few for other adapters' trade-offs.
-const REGISTER_SPACE: [(Share, u32, u32, u32); 15] = [
+const REGISTER_SPACE: [(Share, u32, u32, u32); 13] = [
     (Share::Broadcast, 32, 2, 4),
     (Share::Broadcast, 64, 1, 4),
-    (Share::Broadcast, 32, 4, 4),
     (Share::Broadcast, 16, 2, 4),
     (Share::Broadcast, 32, 1, 4),
     (Share::Broadcast, 16, 1, 4),
-    (Share::Broadcast, 8, 4, 4),
     (Share::Broadcast, 8, 2, 4),
     (Share::Broadcast, 16, 2, 1),
     (Share::Shuffle, 32, 1, 1),
@@ -161,6 +159,18 @@ impl Config {
         }
     }
 
+    /// Whether the configuration has an `_at` twin that reads a
+    /// transposed A (stored K×M, M and its rows 4-aligned) as vec4s of
+    /// four rows at one k: subgroup broadcast with k unroll 4.
+    pub fn reads_transposed_a4(&self) -> bool {
+        self.share == Share::Broadcast && self.k_unroll == 4
+    }
+
+    /// The `_at` twin's entry point: `gemm_sgb_r32_v2_k4_at`.
+    pub fn entry_transposed_a(&self) -> String {
+        format!("{}_at", self.entry())
+    }
+
     /// The module the entry point lives in.
     pub fn module(&self) -> Module {
         if self.share.needs_subgroup() {
@@ -217,22 +227,36 @@ pub fn module_source(module: Module) -> String {
     for config in search_space().iter().filter(|c| c.module() == module) {
         s.push('\n');
         s.push_str(&entry_source(config));
+        if config.reads_transposed_a4() {
+            s.push('\n');
+            s.push_str(&register_source(config, ALoad::TransposedRows));
+        }
     }
     s
+}
+
+/// How a register configuration's k-unrolled loop reads A.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ALoad {
+    /// Four k of one row as a vec4 (VEC_A) or four scalars.
+    AlongK,
+    /// A stored K×M: four rows at one k as one vec4 (the `_at` entry).
+    TransposedRows,
 }
 
 /// The WGSL of one configuration's entry point.
 pub fn entry_source(config: &Config) -> String {
     match config.share {
         Share::Tiles => tiled_source(config),
-        _ => register_source(config),
+        _ => register_source(config, ALoad::AlongK),
     }
 }
 
 const LANES: [&str; 4] = ["x", "y", "z", "w"];
 
-/// A register configuration (see [`Config`]).
-fn register_source(cfg: &Config) -> String {
+/// A register configuration (see [`Config`]); with
+/// `ALoad::TransposedRows` its `_at` twin.
+fn register_source(cfg: &Config, a_load: ALoad) -> String {
     let (rows, vec4s, unroll) = (cfg.rows, cfg.vec4s, cfg.k_unroll);
     let share = cfg.share;
     let width = if share == Share::Uniform {
@@ -264,7 +288,10 @@ fn register_source(cfg: &Config) -> String {
     let _ = writeln!(
         w,
         "fn {}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,",
-        cfg.entry()
+        match a_load {
+            ALoad::AlongK => cfg.entry(),
+            ALoad::TransposedRows => cfg.entry_transposed_a(),
+        }
     );
     if share == Share::Uniform {
         let _ = writeln!(
@@ -311,10 +338,9 @@ fn register_source(cfg: &Config) -> String {
     let _ = writeln!(w, "    var kk = 0u;");
     if unroll == 4 {
         let _ = writeln!(w, "    let k4 = q.k & ~3u;");
-        let transposed = share == Share::Broadcast;
-        if transposed {
-            // VEC_AT (A stored K×M, 4-aligned): lane l reads rows
-            // 4·(l % 8) .. +3 of each 32-row group at one k as one vec4.
+        if a_load == ALoad::TransposedRows {
+            // A stored K×M, 4-aligned: lane l reads rows 4·(l % 8) .. +3
+            // of each 32-row group at one k as one vec4.
             for r in 0..cfg.rows.div_ceil(AT_ROWS) {
                 let _ = writeln!(
                     w,
@@ -322,18 +348,18 @@ fn register_source(cfg: &Config) -> String {
                     r * AT_ROWS
                 );
             }
-            let _ = writeln!(w, "    if (VEC_AT) {{");
             let _ = writeln!(w, "    for (; kk < k4; kk = kk + 4u) {{");
             share_at(w, cfg);
             unrolled_products(w, cfg);
             let _ = writeln!(w, "    }}");
+        }
+        if a_load == ALoad::AlongK {
+            let _ = writeln!(w, "    for (; kk < k4; kk = kk + 4u) {{");
+            load_a(w, cfg, regs, true);
+            share_a(w, cfg);
+            unrolled_products(w, cfg);
             let _ = writeln!(w, "    }}");
         }
-        let _ = writeln!(w, "    for (; kk < k4; kk = kk + 4u) {{");
-        load_a(w, cfg, regs, true);
-        share_a(w, cfg);
-        unrolled_products(w, cfg);
-        let _ = writeln!(w, "    }}");
     }
     // k unroll 1, or the tail past the last whole group of 4.
     let _ = writeln!(w, "    for (; kk < q.k; kk = kk + 1u) {{");
@@ -365,11 +391,28 @@ fn register_source(cfg: &Config) -> String {
 /// 8 loading lanes (4 rows each).
 const AT_ROWS: u32 = 4 * BROADCAST_LANES;
 
-/// Four k of B, then every accumulator's four fmas in a row
-/// (accumulator-major: the same k-ordered chain, so a CPU driver that
-/// keeps accumulators in memory loads and stores each once per four k).
-/// `ar{i}` holds row i's A values at the four k.
+/// Accumulators (vec4s per invocation) from which the k-unrolled body is
+/// written accumulator-major: measured on lavapipe, the order lifts the
+/// 64-accumulator members ~25 % (their accumulators live in memory), does
+/// nothing for smaller ones, and makes the driver's compile ~2× slower, so
+/// smaller members keep the k-major order.
+const ACCUMULATOR_MAJOR_FROM: u32 = 64;
+
+/// The k-unrolled body's products. `ar{i}` holds row i's A values at the
+/// four k. Accumulator-major (large members): four k of B, then each
+/// accumulator's four fmas in a row, so a CPU driver that keeps
+/// accumulators in memory loads and stores each once per four k.
+/// Otherwise k-major: B at one k, every accumulator's fma, next k. Both
+/// are the same k-ordered chain per output (bit-identical).
 fn unrolled_products(w: &mut String, cfg: &Config) {
+    if cfg.rows * cfg.vec4s < ACCUMULATOR_MAJOR_FROM {
+        for (step, lane) in LANES.iter().enumerate() {
+            k_step(w, cfg, &format!("kk + {step}u"), &format!("{step}"), |i| {
+                format!("ar{i}.{lane}")
+            });
+        }
+        return;
+    }
     for step in 0..4 {
         load_b(w, cfg, &format!("kk + {step}u"), &format!("{step}"));
     }
@@ -384,7 +427,7 @@ fn unrolled_products(w: &mut String, cfg: &Config) {
     }
 }
 
-/// `ar{i}` for the transposed A path (VEC_AT): at each of the four k, one
+/// `ar{i}` for the transposed A path (the `_at` entry): at each of the four k, one
 /// vec4 of four rows per lane, and row i broadcast from lane (i % 32) / 4.
 fn share_at(w: &mut String, cfg: &Config) {
     for step in 0..4 {

@@ -28,8 +28,8 @@ pub struct Flags {
     pub vec_b: bool,
     /// A loads as aligned vec4s along k (configurations with k unroll 4).
     pub vec_a: bool,
-    /// Transposed A loads as aligned vec4s of four rows
-    /// (`Variant::reads_at4`).
+    /// Transposed A loads as aligned vec4s of four rows: the variant's
+    /// `_at` entry point (`Variant::reads_at4`).
     pub vec_at: bool,
     /// Problems come from a task table (`kernels::task_gemm`).
     pub tasks: bool,
@@ -51,7 +51,12 @@ pub fn spec(variant: Variant, layout: Layout, flags: &Flags, subgroup_size: u32)
         (false, true) => Shader::GemmF16,
         (true, true) => Shader::GemmSubgroupF16,
     };
-    let mut spec = KernelSpec::new(shader, variant.entry());
+    let entry = if flags.vec_at && variant.reads_at4() {
+        variant.entry_transposed_a()
+    } else {
+        variant.entry()
+    };
+    let mut spec = KernelSpec::new(shader, entry);
     let flag = |spec: KernelSpec, name: &'static str, on: bool| {
         if on {
             spec.with_flag(name, true)
@@ -79,7 +84,6 @@ pub fn spec(variant: Variant, layout: Layout, flags: &Flags, subgroup_size: u32)
     }
     spec = flag(spec, "VEC_B", flags.vec_b && variant.reads_b4());
     spec = flag(spec, "VEC_A", flags.vec_a && variant.reads_a4());
-    spec = flag(spec, "VEC_AT", flags.vec_at && variant.reads_at4());
     match variant.config().map(|c| c.share) {
         Some(Share::Broadcast | Share::Shuffle) => spec.with("SG", subgroup_size),
         Some(Share::Uniform) => spec.with("RB_WG", variant.rb_width()),
@@ -161,7 +165,7 @@ pub fn specs() -> Vec<KernelSpec> {
                     vec_options.push((true, !layout.trans_b() && variant.reads_b4()));
                 }
                 // Transposed A as vec4s of rows (the `vec_a` slot means
-                // VEC_AT where A is transposed).
+                // the `_at` entry where A is transposed).
                 if variant.reads_at4() && layout.trans_a() {
                     vec_options.push((true, !layout.trans_b()));
                 }
@@ -349,7 +353,7 @@ pub(crate) struct Launch<'t> {
     pub vec_b: bool,
     /// A is stored with k contiguous and 4-aligned rows (VEC_A).
     pub vec_a: bool,
-    /// A is stored K×M with M and its rows 4-aligned (VEC_AT).
+    /// A is stored K×M with M and its rows 4-aligned (the `_at` entry).
     pub vec_at: bool,
     /// The grid covers grid_m × grid_n outputs per z (the largest task).
     pub grid_m: usize,

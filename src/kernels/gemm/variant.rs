@@ -127,9 +127,20 @@ impl Variant {
     }
 
     /// Whether this variant can read a transposed A as vec4s of four rows
-    /// at one k (VEC_AT: subgroup broadcast with k unroll 4).
+    /// at one k (its `_at` entry point: subgroup broadcast with k unroll 4).
     pub fn reads_at4(self) -> bool {
-        matches!(self, Variant::Family(c) if c.k_unroll == 4 && c.share == Share::Broadcast)
+        matches!(self, Variant::Family(c) if c.reads_transposed_a4())
+    }
+
+    /// The `_at` twin's entry point (the plain entry where there is none).
+    pub fn entry_transposed_a(self) -> &'static str {
+        match self {
+            Variant::Family(c) if c.reads_transposed_a4() => transposed_entry_names()
+                .get(&c)
+                .copied()
+                .unwrap_or("gemm_naive"),
+            v => v.entry(),
+        }
     }
 
     /// Whether this variant reads B as vec4s (the register configurations).
@@ -173,6 +184,21 @@ fn entry_names() -> &'static HashMap<Config, &'static str> {
             .into_iter()
             .map(|c| {
                 let name: &'static str = Box::leak(c.entry().into_boxed_str());
+                (c, name)
+            })
+            .collect()
+    })
+}
+
+/// The `_at` entry-point names, built once like [`entry_names`].
+fn transposed_entry_names() -> &'static HashMap<Config, &'static str> {
+    static NAMES: OnceLock<HashMap<Config, &'static str>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        search_space()
+            .into_iter()
+            .filter(Config::reads_transposed_a4)
+            .map(|c| {
+                let name: &'static str = Box::leak(c.entry_transposed_a().into_boxed_str());
                 (c, name)
             })
             .collect()
