@@ -378,7 +378,7 @@ pub fn gemm_variant(ctx: &GpuContext, layout: Layout, shape: GemmShape) -> Resul
 fn tuned_variant(ctx: &GpuContext, layout: Layout, shape: GemmShape) -> Result<Variant> {
     let settings = settings();
     if !settings.enabled || shape.flops() < UNTIMED_FLOPS {
-        return Ok(default_variant(ctx));
+        return Ok(large_problem_lead(ctx, shape).unwrap_or_else(|| default_variant(ctx)));
     }
     let key = (AdapterKey::of(ctx), layout, ShapeClass::of(shape));
     let notice = |event| TuningNotice {
@@ -399,7 +399,11 @@ fn tuned_variant(ctx: &GpuContext, layout: Layout, shape: GemmShape) -> Result<V
             }
         }
         if t.spent.as_secs_f64() >= settings.total_budget_s {
-            let variant = nearest_tuned(&t, &key).unwrap_or_else(|| default_variant(ctx));
+            // Past the budget: a large problem takes its lead, anything
+            // else the nearest measured class's choice.
+            let variant = large_problem_lead(ctx, shape)
+                .or_else(|| nearest_tuned(&t, &key))
+                .unwrap_or_else(|| default_variant(ctx));
             t.entries.insert(
                 key.clone(),
                 Entry {
