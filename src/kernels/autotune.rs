@@ -835,7 +835,7 @@ fn prior(ctx: &GpuContext) -> Vec<Variant> {
 }
 
 /// Problems from this many flops up (a 256×1024×512 product) lead with
-/// [`LARGE_PROBLEM_LEAD`] on CPU adapters with subgroups: the largest
+/// `sgb:32x2k4` on CPU adapters with subgroups: the largest
 /// members are the fastest there (docs/benchmarks.md) but cost the driver
 /// about twice the compile, which only a large problem repays on its first
 /// steps (the class budget rarely times a second candidate after a slow
